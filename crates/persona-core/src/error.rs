@@ -1,0 +1,52 @@
+//! Error vocabulary shared by the stages.
+
+use serde::Serialize;
+
+/// Who is at fault for an error, and so whether a retry can help.
+///
+/// Stages classify their errors with this so that the API layer picks an HTTP status and a
+/// client (or the scheduler) knows whether retrying makes sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The input was wrong; retrying the same input fails the same way.
+    User,
+    /// Something outside persona (disk, network, a broker) failed; a retry may succeed.
+    External,
+    /// A bug or broken invariant inside persona.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Whether retrying the same request can succeed.
+    pub fn retryable(self) -> bool {
+        matches!(self, ErrorKind::External)
+    }
+}
+
+/// One problem with one field of one message, as reported to clients.
+///
+/// `index` is the message's position in a batch (0 for single-message calls, the line
+/// number minus one for imports); `field` is a dotted path such as `properties.revenue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub index: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(index: usize, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            index,
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "message {}: `{}` {}", self.index, self.field, self.reason)
+    }
+}

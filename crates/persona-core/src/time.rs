@@ -1,0 +1,65 @@
+//! Timestamp parsing and formatting as Segment's API accepts and emits them.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+
+/// Parses an ISO-8601 timestamp as sent by Segment SDKs.
+///
+/// Accepts RFC 3339 with any offset (`2024-05-01T10:00:00.123Z`, `...+02:00`), and, as
+/// Segment does, a date-time without offset or a bare date, both read as UTC. Anything
+/// else is an error whose text can be shown to the client.
+pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+            return Ok(t.and_utc());
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+    }
+    Err(format!(
+        "is not an ISO-8601 timestamp (expected e.g. 2024-05-01T10:00:00.000Z), got {s:?}"
+    ))
+}
+
+/// Formats a timestamp the way persona stores and returns them: RFC 3339, UTC, milliseconds.
+pub fn format_timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_the_forms_sdks_send() {
+        let want = parse_timestamp("2024-05-01T10:00:00Z").unwrap();
+        for s in [
+            "2024-05-01T10:00:00.000Z",
+            "2024-05-01T12:00:00+02:00",
+            "2024-05-01T10:00:00",
+            "2024-05-01 10:00:00",
+        ] {
+            assert_eq!(parse_timestamp(s).unwrap(), want, "{s}");
+        }
+        assert!(parse_timestamp("2024-05-01").is_ok());
+    }
+
+    #[test]
+    fn rejects_garbage_with_the_value_in_the_reason() {
+        let e = parse_timestamp("yesterday").unwrap_err();
+        assert!(e.contains("yesterday"), "{e}");
+        assert!(parse_timestamp("2024-13-01T00:00:00Z").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn format_then_parse_round_trips(ms in 0i64..4_102_444_800_000) {
+            let t = DateTime::<Utc>::from_timestamp_millis(ms).unwrap();
+            prop_assert_eq!(parse_timestamp(&format_timestamp(t)).unwrap(), t);
+        }
+    }
+}

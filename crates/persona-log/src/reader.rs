@@ -1,0 +1,172 @@
+//! Sequential reading of the log from any retained offset.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::LogError;
+use crate::record::{self, HEADER_LEN};
+use crate::segment::{self, ReadStop, SegmentFile};
+use crate::writer::Shared;
+
+/// One record as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub offset: u64,
+    pub payload: Vec<u8>,
+}
+
+/// A cursor over the log.
+///
+/// A reader made by [`crate::EventLog::reader`] never passes the last durable record. A
+/// reader made by [`LogReader::open_dir`] (another process, e.g. a test or an offline tool)
+/// stops at the last whole record it finds.
+pub struct LogReader {
+    dir: PathBuf,
+    live: Option<Arc<Shared>>,
+    next: u64,
+    cursor: Option<Cursor>,
+    payload: Vec<u8>,
+}
+
+struct Cursor {
+    reader: BufReader<File>,
+    /// Byte position of `LogReader::next` in the file.
+    pos: u64,
+    path: PathBuf,
+}
+
+impl LogReader {
+    pub(crate) fn live(shared: Arc<Shared>) -> Result<Self, LogError> {
+        let mut r = Self::new(shared.dir.clone(), Some(shared));
+        r.next = r.first_offset()?;
+        Ok(r)
+    }
+
+    /// A reader over the log in `dir`, written by this or another process, from its start.
+    pub fn open_dir(dir: impl AsRef<Path>) -> Result<Self, LogError> {
+        let mut r = Self::new(dir.as_ref().to_path_buf(), None);
+        r.next = r.first_offset()?;
+        Ok(r)
+    }
+
+    fn new(dir: PathBuf, live: Option<Arc<Shared>>) -> Self {
+        LogReader {
+            dir,
+            live,
+            next: 0,
+            cursor: None,
+            payload: Vec::new(),
+        }
+    }
+
+    fn first_offset(&self) -> Result<u64, LogError> {
+        Ok(segment::list_segments(&self.dir)?.first().map_or(0, |s| s.base))
+    }
+
+    /// The offset the next read returns first.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Moves the cursor so the next read starts at `offset`.
+    pub fn seek(&mut self, offset: u64) {
+        if offset != self.next {
+            self.next = offset;
+            self.cursor = None;
+        }
+    }
+
+    /// Reads up to `max_records` records, or fewer when the end is reached. An empty result
+    /// means there is nothing more to read now.
+    pub fn read_batch(&mut self, max_records: usize) -> Result<Vec<Record>, LogError> {
+        let limit = self.live.as_ref().map_or(u64::MAX, |s| s.committed());
+        let mut out = Vec::new();
+        while out.len() < max_records && self.next < limit {
+            if self.cursor.is_none() {
+                match self.open_cursor()? {
+                    Some(c) => self.cursor = Some(c),
+                    None => break,
+                }
+            }
+            let cursor = self.cursor.as_mut().expect("opened above");
+            match segment::read_record(&mut cursor.reader, &mut self.payload, self.next) {
+                Ok(()) => {
+                    cursor.pos += (HEADER_LEN + self.payload.len()) as u64;
+                    out.push(Record {
+                        offset: self.next,
+                        payload: std::mem::take(&mut self.payload),
+                    });
+                    self.next += 1;
+                }
+                Err(ReadStop::Io(e)) => return Err(LogError::io(&cursor.path, e)),
+                Err(stop) => {
+                    // The end of this segment, or of what has been written so far. If the
+                    // next segment starts here, continue there; otherwise we are at the end.
+                    let path = cursor.path.clone();
+                    let pos = cursor.pos;
+                    if self.segment_starting_at(self.next)?.is_some() {
+                        self.cursor = None;
+                        continue;
+                    }
+                    if let ReadStop::Bad(why) = stop
+                        && self.live.is_some()
+                    {
+                        return Err(LogError::Corrupt(format!(
+                            "{} at byte {pos}: {why}",
+                            path.display()
+                        )));
+                    }
+                    let c = self.cursor.as_mut().expect("still open");
+                    c.reader
+                        .seek(SeekFrom::Start(pos))
+                        .map_err(|e| LogError::io(&path, e))?;
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn segment_starting_at(&self, offset: u64) -> Result<Option<SegmentFile>, LogError> {
+        Ok(segment::list_segments(&self.dir)?
+            .into_iter()
+            .find(|s| s.base == offset))
+    }
+
+    /// Opens the segment holding `self.next` and skips to it, reading only headers.
+    fn open_cursor(&self) -> Result<Option<Cursor>, LogError> {
+        let segments = segment::list_segments(&self.dir)?;
+        let Some(seg) = segments.iter().rev().find(|s| s.base <= self.next) else {
+            return match segments.first() {
+                Some(first) => Err(LogError::Corrupt(format!(
+                    "offset {} was deleted by retention; the oldest retained is {}",
+                    self.next, first.base
+                ))),
+                None => Ok(None),
+            };
+        };
+        let file = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
+        let mut reader = BufReader::with_capacity(256 << 10, file);
+        let mut pos = 0u64;
+        let mut offset = seg.base;
+        let mut h = [0u8; HEADER_LEN];
+        while offset < self.next {
+            if reader.read_exact(&mut h).is_err() {
+                return Ok(None); // the record is not (completely) written yet
+            }
+            let header = record::parse_header(&h);
+            reader
+                .seek_relative(header.len as i64)
+                .map_err(|e| LogError::io(&seg.path, e))?;
+            pos += (HEADER_LEN as u64) + header.len as u64;
+            offset += 1;
+        }
+        Ok(Some(Cursor {
+            reader,
+            pos,
+            path: seg.path.clone(),
+        }))
+    }
+}

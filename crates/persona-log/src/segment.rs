@@ -1,0 +1,210 @@
+//! Segment files: naming, listing, scanning and tail recovery.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::LogError;
+use crate::record::{self, HEADER_LEN, MAX_PAYLOAD};
+
+const SUFFIX: &str = ".log";
+
+/// A segment file and the offset of its first record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SegmentFile {
+    pub base: u64,
+    pub path: PathBuf,
+}
+
+pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}{SUFFIX}"))
+}
+
+/// The segments in `dir`, oldest first. Files not named like segments are ignored.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, LogError> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| LogError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| LogError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(stem) = name.strip_suffix(SUFFIX) else {
+            continue;
+        };
+        if stem.len() != 20 {
+            continue;
+        }
+        if let Ok(base) = stem.parse::<u64>() {
+            out.push(SegmentFile {
+                base,
+                path: entry.path(),
+            });
+        }
+    }
+    out.sort_by_key(|s| s.base);
+    Ok(out)
+}
+
+/// What a sequential read of one segment found.
+#[derive(Debug, Clone)]
+pub(crate) struct Scan {
+    /// Offset after the last whole record.
+    pub next_offset: u64,
+    /// Byte length of the whole records.
+    pub valid_len: u64,
+    /// Byte length of the file.
+    pub file_len: u64,
+    /// Why the scan stopped before the end of the file, if it did.
+    pub problem: Option<String>,
+}
+
+/// Reads a segment from the start and stops at the first record that is incomplete, fails
+/// its CRC, or does not carry the next expected offset.
+pub(crate) fn scan(seg: &SegmentFile) -> Result<Scan, LogError> {
+    let file = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| LogError::io(&seg.path, e))?
+        .len();
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut pos = 0u64;
+    let mut next = seg.base;
+    let mut payload = Vec::new();
+    let problem = loop {
+        if pos == file_len {
+            break None;
+        }
+        match read_record(&mut r, &mut payload, next) {
+            Ok(()) => {
+                pos += (HEADER_LEN + payload.len()) as u64;
+                next += 1;
+            }
+            Err(ReadStop::Eof) => break Some(format!("incomplete record at byte {pos}")),
+            Err(ReadStop::Bad(why)) => break Some(format!("{why} at byte {pos}")),
+            Err(ReadStop::Io(e)) => return Err(LogError::io(&seg.path, e)),
+        }
+    };
+    Ok(Scan {
+        next_offset: next,
+        valid_len: pos,
+        file_len,
+        problem,
+    })
+}
+
+pub(crate) enum ReadStop {
+    /// The file ends inside this record.
+    Eof,
+    /// The record is not valid.
+    Bad(String),
+    Io(std::io::Error),
+}
+
+/// Reads one record into `payload`, checking its CRC and that it carries `expected` offset.
+pub(crate) fn read_record(
+    r: &mut impl Read,
+    payload: &mut Vec<u8>,
+    expected: u64,
+) -> Result<(), ReadStop> {
+    let mut h = [0u8; HEADER_LEN];
+    read_exact(r, &mut h)?;
+    let h = record::parse_header(&h);
+    if h.len > MAX_PAYLOAD {
+        return Err(ReadStop::Bad(format!("implausible record length {}", h.len)));
+    }
+    payload.resize(h.len as usize, 0);
+    read_exact(r, payload)?;
+    if !record::checksum_ok(&h, payload) {
+        return Err(ReadStop::Bad("CRC mismatch".into()));
+    }
+    if h.offset != expected {
+        return Err(ReadStop::Bad(format!(
+            "record carries offset {} where {expected} was expected",
+            h.offset
+        )));
+    }
+    Ok(())
+}
+
+fn read_exact(r: &mut impl Read, buf: &mut [u8]) -> Result<(), ReadStop> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => ReadStop::Eof,
+        _ => ReadStop::Io(e),
+    })
+}
+
+/// What opening the log found at the end of its last segment.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecoveryReport {
+    /// The segment that was checked (the newest one).
+    pub segment: Option<PathBuf>,
+    /// Whole records found in it, all kept.
+    pub kept_records: u64,
+    /// Bytes after the last whole record that were cut off.
+    pub dropped_bytes: u64,
+    /// Why they were cut off.
+    pub reason: Option<String>,
+    /// Where the cut-off bytes were saved, so nothing is destroyed unseen.
+    pub quarantined: Option<PathBuf>,
+}
+
+impl RecoveryReport {
+    pub fn dropped_anything(&self) -> bool {
+        self.dropped_bytes > 0
+    }
+}
+
+/// Checks the last segment and cuts off whatever follows its last whole record.
+///
+/// A crash can leave a partly written group commit at the tail. Nothing in it was
+/// acknowledged (acks follow the sync), so cutting it is safe; the bytes are still copied
+/// to `<segment>.torn-<n>` first, because a bad record in the *middle* of a segment would
+/// mean disk damage, and an operator should be able to look at what was cut.
+pub(crate) fn recover_tail(seg: &SegmentFile) -> Result<(Scan, RecoveryReport), LogError> {
+    let scan = scan(seg)?;
+    let mut report = RecoveryReport {
+        segment: Some(seg.path.clone()),
+        kept_records: scan.next_offset - seg.base,
+        ..Default::default()
+    };
+    if scan.valid_len < scan.file_len {
+        let quarantine = unused_path(&seg.path);
+        let mut src = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
+        src.seek(SeekFrom::Start(scan.valid_len))
+            .map_err(|e| LogError::io(&seg.path, e))?;
+        let mut tail = Vec::new();
+        src.read_to_end(&mut tail)
+            .map_err(|e| LogError::io(&seg.path, e))?;
+        let mut q = File::create(&quarantine).map_err(|e| LogError::io(&quarantine, e))?;
+        q.write_all(&tail).map_err(|e| LogError::io(&quarantine, e))?;
+        q.sync_all().map_err(|e| LogError::io(&quarantine, e))?;
+
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&seg.path)
+            .map_err(|e| LogError::io(&seg.path, e))?;
+        f.set_len(scan.valid_len)
+            .map_err(|e| LogError::io(&seg.path, e))?;
+        f.sync_all().map_err(|e| LogError::io(&seg.path, e))?;
+        report.dropped_bytes = scan.file_len - scan.valid_len;
+        report.reason = scan.problem.clone();
+        report.quarantined = Some(quarantine);
+    }
+    Ok((scan, report))
+}
+
+fn unused_path(seg: &Path) -> PathBuf {
+    (1..)
+        .map(|n| PathBuf::from(format!("{}.torn-{n}", seg.display())))
+        .find(|p| !p.exists())
+        .expect("some suffix is free")
+}
+
+/// Makes a file's creation, rename or deletion durable by syncing its directory.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io(dir, e))
+}

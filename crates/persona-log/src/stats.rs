@@ -1,0 +1,85 @@
+//! Summary of the log for `persona log stats` and monitoring.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::consumer;
+use crate::error::LogError;
+use crate::segment;
+
+/// Sizes and positions of the log and its consumers.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogStats {
+    /// Retained records: `next_offset - first_offset`.
+    pub records: u64,
+    pub segments: usize,
+    /// Bytes of all segment files.
+    pub bytes: u64,
+    /// Offset of the oldest retained record.
+    pub first_offset: u64,
+    /// Offset the next appended record will get.
+    pub next_offset: u64,
+    pub consumers: BTreeMap<String, ConsumerStats>,
+}
+
+/// One consumer's position.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerStats {
+    pub committed_offset: u64,
+    /// Records appended that the consumer has not committed yet.
+    pub lag: u64,
+}
+
+impl LogStats {
+    /// Reads the stats of the log in `dir` from its files. Safe while another process
+    /// writes: the last segment is scanned up to its last whole record.
+    pub fn read(dir: impl AsRef<Path>) -> Result<Self, LogError> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(LogError::io(
+                dir,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no event log here"),
+            ));
+        }
+        let segments = segment::list_segments(dir)?;
+        let next = match segments.last() {
+            Some(last) => segment::scan(last)?.next_offset,
+            None => 0,
+        };
+        Self::collect(dir, next)
+    }
+
+    pub(crate) fn collect(dir: &Path, next_offset: u64) -> Result<Self, LogError> {
+        let segments = segment::list_segments(dir)?;
+        let mut bytes = 0;
+        for s in &segments {
+            bytes += std::fs::metadata(&s.path)
+                .map_err(|e| LogError::io(&s.path, e))?
+                .len();
+        }
+        let first_offset = segments.first().map_or(0, |s| s.base);
+        let consumers = consumer::read_all(&dir.join("consumers"))?
+            .into_iter()
+            .map(|(name, committed_offset)| {
+                let lag = next_offset.saturating_sub(committed_offset);
+                (
+                    name,
+                    ConsumerStats {
+                        committed_offset,
+                        lag,
+                    },
+                )
+            })
+            .collect();
+        Ok(LogStats {
+            records: next_offset - first_offset,
+            segments: segments.len(),
+            bytes,
+            first_offset,
+            next_offset,
+            consumers,
+        })
+    }
+}

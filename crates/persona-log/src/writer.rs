@@ -1,0 +1,381 @@
+//! The writing side of the log: one thread, group commit, durable acknowledgements.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+
+use crate::config::LogConfig;
+use crate::consumer::Consumers;
+use crate::error::{AppendError, LogError};
+use crate::reader::LogReader;
+use crate::record::{self, HEADER_LEN};
+use crate::retention::{self, RetentionReport};
+use crate::segment::{self, RecoveryReport, SegmentFile};
+use crate::stats::LogStats;
+
+/// Told about every group commit, e.g. to feed metrics.
+pub trait CommitObserver: Send + Sync + 'static {
+    /// `records` and `bytes` were made durable by one sync that took `sync`.
+    fn on_commit(&self, records: u64, bytes: u64, sync: Duration);
+}
+
+/// An observer that ignores commits.
+impl CommitObserver for () {
+    fn on_commit(&self, _: u64, _: u64, _: Duration) {}
+}
+
+/// State shared by the writer thread, readers and maintenance in this process.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub config: LogConfig,
+    /// Offset after the last durable record. Readers in this process never pass it.
+    pub committed: AtomicU64,
+    /// Set once a write or sync fails; the log then refuses appends until reopened.
+    pub failure: Mutex<Option<String>>,
+    pub consumers: Consumers,
+}
+
+impl Shared {
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+}
+
+struct Request {
+    payloads: Vec<Vec<u8>>,
+    reply: oneshot::Sender<Result<Range<u64>, AppendError>>,
+    /// Queue space held until the request is answered: this is what bounds memory.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The embedded event log, open for writing by this process.
+///
+/// Opening takes the folder's `LOCK` file, so a second process (a second server, or an
+/// import while the server runs) gets [`LogError::Locked`] instead of corrupting it.
+pub struct EventLog {
+    shared: Arc<Shared>,
+    tx: Option<mpsc::UnboundedSender<Request>>,
+    queue: Arc<Semaphore>,
+    thread: Option<JoinHandle<()>>,
+    _lock: File,
+}
+
+impl EventLog {
+    /// Opens (or creates) the log in `dir`, recovering a torn tail.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        observer: Arc<dyn CommitObserver>,
+    ) -> Result<(Self, RecoveryReport), LogError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+        let lock_path = dir.join("LOCK");
+        let lock = File::create(&lock_path).map_err(|e| LogError::io(&lock_path, e))?;
+        if lock.try_lock().is_err() {
+            return Err(LogError::Locked(dir));
+        }
+
+        let mut segments = segment::list_segments(&dir)?;
+        if segments.is_empty() {
+            let first = SegmentFile {
+                base: 0,
+                path: segment::segment_path(&dir, 0),
+            };
+            File::create(&first.path).map_err(|e| LogError::io(&first.path, e))?;
+            segment::sync_dir(&dir)?;
+            segments.push(first);
+        }
+        let last = segments.last().expect("at least one segment").clone();
+        let (scan, report) = segment::recover_tail(&last)?;
+        if report.dropped_anything() {
+            tracing::warn!(
+                segment = %last.path.display(),
+                dropped_bytes = report.dropped_bytes,
+                reason = report.reason.as_deref().unwrap_or(""),
+                "cut a torn write off the log's tail"
+            );
+        }
+
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&last.path)
+            .map_err(|e| LogError::io(&last.path, e))?;
+        let shared = Arc::new(Shared {
+            consumers: Consumers::open(&dir)?,
+            dir,
+            committed: AtomicU64::new(scan.next_offset),
+            failure: Mutex::new(None),
+            config,
+        });
+        let writer = Writer {
+            shared: shared.clone(),
+            file,
+            segment_base: last.base,
+            segment_len: scan.valid_len,
+            next_offset: scan.next_offset,
+            buf: Vec::new(),
+            observer,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("persona-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| LogError::io(&shared.dir, e))?;
+        let queue = Arc::new(Semaphore::new(shared.config.max_queue_bytes));
+        Ok((
+            EventLog {
+                shared,
+                tx: Some(tx),
+                queue,
+                thread: Some(thread),
+                _lock: lock,
+            },
+            report,
+        ))
+    }
+
+    /// Appends records and returns their offsets once they are durable on disk.
+    ///
+    /// Concurrent appends share one sync. When the queue is full for longer than
+    /// [`LogConfig::queue_wait`] the append is refused with [`AppendError::Overloaded`]
+    /// instead of waiting without bound.
+    pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>, AppendError> {
+        if let Some(why) = self.failure() {
+            return Err(AppendError::Failed(why));
+        }
+        if payloads.is_empty() {
+            let at = self.shared.committed();
+            return Ok(at..at);
+        }
+        let bytes: usize = payloads.iter().map(|p| p.len() + HEADER_LEN).sum();
+        let limit = self.shared.config.max_queue_bytes;
+        if bytes > limit {
+            return Err(AppendError::TooLarge { bytes, limit });
+        }
+        let wait = self.shared.config.queue_wait;
+        let permit =
+            match tokio::time::timeout(wait, self.queue.clone().acquire_many_owned(bytes as u32))
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(AppendError::Closed),
+                Err(_) => {
+                    return Err(AppendError::Overloaded {
+                        retry_after: Duration::from_secs(1),
+                    });
+                }
+            };
+        let (reply, answer) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or(AppendError::Closed)?;
+        tx.send(Request {
+            payloads,
+            reply,
+            _permit: permit,
+        })
+        .map_err(|_| AppendError::Closed)?;
+        answer.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Offset after the last durable record.
+    pub fn next_offset(&self) -> u64 {
+        self.shared.committed()
+    }
+
+    /// The reason the log stopped accepting appends, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().unwrap().clone()
+    }
+
+    /// Share of the append queue in use, 0.0 to 1.0: how close the log is to refusing.
+    pub fn queue_fill(&self) -> f64 {
+        let max = self.shared.config.max_queue_bytes as f64;
+        1.0 - self.queue.available_permits() as f64 / max
+    }
+
+    /// A reader over the durable records, starting at the oldest retained one.
+    pub fn reader(&self) -> Result<LogReader, LogError> {
+        LogReader::live(self.shared.clone())
+    }
+
+    /// The consumers' committed offsets.
+    pub fn consumers(&self) -> &Consumers {
+        &self.shared.consumers
+    }
+
+    /// Registers a consumer (idempotent) and returns its committed offset: where it starts
+    /// reading. A new consumer starts at the oldest retained record.
+    pub fn register_consumer(&self, name: &str) -> Result<u64, LogError> {
+        let first = self.first_offset()?;
+        self.shared.consumers.register(name, first)
+    }
+
+    /// Records that consumer `name` has processed everything before `offset`.
+    pub fn commit(&self, name: &str, offset: u64) -> Result<(), LogError> {
+        let next_offset = self.next_offset();
+        if offset > next_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                next_offset,
+            });
+        }
+        self.shared.consumers.commit(name, offset)
+    }
+
+    /// Offset of the oldest retained record.
+    pub fn first_offset(&self) -> Result<u64, LogError> {
+        Ok(segment::list_segments(&self.shared.dir)?
+            .first()
+            .map_or(0, |s| s.base))
+    }
+
+    /// Sizes, offsets and consumer positions.
+    pub fn stats(&self) -> Result<LogStats, LogError> {
+        LogStats::collect(&self.shared.dir, self.next_offset())
+    }
+
+    /// Deletes closed segments as the retention policy allows. Blocking file I/O.
+    pub fn enforce_retention(&self) -> Result<RetentionReport, LogError> {
+        retention::enforce(&self.shared)
+    }
+
+    /// The folder holding the log.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish what it holds and exit.
+        self.tx.take();
+        self.queue.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The writer thread's state: the active segment and the next offset to assign.
+struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    segment_base: u64,
+    segment_len: u64,
+    next_offset: u64,
+    buf: Vec<u8>,
+    observer: Arc<dyn CommitObserver>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let max_group = self.shared.config.max_group_bytes;
+        while let Some(first) = rx.blocking_recv() {
+            // Everything that queued up while the previous sync ran goes into this one.
+            let mut group = vec![first];
+            let mut bytes = group_bytes(&group[0]);
+            while bytes < max_group {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        bytes += group_bytes(&r);
+                        group.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let outcome = self.commit(&group);
+            match outcome {
+                Ok(ranges) => {
+                    for (r, range) in group.into_iter().zip(ranges) {
+                        let _ = r.reply.send(Ok(range));
+                    }
+                }
+                Err(why) => {
+                    for r in group {
+                        let _ = r.reply.send(Err(AppendError::Failed(why.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes and syncs one group; returns each request's offsets.
+    fn commit(&mut self, group: &[Request]) -> Result<Vec<Range<u64>>, String> {
+        if let Some(why) = self.shared.failure.lock().unwrap().clone() {
+            return Err(why);
+        }
+        if self.segment_len >= self.shared.config.segment_bytes {
+            self.roll().map_err(|e| self.fail(e.to_string()))?;
+        }
+        self.buf.clear();
+        let mut offset = self.next_offset;
+        let mut ranges = Vec::with_capacity(group.len());
+        for r in group {
+            let start = offset;
+            for p in &r.payloads {
+                record::encode(&mut self.buf, offset, p);
+                offset += 1;
+            }
+            ranges.push(start..offset);
+        }
+        if let Err(e) = self.file.write_all(&self.buf) {
+            // Nothing was acknowledged; put the file back as it was so the next group
+            // does not land after a partial record.
+            if let Err(e2) = self.file.set_len(self.segment_len) {
+                return Err(self.fail(format!("write failed ({e}) and could not be undone ({e2})")));
+            }
+            return Err(format!("write failed: {e}"));
+        }
+        let started = Instant::now();
+        if let Err(e) = self.file.sync_data() {
+            return Err(self.fail(format!("fdatasync failed: {e}")));
+        }
+        let sync = started.elapsed();
+        self.segment_len += self.buf.len() as u64;
+        let records = offset - self.next_offset;
+        self.next_offset = offset;
+        self.shared.committed.store(offset, Ordering::Release);
+        self.observer
+            .on_commit(records, self.buf.len() as u64, sync);
+        if self.buf.capacity() > 4 * self.shared.config.max_group_bytes {
+            self.buf = Vec::new(); // do not keep a huge buffer after one burst
+        }
+        Ok(ranges)
+    }
+
+    /// Closes the active segment and starts a new one at the next offset.
+    fn roll(&mut self) -> Result<(), LogError> {
+        let path = segment::segment_path(&self.shared.dir, self.next_offset);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| LogError::io(&path, e))?;
+        segment::sync_dir(&self.shared.dir)?;
+        tracing::debug!(segment = %path.display(), "rolled to a new log segment");
+        self.file = file;
+        self.segment_base = self.next_offset;
+        self.segment_len = 0;
+        Ok(())
+    }
+
+    fn fail(&self, why: String) -> String {
+        tracing::error!(
+            reason = %why,
+            segment_base = self.segment_base,
+            "event log failed; refusing appends until restarted"
+        );
+        *self.shared.failure.lock().unwrap() = Some(why.clone());
+        why
+    }
+}
+
+fn group_bytes(r: &Request) -> usize {
+    r.payloads.iter().map(|p| p.len() + HEADER_LEN).sum()
+}

@@ -1,0 +1,247 @@
+//! Behaviour of the embedded log as its users see it: durable appends, recovery, segments,
+//! consumers and retention, on real files.
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::sync::Arc;
+
+use persona_log::{EventLog, LogConfig, LogError, LogReader, LogStats, RetentionPolicy};
+
+fn open(dir: &std::path::Path, config: LogConfig) -> EventLog {
+    EventLog::open(dir, config, Arc::new(())).unwrap().0
+}
+
+fn payload(i: usize) -> Vec<u8> {
+    format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 50)).into_bytes()
+}
+
+fn read_all(reader: &mut LogReader) -> Vec<persona_log::Record> {
+    let mut out = Vec::new();
+    loop {
+        let batch = reader.read_batch(1000).unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_get_distinct_durable_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), LogConfig::default()));
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ranges = Vec::new();
+            for i in 0..20 {
+                let batch = (0..3).map(|j| payload(t * 1000 + i * 10 + j)).collect();
+                ranges.push(log.append(batch).await.unwrap());
+            }
+            ranges
+        }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        for r in t.await.unwrap() {
+            assert_eq!(r.end - r.start, 3);
+            for o in r {
+                assert!(seen.insert(o), "offset {o} handed out twice");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 32 * 20 * 3);
+    assert_eq!(log.next_offset(), 1920);
+    let records = read_all(&mut log.reader().unwrap());
+    assert_eq!(records.len(), 1920);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.offset, i as u64);
+    }
+}
+
+#[tokio::test]
+async fn records_survive_reopen_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), LogConfig::default());
+        log.append((0..10).map(payload).collect()).await.unwrap();
+    }
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.next_offset(), 10);
+    let r = log.append(vec![payload(10)]).await.unwrap();
+    assert_eq!(r, 10..11);
+    let got: Vec<_> = read_all(&mut log.reader().unwrap())
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
+    let want: Vec<_> = (0..11).map(payload).collect();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_and_every_whole_record_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), LogConfig::default());
+        for i in 0..5 {
+            log.append(vec![payload(i)]).await.unwrap();
+        }
+    }
+    let seg = dir.path().join(format!("{:020}.log", 0));
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // Cut the last record in half, as a crash in the middle of a write would.
+    let last_len = (16 + payload(4).len()) as u64;
+    let cut = len - last_len / 2;
+    OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut).unwrap();
+
+    let (log, report) = EventLog::open(dir.path(), LogConfig::default(), Arc::new(())).unwrap();
+    assert_eq!(report.kept_records, 4);
+    assert_eq!(report.dropped_bytes, cut - (len - last_len));
+    assert!(report.reason.as_deref().unwrap().contains("incomplete record"));
+    let q = report.quarantined.expect("cut bytes are kept aside");
+    assert_eq!(std::fs::metadata(q).unwrap().len(), report.dropped_bytes);
+    assert_eq!(log.next_offset(), 4);
+    assert_eq!(log.append(vec![payload(99)]).await.unwrap(), 4..5);
+    let records = read_all(&mut log.reader().unwrap());
+    assert_eq!(records.len(), 5);
+    assert_eq!(records[4].payload, payload(99));
+}
+
+#[tokio::test]
+async fn a_corrupted_tail_record_is_detected_by_its_crc() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), LogConfig::default());
+        log.append((0..3).map(payload).collect()).await.unwrap();
+    }
+    let seg = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let n = bytes.len();
+    bytes[n - 2] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    let (log, report) = EventLog::open(dir.path(), LogConfig::default(), Arc::new(())).unwrap();
+    assert_eq!(report.kept_records, 2);
+    assert!(report.reason.unwrap().contains("CRC"));
+    assert_eq!(log.next_offset(), 2);
+}
+
+#[tokio::test]
+async fn segments_roll_and_readers_cross_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 1000,
+        ..Default::default()
+    };
+    let log = open(dir.path(), config.clone());
+    for i in 0..100 {
+        log.append(vec![payload(i)]).await.unwrap();
+    }
+    let stats = log.stats().unwrap();
+    assert!(stats.segments > 5, "{stats:?}");
+    assert_eq!(stats.records, 100);
+    assert_eq!((stats.first_offset, stats.next_offset), (0, 100));
+
+    let mut reader = log.reader().unwrap();
+    reader.seek(37);
+    let records = read_all(&mut reader);
+    assert_eq!(records.first().unwrap().offset, 37);
+    assert_eq!(records.len(), 63);
+    assert_eq!(records[10].payload, payload(47));
+
+    // Another process reading the same files sees the same records.
+    let offline = read_all(&mut LogReader::open_dir(dir.path()).unwrap());
+    assert_eq!(offline.len(), 100);
+    drop(log);
+    let reopened = LogStats::read(dir.path()).unwrap();
+    assert_eq!(reopened.next_offset, 100);
+    assert_eq!(reopened.segments, stats.segments);
+}
+
+#[tokio::test]
+async fn a_live_reader_sees_new_records_after_catching_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    let mut reader = log.reader().unwrap();
+    assert!(reader.read_batch(10).unwrap().is_empty());
+    log.append(vec![payload(1), payload(2)]).await.unwrap();
+    assert_eq!(reader.read_batch(10).unwrap().len(), 2);
+    assert!(reader.read_batch(10).unwrap().is_empty());
+    log.append(vec![payload(3)]).await.unwrap();
+    assert_eq!(reader.read_batch(10).unwrap()[0].payload, payload(3));
+}
+
+#[tokio::test]
+async fn retention_never_deletes_what_a_consumer_has_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 500,
+        retention: RetentionPolicy {
+            max_bytes: Some(0),
+            max_age: None,
+        },
+        ..Default::default()
+    };
+    let log = open(dir.path(), config);
+    assert_eq!(log.register_consumer("processor").unwrap(), 0);
+    for i in 0..60 {
+        log.append(vec![payload(i)]).await.unwrap();
+    }
+    let before = log.stats().unwrap();
+    let report = log.enforce_retention().unwrap();
+    assert!(report.deleted_segments.is_empty());
+    assert_eq!(report.held_for_consumers, 1);
+
+    log.commit("processor", 30).unwrap();
+    let report = log.enforce_retention().unwrap();
+    assert!(!report.deleted_segments.is_empty());
+    let after = log.stats().unwrap();
+    assert!(after.first_offset <= 30 && after.first_offset > 0, "{after:?}");
+    assert!(after.segments < before.segments);
+    // Everything from the committed offset on is still readable.
+    let mut reader = log.reader().unwrap();
+    reader.seek(30);
+    assert_eq!(read_all(&mut reader).len(), 30);
+
+    assert!(matches!(
+        log.commit("processor", 61),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[tokio::test]
+async fn committed_offsets_survive_reopen_and_show_in_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), LogConfig::default());
+        log.append((0..8).map(payload).collect()).await.unwrap();
+        log.register_consumer("lake").unwrap();
+        log.commit("lake", 5).unwrap();
+        assert!(log.register_consumer("bad/name").is_err());
+    }
+    let stats = LogStats::read(dir.path()).unwrap();
+    assert_eq!(stats.consumers["lake"].committed_offset, 5);
+    assert_eq!(stats.consumers["lake"].lag, 3);
+    let log = open(dir.path(), LogConfig::default());
+    assert_eq!(log.register_consumer("lake").unwrap(), 5);
+}
+
+#[tokio::test]
+async fn a_second_writer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(dir.path(), LogConfig::default());
+    let second = EventLog::open(dir.path(), LogConfig::default(), Arc::new(()));
+    assert!(matches!(second, Err(LogError::Locked(_))));
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        max_queue_bytes: 100,
+        ..Default::default()
+    };
+    let log = open(dir.path(), config);
+    let err = log.append(vec![vec![0u8; 200]]).await.unwrap_err();
+    assert!(matches!(err, persona_log::AppendError::TooLarge { .. }));
+}
