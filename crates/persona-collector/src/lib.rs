@@ -1,1 +1,115 @@
-//! placeholder
+//! The collector: persona's front door for events.
+//!
+//! It speaks the Segment HTTP Tracking API (so Segment's and RudderStack's SDKs send here
+//! unchanged), authenticates write keys, validates and normalises each message as Segment
+//! does, and answers `200 {"success":true}` only after the event log has made the messages
+//! durable. It also serves `/healthz`, `/readyz` and `/metrics`.
+//!
+//! It owns no storage: it appends to a [`persona_log::EventLog`] and knows nothing of the
+//! stages that consume it.
+
+mod body;
+pub mod config;
+pub mod error;
+mod ingest;
+pub mod metrics;
+pub mod normalize;
+mod ops;
+mod state;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use persona_core::MessageType;
+use tower_http::cors::{Any, CorsLayer};
+
+pub use config::{CollectorConfig, ConfigError, ValidCollectorConfig};
+pub use error::ApiError;
+pub use metrics::{LogMetrics, Metrics};
+pub use state::CollectorState;
+
+/// The ingestion and operational routes, ready to serve or to call with `oneshot` in tests.
+pub fn router(state: CollectorState) -> Router {
+    let mut ingest = Router::new();
+    for kind in MessageType::ALL {
+        let name = kind.as_str();
+        let handler =
+            move |State(s): State<CollectorState>, req: Request| ingest::ingest(s, Some(kind), req);
+        ingest = ingest
+            .route(&format!("/v1/{name}"), post(handler.clone()))
+            .route(&format!("/v1/{}", &name[..1]), post(handler));
+    }
+    let ingest = ingest
+        .route(
+            "/v1/batch",
+            post(|State(s): State<CollectorState>, req: Request| ingest::ingest(s, None, req)),
+        )
+        // Bodies are read with our own limits (and after gzip decoding) in `body.rs`.
+        .layer(DefaultBodyLimit::disable());
+
+    Router::new()
+        .merge(ingest)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track_latency))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        // Outermost, so preflight requests are answered before routing.
+        .layer(cors())
+}
+
+/// Browsers on any origin may send events (analytics.js runs on customers' sites).
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::CONTENT_ENCODING,
+        ])
+        .max_age(std::time::Duration::from_secs(86_400))
+}
+
+async fn track_latency(State(state): State<CollectorState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&metrics::RequestLabels {
+            path,
+            status: resp.status().as_u16(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+async fn not_found(req: Request) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+    .into_response()
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+    .into_response()
+}

@@ -47,6 +47,10 @@ impl FieldError {
 
 impl std::fmt::Display for FieldError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "message {}: `{}` {}", self.index, self.field, self.reason)
+        write!(
+            f,
+            "message {}: `{}` {}",
+            self.index, self.field, self.reason
+        )
     }
 }

@@ -62,7 +62,9 @@ impl LogReader {
     }
 
     fn first_offset(&self) -> Result<u64, LogError> {
-        Ok(segment::list_segments(&self.dir)?.first().map_or(0, |s| s.base))
+        Ok(segment::list_segments(&self.dir)?
+            .first()
+            .map_or(0, |s| s.base))
     }
 
     /// The offset the next read returns first.

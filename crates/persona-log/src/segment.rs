@@ -112,7 +112,10 @@ pub(crate) fn read_record(
     read_exact(r, &mut h)?;
     let h = record::parse_header(&h);
     if h.len > MAX_PAYLOAD {
-        return Err(ReadStop::Bad(format!("implausible record length {}", h.len)));
+        return Err(ReadStop::Bad(format!(
+            "implausible record length {}",
+            h.len
+        )));
     }
     payload.resize(h.len as usize, 0);
     read_exact(r, payload)?;
@@ -178,7 +181,8 @@ pub(crate) fn recover_tail(seg: &SegmentFile) -> Result<(Scan, RecoveryReport), 
         src.read_to_end(&mut tail)
             .map_err(|e| LogError::io(&seg.path, e))?;
         let mut q = File::create(&quarantine).map_err(|e| LogError::io(&quarantine, e))?;
-        q.write_all(&tail).map_err(|e| LogError::io(&quarantine, e))?;
+        q.write_all(&tail)
+            .map_err(|e| LogError::io(&quarantine, e))?;
         q.sync_all().map_err(|e| LogError::io(&quarantine, e))?;
 
         let f = OpenOptions::new()

@@ -93,12 +93,23 @@ async fn a_torn_tail_is_cut_and_every_whole_record_kept() {
     // Cut the last record in half, as a crash in the middle of a write would.
     let last_len = (16 + payload(4).len()) as u64;
     let cut = len - last_len / 2;
-    OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
 
     let (log, report) = EventLog::open(dir.path(), LogConfig::default(), Arc::new(())).unwrap();
     assert_eq!(report.kept_records, 4);
     assert_eq!(report.dropped_bytes, cut - (len - last_len));
-    assert!(report.reason.as_deref().unwrap().contains("incomplete record"));
+    assert!(
+        report
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("incomplete record")
+    );
     let q = report.quarantined.expect("cut bytes are kept aside");
     assert_eq!(std::fs::metadata(q).unwrap().len(), report.dropped_bytes);
     assert_eq!(log.next_offset(), 4);
@@ -196,7 +207,10 @@ async fn retention_never_deletes_what_a_consumer_has_not_committed() {
     let report = log.enforce_retention().unwrap();
     assert!(!report.deleted_segments.is_empty());
     let after = log.stats().unwrap();
-    assert!(after.first_offset <= 30 && after.first_offset > 0, "{after:?}");
+    assert!(
+        after.first_offset <= 30 && after.first_offset > 0,
+        "{after:?}"
+    );
     assert!(after.segments < before.segments);
     // Everything from the committed offset on is still readable.
     let mut reader = log.reader().unwrap();

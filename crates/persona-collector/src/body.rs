@@ -1,0 +1,79 @@
+//! Reading request bodies within the size limits, gzip included, and finding the write key.
+
+use std::io::Read;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use bytes::Bytes;
+
+use crate::error::ApiError;
+
+/// Reads the body, gunzipping it when `Content-Encoding: gzip`, and refuses (413) anything
+/// whose decoded size exceeds `limit`. Decoding stops at the limit, so a small gzip bomb
+/// cannot make the server inflate gigabytes.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::too_large(
+            "payload_too_large",
+            format!("request body exceeds the limit of {} KB", limit / 1024),
+        )
+    };
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("") | Some("identity") => Ok(raw),
+        Some("gzip") | Some("x-gzip") => {
+            let mut out = Vec::with_capacity(raw.len() * 4);
+            flate2::read::MultiGzDecoder::new(&raw[..])
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| {
+                    ApiError::new(
+                        axum::http::StatusCode::BAD_REQUEST,
+                        "invalid_encoding",
+                        format!("body is not valid gzip: {e}"),
+                    )
+                })?;
+            if out.len() > limit {
+                return Err(too_large());
+            }
+            Ok(out.into())
+        }
+        Some(other) => Err(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("Content-Encoding {other:?} is not supported; send identity or gzip"),
+        )),
+    }
+}
+
+/// The write key from HTTP Basic auth (user name, empty password), as Segment's SDKs send it.
+pub(crate) fn basic_auth_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::unauthorized("Authorization header must be Basic <base64(writeKey:)>");
+    let value = value.to_str().map_err(|_| bad())?;
+    let Some(encoded) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
+        return Err(bad());
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let user = decoded.split(':').next().unwrap_or_default();
+    Ok((!user.is_empty()).then(|| user.to_string()))
+}

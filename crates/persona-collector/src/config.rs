@@ -1,0 +1,119 @@
+//! Collector settings: checked once by [`CollectorConfig::validate`] before use.
+
+use std::collections::HashSet;
+
+/// Settings of the ingestion endpoints. Defaults are Segment's limits.
+#[derive(Debug, Clone)]
+pub struct CollectorConfig {
+    /// Write keys that may send events. At least one is required.
+    pub write_keys: Vec<String>,
+    /// Largest single message, in bytes (Segment: 32 KB).
+    pub max_message_bytes: usize,
+    /// Largest request body, in bytes, after gzip decoding (Segment: 500 KB).
+    pub max_batch_bytes: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            write_keys: Vec::new(),
+            max_message_bytes: 32 * 1024,
+            max_batch_bytes: 500 * 1024,
+        }
+    }
+}
+
+/// A configuration that passed [`CollectorConfig::validate`].
+#[derive(Debug, Clone)]
+pub struct ValidCollectorConfig {
+    pub(crate) write_keys: HashSet<String>,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_batch_bytes: usize,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("at least one write key is required")]
+    NoWriteKeys,
+    #[error("write keys must not be empty or contain ':' (it separates Basic auth fields)")]
+    BadWriteKey,
+    #[error("max_message_bytes ({message}) must be between 1 and max_batch_bytes ({batch})")]
+    BadLimits { message: usize, batch: usize },
+}
+
+impl CollectorConfig {
+    pub fn validate(self) -> Result<ValidCollectorConfig, ConfigError> {
+        if self.write_keys.is_empty() {
+            return Err(ConfigError::NoWriteKeys);
+        }
+        if self
+            .write_keys
+            .iter()
+            .any(|k| k.is_empty() || k.contains(':'))
+        {
+            return Err(ConfigError::BadWriteKey);
+        }
+        if self.max_message_bytes == 0 || self.max_message_bytes > self.max_batch_bytes {
+            return Err(ConfigError::BadLimits {
+                message: self.max_message_bytes,
+                batch: self.max_batch_bytes,
+            });
+        }
+        Ok(ValidCollectorConfig {
+            write_keys: self.write_keys.into_iter().collect(),
+            max_message_bytes: self.max_message_bytes,
+            max_batch_bytes: self.max_batch_bytes,
+        })
+    }
+}
+
+impl ValidCollectorConfig {
+    /// Whether `key` is one of the configured write keys. Compares every key in full so the
+    /// time taken does not reveal how much of a guess was right.
+    pub(crate) fn accepts(&self, key: &str) -> bool {
+        self.write_keys.iter().fold(false, |found, k| {
+            found | constant_time_eq(k.as_bytes(), key.as_bytes())
+        })
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
+    }
+
+    pub fn max_batch_bytes(&self) -> usize {
+        self.max_batch_bytes
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_rule() {
+        assert_eq!(
+            CollectorConfig::default().validate().unwrap_err(),
+            ConfigError::NoWriteKeys
+        );
+        let bad = CollectorConfig {
+            write_keys: vec!["a:b".into()],
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().unwrap_err(), ConfigError::BadWriteKey);
+        let ok = CollectorConfig {
+            write_keys: vec!["k1".into(), "k2".into()],
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        assert!(ok.accepts("k2") && !ok.accepts("k3") && !ok.accepts("k"));
+    }
+}

@@ -1,0 +1,87 @@
+//! The one error type the HTTP layer returns, rendered as
+//! `{"error":{"code","message","details"}}` with the matching status.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use persona_core::FieldError;
+use serde_json::json;
+
+/// An error answer to an HTTP request.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Vec<FieldError>,
+    pub retry_after: Option<Duration>,
+    /// Extra top-level fields, e.g. how many messages of a partial batch were stored.
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Vec::new(),
+            retry_after: None,
+            extra: None,
+        }
+    }
+
+    pub fn invalid(details: Vec<FieldError>) -> Self {
+        let message = match details.as_slice() {
+            [one] => one.to_string(),
+            many => format!(
+                "{} problems: {}",
+                many.len(),
+                many.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        };
+        ApiError {
+            details,
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_message", message)
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn too_large(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, code, message)
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>, retry: Duration) -> Self {
+        ApiError {
+            retry_after: Some(retry),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "error": {"code": self.code, "message": self.message, "details": self.details}
+        });
+        if let Some(extra) = self.extra {
+            body.as_object_mut().expect("object").extend(extra);
+        }
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1).to_string();
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&secs).expect("digits"),
+            );
+        }
+        resp
+    }
+}

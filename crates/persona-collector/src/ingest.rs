@@ -1,0 +1,300 @@
+//! The Segment-compatible ingestion handlers: `/v1/{track,identify,page,screen,group,alias}`,
+//! their one-letter short forms, and `/v1/batch`.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::Utc;
+use persona_core::time::parse_timestamp;
+use persona_core::{FieldError, MessageType};
+use persona_log::AppendError;
+use serde_json::{Map, Value, json};
+
+use crate::body::{basic_auth_key, read_body};
+use crate::error::ApiError;
+use crate::normalize::{Envelope, normalize, type_name};
+use crate::state::CollectorState;
+
+/// Handles one call of type `kind`, or a batch when `kind` is `None`.
+pub(crate) async fn ingest(
+    state: CollectorState,
+    kind: Option<MessageType>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let result = ingest_inner(&state, kind, req).await;
+    if let Err(e) = &result {
+        let reason = match e.status {
+            StatusCode::UNAUTHORIZED => Some("auth"),
+            StatusCode::PAYLOAD_TOO_LARGE => Some("too_large"),
+            StatusCode::SERVICE_UNAVAILABLE => Some("overloaded"),
+            _ if e.code == "invalid_json" => Some("invalid_json"),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            state.metrics.count_refusal(reason);
+        }
+    }
+    result
+}
+
+async fn ingest_inner(
+    state: &CollectorState,
+    kind: Option<MessageType>,
+    req: Request,
+) -> Result<Json<Value>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let header_key = basic_auth_key(&parts.headers)?;
+    let limit = match kind {
+        Some(_) => state.config.max_message_bytes,
+        None => state.config.max_batch_bytes,
+    };
+    let bytes =
+        read_body(&parts.headers, body, limit)
+            .await
+            .map_err(|e| match (e.status, kind) {
+                (StatusCode::PAYLOAD_TOO_LARGE, Some(_)) => ApiError::too_large(
+                    "message_too_large",
+                    format!("message exceeds the limit of {} KB", limit / 1024),
+                ),
+                (StatusCode::PAYLOAD_TOO_LARGE, None) => ApiError::too_large(
+                    "batch_too_large",
+                    format!("batch exceeds the limit of {} KB", limit / 1024),
+                ),
+                _ => e,
+            })?;
+    state.metrics.ingested_bytes.inc_by(bytes.len() as u64);
+    let mut body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(o)) => o,
+        Ok(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("body must be a JSON object, got {}", type_name(&other)),
+            ));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("body is not valid JSON: {e}"),
+            ));
+        }
+    };
+
+    let write_key = authenticate(state, header_key, &mut body)?;
+    let envelope = envelope(
+        &parts.headers,
+        &parts.extensions,
+        &mut body,
+        kind,
+        write_key,
+    )?;
+    let messages = match kind {
+        Some(_) => vec![Value::Object(body)],
+        None => match body.remove("batch") {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            Some(Value::Array(_)) => return Err(invalid_field("batch", "must not be empty")),
+            Some(v) => {
+                return Err(invalid_field(
+                    "batch",
+                    &format!("must be an array, got {}", type_name(&v)),
+                ));
+            }
+            None => return Err(invalid_field("batch", "is required")),
+        },
+    };
+    let total = messages.len();
+
+    let mut payloads = Vec::with_capacity(total);
+    let mut kinds = Vec::with_capacity(total);
+    let mut errors: Vec<FieldError> = Vec::new();
+    for (index, msg) in messages.into_iter().enumerate() {
+        if kind.is_none() {
+            let size = json_len(&msg);
+            if size > state.config.max_message_bytes {
+                errors.push(FieldError::new(
+                    index,
+                    "",
+                    format!(
+                        "message is {size} bytes; the limit is {} KB",
+                        state.config.max_message_bytes / 1024
+                    ),
+                ));
+                state.metrics.count_message(batch_kind(&msg), false);
+                continue;
+            }
+        }
+        let claimed = kind.map_or_else(|| batch_kind(&msg), MessageType::as_str);
+        match normalize(msg, kind, index, &envelope) {
+            Ok(n) => {
+                payloads.push(serde_json::to_vec(&n.body).expect("JSON values serialise"));
+                kinds.push(n.kind.as_str());
+            }
+            Err(e) => {
+                state.metrics.count_message(claimed, false);
+                errors.extend(e);
+            }
+        }
+    }
+
+    let accepted = payloads.len();
+    if accepted > 0 {
+        state.log.append(payloads).await.map_err(append_error)?;
+        for k in kinds {
+            state.metrics.count_message(k, true);
+        }
+    }
+    if errors.is_empty() {
+        return Ok(Json(json!({"success": true})));
+    }
+    let rejected = total - accepted;
+    let mut err = ApiError::invalid(errors);
+    if kind.is_none() {
+        err.code = "invalid_messages";
+        err.message = format!(
+            "{rejected} of {total} messages were rejected (see details); the other {accepted} were stored"
+        );
+        let mut extra = Map::new();
+        extra.insert("accepted".into(), accepted.into());
+        extra.insert("rejected".into(), rejected.into());
+        err.extra = Some(extra);
+    }
+    Err(err)
+}
+
+/// The write key from Basic auth, else from the body's `writeKey`; 401 when neither is valid.
+fn authenticate(
+    state: &CollectorState,
+    header_key: Option<String>,
+    body: &mut Map<String, Value>,
+) -> Result<String, ApiError> {
+    let body_key = match body.remove("writeKey") {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let Some(key) = header_key.or(body_key) else {
+        return Err(ApiError::unauthorized(
+            "missing write key: send it as the Basic auth user name or as writeKey in the body",
+        ));
+    };
+    if !state.config.accepts(&key) {
+        return Err(ApiError::unauthorized("invalid write key"));
+    }
+    Ok(key)
+}
+
+fn envelope(
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    body: &mut Map<String, Value>,
+    kind: Option<MessageType>,
+    write_key: String,
+) -> Result<Envelope, ApiError> {
+    let mut env = Envelope {
+        received_at: Utc::now(),
+        write_key: Some(write_key),
+        client_ip: client_ip(headers, extensions),
+        correct_skew: true,
+        ..Default::default()
+    };
+    if kind.is_none() {
+        // Batch-level fields apply to every message that lacks its own.
+        match body.remove("sentAt") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                env.sent_at = Some(parse_timestamp(&s).map_err(|r| invalid_field("sentAt", &r))?)
+            }
+            Some(v) => {
+                return Err(invalid_field(
+                    "sentAt",
+                    &format!("must be an ISO-8601 string, got {}", type_name(&v)),
+                ));
+            }
+        }
+        match body.remove("context") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(o)) => env.context = Some(o),
+            Some(v) => {
+                return Err(invalid_field(
+                    "context",
+                    &format!("must be an object, got {}", type_name(&v)),
+                ));
+            }
+        }
+        env.integrations = body.remove("integrations").filter(Value::is_object);
+    }
+    Ok(env)
+}
+
+/// The first `X-Forwarded-For` address when a proxy set one, else the peer address.
+fn client_ip(headers: &HeaderMap, extensions: &axum::http::Extensions) -> Option<String> {
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    forwarded.or_else(|| {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+    })
+}
+
+fn invalid_field(field: &str, reason: &str) -> ApiError {
+    ApiError::invalid(vec![FieldError::new(0, field, reason)])
+}
+
+fn append_error(e: AppendError) -> ApiError {
+    match e {
+        AppendError::Overloaded { retry_after } => ApiError::unavailable(
+            "overloaded",
+            "the event log is behind; retry later",
+            retry_after,
+        ),
+        AppendError::TooLarge { bytes, limit } => ApiError::too_large(
+            "payload_too_large",
+            format!("{bytes} bytes exceed the log's queue of {limit} bytes"),
+        ),
+        AppendError::Failed(why) => {
+            tracing::error!(reason = %why, "event log append failed");
+            ApiError::unavailable(
+                "log_unavailable",
+                "the event log cannot write; nothing was stored",
+                std::time::Duration::from_secs(30),
+            )
+        }
+        AppendError::Closed => ApiError::unavailable(
+            "shutting_down",
+            "the server is shutting down; nothing was stored",
+            std::time::Duration::from_secs(5),
+        ),
+    }
+}
+
+/// The `type` a batch item claims, for counting rejects ("unknown" when it has none).
+fn batch_kind(msg: &Value) -> &'static str {
+    msg.get("type")
+        .and_then(Value::as_str)
+        .and_then(MessageType::parse)
+        .map_or("unknown", MessageType::as_str)
+}
+
+/// Serialised size of a JSON value, without keeping the bytes.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    serde_json::to_writer(&mut c, v).expect("counting cannot fail");
+    c.0
+}

@@ -1,0 +1,170 @@
+//! Prometheus metrics of ingestion and of the log beneath it.
+//!
+//! Names follow `persona_<stage>_<what>_<unit>`; the text encoder adds `_total` to counters.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use persona_log::CommitObserver;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct MessageLabels {
+    /// The Segment call type.
+    pub kind: &'static str,
+    /// `accepted` or `rejected`.
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RequestLabels {
+    pub path: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RefusalLabels {
+    /// Why a whole request was refused: `auth`, `too_large`, `invalid_json`, `overloaded`,
+    /// `log_failed`.
+    pub reason: &'static str,
+}
+
+type Seconds = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric the collector and log expose, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) messages: Family<MessageLabels, Counter>,
+    pub(crate) refused: Family<RefusalLabels, Counter>,
+    pub(crate) request_seconds: Seconds,
+    pub(crate) ingested_bytes: Counter,
+    log_sync_seconds: Histogram,
+    log_records: Counter,
+    log_bytes: Counter,
+    pub(crate) log_queue_fill: Gauge<f64, AtomicU64>,
+    pub(crate) log_next_offset: Gauge,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 1.6 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let messages = Family::<MessageLabels, Counter>::default();
+        registry.register(
+            "persona_collector_messages",
+            "Messages received, by call type and outcome",
+            messages.clone(),
+        );
+        let refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "persona_collector_refused_requests",
+            "Requests refused as a whole, by reason",
+            refused.clone(),
+        );
+        let request_seconds: Seconds = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "persona_http_request_duration_seconds",
+            "HTTP request latency, by route and status",
+            request_seconds.clone(),
+        );
+        let ingested_bytes = Counter::default();
+        registry.register(
+            "persona_collector_received_bytes",
+            "Request body bytes received by the ingestion endpoints, after gzip decoding",
+            ingested_bytes.clone(),
+        );
+        let log_sync_seconds = latency_histogram();
+        registry.register(
+            "persona_log_fsync_duration_seconds",
+            "Time of each group commit's fdatasync",
+            log_sync_seconds.clone(),
+        );
+        let log_records = Counter::default();
+        registry.register(
+            "persona_log_appended_records",
+            "Records made durable in the event log",
+            log_records.clone(),
+        );
+        let log_bytes = Counter::default();
+        registry.register(
+            "persona_log_appended_bytes",
+            "Bytes made durable in the event log",
+            log_bytes.clone(),
+        );
+        let log_queue_fill = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "persona_log_queue_fill_ratio",
+            "Share of the log's append queue in use; appends are refused at 1",
+            log_queue_fill.clone(),
+        );
+        let log_next_offset = Gauge::default();
+        registry.register(
+            "persona_log_next_offset",
+            "Offset the next appended record will get",
+            log_next_offset.clone(),
+        );
+        Metrics {
+            registry,
+            messages,
+            refused,
+            request_seconds,
+            ingested_bytes,
+            log_sync_seconds,
+            log_records,
+            log_bytes,
+            log_queue_fill,
+            log_next_offset,
+        }
+    }
+
+    /// The registry, for other stages to add their metrics to the same `/metrics` page.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Everything in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    pub(crate) fn count_message(&self, kind: &'static str, accepted: bool) {
+        let outcome = if accepted { "accepted" } else { "rejected" };
+        self.messages
+            .get_or_create(&MessageLabels { kind, outcome })
+            .inc();
+    }
+
+    pub(crate) fn count_refusal(&self, reason: &'static str) {
+        self.refused.get_or_create(&RefusalLabels { reason }).inc();
+    }
+}
+
+/// Feeds the log's group commits into the metrics.
+pub struct LogMetrics(pub Arc<Metrics>);
+
+impl CommitObserver for LogMetrics {
+    fn on_commit(&self, records: u64, bytes: u64, sync: Duration) {
+        self.0.log_sync_seconds.observe(sync.as_secs_f64());
+        self.0.log_records.inc_by(records);
+        self.0.log_bytes.inc_by(bytes);
+    }
+}

@@ -1,0 +1,137 @@
+use super::*;
+use serde_json::json;
+
+fn env() -> Envelope {
+    Envelope {
+        received_at: parse_timestamp("2024-05-01T12:00:00Z").unwrap(),
+        correct_skew: true,
+        ..Default::default()
+    }
+}
+
+fn fields(errors: &[FieldError]) -> Vec<&str> {
+    errors.iter().map(|e| e.field.as_str()).collect()
+}
+
+#[test]
+fn track_is_normalised_as_segment_does() {
+    let msg = json!({"userId": 42, "event": "Order Completed", "properties": {"revenue": 10},
+                     "timestamp": "2024-05-01T11:00:00Z", "sentAt": "2024-05-01T11:05:00Z",
+                     "context": {"library": {"name": "analytics-python"}}});
+    let n = normalize(msg, Some(MessageType::Track), 0, &env()).unwrap();
+    let b = &n.body;
+    assert_eq!(b["type"], "track");
+    assert_eq!(b["userId"], "42");
+    assert_eq!(b["receivedAt"], "2024-05-01T12:00:00.000Z");
+    // The client clock was 5 minutes ahead of when the server received the call... the
+    // event happened 5 minutes before sentAt, so 5 minutes before receivedAt.
+    assert_eq!(b["timestamp"], "2024-05-01T11:55:00.000Z");
+    assert_eq!(b["originalTimestamp"], "2024-05-01T11:00:00.000Z");
+    assert_eq!(b["context"]["library"]["name"], "analytics-python");
+    assert!(uuid::Uuid::parse_str(b["messageId"].as_str().unwrap()).is_ok());
+}
+
+#[test]
+fn backfills_keep_their_own_timestamps() {
+    let mut e = env();
+    e.correct_skew = false;
+    let msg = json!({"anonymousId": "a", "event": "x", "timestamp": "2020-01-01T00:00:00Z",
+                     "sentAt": "2024-05-01T11:05:00Z"});
+    let n = normalize(msg, Some(MessageType::Track), 0, &e).unwrap();
+    assert_eq!(n.body["timestamp"], "2020-01-01T00:00:00.000Z");
+}
+
+#[test]
+fn without_a_timestamp_the_receive_time_is_used() {
+    let n = normalize(
+        json!({"userId": "u"}),
+        Some(MessageType::Identify),
+        0,
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(n.body["timestamp"], n.body["receivedAt"]);
+    assert!(n.body.get("originalTimestamp").is_none());
+}
+
+#[test]
+fn every_problem_is_named_by_field() {
+    let msg = json!({"event": 5, "properties": [1], "timestamp": "soon", "userId": {"a": 1}});
+    let errs = normalize(msg, Some(MessageType::Track), 3, &env()).unwrap_err();
+    let f = fields(&errs);
+    for want in ["userId", "event", "properties", "timestamp"] {
+        assert!(f.contains(&want), "{want} missing from {errs:?}");
+    }
+    assert!(errs.iter().all(|e| e.index == 3));
+}
+
+#[test]
+fn identity_and_required_fields_are_checked_per_type() {
+    let e = env();
+    let errs = normalize(json!({"event": "x"}), Some(MessageType::Track), 0, &e).unwrap_err();
+    assert_eq!(fields(&errs), ["userId"]);
+    assert!(errs[0].reason.contains("anonymousId"));
+    let errs = normalize(json!({"userId": "u"}), Some(MessageType::Track), 0, &e).unwrap_err();
+    assert_eq!(fields(&errs), ["event"]);
+    let errs = normalize(json!({"userId": "u"}), Some(MessageType::Group), 0, &e).unwrap_err();
+    assert_eq!(fields(&errs), ["groupId"]);
+    let errs = normalize(json!({"userId": "u"}), Some(MessageType::Alias), 0, &e).unwrap_err();
+    assert_eq!(fields(&errs), ["previousId"]);
+    assert!(
+        normalize(
+            json!({"userId": "", "anonymousId": "a"}),
+            Some(MessageType::Page),
+            0,
+            &e
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn batch_items_need_a_known_type() {
+    let e = env();
+    let errs = normalize(json!({"userId": "u"}), None, 1, &e).unwrap_err();
+    assert_eq!(fields(&errs), ["type"]);
+    let errs = normalize(json!({"userId": "u", "type": "purchase"}), None, 1, &e).unwrap_err();
+    assert!(errs[0].reason.contains("purchase"));
+    let n = normalize(
+        json!({"userId": "u", "type": "screen", "name": "Home"}),
+        None,
+        1,
+        &e,
+    )
+    .unwrap();
+    assert_eq!(n.kind, MessageType::Screen);
+}
+
+#[test]
+fn batch_context_fills_in_and_ip_is_added() {
+    let mut e = env();
+    e.context = Some(
+        json!({"library": {"name": "batchlib"}, "locale": "de-DE"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    e.client_ip = Some("10.0.0.7".into());
+    e.write_key = Some("wk".into());
+    let msg = json!({"userId": "u", "context": {"locale": "en-US"}, "writeKey": "other"});
+    let n = normalize(msg, Some(MessageType::Identify), 0, &e).unwrap();
+    assert_eq!(n.body["context"]["locale"], "en-US");
+    assert_eq!(n.body["context"]["library"]["name"], "batchlib");
+    assert_eq!(n.body["context"]["ip"], "10.0.0.7");
+    assert_eq!(n.body["writeKey"], "wk");
+}
+
+#[test]
+fn a_message_id_that_is_given_is_kept() {
+    let n = normalize(
+        json!({"userId": "u", "messageId": "m-1"}),
+        Some(MessageType::Page),
+        0,
+        &env(),
+    )
+    .unwrap();
+    assert_eq!(n.body["messageId"], "m-1");
+}

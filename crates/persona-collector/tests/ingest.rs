@@ -1,0 +1,445 @@
+//! End-to-end tests of the ingestion router against a real log on disk, one request at a
+//! time through `oneshot`, checking both the HTTP answer and what the log holds.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine;
+use http_body_util::BodyExt;
+use persona_collector::{CollectorConfig, CollectorState, LogMetrics, Metrics, router};
+use persona_log::{EventLog, LogConfig};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const KEY: &str = "test-write-key";
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    log: Arc<EventLog>,
+    app: Router,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let (log, _) = EventLog::open(
+        dir.path().join("log"),
+        LogConfig::default(),
+        Arc::new(LogMetrics(metrics.clone())),
+    )
+    .unwrap();
+    let log = Arc::new(log);
+    let config = CollectorConfig {
+        write_keys: vec![KEY.into()],
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    let app = router(CollectorState {
+        log: log.clone(),
+        config: Arc::new(config),
+        metrics,
+    });
+    Harness {
+        _dir: dir,
+        log,
+        app,
+    }
+}
+
+fn basic(key: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+    )
+}
+
+fn post(path: &str, body: impl Into<Body>) -> axum::http::request::Builder {
+    let _ = body;
+    Request::post(path)
+        .header(header::AUTHORIZATION, basic(KEY))
+        .header(header::CONTENT_TYPE, "application/json")
+}
+
+impl Harness {
+    async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, headers, body)
+    }
+
+    async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let req = post(path, ()).body(Body::from(body.to_string())).unwrap();
+        let (s, _, b) = self.send(req).await;
+        (s, b)
+    }
+
+    fn logged(&self) -> Vec<Value> {
+        let mut reader = self.log.reader().unwrap();
+        let mut out = Vec::new();
+        loop {
+            let batch = reader.read_batch(1000).unwrap();
+            if batch.is_empty() {
+                return out;
+            }
+            out.extend(
+                batch
+                    .into_iter()
+                    .map(|r| serde_json::from_slice(&r.payload).unwrap()),
+            );
+        }
+    }
+}
+
+fn detail_fields(body: &Value) -> Vec<(u64, String)> {
+    body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["index"].as_u64().unwrap(),
+                d["field"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_call_type_and_short_form_is_stored() {
+    let h = harness();
+    let calls = [
+        ("track", json!({"userId": "u1", "event": "Product Viewed"})),
+        (
+            "identify",
+            json!({"userId": "u1", "traits": {"email": "a@b.c"}}),
+        ),
+        ("page", json!({"anonymousId": "a1", "name": "Home"})),
+        ("screen", json!({"anonymousId": "a1", "name": "Cart"})),
+        ("group", json!({"userId": "u1", "groupId": "acme"})),
+        ("alias", json!({"userId": "u1", "previousId": "a1"})),
+    ];
+    for (name, body) in &calls {
+        for path in [format!("/v1/{name}"), format!("/v1/{}", &name[..1])] {
+            let (status, resp) = h.post_json(&path, body.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {resp}");
+            assert_eq!(resp, json!({"success": true}));
+        }
+    }
+    let logged = h.logged();
+    assert_eq!(logged.len(), 12);
+    for (i, (name, _)) in calls.iter().enumerate() {
+        assert_eq!(logged[2 * i]["type"], *name);
+        assert_eq!(logged[2 * i + 1]["type"], *name);
+    }
+    assert_eq!(logged[0]["event"], "Product Viewed");
+    assert_eq!(logged[2]["traits"]["email"], "a@b.c");
+    assert_eq!(logged[10]["previousId"], "a1");
+    for m in &logged {
+        assert!(
+            m["messageId"].is_string() && m["receivedAt"].is_string() && m["timestamp"].is_string()
+        );
+        assert_eq!(m["writeKey"], KEY);
+    }
+}
+
+#[tokio::test]
+async fn batch_with_batch_level_context_and_sent_at() {
+    let h = harness();
+    let body = json!({
+        "batch": [
+            {"type": "track", "userId": "u", "event": "A", "timestamp": "2024-01-01T00:00:00Z", "messageId": "m1"},
+            {"type": "identify", "anonymousId": "x", "traits": {"plan": "pro"}, "messageId": "m2"},
+        ],
+        "context": {"library": {"name": "analytics-node", "version": "1"}},
+        "sentAt": "2024-01-01T00:00:10Z",
+    });
+    let (status, resp) = h.post_json("/v1/batch", body).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let logged = h.logged();
+    assert_eq!(logged.len(), 2);
+    assert_eq!(logged[0]["messageId"], "m1");
+    assert_eq!(logged[0]["context"]["library"]["name"], "analytics-node");
+    assert_eq!(logged[0]["sentAt"], "2024-01-01T00:00:10.000Z");
+    // Sent 10 s after it happened by the client's clock, so 10 s before it was received.
+    let received =
+        chrono::DateTime::parse_from_rfc3339(logged[0]["receivedAt"].as_str().unwrap()).unwrap();
+    let ts =
+        chrono::DateTime::parse_from_rfc3339(logged[0]["timestamp"].as_str().unwrap()).unwrap();
+    assert_eq!((received - ts).num_seconds(), 10);
+}
+
+#[tokio::test]
+async fn write_key_in_the_body_and_text_plain_as_analytics_js_sends() {
+    let h = harness();
+    let req = Request::post("/v1/t")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(
+            json!({"writeKey": KEY, "anonymousId": "a", "event": "Clicked"}).to_string(),
+        ))
+        .unwrap();
+    let (status, _, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let logged = h.logged();
+    assert_eq!(logged[0]["writeKey"], KEY);
+}
+
+#[tokio::test]
+async fn bad_or_missing_write_keys_are_401() {
+    let h = harness();
+    let body = json!({"userId": "u", "event": "x"}).to_string();
+    let req = Request::post("/v1/track")
+        .header(header::AUTHORIZATION, basic("wrong"))
+        .body(Body::from(body.clone()))
+        .unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(resp["error"]["code"], "unauthorized");
+    let req = Request::post("/v1/track").body(Body::from(body)).unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing write key")
+    );
+    let req = Request::post("/v1/track")
+        .body(Body::from(
+            json!({"writeKey": "nope", "userId": "u", "event": "x"}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(h.send(req).await.0, StatusCode::UNAUTHORIZED);
+    assert!(h.logged().is_empty());
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_accepted() {
+    let h = harness();
+    let body = json!({"batch": (0..50).map(|i| json!({"type": "track", "userId": format!("u{i}"), "event": "E"})).collect::<Vec<_>>()});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body.to_string().as_bytes()).unwrap();
+    let req = post("/v1/batch", ())
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(gz.finish().unwrap()))
+        .unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(h.logged().len(), 50);
+
+    let req = post("/v1/batch", ())
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from("not gzip at all"))
+        .unwrap();
+    assert_eq!(h.send(req).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_gzip_bomb_is_refused_without_inflating_it() {
+    let h = harness();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![b' '; 1 << 20];
+    for _ in 0..64 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let req = post("/v1/batch", ())
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(gz.finish().unwrap()))
+        .unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp["error"]["code"], "batch_too_large");
+}
+
+#[tokio::test]
+async fn cors_preflight_allows_any_origin() {
+    let h = harness();
+    let req = Request::options("/v1/batch")
+        .header(header::ORIGIN, "https://shop.example")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .header(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            "content-type,authorization",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = h.send(req).await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let methods = headers[header::ACCESS_CONTROL_ALLOW_METHODS]
+        .to_str()
+        .unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    let allowed = headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+
+    let req = post("/v1/track", ())
+        .header(header::ORIGIN, "https://shop.example")
+        .body(Body::from(json!({"userId": "u", "event": "x"}).to_string()))
+        .unwrap();
+    let (_, headers, _) = h.send(req).await;
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+}
+
+#[tokio::test]
+async fn invalid_messages_are_400_naming_the_field() {
+    let h = harness();
+    let cases = [
+        ("/v1/track", json!({"event": "x"}), "userId"),
+        ("/v1/track", json!({"userId": "u"}), "event"),
+        ("/v1/track", json!({"userId": "u", "event": 7}), "event"),
+        (
+            "/v1/identify",
+            json!({"userId": "u", "traits": "vip"}),
+            "traits",
+        ),
+        (
+            "/v1/page",
+            json!({"userId": "u", "timestamp": "last tuesday"}),
+            "timestamp",
+        ),
+        ("/v1/page", json!({"userId": "u", "sentAt": 12}), "sentAt"),
+        ("/v1/group", json!({"userId": "u"}), "groupId"),
+        ("/v1/alias", json!({"userId": "u"}), "previousId"),
+        ("/v1/identify", json!({"userId": ["u"]}), "userId"),
+    ];
+    for (path, body, field) in cases {
+        let (status, resp) = h.post_json(path, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}");
+        assert_eq!(resp["error"]["code"], "invalid_message");
+        let fields = detail_fields(&resp);
+        assert!(
+            fields.contains(&(0, field.to_string())),
+            "{path} {body}: {resp}"
+        );
+        assert!(resp["error"]["message"].as_str().unwrap().contains(field));
+    }
+    assert!(h.logged().is_empty());
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let h = harness();
+    for body in ["{not json", "[1,2]", ""] {
+        let req = post("/v1/track", ()).body(Body::from(body)).unwrap();
+        let (status, _, resp) = h.send(req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(resp["error"]["code"], "invalid_json");
+    }
+    let (status, resp) = h.post_json("/v1/batch", json!({"batch": {"a": 1}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(detail_fields(&resp), [(0, "batch".to_string())]);
+}
+
+#[tokio::test]
+async fn a_partial_batch_keeps_the_valid_messages_and_names_the_invalid() {
+    let h = harness();
+    let big = "x".repeat(40 * 1024);
+    let body = json!({"batch": [
+        {"type": "track", "userId": "u", "event": "ok-0", "messageId": "m0"},
+        {"type": "track", "userId": "u"},
+        {"type": "identify", "userId": "u", "traits": {"plan": "pro"}, "messageId": "m2"},
+        {"type": "track", "userId": "u", "event": "big", "properties": {"blob": big}},
+        {"type": "purchase", "userId": "u"},
+        {"type": "page", "anonymousId": "a", "messageId": "m5"},
+    ]});
+    let (status, resp) = h.post_json("/v1/batch", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    assert_eq!(resp["error"]["code"], "invalid_messages");
+    assert_eq!(resp["accepted"], 3);
+    assert_eq!(resp["rejected"], 3);
+    let fields = detail_fields(&resp);
+    assert!(fields.contains(&(1, "event".into())), "{resp}");
+    assert!(fields.iter().any(|(i, _)| *i == 3), "{resp}");
+    assert!(fields.contains(&(4, "type".into())), "{resp}");
+    let ids: Vec<_> = h
+        .logged()
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["m0", "m2", "m5"]);
+}
+
+#[tokio::test]
+async fn oversized_messages_and_batches_are_413() {
+    let h = harness();
+    let big = "x".repeat(33 * 1024);
+    let (status, resp) = h
+        .post_json(
+            "/v1/track",
+            json!({"userId": "u", "event": "x", "properties": {"b": big}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp["error"]["code"], "message_too_large");
+
+    let chunk = "y".repeat(20 * 1024);
+    let batch: Vec<_> = (0..30)
+        .map(|i| json!({"type": "track", "userId": "u", "event": format!("e{i}"), "properties": {"c": chunk}}))
+        .collect();
+    let (status, resp) = h.post_json("/v1/batch", json!({"batch": batch})).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(resp["error"]["code"], "batch_too_large");
+    assert!(h.logged().is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let h = harness();
+    let (status, _, resp) = h
+        .send(Request::get("/v1/nothing").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(resp["error"]["code"], "not_found");
+    let (status, _, resp) = h
+        .send(Request::get("/v1/track").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(resp["error"]["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let h = harness();
+    let (status, _, body) = h
+        .send(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    h.post_json("/v1/track", json!({"userId": "u", "event": "x"}))
+        .await;
+    h.post_json("/v1/track", json!({"userId": "u"})).await;
+    let (status, _, body) = h
+        .send(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["log"]["next_offset"], 1);
+
+    let (status, _, body) = h
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    for want in [
+        r#"persona_collector_messages_total{kind="track",outcome="accepted"} 1"#,
+        r#"persona_collector_messages_total{kind="track",outcome="rejected"} 1"#,
+        "persona_log_fsync_duration_seconds_count 1",
+        "persona_log_appended_records_total 1",
+        r#"persona_http_request_duration_seconds_count{path="/v1/track",status="200"} 1"#,
+        "persona_log_next_offset 1",
+    ] {
+        assert!(text.contains(want), "missing {want} in\n{text}");
+    }
+}
