@@ -167,13 +167,14 @@ pub fn normalize(
     // analytics.js sends the client clock's time as `timestamp`; other SDKs may send it as
     // `originalTimestamp`. Either way it is kept as `originalTimestamp`.
     let [timestamp, original, sent_at] = times;
-    let original = original.or(timestamp);
     let sent_at = sent_at.or(env.sent_at);
-    let corrected = match (original, sent_at) {
+    let corrected = match (original.or(timestamp), sent_at) {
         (Some(orig), Some(sent)) if env.correct_skew => env.received_at - (sent - orig),
-        (Some(orig), _) => orig,
-        (None, _) => env.received_at,
+        // Without skew correction a given `timestamp` is authoritative (in a Segment export it
+        // is already corrected); otherwise the client's original time, else receipt.
+        _ => timestamp.or(original).unwrap_or(env.received_at),
     };
+    let original = original.or(timestamp);
 
     body.insert("type".into(), kind.as_str().into());
     if !matches!(body.get("messageId"), Some(Value::String(s)) if !s.is_empty()) {

@@ -1,1 +1,61 @@
-fn main() {}
+//! `persona`: the customer data platform in one binary.
+//!
+//! This crate only parses the command line and wires the stages together; every stage's
+//! logic lives in its own crate (`persona-log`, `persona-collector`, ...). Commands:
+//! `serve`, `simulate`, `import`, `log stats` and `bench ingest`.
+
+mod bench;
+mod cli;
+mod client;
+mod import;
+mod keys;
+mod logcmd;
+mod serve;
+mod settings;
+mod simulate;
+
+use clap::Parser;
+
+use crate::cli::{BenchCommand, Cli, Command, LogCommand};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Simulate(args) => simulate::run(args).await,
+            Command::Import(args) => import::run(args).await,
+            Command::Log {
+                command: LogCommand::Stats(args),
+            } => logcmd::stats(args),
+            Command::Bench {
+                command: BenchCommand::Ingest(args),
+            } => bench::ingest(args).await,
+            Command::Bench {
+                command: BenchCommand::NoopServer(args),
+            } => bench::noop_server(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PERSONA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

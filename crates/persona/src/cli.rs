@@ -1,0 +1,162 @@
+//! The command line, as documented in the brief. Every `serve` flag can also be given as
+//! an environment variable `PERSONA_<FLAG>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "persona",
+    version,
+    about = "Self-hosted real-time customer data platform"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server: ingestion, event log and operational endpoints.
+    Serve(ServeArgs),
+    /// Generate realistic customer behaviour, to a file or to a running server.
+    Simulate(SimulateArgs),
+    /// Backfill Segment-spec messages (one JSON object per line) with their own timestamps.
+    Import(ImportArgs),
+    /// Inspect the event log.
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
+    },
+    /// Measure persona on this machine.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; flags and environment variables override it.
+    #[arg(long, env = "PERSONA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Folder for all of persona's data [default: ./persona-data].
+    #[arg(long, env = "PERSONA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to serve HTTP on [default: 127.0.0.1:8080]; port 0 picks a free port.
+    #[arg(long, env = "PERSONA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Write key that SDKs authenticate with; generated and saved when unset.
+    #[arg(long, env = "PERSONA_WRITE_KEY")]
+    pub write_key: Option<String>,
+    /// Bearer token for the admin API; generated and saved when unset.
+    #[arg(long, env = "PERSONA_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Feed simulated customer traffic into this server.
+    #[arg(long, env = "PERSONA_DEMO")]
+    pub demo: bool,
+}
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Number of customers.
+    #[arg(long)]
+    pub customers: usize,
+    /// Days of history, ending at --end.
+    #[arg(long)]
+    pub days: u32,
+    /// Seed of the random generator: the same seed and --end give the same events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// End of the simulated period (RFC 3339) [default: now].
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Send to this server (e.g. http://127.0.0.1:8080).
+    #[arg(long, requires = "write_key", conflicts_with = "out")]
+    pub target: Option<String>,
+    /// Write key for --target.
+    #[arg(long, env = "PERSONA_WRITE_KEY")]
+    pub write_key: Option<String>,
+    /// Write the messages to this JSONL file instead.
+    #[arg(long, required_unless_present = "target")]
+    pub out: Option<PathBuf>,
+    /// Also write each customer's true persona to this CSV file.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
+    /// Messages per HTTP batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// JSONL file of Segment-spec messages (each with its `type`).
+    pub file: PathBuf,
+    /// Data folder of a stopped server to write into [default: ./persona-data].
+    #[arg(long, env = "PERSONA_DATA_DIR", conflicts_with = "target")]
+    pub data_dir: Option<PathBuf>,
+    /// Send through a running server's HTTP API instead.
+    #[arg(long, requires = "write_key")]
+    pub target: Option<String>,
+    /// Write key for --target.
+    #[arg(long, env = "PERSONA_WRITE_KEY")]
+    pub write_key: Option<String>,
+    /// Messages per append or HTTP batch.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+}
+
+#[derive(Subcommand)]
+pub enum LogCommand {
+    /// Print the log's size, offsets and consumers' committed offsets as JSON.
+    Stats(LogStatsArgs),
+}
+
+#[derive(Args)]
+pub struct LogStatsArgs {
+    /// Data folder [default: ./persona-data].
+    #[arg(long, env = "PERSONA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Ingestion throughput and latency of a real `persona serve` over loopback, beside a
+    /// no-op axum handler measured in the same run.
+    Ingest(BenchIngestArgs),
+    /// (internal) A server whose handler does nothing: the ceiling for `bench ingest`.
+    #[command(hide = true)]
+    NoopServer(NoopServerArgs),
+}
+
+#[derive(Args)]
+pub struct BenchIngestArgs {
+    /// Seconds each phase runs.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Concurrent connections for the batch phase.
+    #[arg(long, default_value_t = 8)]
+    pub batch_connections: usize,
+    /// Concurrent connections for the single-event phases.
+    #[arg(long, default_value_t = 64)]
+    pub single_connections: usize,
+    /// Messages per batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct NoopServerArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+}
+
+/// The data folder used when none is given.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("./persona-data")
+}

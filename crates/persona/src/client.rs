@@ -1,0 +1,179 @@
+//! A small HTTP client for sending Segment-spec batches to a persona server (or any
+//! Segment-compatible endpoint), with retries as Segment's SDKs do them.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode, Uri, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// Attempts per batch before giving up on a retryable failure (429, 5xx, connection error).
+const MAX_ATTEMPTS: u32 = 8;
+
+/// One answer from the server.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub retry_after: Option<Duration>,
+}
+
+/// What happened to one batch.
+#[derive(Debug, Default, Clone)]
+pub struct BatchOutcome {
+    pub accepted: usize,
+    pub rejected: usize,
+    /// The server's reasons for rejected messages, as `index: field reason`.
+    pub problems: Vec<String>,
+}
+
+/// Sends to one server with one write key over pooled keep-alive connections.
+#[derive(Clone)]
+pub struct Sender {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    auth: String,
+}
+
+impl Sender {
+    pub fn new(target: &str, write_key: &str) -> anyhow::Result<Self> {
+        let base = target.trim_end_matches('/').to_string();
+        let uri: Uri = base
+            .parse()
+            .with_context(|| format!("invalid target URL {target:?}"))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            bail!("target must be an http:// URL with a host, got {target:?}");
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{write_key}:"))
+        );
+        Ok(Sender { client, base, auth })
+    }
+
+    /// One POST, no retries.
+    pub async fn post(&self, path: &str, body: Bytes) -> anyhow::Result<Answer> {
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{path}", self.base))
+            .header(header::AUTHORIZATION, &self.auth)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .expect("valid request");
+        let resp = self.client.request(req).await?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
+    }
+
+    /// Sends `messages` as one `/v1/batch`, retrying overloads and connection errors with
+    /// backoff. A 400 for a partial batch is not retried: the valid messages were stored.
+    /// `messages` are serialised JSON objects.
+    pub async fn send_batch(&self, messages: &[String]) -> anyhow::Result<BatchOutcome> {
+        let mut body =
+            String::with_capacity(messages.iter().map(|m| m.len() + 1).sum::<usize>() + 12);
+        body.push_str("{\"batch\":[");
+        for (i, m) in messages.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(m);
+        }
+        body.push_str("]}");
+        let body = Bytes::from(body);
+        let mut delay = Duration::from_millis(100);
+        for attempt in 1..=MAX_ATTEMPTS {
+            let answer = self.post("/v1/batch", body.clone()).await;
+            let wait = match answer {
+                Ok(a) if a.status.is_success() => {
+                    return Ok(BatchOutcome {
+                        accepted: messages.len(),
+                        ..Default::default()
+                    });
+                }
+                Ok(a) if a.status == StatusCode::BAD_REQUEST => {
+                    return Ok(partial_outcome(messages.len(), &a.body));
+                }
+                Ok(a)
+                    if a.status == StatusCode::TOO_MANY_REQUESTS || a.status.is_server_error() =>
+                {
+                    a.retry_after.unwrap_or(delay)
+                }
+                Ok(a) => bail!(
+                    "server answered {}: {}",
+                    a.status,
+                    String::from_utf8_lossy(&a.body)
+                ),
+                Err(e) if attempt == MAX_ATTEMPTS => return Err(e),
+                Err(_) => delay,
+            };
+            tokio::time::sleep(wait).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        bail!("server still overloaded after {MAX_ATTEMPTS} attempts")
+    }
+}
+
+fn partial_outcome(total: usize, body: &[u8]) -> BatchOutcome {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let accepted = v["accepted"].as_u64().unwrap_or(0) as usize;
+    let problems = v["error"]["details"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .map(|e| {
+                    format!(
+                        "message {}: `{}` {}",
+                        e["index"],
+                        e["field"].as_str().unwrap_or(""),
+                        e["reason"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            vec![
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap_or("rejected")
+                    .to_string(),
+            ]
+        });
+    BatchOutcome {
+        accepted,
+        rejected: total - accepted,
+        problems,
+    }
+}
+
+/// A progress bar in the style every long command uses.
+pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} ({{per_sec}}, eta {{eta}})"
+        ))
+        .expect("valid template"),
+    );
+    bar
+}

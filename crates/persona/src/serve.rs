@@ -1,0 +1,146 @@
+//! `persona serve`: opens the data folder, starts every stage and serves HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use persona_collector::{CollectorConfig, CollectorState, LogMetrics, Metrics};
+use persona_log::EventLog;
+use tokio::net::TcpListener;
+
+use crate::cli::ServeArgs;
+use crate::keys;
+use crate::settings::Settings;
+
+/// How often closed log segments are checked against the retention policy.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args)?;
+    let data_dir = settings.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
+
+    let mut write_keys = settings.write_keys.clone();
+    if write_keys.is_empty() {
+        write_keys.push(secret(&data_dir, "write_key", "write key")?);
+    }
+    let _admin_token = match settings.admin_token.clone() {
+        Some(t) => t,
+        None => secret(&data_dir, "admin_token", "admin token")?,
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    let log_dir = data_dir.join("log");
+    let (log, recovery) = EventLog::open(
+        &log_dir,
+        settings.log.clone(),
+        Arc::new(LogMetrics(metrics.clone())),
+    )
+    .with_context(|| format!("cannot open the event log in {}", log_dir.display()))?;
+    if recovery.dropped_anything() {
+        println!(
+            "recovered the event log: kept {} records of the last segment, cut {} bytes of a torn write ({}), saved in {}",
+            recovery.kept_records,
+            recovery.dropped_bytes,
+            recovery.reason.as_deref().unwrap_or("unknown"),
+            recovery
+                .quarantined
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+        );
+    }
+    let log = Arc::new(log);
+
+    let defaults = CollectorConfig::default();
+    let collector = CollectorConfig {
+        write_keys: write_keys.clone(),
+        max_message_bytes: settings
+            .collector
+            .max_message_bytes
+            .unwrap_or(defaults.max_message_bytes),
+        max_batch_bytes: settings
+            .collector
+            .max_batch_bytes
+            .unwrap_or(defaults.max_batch_bytes),
+    }
+    .validate()
+    .context("invalid collector settings")?;
+    let app = persona_collector::router(CollectorState {
+        log: log.clone(),
+        config: Arc::new(collector),
+        metrics,
+    });
+
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find the port when listening on port 0.
+    println!("persona listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %data_dir.display(), next_offset = log.next_offset(), "serving");
+
+    tokio::spawn(retention_loop(log.clone()));
+    if settings.demo {
+        tokio::spawn(crate::simulate::demo(
+            format!("http://{addr}"),
+            write_keys[0].clone(),
+        ));
+    }
+
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("HTTP server failed")?;
+    tracing::info!("stopped; every acknowledged event is on disk");
+    Ok(())
+}
+
+fn secret(data_dir: &std::path::Path, file: &str, what: &str) -> anyhow::Result<String> {
+    let (value, generated) = keys::load_or_generate(data_dir, file)?;
+    if generated {
+        println!(
+            "generated {what} (saved in {}): {value}",
+            data_dir.join(file).display()
+        );
+    } else {
+        tracing::info!(file = %data_dir.join(file).display(), "using the saved {what}");
+    }
+    Ok(value)
+}
+
+async fn retention_loop(log: Arc<EventLog>) {
+    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    loop {
+        tick.tick().await;
+        let log = log.clone();
+        match tokio::task::spawn_blocking(move || log.enforce_retention()).await {
+            Ok(Ok(report)) if report.held_for_consumers > 0 => tracing::debug!(
+                held = report.held_for_consumers,
+                "retention is waiting for consumers to commit"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "log retention failed"),
+            Err(e) => tracing::warn!(error = %e, "log retention task panicked"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,107 @@
+//! `serve` settings: defaults, then the TOML file, then flags and environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use persona_log::{LogConfig, RetentionPolicy};
+use serde::Deserialize;
+
+use crate::cli::{ServeArgs, default_data_dir};
+
+/// The TOML file's shape. Every field is optional; see `docs/config.example.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    /// Accepted write keys; the first is used by `--demo`.
+    #[serde(default)]
+    pub write_keys: Vec<String>,
+    pub admin_token: Option<String>,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub collector: CollectorSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Bytes per segment file before a new one starts [default 128 MiB].
+    pub segment_bytes: Option<u64>,
+    /// Keep at most this many bytes of closed segments [default: no limit].
+    pub retention_bytes: Option<u64>,
+    /// Delete closed segments older than this many hours [default: never].
+    pub retention_hours: Option<u64>,
+    /// Bytes of appends that may wait for the disk before requests get 503 [default 64 MiB].
+    pub max_queue_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// Largest message in bytes [default 32 KB].
+    pub max_message_bytes: Option<usize>,
+    /// Largest request body in bytes [default 500 KB].
+    pub max_batch_bytes: Option<usize>,
+}
+
+/// Everything `serve` needs, merged.
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub write_keys: Vec<String>,
+    pub admin_token: Option<String>,
+    pub demo: bool,
+    pub log: LogConfig,
+    pub collector: CollectorSection,
+}
+
+impl Settings {
+    pub fn load(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut write_keys = file.write_keys;
+        if let Some(k) = args.write_key {
+            write_keys.insert(0, k);
+        }
+        let defaults = LogConfig::default();
+        let log = LogConfig {
+            segment_bytes: file.log.segment_bytes.unwrap_or(defaults.segment_bytes),
+            max_queue_bytes: file.log.max_queue_bytes.unwrap_or(defaults.max_queue_bytes),
+            retention: RetentionPolicy {
+                max_bytes: file.log.retention_bytes,
+                max_age: file
+                    .log
+                    .retention_hours
+                    .map(|h| Duration::from_secs(h * 3600)),
+            },
+            ..defaults
+        };
+        Ok(Settings {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(default_data_dir),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address")),
+            write_keys,
+            admin_token: args.admin_token.or(file.admin_token),
+            demo: args.demo,
+            log,
+            collector: file.collector,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
