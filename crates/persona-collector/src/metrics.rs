@@ -146,11 +146,11 @@ impl Metrics {
         out
     }
 
-    pub(crate) fn count_message(&self, kind: &'static str, accepted: bool) {
+    pub(crate) fn count_messages(&self, kind: &'static str, accepted: bool, n: u64) {
         let outcome = if accepted { "accepted" } else { "rejected" };
         self.messages
             .get_or_create(&MessageLabels { kind, outcome })
-            .inc();
+            .inc_by(n);
     }
 
     pub(crate) fn count_refusal(&self, reason: &'static str) {

@@ -38,11 +38,7 @@ fn harness() -> Harness {
     }
     .validate()
     .unwrap();
-    let app = router(CollectorState {
-        log: log.clone(),
-        config: Arc::new(config),
-        metrics,
-    });
+    let app = router(CollectorState::new(log.clone(), config, metrics));
     Harness {
         _dir: dir,
         log,

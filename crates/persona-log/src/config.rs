@@ -14,6 +14,7 @@ pub struct LogConfig {
     pub queue_wait: Duration,
     /// Upper bound of bytes written and synced in one group commit.
     pub max_group_bytes: usize,
+
     /// Which closed segments may be deleted.
     pub retention: RetentionPolicy,
 }
@@ -25,6 +26,7 @@ impl Default for LogConfig {
             max_queue_bytes: 64 << 20,
             queue_wait: Duration::from_millis(200),
             max_group_bytes: 16 << 20,
+
             retention: RetentionPolicy::default(),
         }
     }

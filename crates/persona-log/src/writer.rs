@@ -280,15 +280,7 @@ impl Writer {
             // Everything that queued up while the previous sync ran goes into this one.
             let mut group = vec![first];
             let mut bytes = group_bytes(&group[0]);
-            while bytes < max_group {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        bytes += group_bytes(&r);
-                        group.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
+            drain(&mut rx, &mut group, &mut bytes, max_group);
             let outcome = self.commit(&group);
             match outcome {
                 Ok(ranges) => {
@@ -373,6 +365,24 @@ impl Writer {
         );
         *self.shared.failure.lock().unwrap() = Some(why.clone());
         why
+    }
+}
+
+/// Moves queued requests into `group` until the queue is empty or the group is full.
+fn drain(
+    rx: &mut mpsc::UnboundedReceiver<Request>,
+    group: &mut Vec<Request>,
+    bytes: &mut usize,
+    max: usize,
+) {
+    while *bytes < max {
+        match rx.try_recv() {
+            Ok(r) => {
+                *bytes += group_bytes(&r);
+                group.push(r);
+            }
+            Err(_) => break,
+        }
     }
 }
 

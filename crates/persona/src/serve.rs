@@ -68,12 +68,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     .validate()
     .context("invalid collector settings")?;
-    let app = persona_collector::router(CollectorState {
-        log: log.clone(),
-        config: Arc::new(collector),
-        metrics,
-    });
+    let app = persona_collector::router(CollectorState::new(log.clone(), collector, metrics));
 
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -97,7 +94,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(shutdown)
     .await
     .context("HTTP server failed")?;
     tracing::info!("stopped; every acknowledged event is on disk");
@@ -134,13 +131,17 @@ async fn retention_loop(log: Arc<EventLog>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term.recv() => {},
-    }
-    tracing::info!("shutting down: finishing requests in flight");
+/// Installs the SIGINT/SIGTERM handlers at once (so a signal sent right after start-up
+/// is not lost) and returns the future that completes on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    })
 }

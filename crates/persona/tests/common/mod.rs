@@ -1,0 +1,176 @@
+//! Helpers for end-to-end tests: run the real `persona` binary and talk HTTP to it.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+pub const KEY: &str = "e2e-write-key";
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_persona"));
+    c.env("PERSONA_LOG", "warn");
+    c
+}
+
+/// Runs a `persona` command to completion.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("persona runs")
+}
+
+/// A running `persona serve`.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Everything it printed on stdout so far.
+    pub stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts a server on a free port with the given data folder and write key.
+    pub fn start(data_dir: &Path) -> Server {
+        Self::start_with(data_dir, &["--write-key", KEY], &[])
+    }
+
+    pub fn start_with(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let mut child = bin()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("persona serve starts");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("server printed its address before exiting")
+                .unwrap();
+            stdout.lock().unwrap().push(line.clone());
+            if let Some(rest) = line.strip_prefix("persona listening on http://") {
+                break rest.parse().unwrap();
+            }
+        };
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Server {
+            child,
+            addr,
+            stdout,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").arg(&pid).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "server exited with {status}");
+    }
+
+    pub fn printed(&self) -> String {
+        self.stdout.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A keep-alive HTTP client.
+#[derive(Clone)]
+pub struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build(HttpConnector::new());
+        Http { client }
+    }
+}
+
+impl Http {
+    /// POSTs JSON with the write key as Basic auth; returns status and parsed body.
+    pub async fn post(
+        &self,
+        base: &str,
+        path: &str,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(StatusCode, serde_json::Value)> {
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+        );
+        let req = Request::post(format!("{base}{path}"))
+            .header(header::AUTHORIZATION, auth)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))?;
+        let resp = self.client.request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+    }
+}
+
+/// Every record in the log under `data_dir`, parsed.
+pub fn logged(data_dir: &Path) -> Vec<serde_json::Value> {
+    let mut reader = persona_log::LogReader::open_dir(data_dir.join("log")).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let batch = reader.read_batch(10_000).unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(
+            batch
+                .iter()
+                .map(|r| serde_json::from_slice(&r.payload).unwrap()),
+        );
+    }
+}
+
+/// `persona log stats` parsed.
+pub fn log_stats(data_dir: &Path) -> serde_json::Value {
+    let out = run(&["log", "stats", "--data-dir", data_dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
