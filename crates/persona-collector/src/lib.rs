@@ -41,7 +41,7 @@ pub fn router(state: CollectorState) -> Router {
         let handler =
             move |State(s): State<CollectorState>, req: Request| ingest::ingest(s, Some(kind), req);
         ingest = ingest
-            .route(&format!("/v1/{name}"), post(handler.clone()))
+            .route(&format!("/v1/{name}"), post(handler))
             .route(&format!("/v1/{}", &name[..1]), post(handler));
     }
     let ingest = ingest

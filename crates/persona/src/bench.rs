@@ -264,9 +264,20 @@ fn bodies(batch: usize) -> Vec<Bytes> {
         .collect()
 }
 
+#[derive(Default)]
 struct Samples {
     latencies_us: Vec<u32>,
     errors: usize,
+}
+
+impl Samples {
+    /// Records one answer: its latency counted from `from` when it was a success.
+    fn record(&mut self, from: Instant, answer: anyhow::Result<bool>) {
+        match answer {
+            Ok(true) => self.latencies_us.push(from.elapsed().as_micros() as u32),
+            _ => self.errors += 1,
+        }
+    }
 }
 
 /// `connections` clients each send the next request as soon as the last is answered.
@@ -285,17 +296,11 @@ async fn closed_loop(
         let bodies = bodies.to_vec();
         tasks.spawn(async move {
             let mut conn = Conn::open(addr).await?;
-            let mut s = Samples {
-                latencies_us: Vec::new(),
-                errors: 0,
-            };
+            let mut s = Samples::default();
             let mut i = w;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match conn.post(path, bodies[i % bodies.len()].clone()).await {
-                    Ok(true) => s.latencies_us.push(t.elapsed().as_micros() as u32),
-                    _ => s.errors += 1,
-                }
+                s.record(t, conn.post(path, bodies[i % bodies.len()].clone()).await);
                 i += connections;
             }
             anyhow::Ok(s)
@@ -320,10 +325,7 @@ async fn open_loop(
         let bodies = bodies.to_vec();
         tasks.spawn(async move {
             let mut conn = Conn::open(addr).await?;
-            let mut s = Samples {
-                latencies_us: Vec::new(),
-                errors: 0,
-            };
+            let mut s = Samples::default();
             let offset = interval.mul_f64(w as f64 / connections as f64);
             let mut due = started + offset;
             let mut i = w;
@@ -337,13 +339,8 @@ async fn open_loop(
                 } else {
                     Instant::now()
                 };
-                match conn
-                    .post("/v1/track", bodies[i % bodies.len()].clone())
-                    .await
-                {
-                    Ok(true) => s.latencies_us.push(from.elapsed().as_micros() as u32),
-                    _ => s.errors += 1,
-                }
+                let answer = conn.post("/v1/track", bodies[i % bodies.len()].clone());
+                s.record(from, answer.await);
                 previous_done = Instant::now();
                 due += interval;
                 i += connections;
