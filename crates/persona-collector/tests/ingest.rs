@@ -23,11 +23,15 @@ struct Harness {
 }
 
 fn harness() -> Harness {
+    harness_with(LogConfig::default())
+}
+
+fn harness_with(log_config: LogConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new());
     let (log, _) = EventLog::open(
         dir.path().join("log"),
-        LogConfig::default(),
+        log_config,
         Arc::new(LogMetrics(metrics.clone())),
     )
     .unwrap();
@@ -438,4 +442,56 @@ async fn health_readiness_and_metrics() {
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_queue_answers_503_with_retry_after_and_loses_nothing_acknowledged() {
+    // A queue that holds about one message and no patience: concurrent senders must be
+    // turned away rather than queued in memory.
+    let h = Arc::new(harness_with(LogConfig {
+        max_queue_bytes: 1000,
+        queue_wait: std::time::Duration::ZERO,
+        ..Default::default()
+    }));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            let pad = "p".repeat(400);
+            let body = json!({"userId": "u", "event": "x", "messageId": format!("m{i}"), "properties": {"pad": pad}});
+            let req = post("/v1/track", ()).body(Body::from(body.to_string())).unwrap();
+            let (status, headers, resp) = h.send(req).await;
+            (i, status, headers.get(header::RETRY_AFTER).cloned(), resp)
+        }));
+    }
+    let mut acked = std::collections::HashSet::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (i, status, retry_after, resp) = t.await.unwrap();
+        match status {
+            StatusCode::OK => {
+                acked.insert(format!("m{i}"));
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                refused += 1;
+                assert_eq!(resp["error"]["code"], "overloaded");
+                assert!(retry_after.is_some(), "503 without Retry-After");
+            }
+            other => panic!("unexpected {other}: {resp}"),
+        }
+    }
+    assert!(
+        refused > 0,
+        "nothing was refused; the queue bound is not working"
+    );
+    assert!(!acked.is_empty());
+    let logged: std::collections::HashSet<String> = h
+        .logged()
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        logged, acked,
+        "the log holds exactly the acknowledged messages"
+    );
 }
