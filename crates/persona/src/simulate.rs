@@ -1,9 +1,6 @@
 //! `persona simulate`: realistic, seeded customer behaviour drawn from a handful of
 //! personas, written to a JSONL file or sent to a server through its HTTP API.
 
-mod generator;
-mod personas;
-
 use std::io::{BufWriter, Write};
 use std::sync::Arc;
 
@@ -14,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use crate::cli::SimulateArgs;
 use crate::client::{Sender, progress_bar};
-pub use generator::{Customer, Period};
+use persona_simulate::{Customer, Period};
 
 /// Batches in flight at once when sending.
 const IN_FLIGHT: usize = 4;
@@ -75,41 +72,22 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Generates every customer and the whole stream as JSON lines ordered by event time.
-pub fn generate(
+fn generate(
     seed: u64,
     customers: usize,
     period: Period,
 ) -> (Vec<Customer>, Vec<(DateTime<Utc>, String)>) {
     let bar = progress_bar(customers as u64, "simulating");
-    let mut all = Vec::with_capacity(customers);
-    let mut lines = Vec::new();
-    for i in 0..customers {
-        let mut c = generator::customer(seed, i, period);
-        for m in c.messages.drain(..) {
-            lines.push((m.at, m.message.to_string()));
-        }
-        all.push(c);
-        bar.inc(1);
-    }
+    let out = persona_simulate::generate(seed, customers, period, || bar.inc(1));
     bar.finish_and_clear();
-    // Stable: one customer's messages at the same millisecond keep their order.
-    lines.sort_by_key(|(at, _)| *at);
-    (all, lines)
+    out
 }
 
 fn write_truth(path: &std::path::Path, customers: &[Customer]) -> anyhow::Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut out = BufWriter::new(file);
-    writeln!(out, "user_id,anonymous_id,persona,identified")?;
-    for c in customers {
-        writeln!(
-            out,
-            "{},{},{},{}",
-            c.user_id, c.anonymous_id, c.persona.name, c.identified
-        )?;
-    }
+    persona_simulate::write_truth(&mut out, customers)?;
     out.flush()?;
     Ok(())
 }
@@ -182,9 +160,11 @@ pub async fn demo(target: String, write_key: String) {
             start: end - Duration::days(30),
             end,
         };
-        let (_, lines) = tokio::task::spawn_blocking(move || generate(round, 200, period))
-            .await
-            .expect("generation does not panic");
+        let (_, lines) = tokio::task::spawn_blocking(move || {
+            persona_simulate::generate(round, 200, period, || {})
+        })
+        .await
+        .expect("generation does not panic");
         for chunk in lines.chunks(50) {
             let batch: Vec<String> = chunk.iter().map(|(_, l)| l.clone()).collect();
             if let Err(e) = sender.send_batch(&batch).await {

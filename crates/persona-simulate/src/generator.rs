@@ -10,7 +10,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 
-use super::personas::{self, Persona};
+use crate::personas::{self, Persona};
 
 const PRODUCTS: [(&str, &str, f64); 10] = [
     ("sku-100", "shoes", 89.0),

@@ -1,0 +1,134 @@
+//! A seeded simulator of customer behaviour, for demos, benchmarks and tests that need
+//! something real to find.
+//!
+//! Customers are drawn from a handful of personas (champions, deal hunters, window
+//! shoppers, lapsed customers, ...) whose ground truth is kept, so that segmentation can be
+//! checked against it. Each customer browses anonymously, may sign up (identify), views
+//! pages and products on the web or in the app, orders with revenue, and opens and clicks
+//! weekly marketing emails. The output is Segment-spec JSON, ordered by event time, and the
+//! same seed and period always give the same messages.
+//!
+//! This crate only generates; sending and writing files belong to the caller.
+
+mod generator;
+mod personas;
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+
+pub use generator::{Customer, Generated, Period};
+pub use personas::{PERSONAS, Persona};
+
+/// Every customer and the whole stream as JSON lines ordered by event time.
+///
+/// `on_customer` is called after each customer, e.g. to advance a progress bar.
+pub fn generate(
+    seed: u64,
+    customers: usize,
+    period: Period,
+    mut on_customer: impl FnMut(),
+) -> (Vec<Customer>, Vec<(DateTime<Utc>, String)>) {
+    let mut all = Vec::with_capacity(customers);
+    let mut lines = Vec::new();
+    for i in 0..customers {
+        let mut c = generator::customer(seed, i, period);
+        for m in c.messages.drain(..) {
+            lines.push((m.at, m.message.to_string()));
+        }
+        all.push(c);
+        on_customer();
+    }
+    // Stable: one customer's messages at the same millisecond keep their order.
+    lines.sort_by_key(|(at, _)| *at);
+    (all, lines)
+}
+
+/// Writes each customer's true persona as CSV: `user_id,anonymous_id,persona,identified`.
+pub fn write_truth(out: &mut impl Write, customers: &[Customer]) -> std::io::Result<()> {
+    writeln!(out, "user_id,anonymous_id,persona,identified")?;
+    for c in customers {
+        writeln!(
+            out,
+            "{},{},{},{}",
+            c.user_id, c.anonymous_id, c.persona.name, c.identified
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn period() -> Period {
+        let end = persona_core::time::parse_timestamp("2026-06-01T00:00:00Z").unwrap();
+        Period {
+            start: end - Duration::days(60),
+            end,
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_stream() {
+        let (_, a) = generate(5, 30, period(), || {});
+        let (_, b) = generate(5, 30, period(), || {});
+        let (_, c) = generate(6, 30, period(), || {});
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn personas_appear_in_their_shares() {
+        let n = 3000;
+        let (customers, _) = generate(1, n, period(), || {});
+        for p in PERSONAS {
+            let share = customers
+                .iter()
+                .filter(|c| c.persona.name == p.name)
+                .count() as f64
+                / n as f64;
+            assert!(
+                (share - p.share).abs() < 0.03,
+                "{}: {share} vs {}",
+                p.name,
+                p.share
+            );
+        }
+    }
+
+    #[test]
+    fn behaviour_follows_the_persona() {
+        let p = period();
+        let lapse = p.start + Duration::milliseconds((p.end - p.start).num_milliseconds() * 2 / 5);
+        let (customers, lines) = generate(2, 400, p, || {});
+        let persona_of: std::collections::HashMap<&str, &str> = customers
+            .iter()
+            .map(|c| (c.anonymous_id.as_str(), c.persona.name))
+            .collect();
+        let mut orders = std::collections::HashMap::<&str, usize>::new();
+        for (at, line) in &lines {
+            let m: serde_json::Value = serde_json::from_str(line).unwrap();
+            let persona = persona_of[m["anonymousId"].as_str().unwrap()];
+            let event = m["event"].as_str().unwrap_or("");
+            if persona == "lapsed" && !event.starts_with("Email") {
+                assert!(*at <= lapse, "a lapsed customer was active at {at}");
+            }
+            if event == "Order Completed" {
+                assert!(m["userId"].is_string(), "orders need an account");
+                assert!(m["properties"]["revenue"].as_f64().unwrap() > 0.0);
+                *orders.entry(persona).or_default() += 1;
+            }
+        }
+        let per_customer = |name: &str| {
+            orders.get(name).copied().unwrap_or(0) as f64
+                / customers
+                    .iter()
+                    .filter(|c| c.persona.name == name)
+                    .count()
+                    .max(1) as f64
+        };
+        assert!(per_customer("champion") > 3.0 * per_customer("window_shopper"));
+    }
+}
