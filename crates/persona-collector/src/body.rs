@@ -9,6 +9,10 @@ use bytes::Bytes;
 
 use crate::error::ApiError;
 
+/// How long a client may take to send a body: a slow sender must not hold a connection
+/// and its buffer for ever.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Reads the body, gunzipping it when `Content-Encoding: gzip`, and refuses (413) anything
 /// whose decoded size exceeds `limit`. Decoding stops at the limit, so a small gzip bomb
 /// cannot make the server inflate gigabytes.
@@ -23,9 +27,20 @@ pub(crate) async fn read_body(
             format!("request body exceeds the limit of {} KB", limit / 1024),
         )
     };
-    let raw = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())?;
+    let raw = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(_)) => return Err(too_large()),
+        Err(_) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+    };
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())

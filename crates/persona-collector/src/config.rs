@@ -23,6 +23,9 @@ impl Default for CollectorConfig {
     }
 }
 
+/// The largest `max_batch_bytes` allowed: far below what one log record may hold.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+
 /// A configuration that passed [`CollectorConfig::validate`].
 #[derive(Debug, Clone)]
 pub struct ValidCollectorConfig {
@@ -38,7 +41,9 @@ pub enum ConfigError {
     NoWriteKeys,
     #[error("write keys must not be empty or contain ':' (it separates Basic auth fields)")]
     BadWriteKey,
-    #[error("max_message_bytes ({message}) must be between 1 and max_batch_bytes ({batch})")]
+    #[error(
+        "max_message_bytes ({message}) must be between 1 and max_batch_bytes ({batch}), which must be at most 16 MiB"
+    )]
     BadLimits { message: usize, batch: usize },
 }
 
@@ -54,7 +59,10 @@ impl CollectorConfig {
         {
             return Err(ConfigError::BadWriteKey);
         }
-        if self.max_message_bytes == 0 || self.max_message_bytes > self.max_batch_bytes {
+        if self.max_message_bytes == 0
+            || self.max_message_bytes > self.max_batch_bytes
+            || self.max_batch_bytes > MAX_BATCH_BYTES
+        {
             return Err(ConfigError::BadLimits {
                 message: self.max_message_bytes,
                 batch: self.max_batch_bytes,

@@ -32,18 +32,10 @@ impl ApiError {
         }
     }
 
-    pub fn invalid(details: Vec<FieldError>) -> Self {
-        let message = match details.as_slice() {
-            [one] => one.to_string(),
-            many => format!(
-                "{} problems: {}",
-                many.len(),
-                many.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        };
+    pub fn invalid(mut details: Vec<FieldError>) -> Self {
+        let message = summarize(&details);
+        // A small gzip body can hold a huge batch of invalid items; the answer stays small.
+        details.truncate(MAX_DETAILS);
         ApiError {
             details,
             ..Self::new(StatusCode::BAD_REQUEST, "invalid_message", message)
@@ -62,6 +54,27 @@ impl ApiError {
         ApiError {
             retry_after: Some(retry),
             ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+}
+
+/// Field errors returned at most per answer; the message says how many there were.
+pub const MAX_DETAILS: usize = 100;
+
+/// One line naming the first few problems and how many there are in all.
+pub fn summarize(details: &[FieldError]) -> String {
+    const SHOWN: usize = 5;
+    match details {
+        [one] => one.to_string(),
+        many => {
+            let shown: Vec<_> = many.iter().take(SHOWN).map(ToString::to_string).collect();
+            let more = many.len().saturating_sub(SHOWN);
+            let tail = if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            };
+            format!("{} problems: {}{tail}", many.len(), shown.join("; "))
         }
     }
 }

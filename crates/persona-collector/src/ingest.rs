@@ -10,7 +10,7 @@ use chrono::Utc;
 use persona_core::time::parse_timestamp;
 use persona_core::{FieldError, MessageType};
 use persona_log::AppendError;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::body::{basic_auth_key, read_body};
 use crate::error::ApiError;
@@ -149,17 +149,34 @@ async fn ingest_inner(
     }
     let rejected = total - accepted;
     let mut err = ApiError::invalid(errors);
-    if kind.is_none() {
-        err.code = "invalid_messages";
-        err.message = format!(
-            "{rejected} of {total} messages were rejected (see details); the other {accepted} were stored"
-        );
+    if kind.is_some() {
+        return Err(err);
+    }
+    err.code = "invalid_messages";
+    err.message = format!(
+        "{rejected} of {total} messages were rejected ({}); the other {accepted} were stored",
+        err.message
+    );
+    if accepted == 0 {
         let mut extra = Map::new();
-        extra.insert("accepted".into(), accepted.into());
+        extra.insert("accepted".into(), 0.into());
         extra.insert("rejected".into(), rejected.into());
         err.extra = Some(extra);
+        return Err(err);
     }
-    Err(err)
+    // Some were stored: answer 2xx so that no SDK resends (and duplicates) the stored ones,
+    // and 200 rather than 207 because analytics-python retries any other status. The
+    // rejects are reported in the body and counted in the metrics.
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({
+            "success": true,
+            "accepted": accepted,
+            "rejected": rejected,
+            "error": {"code": err.code, "message": err.message, "details": err.details},
+        })),
+    )
+        .into_response())
 }
 
 /// Segment's success answer, built without serialising anything.

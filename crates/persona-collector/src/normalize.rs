@@ -3,7 +3,7 @@
 //! Pure functions over JSON: the HTTP handlers and `persona import` share them, so a
 //! message is accepted or rejected for the same reasons whichever way it arrives.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use persona_core::time::{format_timestamp, parse_timestamp};
 use persona_core::{FieldError, MessageType};
 use serde_json::{Map, Value};
@@ -169,7 +169,18 @@ pub fn normalize(
     let [timestamp, original, sent_at] = times;
     let sent_at = sent_at.or(env.sent_at);
     let corrected = match (original.or(timestamp), sent_at) {
-        (Some(orig), Some(sent)) if env.correct_skew => env.received_at - (sent - orig),
+        (Some(orig), Some(sent)) if env.correct_skew => {
+            match env.received_at.checked_sub_signed(sent - orig) {
+                Some(t) if (1..=9999).contains(&t.year()) => t,
+                _ => {
+                    return Err(vec![FieldError::new(
+                        index,
+                        "sentAt",
+                        "is too far from timestamp to correct the clock skew",
+                    )]);
+                }
+            }
+        }
         // Without skew correction a given `timestamp` is authoritative (in a Segment export it
         // is already corrected); otherwise the client's original time, else receipt.
         _ => timestamp.or(original).unwrap_or(env.received_at),

@@ -354,7 +354,9 @@ async fn a_partial_batch_keeps_the_valid_messages_and_names_the_invalid() {
         {"type": "page", "anonymousId": "a", "messageId": "m5"},
     ]});
     let (status, resp) = h.post_json("/v1/batch", body).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    // 200, so no SDK resends the three that were stored; the rejects are in the body.
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(resp["success"], true);
     assert_eq!(resp["error"]["code"], "invalid_messages");
     assert_eq!(resp["accepted"], 3);
     assert_eq!(resp["rejected"], 3);
@@ -368,6 +370,38 @@ async fn a_partial_batch_keeps_the_valid_messages_and_names_the_invalid() {
         .map(|m| m["messageId"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, ["m0", "m2", "m5"]);
+}
+
+#[tokio::test]
+async fn a_batch_with_only_invalid_messages_is_400_with_bounded_details() {
+    let h = harness();
+    // A tiny body can carry a huge number of invalid items; the answer stays small.
+    let items = vec![json!(0); 5000];
+    let (status, resp) = h.post_json("/v1/batch", json!({"batch": items})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(resp["error"]["code"], "invalid_messages");
+    assert_eq!(resp["accepted"], 0);
+    assert_eq!(resp["rejected"], 5000);
+    assert_eq!(resp["error"]["details"].as_array().unwrap().len(), 100);
+    let message = resp["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("and 4995 more") && message.len() < 2000,
+        "{message}"
+    );
+    assert!(h.logged().is_empty());
+}
+
+#[tokio::test]
+async fn extreme_timestamps_are_rejected_not_crashing() {
+    let h = harness();
+    let body = json!({"userId": "u", "event": "x", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z"});
+    let (status, resp) = h.post_json("/v1/track", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    assert_eq!(detail_fields(&resp), [(0, "sentAt".to_string())]);
+    let body = json!({"userId": "u", "event": "x", "timestamp": "+200000-01-01T00:00:00"});
+    let (status, resp) = h.post_json("/v1/track", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(detail_fields(&resp), [(0, "timestamp".to_string())]);
 }
 
 #[tokio::test]

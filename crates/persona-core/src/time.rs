@@ -1,6 +1,6 @@
 //! Timestamp parsing and formatting as Segment's API accepts and emits them.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 
 /// Parses an ISO-8601 timestamp as sent by Segment SDKs.
 ///
@@ -8,20 +8,29 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 /// Segment does, a date-time without offset or a bare date, both read as UTC. Anything
 /// else is an error whose text can be shown to the client.
 pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
+    let parsed = parse_any(s).ok_or_else(|| {
+        format!("is not an ISO-8601 timestamp (expected e.g. 2024-05-01T10:00:00.000Z), got {s:?}")
+    })?;
+    // Years outside 1..=9999 are not ISO-8601 without an agreement, and arithmetic on them
+    // (such as clock-skew correction) could leave chrono's range.
+    if !(1..=9999).contains(&parsed.year()) {
+        return Err(format!("has a year outside 1 to 9999, got {s:?}"));
+    }
+    Ok(parsed)
+}
+
+fn parse_any(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
+        return Some(t.with_timezone(&Utc));
     }
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(t.and_utc());
+            return Some(t.and_utc());
         }
     }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
-    }
-    Err(format!(
-        "is not an ISO-8601 timestamp (expected e.g. 2024-05-01T10:00:00.000Z), got {s:?}"
-    ))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
 }
 
 /// Formats a timestamp the way persona stores and returns them: RFC 3339, UTC, milliseconds.
@@ -53,6 +62,8 @@ mod tests {
         let e = parse_timestamp("yesterday").unwrap_err();
         assert!(e.contains("yesterday"), "{e}");
         assert!(parse_timestamp("2024-13-01T00:00:00Z").is_err());
+        let e = parse_timestamp("-200000-01-01T00:00:00").unwrap_err();
+        assert!(e.contains("year"), "{e}");
     }
 
     proptest! {

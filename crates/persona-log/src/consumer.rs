@@ -36,12 +36,17 @@ impl Consumers {
         })
     }
 
-    pub(crate) fn register(&self, name: &str, start: u64) -> Result<u64, LogError> {
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        start: impl FnOnce() -> Result<u64, LogError>,
+    ) -> Result<u64, LogError> {
         check_name(name)?;
         let mut offsets = self.offsets.lock().unwrap();
         if let Some(&at) = offsets.get(name) {
             return Ok(at);
         }
+        let start = start()?;
         self.write(name, start)?;
         offsets.insert(name.to_string(), start);
         Ok(start)
@@ -82,6 +87,13 @@ impl Consumers {
     /// The lowest committed offset: retention must not delete anything at or after it.
     pub fn min_committed(&self) -> Option<u64> {
         self.offsets.lock().unwrap().values().copied().min()
+    }
+
+    /// Runs `f` with the lowest committed offset while no consumer can register or commit,
+    /// so what `f` deletes stays behind every consumer.
+    pub(crate) fn while_held<T>(&self, f: impl FnOnce(Option<u64>) -> T) -> T {
+        let offsets = self.offsets.lock().unwrap();
+        f(offsets.values().copied().min())
     }
 
     fn path(&self, name: &str) -> PathBuf {

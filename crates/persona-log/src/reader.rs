@@ -108,7 +108,8 @@ impl LogReader {
                     // next segment starts here, continue there; otherwise we are at the end.
                     let path = cursor.path.clone();
                     let pos = cursor.pos;
-                    if self.segment_starting_at(self.next)?.is_some() {
+                    let next_segment = self.segment_starting_at(self.next)?;
+                    if next_segment.is_some_and(|s| s.path != path) {
                         self.cursor = None;
                         continue;
                     }

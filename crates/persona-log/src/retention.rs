@@ -20,10 +20,17 @@ pub struct RetentionReport {
 
 pub(crate) fn enforce(shared: &Shared) -> Result<RetentionReport, LogError> {
     let policy = &shared.config.retention;
-    let mut report = RetentionReport::default();
     if policy.max_bytes.is_none() && policy.max_age.is_none() {
-        return Ok(report);
+        return Ok(RetentionReport::default());
     }
+    shared
+        .consumers
+        .while_held(|min_committed| delete_closed(shared, min_committed))
+}
+
+fn delete_closed(shared: &Shared, min_committed: Option<u64>) -> Result<RetentionReport, LogError> {
+    let policy = &shared.config.retention;
+    let mut report = RetentionReport::default();
     let segments = segment::list_segments(&shared.dir)?;
     // The newest segment is being written to and is never deleted. A closed segment's
     // records end where the next segment begins.
@@ -37,7 +44,7 @@ pub(crate) fn enforce(shared: &Shared) -> Result<RetentionReport, LogError> {
         sizes.push((meta.len(), meta.modified().ok()));
     }
     let mut closed_bytes: u64 = sizes.iter().map(|(len, _)| len).sum();
-    let safe_before = shared.consumers.min_committed().unwrap_or(u64::MAX);
+    let safe_before = min_committed.unwrap_or(u64::MAX);
     let now = SystemTime::now();
 
     for ((seg, end), (len, modified)) in closed.iter().zip(sizes) {

@@ -15,7 +15,7 @@ use crate::config::LogConfig;
 use crate::consumer::Consumers;
 use crate::error::{AppendError, LogError};
 use crate::reader::LogReader;
-use crate::record::{self, HEADER_LEN};
+use crate::record::{self, HEADER_LEN, MAX_PAYLOAD};
 use crate::retention::{self, RetentionReport};
 use crate::segment::{self, RecoveryReport, SegmentFile};
 use crate::stats::LogStats;
@@ -154,6 +154,13 @@ impl EventLog {
             let at = self.shared.committed();
             return Ok(at..at);
         }
+        if let Some(p) = payloads.iter().find(|p| p.len() > MAX_PAYLOAD as usize) {
+            // Recovery would take a record this large for garbage and cut it off.
+            return Err(AppendError::TooLarge {
+                bytes: p.len(),
+                limit: MAX_PAYLOAD as usize,
+            });
+        }
         let bytes: usize = payloads.iter().map(|p| p.len() + HEADER_LEN).sum();
         let limit = self.shared.config.max_queue_bytes;
         if bytes > limit {
@@ -212,8 +219,9 @@ impl EventLog {
     /// Registers a consumer (idempotent) and returns its committed offset: where it starts
     /// reading. A new consumer starts at the oldest retained record.
     pub fn register_consumer(&self, name: &str) -> Result<u64, LogError> {
-        let first = self.first_offset()?;
-        self.shared.consumers.register(name, first)
+        // The start is read under the consumers' lock, which retention also holds while it
+        // deletes, so a new consumer never starts at a segment being deleted.
+        self.shared.consumers.register(name, || self.first_offset())
     }
 
     /// Records that consumer `name` has processed everything before `offset`.
@@ -317,12 +325,14 @@ impl Writer {
             ranges.push(start..offset);
         }
         if let Err(e) = self.file.write_all(&self.buf) {
-            // Nothing was acknowledged; put the file back as it was so the next group
-            // does not land after a partial record.
-            if let Err(e2) = self.file.set_len(self.segment_len) {
-                return Err(self.fail(format!("write failed ({e}) and could not be undone ({e2})")));
-            }
-            return Err(format!("write failed: {e}"));
+            // Nothing was acknowledged. Cut the partial group off so a restart finds a clean
+            // tail, and stop: a reader in this process may already have buffered bytes of
+            // the failed group, and reusing their offsets would let it return them.
+            let undo = match self.file.set_len(self.segment_len) {
+                Ok(()) => String::new(),
+                Err(e2) => format!(" and could not be undone ({e2})"),
+            };
+            return Err(self.fail(format!("write failed ({e}){undo}")));
         }
         let started = Instant::now();
         if let Err(e) = self.file.sync_data() {

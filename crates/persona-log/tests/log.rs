@@ -259,3 +259,26 @@ async fn a_full_queue_refuses_instead_of_growing() {
     let err = log.append(vec![vec![0u8; 200]]).await.unwrap_err();
     assert!(matches!(err, persona_log::AppendError::TooLarge { .. }));
 }
+
+#[tokio::test]
+async fn reading_an_empty_log_returns_nothing_instead_of_spinning() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    let mut offline = LogReader::open_dir(dir.path()).unwrap();
+    assert!(offline.read_batch(10).unwrap().is_empty());
+    // Also right after a roll, when the newest segment is still empty.
+    let small = tempfile::tempdir().unwrap();
+    let rolled = open(
+        small.path(),
+        LogConfig {
+            segment_bytes: 10,
+            ..Default::default()
+        },
+    );
+    rolled.append(vec![payload(1)]).await.unwrap();
+    rolled.append(vec![payload(2)]).await.unwrap();
+    drop(rolled);
+    let mut r = LogReader::open_dir(small.path()).unwrap();
+    assert_eq!(read_all(&mut r).len(), 2);
+    drop(log);
+}

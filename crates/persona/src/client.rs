@@ -105,14 +105,10 @@ impl Sender {
         for attempt in 1..=MAX_ATTEMPTS {
             let answer = self.post("/v1/batch", body.clone()).await;
             let wait = match answer {
-                Ok(a) if a.status.is_success() => {
-                    return Ok(BatchOutcome {
-                        accepted: messages.len(),
-                        ..Default::default()
-                    });
-                }
-                Ok(a) if a.status == StatusCode::BAD_REQUEST => {
-                    return Ok(partial_outcome(messages.len(), &a.body));
+                // A partial batch is a 200 that lists its rejects; a batch with none valid is
+                // a 400. Neither is retried: what was valid is stored.
+                Ok(a) if a.status.is_success() || a.status == StatusCode::BAD_REQUEST => {
+                    return Ok(outcome(messages.len(), &a.body));
                 }
                 Ok(a)
                     if a.status == StatusCode::TOO_MANY_REQUESTS || a.status.is_server_error() =>
@@ -134,8 +130,14 @@ impl Sender {
     }
 }
 
-fn partial_outcome(total: usize, body: &[u8]) -> BatchOutcome {
+fn outcome(total: usize, body: &[u8]) -> BatchOutcome {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if v["error"].is_null() {
+        return BatchOutcome {
+            accepted: total,
+            ..Default::default()
+        };
+    }
     let accepted = v["accepted"].as_u64().unwrap_or(0) as usize;
     let problems = v["error"]["details"]
         .as_array()

@@ -136,6 +136,11 @@ async fn via_http(
                 // "correcting" it for a clock skew of months.
                 if let Some(o) = v.as_object_mut() {
                     o.remove("sentAt");
+                    // An id given here, not by the server, keeps a retried batch from being
+                    // stored twice under two ids.
+                    if !o.get("messageId").is_some_and(Value::is_string) {
+                        o.insert("messageId".into(), uuid::Uuid::new_v4().to_string().into());
+                    }
                 }
                 lines.push(v.to_string());
             }

@@ -117,7 +117,7 @@ pub async fn send_all(
     let mut chunks = messages.into_iter().peekable();
     let mut total = Sent::default();
     while chunks.peek().is_some() {
-        let batch: Vec<String> = chunks.by_ref().take(batch_size).collect();
+        let batch = next_batch(&mut chunks, batch_size);
         let permit = slots.clone().acquire_owned().await.expect("never closed");
         let sender = sender.clone();
         let bar = bar.clone();
@@ -136,6 +136,29 @@ pub async fn send_all(
     }
     bar.finish_and_clear();
     Ok(total)
+}
+
+/// Request bodies are kept under the server's 500 KB batch limit with room to spare.
+const MAX_BATCH_BODY: usize = 450 * 1024;
+
+/// Takes up to `max` messages whose total size stays under [`MAX_BATCH_BODY`] (always at
+/// least one: a message that is too large on its own is for the server to reject).
+fn next_batch(
+    messages: &mut std::iter::Peekable<impl Iterator<Item = String>>,
+    max: usize,
+) -> Vec<String> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while batch.len() < max {
+        match messages.peek() {
+            Some(m) if batch.is_empty() || bytes + m.len() < MAX_BATCH_BODY => {
+                bytes += m.len() + 1;
+                batch.push(messages.next().expect("peeked"));
+            }
+            _ => break,
+        }
+    }
+    batch
 }
 
 fn add(total: &mut Sent, o: crate::client::BatchOutcome) {
@@ -172,5 +195,25 @@ pub async fn demo(target: String, write_key: String) {
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_under_the_servers_size_limit() {
+        let messages: Vec<String> = (0..10)
+            .map(|i| format!("{i}{}", "x".repeat(100 * 1024)))
+            .collect();
+        let mut it = messages.into_iter().peekable();
+        let sizes: Vec<usize> =
+            std::iter::from_fn(|| Some(next_batch(&mut it, 100)).filter(|b| !b.is_empty()))
+                .map(|b| b.len())
+                .collect();
+        assert_eq!(sizes, [4, 4, 2]);
+        let mut small = (0..250).map(|i| i.to_string()).peekable();
+        assert_eq!(next_batch(&mut small, 100).len(), 100);
     }
 }
