@@ -205,6 +205,17 @@ pub fn normalize(
         None => body.remove("sentAt"),
     };
     merge_envelope(&mut body, env);
+    if kind == MessageType::Identify && !body.contains_key("traits") {
+        // RudderStack's SDKs send identify traits only as `context.traits`; Segment's send
+        // them as `traits`. Downstream reads `traits`, so copy them there (context is kept).
+        if let Some(traits) = body
+            .get("context")
+            .and_then(|c| c.get("traits"))
+            .filter(|t| t.is_object())
+        {
+            body.insert("traits".into(), traits.clone());
+        }
+    }
     body.remove("writeKey");
     if let Some(key) = &env.write_key {
         body.insert("writeKey".into(), key.clone().into());

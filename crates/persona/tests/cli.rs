@@ -292,11 +292,11 @@ async fn simulate_and_import_send_through_a_running_server() {
 #[tokio::test]
 async fn the_example_config_file_works() {
     let dir = tempfile::tempdir().unwrap();
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/config.example.toml"
-    );
-    let mut server = Server::start_with(dir.path(), &["--config", example], &[]);
+    // Read at run time: a test binary reused from a build in another checkout must not
+    // point into that checkout.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    let example = format!("{manifest}/../../docs/config.example.toml");
+    let mut server = Server::start_with(dir.path(), &["--config", &example], &[]);
     let body = json!({"userId": "u", "event": "x"});
     let http = Http::default();
     let (status, _) = http

@@ -1,5 +1,6 @@
-//! Segment's own Python SDK (`segment-analytics-python`, installed by `scripts/test`)
-//! sends to persona unchanged: every call type, gzip on and off, Basic auth and `writeKey`.
+//! Segment's and RudderStack's own Python SDKs (`segment-analytics-python` and
+//! `rudder-sdk-python`, installed by `scripts/test`) send to persona unchanged: every call
+//! type, gzip on and off, batched by the SDK's own consumer thread.
 
 mod common;
 
@@ -9,10 +10,10 @@ use std::process::Command;
 use common::{KEY, Server, logged};
 
 const SCRIPT: &str = r#"
-import sys
-from segment.analytics import Client
+import importlib, sys
 
-host, key = sys.argv[1], sys.argv[2]
+host, key, module = sys.argv[1], sys.argv[2], sys.argv[3]
+Client = importlib.import_module(module).Client
 errors = []
 for gz in (False, True):
     # Queued and sent in batches by the SDK's consumer thread, as in production.
@@ -38,20 +39,28 @@ fn python() -> String {
 
 #[test]
 fn segments_python_sdk_sends_every_call_type() {
+    sdk_sends_every_call_type("segment.analytics");
+}
+
+#[test]
+fn rudderstacks_python_sdk_sends_every_call_type() {
+    sdk_sends_every_call_type("rudderstack.analytics");
+}
+
+fn sdk_sends_every_call_type(module: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let out = Command::new(python())
-        .args(["-c", SCRIPT, &server.url(), KEY])
+        .args(["-c", SCRIPT, &server.url(), KEY, module])
         .output()
         .expect("python runs");
     assert!(
         out.status.success(),
-        "the Segment SDK failed (scripts/test installs segment-analytics-python):\n{}{}",
+        "the {module} SDK failed (scripts/test installs it):\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     server.stop();
-
     let by_id: HashMap<String, serde_json::Value> = logged(dir.path())
         .into_iter()
         .map(|m| (m["messageId"].as_str().unwrap().to_string(), m))

@@ -135,3 +135,15 @@ fn a_message_id_that_is_given_is_kept() {
     .unwrap();
     assert_eq!(n.body["messageId"], "m-1");
 }
+
+#[test]
+fn identify_traits_sent_in_context_as_rudderstack_does_are_copied() {
+    let msg = json!({"userId": "u", "context": {"traits": {"plan": "pro"}}});
+    let n = normalize(msg, Some(MessageType::Identify), 0, &env()).unwrap();
+    assert_eq!(n.body["traits"]["plan"], "pro");
+    assert_eq!(n.body["context"]["traits"]["plan"], "pro");
+    let msg =
+        json!({"userId": "u", "traits": {"plan": "free"}, "context": {"traits": {"plan": "pro"}}});
+    let n = normalize(msg, Some(MessageType::Identify), 0, &env()).unwrap();
+    assert_eq!(n.body["traits"]["plan"], "free");
+}
