@@ -86,11 +86,11 @@ pub fn normalize(
     };
 
     // Identifiers: Segment accepts numbers and stores them as strings.
-    let mut id_fields: Vec<&str> = IDENTITY_FIELDS.to_vec();
-    if let Some(k) = kind {
-        id_fields.extend(k.required_fields().iter().filter(|f| **f != "event"));
-    }
-    for field in id_fields {
+    let required = kind.map_or(&[][..], MessageType::required_fields);
+    let id_fields = IDENTITY_FIELDS
+        .iter()
+        .chain(required.iter().filter(|f| **f != "event"));
+    for &field in id_fields {
         if let Err(reason) = coerce_id(&mut body, field) {
             errors.push(err(field, reason));
         }

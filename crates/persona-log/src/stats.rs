@@ -48,13 +48,20 @@ impl LogStats {
             Some(last) => segment::scan(last)?.next_offset,
             None => 0,
         };
-        Self::collect(dir, next)
+        Self::from_segments(dir, &segments, next)
     }
 
     pub(crate) fn collect(dir: &Path, next_offset: u64) -> Result<Self, LogError> {
-        let segments = segment::list_segments(dir)?;
+        Self::from_segments(dir, &segment::list_segments(dir)?, next_offset)
+    }
+
+    fn from_segments(
+        dir: &Path,
+        segments: &[segment::SegmentFile],
+        next_offset: u64,
+    ) -> Result<Self, LogError> {
         let mut bytes = 0;
-        for s in &segments {
+        for s in segments {
             bytes += std::fs::metadata(&s.path)
                 .map_err(|e| LogError::io(&s.path, e))?
                 .len();

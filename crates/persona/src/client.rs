@@ -1,6 +1,7 @@
 //! A small HTTP client for sending Segment-spec batches to a persona server (or any
 //! Segment-compatible endpoint), with retries as Segment's SDKs do them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -12,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tokio::sync::Semaphore;
 
 /// Attempts per batch before giving up on a retryable failure (429, 5xx, connection error).
 const MAX_ATTEMPTS: u32 = 8;
@@ -23,13 +25,22 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
 }
 
-/// What happened to one batch.
+/// What happened to one batch, or (added up) to a whole send or import.
 #[derive(Debug, Default, Clone)]
 pub struct BatchOutcome {
     pub accepted: usize,
     pub rejected: usize,
-    /// The server's reasons for rejected messages, as `index: field reason`.
+    /// The reasons for rejected messages, one line each.
     pub problems: Vec<String>,
+}
+
+impl BatchOutcome {
+    /// Adds another outcome's counts and reasons to this one.
+    pub fn add(&mut self, other: BatchOutcome) {
+        self.accepted += other.accepted;
+        self.rejected += other.rejected;
+        self.problems.extend(other.problems);
+    }
 }
 
 /// Sends to one server with one write key over pooled keep-alive connections.
@@ -168,6 +179,65 @@ fn outcome(total: usize, body: &[u8]) -> BatchOutcome {
     }
 }
 
+/// Batches in flight at once when sending.
+const IN_FLIGHT: usize = 4;
+
+/// Sends serialised messages in batches, a few in flight, with a progress bar.
+pub async fn send_all(
+    sender: &Sender,
+    messages: Vec<String>,
+    batch_size: usize,
+) -> anyhow::Result<BatchOutcome> {
+    let bar = progress_bar(messages.len() as u64, "sending");
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut chunks = messages.into_iter().peekable();
+    let mut total = BatchOutcome::default();
+    while chunks.peek().is_some() {
+        let batch = next_batch(&mut chunks, batch_size);
+        let permit = slots.clone().acquire_owned().await.expect("never closed");
+        let sender = sender.clone();
+        let bar = bar.clone();
+        tasks.spawn(async move {
+            let outcome = sender.send_batch(&batch).await;
+            bar.inc(batch.len() as u64);
+            drop(permit);
+            outcome
+        });
+        while let Some(done) = tasks.try_join_next() {
+            total.add(done??);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        total.add(done??);
+    }
+    bar.finish_and_clear();
+    Ok(total)
+}
+
+/// Request bodies are kept under the server's 500 KB batch limit with room to spare.
+const MAX_BATCH_BODY: usize = 450 * 1024;
+
+/// Takes up to `max` messages whose total size stays under [`MAX_BATCH_BODY`] (always at
+/// least one: a message that is too large on its own is for the server to reject).
+fn next_batch(
+    messages: &mut std::iter::Peekable<impl Iterator<Item = String>>,
+    max: usize,
+) -> Vec<String> {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    while batch.len() < max {
+        match messages.peek() {
+            Some(m) if batch.is_empty() || bytes + m.len() < MAX_BATCH_BODY => {
+                bytes += m.len() + 1;
+                batch.push(messages.next().expect("peeked"));
+            }
+            _ => break,
+        }
+    }
+    batch
+}
+
 /// A progress bar in the style every long command uses.
 pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
@@ -178,4 +248,24 @@ pub fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
         .expect("valid template"),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_under_the_servers_size_limit() {
+        let messages: Vec<String> = (0..10)
+            .map(|i| format!("{i}{}", "x".repeat(100 * 1024)))
+            .collect();
+        let mut it = messages.into_iter().peekable();
+        let sizes: Vec<usize> =
+            std::iter::from_fn(|| Some(next_batch(&mut it, 100)).filter(|b| !b.is_empty()))
+                .map(|b| b.len())
+                .collect();
+        assert_eq!(sizes, [4, 4, 2]);
+        let mut small = (0..250).map(|i| i.to_string()).peekable();
+        assert_eq!(next_batch(&mut small, 100).len(), 100);
+    }
 }

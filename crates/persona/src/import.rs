@@ -11,7 +11,7 @@ use persona_log::{EventLog, LogConfig};
 use serde_json::Value;
 
 use crate::cli::{ImportArgs, default_data_dir};
-use crate::client::{Sender, progress_bar};
+use crate::client::{BatchOutcome, Sender, progress_bar, send_all};
 
 /// Rejects printed in full; the rest are only counted.
 const SHOWN_REJECTS: usize = 20;
@@ -52,20 +52,13 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[derive(Default)]
-struct Summary {
-    accepted: usize,
-    rejected: usize,
-    problems: Vec<String>,
-}
-
 /// Straight into the log of a stopped server (the log's lock says if one is running).
 async fn into_log(
     dir: &std::path::Path,
     file: std::fs::File,
     size: u64,
     batch: usize,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<BatchOutcome> {
     let (log, _) = EventLog::open(dir, LogConfig::default(), Arc::new(())).with_context(|| {
         format!(
             "cannot open the event log in {} (is a server running? then use --target)",
@@ -73,7 +66,7 @@ async fn into_log(
         )
     })?;
     let bar = progress_bar(size, "importing");
-    let mut summary = Summary::default();
+    let mut summary = BatchOutcome::default();
     let mut pending = Vec::with_capacity(batch);
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.context("cannot read the input")?;
@@ -120,10 +113,10 @@ async fn via_http(
     file: std::fs::File,
     size: u64,
     batch: usize,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<BatchOutcome> {
     let bar = progress_bar(size, "importing");
     let mut lines = Vec::new();
-    let mut summary = Summary::default();
+    let mut summary = BatchOutcome::default();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.context("cannot read the input")?;
         bar.inc(line.len() as u64 + 1);
@@ -153,9 +146,6 @@ async fn via_http(
         }
     }
     bar.finish_and_clear();
-    let sent = crate::simulate::send_all(sender, lines, batch, true).await?;
-    summary.accepted += sent.accepted;
-    summary.rejected += sent.rejected;
-    summary.problems.extend(sent.problems);
+    summary.add(send_all(sender, lines, batch).await?);
     Ok(summary)
 }

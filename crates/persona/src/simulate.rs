@@ -2,19 +2,14 @@
 //! personas, written to a JSONL file or sent to a server through its HTTP API.
 
 use std::io::{BufWriter, Write};
-use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use persona_core::time::parse_timestamp;
-use tokio::sync::Semaphore;
 
 use crate::cli::SimulateArgs;
-use crate::client::{Sender, progress_bar};
+use crate::client::{Sender, progress_bar, send_all};
 use persona_simulate::{Customer, Period};
-
-/// Batches in flight at once when sending.
-const IN_FLIGHT: usize = 4;
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if args.customers == 0 || args.days == 0 {
@@ -58,7 +53,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         (None, Some(target)) => {
             let sender = Sender::new(target, args.write_key.as_deref().unwrap_or_default())?;
             let messages: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
-            let sent = send_all(&sender, messages, args.batch_size, true).await?;
+            let sent = send_all(&sender, messages, args.batch_size).await?;
             eprintln!(
                 "sent {} messages for {} customers to {target}: {} accepted, {} rejected",
                 sent.accepted + sent.rejected,
@@ -92,81 +87,6 @@ fn write_truth(path: &std::path::Path, customers: &[Customer]) -> anyhow::Result
     Ok(())
 }
 
-/// Totals of a send.
-#[derive(Debug, Default)]
-pub struct Sent {
-    pub accepted: usize,
-    pub rejected: usize,
-    pub problems: Vec<String>,
-}
-
-/// Sends serialised messages in batches, a few in flight, with a progress bar.
-pub async fn send_all(
-    sender: &Sender,
-    messages: Vec<String>,
-    batch_size: usize,
-    show: bool,
-) -> anyhow::Result<Sent> {
-    let bar = if show {
-        progress_bar(messages.len() as u64, "sending")
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut chunks = messages.into_iter().peekable();
-    let mut total = Sent::default();
-    while chunks.peek().is_some() {
-        let batch = next_batch(&mut chunks, batch_size);
-        let permit = slots.clone().acquire_owned().await.expect("never closed");
-        let sender = sender.clone();
-        let bar = bar.clone();
-        tasks.spawn(async move {
-            let outcome = sender.send_batch(&batch).await;
-            bar.inc(batch.len() as u64);
-            drop(permit);
-            outcome
-        });
-        while let Some(done) = tasks.try_join_next() {
-            add(&mut total, done??);
-        }
-    }
-    while let Some(done) = tasks.join_next().await {
-        add(&mut total, done??);
-    }
-    bar.finish_and_clear();
-    Ok(total)
-}
-
-/// Request bodies are kept under the server's 500 KB batch limit with room to spare.
-const MAX_BATCH_BODY: usize = 450 * 1024;
-
-/// Takes up to `max` messages whose total size stays under [`MAX_BATCH_BODY`] (always at
-/// least one: a message that is too large on its own is for the server to reject).
-fn next_batch(
-    messages: &mut std::iter::Peekable<impl Iterator<Item = String>>,
-    max: usize,
-) -> Vec<String> {
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    while batch.len() < max {
-        match messages.peek() {
-            Some(m) if batch.is_empty() || bytes + m.len() < MAX_BATCH_BODY => {
-                bytes += m.len() + 1;
-                batch.push(messages.next().expect("peeked"));
-            }
-            _ => break,
-        }
-    }
-    batch
-}
-
-fn add(total: &mut Sent, o: crate::client::BatchOutcome) {
-    total.accepted += o.accepted;
-    total.rejected += o.rejected;
-    total.problems.extend(o.problems);
-}
-
 /// `serve --demo`: keeps feeding a gentle stream of simulated customers into the server.
 pub async fn demo(target: String, write_key: String) {
     let sender = match Sender::new(&target, &write_key) {
@@ -195,25 +115,5 @@ pub async fn demo(target: String, write_key: String) {
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn batches_stay_under_the_servers_size_limit() {
-        let messages: Vec<String> = (0..10)
-            .map(|i| format!("{i}{}", "x".repeat(100 * 1024)))
-            .collect();
-        let mut it = messages.into_iter().peekable();
-        let sizes: Vec<usize> =
-            std::iter::from_fn(|| Some(next_batch(&mut it, 100)).filter(|b| !b.is_empty()))
-                .map(|b| b.len())
-                .collect();
-        assert_eq!(sizes, [4, 4, 2]);
-        let mut small = (0..250).map(|i| i.to_string()).peekable();
-        assert_eq!(next_batch(&mut small, 100).len(), 100);
     }
 }
