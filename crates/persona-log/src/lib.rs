@@ -27,7 +27,7 @@ mod writer;
 pub use config::{LogConfig, RetentionPolicy};
 pub use consumer::Consumers;
 pub use error::{AppendError, LogError};
-pub use reader::{LogReader, Record};
+pub use reader::{LogReader, Record, read_at};
 pub use retention::RetentionReport;
 pub use segment::RecoveryReport;
 pub use stats::{ConsumerStats, LogStats};

@@ -14,7 +14,51 @@ use crate::writer::Shared;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub offset: u64,
+    /// Byte position of the record in its segment file: with the offset, enough for
+    /// [`read_at`] to fetch it again without scanning.
+    pub position: u64,
     pub payload: Vec<u8>,
+}
+
+/// Reads the single record `offset`, stored at byte `position` of its segment, from the log
+/// in `dir`. `None` when retention has deleted it (or it was never written).
+///
+/// This is how per-profile event indexes fetch events: one seek and one read each.
+pub fn read_at(
+    dir: impl AsRef<Path>,
+    offset: u64,
+    position: u64,
+) -> Result<Option<Record>, LogError> {
+    let segments = segment::list_segments(dir.as_ref())?;
+    let Some(seg) = segments.iter().rev().find(|s| s.base <= offset) else {
+        return Ok(None);
+    };
+    let mut file = match File::open(&seg.path) {
+        Ok(f) => f,
+        // Deleted by retention between listing and opening.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LogError::io(&seg.path, e)),
+    };
+    file.seek(SeekFrom::Start(position))
+        .map_err(|e| LogError::io(&seg.path, e))?;
+    let mut payload = Vec::new();
+    match segment::read_record(
+        &mut BufReader::with_capacity(8 << 10, file),
+        &mut payload,
+        offset,
+    ) {
+        Ok(()) => Ok(Some(Record {
+            offset,
+            position,
+            payload,
+        })),
+        Err(ReadStop::Io(e)) => Err(LogError::io(&seg.path, e)),
+        Err(ReadStop::Eof) => Ok(None),
+        Err(ReadStop::Bad(why)) => Err(LogError::Corrupt(format!(
+            "{} at byte {position}: {why}",
+            seg.path.display()
+        ))),
+    }
 }
 
 /// A cursor over the log.
@@ -95,9 +139,11 @@ impl LogReader {
             let cursor = self.cursor.as_mut().expect("opened above");
             match segment::read_record(&mut cursor.reader, &mut self.payload, self.next) {
                 Ok(()) => {
+                    let position = cursor.pos;
                     cursor.pos += (HEADER_LEN + self.payload.len()) as u64;
                     out.push(Record {
                         offset: self.next,
+                        position,
                         payload: std::mem::take(&mut self.payload),
                     });
                     self.next += 1;

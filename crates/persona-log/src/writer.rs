@@ -31,6 +31,14 @@ impl CommitObserver for () {
     fn on_commit(&self, _: u64, _: u64, _: Duration) {}
 }
 
+/// Two observers told in turn, e.g. metrics and a consumer waiting for new records.
+impl<A: CommitObserver, B: CommitObserver> CommitObserver for (A, B) {
+    fn on_commit(&self, records: u64, bytes: u64, sync: Duration) {
+        self.0.on_commit(records, bytes, sync);
+        self.1.on_commit(records, bytes, sync);
+    }
+}
+
 /// State shared by the writer thread, readers and maintenance in this process.
 pub(crate) struct Shared {
     pub dir: PathBuf,

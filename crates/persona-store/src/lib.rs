@@ -1,0 +1,88 @@
+//! Profile state: where live profiles, the identity graph and the per-profile event index
+//! are kept.
+//!
+//! [`ProfileStore`] is the one interface the stream stage writes through and the API reads
+//! through. The embedded default, [`EmbeddedStore`], keeps everything in one crash-safe file
+//! (redb, pure Rust, copy-on-write B-trees); PostgreSQL and Redis implementations will sit
+//! behind the same trait. This crate knows nothing about events, HTTP or async runtimes:
+//! the stream stage decides what a profile contains, this crate only keeps it.
+
+mod embedded;
+mod error;
+mod identity;
+
+pub use embedded::EmbeddedStore;
+pub use error::StoreError;
+pub use identity::IdentityKey;
+
+use persona_core::profile::Profile;
+
+/// A profile's internal number. Identities (user and anonymous ids) point to it; merging
+/// two profiles re-points identities, so the number of a merged-away profile is retired.
+pub type ProfileId = u64;
+
+/// Where one event of a profile is in the event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef {
+    /// Event time, Unix milliseconds: the index is ordered by it.
+    pub at: i64,
+    pub offset: u64,
+    /// Byte position in the log segment, for a direct read.
+    pub position: u64,
+}
+
+/// Everything one micro-batch of the stream stage changes, applied atomically: either all of
+/// it (with the consumer offset) is stored, or none of it. That is what makes replay after a
+/// crash exactly-once in effect.
+#[derive(Debug, Default)]
+pub struct ChangeSet {
+    /// Profiles written (created or updated), with their full new state.
+    pub profiles: Vec<(ProfileId, Profile)>,
+    /// Profiles merged into others, to delete.
+    pub removed: Vec<ProfileId>,
+    /// Identity keys (as [`IdentityKey::storage_key`]) pointed at a profile.
+    pub links: Vec<(String, ProfileId)>,
+    /// New entries of the per-profile event index.
+    pub events: Vec<(ProfileId, EventRef)>,
+    /// Event index entries to move from the first profile to the second, in order, after
+    /// `events` are added.
+    pub moved_events: Vec<(ProfileId, ProfileId)>,
+    /// The next unused profile id.
+    pub next_id: ProfileId,
+    /// Consumer name and the log offset it has now consumed up to (exclusive).
+    pub offsets: Vec<(String, u64)>,
+}
+
+/// Storage of profiles. Reads may run concurrently with each other and with `apply`.
+pub trait ProfileStore: Send + Sync + 'static {
+    /// The profile an identity belongs to.
+    fn resolve(&self, key: &IdentityKey<'_>) -> Result<Option<ProfileId>, StoreError>;
+
+    /// A profile by id.
+    fn get(&self, id: ProfileId) -> Result<Option<Profile>, StoreError>;
+
+    /// The profile an identity belongs to, with its id, as of one consistent snapshot.
+    fn lookup(&self, key: &IdentityKey<'_>) -> Result<Option<(ProfileId, Profile)>, StoreError>;
+
+    /// The most recent `limit` events of a profile, newest first.
+    fn recent_events(&self, id: ProfileId, limit: usize) -> Result<Vec<EventRef>, StoreError>;
+
+    /// Profiles in id order after `after`, at most `limit`: for exports and back-fills.
+    fn scan(
+        &self,
+        after: Option<ProfileId>,
+        limit: usize,
+    ) -> Result<Vec<(ProfileId, Profile)>, StoreError>;
+
+    /// How many profiles there are.
+    fn count(&self) -> Result<u64, StoreError>;
+
+    /// The log offset a consumer has applied up to (exclusive), if it ever committed.
+    fn offset(&self, consumer: &str) -> Result<Option<u64>, StoreError>;
+
+    /// The next unused profile id.
+    fn next_id(&self) -> Result<ProfileId, StoreError>;
+
+    /// Applies a change set atomically and durably.
+    fn apply(&self, changes: &ChangeSet) -> Result<(), StoreError>;
+}
