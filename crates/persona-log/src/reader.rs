@@ -105,7 +105,8 @@ impl LogReader {
         }
     }
 
-    fn first_offset(&self) -> Result<u64, LogError> {
+    /// The oldest offset still in the log (0 when it is empty).
+    pub fn first_offset(&self) -> Result<u64, LogError> {
         Ok(segment::list_segments(&self.dir)?
             .first()
             .map_or(0, |s| s.base))

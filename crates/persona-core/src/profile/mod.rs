@@ -84,7 +84,7 @@ mod tests {
         const NAMES: [&str; 3] = ["Product Viewed", "Order Completed", "Email Opened"];
         let kind = match kind % 4 {
             0 => ObservedKind::View {
-                screen: n % 2 == 0,
+                screen: n.is_multiple_of(2),
                 category: ["shoes", "hats"].get(n as usize % 3).copied(),
             },
             1 => ObservedKind::Track {

@@ -1,0 +1,230 @@
+//! Reading a log record: the few fields the processor needs, borrowed from the JSON.
+//!
+//! The collector has already validated the message's own fields (ids, `type`, `event`,
+//! timestamps), so those are read strictly. Nested fields that senders fill freely
+//! (`properties.revenue`, `context.userAgent`, ...) are read leniently: a value of an
+//! unexpected type is ignored rather than costing the event.
+
+use std::borrow::Cow;
+
+use persona_core::MessageType;
+use persona_core::profile::{EmailAction, Observation, ObservedKind};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::{Map, Value};
+
+use crate::config::ValidStreamConfig;
+
+/// `context.library.name` of messages written by `persona import-profiles`: CRM
+/// attributes, applied to traits but not counted as behaviour.
+pub const ENRICHMENT_SOURCE: &str = "persona-import-profiles";
+
+/// A string where one is expected, or anything else (then ignored).
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+pub(crate) enum Lenient<'a> {
+    Str(#[serde(borrow)] Cow<'a, str>),
+    Num(f64),
+    /// Absent or null.
+    #[default]
+    Missing,
+    /// Anything else (objects, arrays, booleans) is skipped.
+    Ignored(IgnoredAny),
+}
+
+impl Lenient<'_> {
+    fn str(&self) -> Option<&str> {
+        match self {
+            Lenient::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A number, or a string holding one (some senders quote revenue).
+    fn number(&self) -> Option<f64> {
+        match self {
+            Lenient::Num(n) => Some(*n),
+            Lenient::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .filter(|n: &f64| n.is_finite())
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct Properties<'a> {
+    #[serde(borrow, default)]
+    revenue: Lenient<'a>,
+    #[serde(borrow, default)]
+    total: Lenient<'a>,
+    #[serde(borrow, default)]
+    category: Lenient<'a>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct Library<'a> {
+    #[serde(borrow, default)]
+    name: Lenient<'a>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct Context<'a> {
+    #[serde(rename = "userAgent", borrow, default)]
+    pub user_agent: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub ip: Lenient<'a>,
+    #[serde(borrow, default)]
+    library: Option<Library<'a>>,
+}
+
+/// The fields of a stored message the processor reads.
+#[derive(Deserialize)]
+pub(crate) struct Incoming<'a> {
+    #[serde(rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(rename = "userId", borrow, default)]
+    pub user_id: Option<Cow<'a, str>>,
+    #[serde(rename = "anonymousId", borrow, default)]
+    pub anonymous_id: Option<Cow<'a, str>>,
+    #[serde(rename = "previousId", borrow, default)]
+    pub previous_id: Lenient<'a>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    category: Option<Cow<'a, str>>,
+    #[serde(rename = "messageId", borrow, default)]
+    pub message_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(rename = "receivedAt", borrow, default)]
+    received_at: Option<Cow<'a, str>>,
+    #[serde(rename = "writeKey", borrow, default)]
+    pub write_key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    properties: Option<Properties<'a>>,
+    #[serde(default)]
+    pub traits: Option<Map<String, Value>>,
+    #[serde(borrow, default)]
+    pub context: Option<Context<'a>>,
+}
+
+/// A record that cannot be read as a message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Malformed(pub String);
+
+/// A parsed message with its kind and event time resolved.
+pub(crate) struct Event<'a> {
+    pub msg: Incoming<'a>,
+    pub kind: MessageType,
+    /// Event time, Unix milliseconds.
+    pub at: i64,
+}
+
+impl<'a> Event<'a> {
+    pub fn parse(payload: &'a [u8]) -> Result<Self, Malformed> {
+        let msg: Incoming<'a> =
+            serde_json::from_slice(payload).map_err(|e| Malformed(e.to_string()))?;
+        let kind = MessageType::parse(&msg.kind)
+            .ok_or_else(|| Malformed(format!("unknown type {:?}", msg.kind)))?;
+        let at = persona_core::time::parse_timestamp(&msg.timestamp)
+            .map_err(|e| Malformed(format!("timestamp {e}")))?
+            .timestamp_millis();
+        if msg.user_id.is_none() && msg.anonymous_id.is_none() {
+            return Err(Malformed("neither userId nor anonymousId".into()));
+        }
+        Ok(Event { msg, kind, at })
+    }
+
+    /// When the collector received it, Unix milliseconds.
+    pub fn received_at(&self) -> Option<i64> {
+        let t = self.msg.received_at.as_deref()?;
+        persona_core::time::parse_timestamp(t)
+            .ok()
+            .map(|t| t.timestamp_millis())
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.msg.context.as_ref()?.user_agent.str()
+    }
+
+    pub fn ip(&self) -> Option<&str> {
+        self.msg.context.as_ref()?.ip.str()
+    }
+
+    pub fn previous_id(&self) -> Option<&str> {
+        self.msg.previous_id.str().filter(|s| !s.is_empty())
+    }
+
+    /// Written by `persona import-profiles`: traits only, not behaviour.
+    pub fn is_enrichment(&self) -> bool {
+        self.msg
+            .context
+            .as_ref()
+            .and_then(|c| c.library.as_ref())
+            .and_then(|l| l.name.str())
+            == Some(ENRICHMENT_SOURCE)
+    }
+
+    /// What the profile counts of this event.
+    pub fn observation(&self, config: &ValidStreamConfig) -> Observation<'_> {
+        let props = self.msg.properties.as_ref();
+        let kind = match self.kind {
+            MessageType::Page | MessageType::Screen => ObservedKind::View {
+                screen: self.kind == MessageType::Screen,
+                category: self
+                    .msg
+                    .category
+                    .as_deref()
+                    .or_else(|| props.and_then(|p| p.category.str())),
+            },
+            MessageType::Track => {
+                let name = self.msg.event.as_deref().unwrap_or_default();
+                let is = |names: &[String]| names.iter().any(|n| n == name);
+                ObservedKind::Track {
+                    name,
+                    purchase: is(&config.purchase_events).then(|| {
+                        props
+                            .and_then(|p| p.revenue.number().or_else(|| p.total.number()))
+                            .unwrap_or(0.0)
+                    }),
+                    email: if is(&config.email_open_events) {
+                        Some(EmailAction::Opened)
+                    } else if is(&config.email_click_events) {
+                        Some(EmailAction::Clicked)
+                    } else {
+                        None
+                    },
+                    app_open: is(&config.app_open_events),
+                }
+            }
+            MessageType::Identify | MessageType::Group | MessageType::Alias => ObservedKind::Other,
+        };
+        Observation { at: self.at, kind }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_nested_types_are_ignored_not_fatal() {
+        let raw = br#"{"type":"track","event":"Order Completed","userId":"u","timestamp":"2024-05-01T10:00:00.000Z",
+            "properties":{"revenue":"12.50","category":5,"products":[{"x":1}]},
+            "context":{"userAgent":{"odd":true},"ip":"10.1.2.3"}}"#;
+        let e = Event::parse(raw).unwrap();
+        assert_eq!(e.user_agent(), None);
+        assert_eq!(e.ip(), Some("10.1.2.3"));
+        match e.observation(&ValidStreamConfig::default()).kind {
+            ObservedKind::Track { purchase, .. } => assert_eq!(purchase, Some(12.5)),
+            k => panic!("{k:?}"),
+        }
+    }
+
+    #[test]
+    fn a_record_without_ids_is_malformed() {
+        let raw = br#"{"type":"track","event":"x","timestamp":"2024-05-01T10:00:00.000Z"}"#;
+        assert!(Event::parse(raw).is_err());
+    }
+}

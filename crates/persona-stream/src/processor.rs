@@ -1,0 +1,310 @@
+//! The consumer loop: read a micro-batch, apply it, commit it with the offset.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use persona_core::MessageType;
+use persona_core::profile::set_all;
+use persona_log::{CommitObserver, EventLog, LogError, LogReader, Record};
+use persona_store::{EventRef, ProfileId, ProfileStore, StoreError};
+use serde::Deserialize;
+
+use crate::batch::Batch;
+use crate::config::ValidStreamConfig;
+use crate::dedupe::DedupeWindow;
+use crate::event::Event;
+use crate::filter::{DropReason, noise};
+use crate::metrics::ProcessorMetrics;
+use crate::status::ProcessorStatus;
+
+/// The processor's consumer name, in the store and in the log's consumer list.
+pub const CONSUMER: &str = "processor";
+
+/// How long an idle processor sleeps before looking at the log again without a wake-up.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Pause before retrying after a failed batch.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// A batch could not be applied; nothing of it was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Applies the event log to the profile store.
+pub struct Processor {
+    store: Arc<dyn ProfileStore>,
+    reader: LogReader,
+    config: ValidStreamConfig,
+    dedupe: DedupeWindow,
+    next_id: ProfileId,
+    status: Arc<ProcessorStatus>,
+    metrics: ProcessorMetrics,
+}
+
+impl Processor {
+    /// A processor reading with `reader` (live or offline) and resuming at the offset the
+    /// store last committed.
+    pub fn new(
+        store: Arc<dyn ProfileStore>,
+        reader: LogReader,
+        config: ValidStreamConfig,
+        status: Arc<ProcessorStatus>,
+        metrics: ProcessorMetrics,
+    ) -> Result<Self, ProcessorError> {
+        let mut p = Processor {
+            store,
+            reader,
+            dedupe: DedupeWindow::new(config.dedupe_window),
+            config,
+            next_id: 1,
+            status,
+            metrics,
+        };
+        p.restore()?;
+        Ok(p)
+    }
+
+    /// Positions the reader at the store's committed offset and refills the dedupe window
+    /// from the records just before it, so the state equals what it was before a restart.
+    fn restore(&mut self) -> Result<(), ProcessorError> {
+        let committed = self.store.offset(CONSUMER)?.unwrap_or(0);
+        let first = self.reader.first_offset()?;
+        let start = committed.max(first);
+        self.dedupe = DedupeWindow::new(self.dedupe.capacity());
+        self.reader.seek(
+            start
+                .saturating_sub(self.dedupe.capacity() as u64)
+                .max(first),
+        );
+        #[derive(Deserialize)]
+        struct Id<'a> {
+            #[serde(rename = "messageId", borrow)]
+            message_id: Option<std::borrow::Cow<'a, str>>,
+        }
+        while self.reader.position() < start {
+            let want = (start - self.reader.position()).min(8192) as usize;
+            let records = self.reader.read_batch(want)?;
+            if records.is_empty() {
+                break;
+            }
+            for r in &records {
+                if let Ok(Id {
+                    message_id: Some(id),
+                }) = serde_json::from_slice(&r.payload)
+                {
+                    self.dedupe.insert(&id);
+                }
+            }
+        }
+        self.reader.seek(start);
+        self.next_id = self.store.next_id()?;
+        self.status.set_applied(start, None);
+        Ok(())
+    }
+
+    /// Applies at most one micro-batch. Returns how many records it read: 0 means the
+    /// processor has caught up with the log.
+    pub fn step(&mut self) -> Result<usize, ProcessorError> {
+        let records = self.reader.read_batch(self.config.batch_records)?;
+        let Some(last) = records.last() else {
+            return Ok(0);
+        };
+        let store = self.store.clone();
+        let mut batch = Batch::new(&*store, self.next_id, self.config.session_gap_ms);
+        let mut applied = 0;
+        let mut received = None;
+        for r in &records {
+            if let Some(at) = self.apply(&mut batch, r)? {
+                applied += 1;
+                received = at.or(received);
+            }
+        }
+        batch.set_offset(CONSUMER, last.offset + 1);
+        let merges = batch.merges;
+        let started = Instant::now();
+        self.next_id = batch.commit()?;
+        self.metrics.batch(
+            records.len(),
+            applied,
+            merges,
+            started.elapsed().as_secs_f64(),
+        );
+        self.status.set_applied(last.offset + 1, received);
+        Ok(records.len())
+    }
+
+    /// Applies every record there is now; returns how many were read.
+    pub fn run_to_end(&mut self) -> Result<u64, ProcessorError> {
+        let mut total = 0;
+        loop {
+            match self.step()? {
+                0 => return Ok(total),
+                n => total += n as u64,
+            }
+        }
+    }
+
+    /// Applies one record to the batch. `Some(received_at)` if it was applied, `None` if it
+    /// was dropped.
+    fn apply(
+        &mut self,
+        batch: &mut Batch<'_>,
+        record: &Record,
+    ) -> Result<Option<Option<i64>>, StoreError> {
+        let event = match Event::parse(&record.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(offset = record.offset, error = %e, "skipping a malformed log record");
+                self.metrics.dropped(DropReason::Malformed);
+                return Ok(None);
+            }
+        };
+        if let Some(reason) = noise(&event, &self.config) {
+            self.metrics.dropped(reason);
+            return Ok(None);
+        }
+        if let Some(id) = event.msg.message_id.as_deref()
+            && !self.dedupe.insert(id)
+        {
+            self.metrics.dropped(DropReason::Duplicate);
+            return Ok(None);
+        }
+        let id = batch.resolve_event(
+            event.msg.user_id.as_deref(),
+            event.msg.anonymous_id.as_deref(),
+        )?;
+        if event.kind == MessageType::Alias
+            && let Some(previous) = event.previous_id()
+        {
+            batch.alias(previous, id)?;
+        }
+        let gap = self.config.session_gap_ms;
+        let observation = event.observation(&self.config);
+        let enrichment = event.is_enrichment();
+        let profile = batch.profile(id)?;
+        if event.kind == MessageType::Identify
+            && let Some(traits) = &event.msg.traits
+        {
+            set_all(&mut profile.traits, traits, event.at);
+        }
+        if !enrichment {
+            profile.activity.observe(&observation, gap);
+            batch.add_event(
+                id,
+                EventRef {
+                    at: event.at,
+                    offset: record.offset,
+                    position: record.position,
+                },
+            );
+        }
+        Ok(Some(event.received_at()))
+    }
+}
+
+/// Wakes the processor when the log commits new records. Clones share one signal.
+#[derive(Clone, Default)]
+pub struct Wakeup(Arc<(Mutex<bool>, Condvar)>);
+
+impl Wakeup {
+    pub fn notify(&self) {
+        let (flag, cv) = &*self.0;
+        *flag.lock().expect("not poisoned") = true;
+        cv.notify_one();
+    }
+
+    fn wait(&self, timeout: Duration) {
+        let (flag, cv) = &*self.0;
+        let guard = flag.lock().expect("not poisoned");
+        let (mut guard, _) = cv
+            .wait_timeout_while(guard, timeout, |woken| !*woken)
+            .expect("not poisoned");
+        *guard = false;
+    }
+}
+
+impl CommitObserver for Wakeup {
+    fn on_commit(&self, _: u64, _: u64, _: Duration) {
+        self.notify();
+    }
+}
+
+/// The processor running on its own thread; dropping it stops the thread after the batch
+/// in progress (each batch is atomic, so stopping at any point is safe anyway).
+pub struct ProcessorHandle {
+    stop: Arc<AtomicBool>,
+    wakeup: Wakeup,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for ProcessorHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.wakeup.notify();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `processor` on a thread of its own, following the live `log`.
+pub fn spawn(
+    mut processor: Processor,
+    log: Arc<EventLog>,
+    wakeup: Wakeup,
+) -> std::io::Result<ProcessorHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = stop.clone();
+        let wakeup = wakeup.clone();
+        std::thread::Builder::new()
+            .name("persona-processor".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    let result = processor.step();
+                    processor.report_lag(&log);
+                    match result {
+                        Ok(0) => wakeup.wait(IDLE_WAIT),
+                        Ok(_) => {
+                            processor.status.set_failure(None);
+                            if let Err(e) = log.commit(CONSUMER, processor.status.applied()) {
+                                tracing::warn!(error = %e, "cannot record the processor's offset in the log");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "processor batch failed; retrying");
+                            processor.status.set_failure(Some(e.to_string()));
+                            std::thread::sleep(RETRY_PAUSE);
+                            if let Err(e) = processor.restore() {
+                                tracing::error!(error = %e, "processor cannot resume");
+                            }
+                        }
+                    }
+                }
+            })?
+    };
+    Ok(ProcessorHandle {
+        stop,
+        wakeup,
+        thread: Some(thread),
+    })
+}
+
+impl Processor {
+    fn report_lag(&self, log: &EventLog) {
+        let next = log.next_offset();
+        let now = chrono::Utc::now().timestamp_millis();
+        self.metrics
+            .lag_records
+            .set(self.status.lag_records(next) as i64);
+        self.metrics
+            .lag_seconds
+            .set(self.status.lag_seconds(next, now));
+    }
+}
