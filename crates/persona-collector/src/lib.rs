@@ -31,7 +31,7 @@ use tower_http::cors::{Any, CorsLayer};
 pub use config::{CollectorConfig, ConfigError, ValidCollectorConfig};
 pub use error::ApiError;
 pub use metrics::{LogMetrics, Metrics};
-pub use state::CollectorState;
+pub use state::{CollectorState, StageCheck};
 
 /// The ingestion and operational routes, ready to serve or to call with `oneshot` in tests.
 pub fn router(state: CollectorState) -> Router {

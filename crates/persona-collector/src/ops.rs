@@ -27,11 +27,20 @@ pub(crate) async fn readyz(State(state): State<CollectorState>) -> Response {
     if fill >= READY_QUEUE_FILL {
         problems.push(format!("event log queue {:.0}% full", fill * 100.0));
     }
-    let body = json!({
-        "status": if problems.is_empty() { "ready" } else { "not_ready" },
-        "problems": problems,
+    let mut body = json!({
         "log": {"next_offset": state.log.next_offset(), "queue_fill": fill},
     });
+    for stage in &state.stages {
+        let (figures, stage_problems) = stage.check();
+        body[stage.name()] = figures;
+        problems.extend(stage_problems);
+    }
+    body["status"] = json!(if problems.is_empty() {
+        "ready"
+    } else {
+        "not_ready"
+    });
+    body["problems"] = json!(problems);
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {

@@ -17,6 +17,16 @@ pub struct Shared {
     pub log: Arc<EventLog>,
     pub config: ValidCollectorConfig,
     pub metrics: Arc<Metrics>,
+    /// Later pipeline stages reported by `/readyz`.
+    pub stages: Vec<Arc<dyn StageCheck>>,
+}
+
+/// A pipeline stage behind the log (e.g. the processor) that `/readyz` reports on.
+pub trait StageCheck: Send + Sync + 'static {
+    /// The key of the stage's section in the `/readyz` body.
+    fn name(&self) -> &'static str;
+    /// The stage's figures for `/readyz`, and the problems that make the server not ready.
+    fn check(&self) -> (serde_json::Value, Vec<String>);
 }
 
 impl CollectorState {
@@ -25,7 +35,17 @@ impl CollectorState {
             log,
             config,
             metrics,
+            stages: Vec::new(),
         }))
+    }
+
+    /// Adds a stage to `/readyz`; call before the state is shared.
+    pub fn with_stage(mut self, stage: Arc<dyn StageCheck>) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("stages are added before the state is shared")
+            .stages
+            .push(stage);
+        self
     }
 }
 

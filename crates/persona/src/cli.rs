@@ -25,6 +25,13 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Backfill Segment-spec messages (one JSON object per line) with their own timestamps.
     Import(ImportArgs),
+    /// Load CRM attributes (CSV or Parquet, one row per customer) into profile traits.
+    ImportProfiles(ImportProfilesArgs),
+    /// Export or inspect stored profiles (of a stopped server).
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
     /// Inspect the event log.
     Log {
         #[command(subcommand)]
@@ -106,6 +113,55 @@ pub struct ImportArgs {
     /// Messages per append or HTTP batch.
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
+}
+
+#[derive(Args)]
+pub struct ImportProfilesArgs {
+    /// A .csv file with a header row, or a .parquet file.
+    pub file: PathBuf,
+    /// The column holding the user id; every other column becomes a trait.
+    #[arg(long, default_value = "user_id")]
+    pub key: String,
+    /// Data folder of a stopped server to write into [default: ./persona-data].
+    #[arg(long, env = "PERSONA_DATA_DIR", conflicts_with = "target")]
+    pub data_dir: Option<PathBuf>,
+    /// Send through a running server's HTTP API instead.
+    #[arg(long, requires = "write_key")]
+    pub target: Option<String>,
+    /// Write key for --target.
+    #[arg(long, env = "PERSONA_WRITE_KEY")]
+    pub write_key: Option<String>,
+    /// Rows per append or HTTP batch.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+}
+
+#[derive(Subcommand)]
+pub enum ProfilesCommand {
+    /// Write every profile as one JSON object per line, as `GET /v1/profiles/{key}` shows it.
+    Export(ProfilesExportArgs),
+    /// Print the number of profiles, the store's size and the processor's offset as JSON.
+    Stats(ProfilesStatsArgs),
+}
+
+#[derive(Args)]
+pub struct ProfilesExportArgs {
+    /// Data folder [default: ./persona-data].
+    #[arg(long, env = "PERSONA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Output file [default: standard output].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Compute time-relative values as of this RFC 3339 time [default: now].
+    #[arg(long)]
+    pub as_of: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ProfilesStatsArgs {
+    /// Data folder [default: ./persona-data].
+    #[arg(long, env = "PERSONA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -1,7 +1,9 @@
 //! `persona import FILE.jsonl`: backfill of Segment-spec messages with their own
-//! timestamps, through the collector's validation, into the event log.
+//! timestamps, through the collector's validation, into the event log. `import-profiles`
+//! sends its messages the same way.
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -16,31 +18,83 @@ use crate::client::{BatchOutcome, Sender, progress_bar, send_all};
 /// Rejects printed in full; the rest are only counted.
 const SHOWN_REJECTS: usize = 20;
 
+/// Where imported messages go.
+pub enum Destination {
+    /// Straight into the log of a stopped server (the log's lock says if one is running).
+    Log(PathBuf),
+    /// Through a running server's `/v1/batch`; the server validates.
+    Http(Sender),
+}
+
+impl Destination {
+    /// `--target URL --write-key KEY`, else the data folder's log.
+    pub fn from_args(
+        target: Option<&str>,
+        write_key: Option<&str>,
+        data_dir: Option<PathBuf>,
+    ) -> anyhow::Result<Self> {
+        Ok(match target {
+            Some(t) => Destination::Http(Sender::new(t, write_key.unwrap_or_default())?),
+            None => Destination::Log(data_dir.unwrap_or_else(default_data_dir).join("log")),
+        })
+    }
+
+    /// Sends every message. Items are numbered by their place in the input (`unit` says
+    /// what that is, e.g. "line"), for the rejects; an `Err` item is a problem found while
+    /// reading the input, counted as a reject.
+    pub async fn import(
+        &self,
+        messages: impl Iterator<Item = (usize, Result<Value, String>)>,
+        unit: &str,
+        batch: usize,
+    ) -> anyhow::Result<BatchOutcome> {
+        match self {
+            Destination::Log(dir) => into_log(dir, messages, unit, batch).await,
+            Destination::Http(sender) => via_http(sender, messages, batch).await,
+        }
+    }
+}
+
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
-    let size = file.metadata()?.len();
-    let summary = match &args.target {
-        Some(target) => {
-            let sender = Sender::new(target, args.write_key.as_deref().unwrap_or_default())?;
-            via_http(&sender, file, size, args.batch_size).await?
-        }
-        None => {
-            let dir = args
-                .data_dir
-                .clone()
-                .unwrap_or_else(default_data_dir)
-                .join("log");
-            into_log(&dir, file, size, args.batch_size).await?
-        }
-    };
+    let bar = progress_bar(file.metadata()?.len(), "reading");
+    let dest = Destination::from_args(
+        args.target.as_deref(),
+        args.write_key.as_deref(),
+        args.data_dir.clone(),
+    )?;
+    let lines = BufReader::new(file)
+        .lines()
+        .enumerate()
+        .filter_map(|(n, line)| {
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => return Some((n + 1, Err(format!("line {}: cannot read: {e}", n + 1)))),
+            };
+            bar.inc(line.len() as u64 + 1);
+            if line.trim().is_empty() {
+                return None;
+            }
+            let parsed = serde_json::from_str::<Value>(&line)
+                .map_err(|e| format!("line {}: not JSON: {e}", n + 1));
+            Some((n + 1, parsed))
+        });
+    let summary = dest.import(lines, "line", args.batch_size).await?;
+    bar.finish_and_clear();
+    report(&summary, "messages", &args.file);
+    Ok(())
+}
+
+/// Prints the summary of an import and its first rejects.
+pub fn report(summary: &BatchOutcome, what: &str, file: &std::path::Path) {
     eprintln!(
-        "imported {} messages from {}; rejected {}",
+        "imported {} {what} from {}; rejected {}",
         summary.accepted,
-        args.file.display(),
+        file.display(),
         summary.rejected
     );
     for p in summary.problems.iter().take(SHOWN_REJECTS) {
@@ -49,14 +103,12 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     if summary.problems.len() > SHOWN_REJECTS {
         eprintln!("  ... and {} more", summary.problems.len() - SHOWN_REJECTS);
     }
-    Ok(())
 }
 
-/// Straight into the log of a stopped server (the log's lock says if one is running).
 async fn into_log(
     dir: &std::path::Path,
-    file: std::fs::File,
-    size: u64,
+    messages: impl Iterator<Item = (usize, Result<Value, String>)>,
+    unit: &str,
     batch: usize,
 ) -> anyhow::Result<BatchOutcome> {
     let (log, _) = EventLog::open(dir, LogConfig::default(), Arc::new(())).with_context(|| {
@@ -65,31 +117,22 @@ async fn into_log(
             dir.display()
         )
     })?;
-    let bar = progress_bar(size, "importing");
     let mut summary = BatchOutcome::default();
     let mut pending = Vec::with_capacity(batch);
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.context("cannot read the input")?;
-        bar.inc(line.len() as u64 + 1);
-        if line.trim().is_empty() {
-            continue;
-        }
-        let line_no = n + 1;
+    for (n, item) in messages {
         let envelope = Envelope {
             received_at: Utc::now(),
             correct_skew: false,
             ..Default::default()
         };
-        let parsed = serde_json::from_str::<Value>(&line)
-            .map_err(|e| vec![format!("line {line_no}: not JSON: {e}")])
-            .and_then(|v| {
-                normalize(v, None, n, &envelope).map_err(|errs| {
-                    errs.iter()
-                        .map(|e| format!("line {line_no}: `{}` {}", e.field, e.reason))
-                        .collect()
-                })
-            });
-        match parsed {
+        let normalized = item.map_err(|p| vec![p]).and_then(|v| {
+            normalize(v, None, n, &envelope).map_err(|errs| {
+                errs.iter()
+                    .map(|e| format!("{unit} {n}: `{}` {}", e.field, e.reason))
+                    .collect()
+            })
+        });
+        match normalized {
             Ok(m) => pending.push(serde_json::to_vec(&m.body)?),
             Err(problems) => {
                 summary.rejected += 1;
@@ -103,27 +146,18 @@ async fn into_log(
     }
     summary.accepted += pending.len();
     log.append(pending).await?;
-    bar.finish_and_clear();
     Ok(summary)
 }
 
-/// Through a running server's `/v1/batch`; the server validates.
 async fn via_http(
     sender: &Sender,
-    file: std::fs::File,
-    size: u64,
+    messages: impl Iterator<Item = (usize, Result<Value, String>)>,
     batch: usize,
 ) -> anyhow::Result<BatchOutcome> {
-    let bar = progress_bar(size, "importing");
     let mut lines = Vec::new();
     let mut summary = BatchOutcome::default();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.context("cannot read the input")?;
-        bar.inc(line.len() as u64 + 1);
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(&line) {
+    for (_, item) in messages {
+        match item {
             Ok(mut v) => {
                 // Without `sentAt` the server keeps each message's own timestamp instead of
                 // "correcting" it for a clock skew of months.
@@ -137,15 +171,12 @@ async fn via_http(
                 }
                 lines.push(v.to_string());
             }
-            Err(e) => {
+            Err(problem) => {
                 summary.rejected += 1;
-                summary
-                    .problems
-                    .push(format!("line {}: not JSON: {e}", n + 1));
+                summary.problems.push(problem);
             }
         }
     }
-    bar.finish_and_clear();
     summary.add(send_all(sender, lines, batch).await?);
     Ok(summary)
 }

@@ -2,7 +2,8 @@
 //!
 //! This crate only parses the command line and wires the stages together; every stage's
 //! logic lives in its own crate (`persona-log`, `persona-collector`, ...). Commands:
-//! `serve`, `simulate`, `import`, `log stats` and `bench ingest`.
+//! `serve`, `simulate`, `import`, `import-profiles`, `profiles export|stats`, `log stats` and
+//! `bench ingest|processor`.
 
 mod bench;
 mod cli;
@@ -10,9 +11,11 @@ mod client;
 mod import;
 mod keys;
 mod logcmd;
+mod profiles;
 mod serve;
 mod settings;
 mod simulate;
+mod table;
 
 use clap::Parser;
 
@@ -21,7 +24,7 @@ use clap::Parser;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use crate::cli::{BenchCommand, Cli, Command, LogCommand};
+use crate::cli::{BenchCommand, Cli, Command, LogCommand, ProfilesCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -35,6 +38,13 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Simulate(args) => simulate::run(args).await,
             Command::Import(args) => import::run(args).await,
+            Command::ImportProfiles(args) => profiles::import(args).await,
+            Command::Profiles {
+                command: ProfilesCommand::Export(args),
+            } => profiles::export(args),
+            Command::Profiles {
+                command: ProfilesCommand::Stats(args),
+            } => profiles::stats(args),
             Command::Log {
                 command: LogCommand::Stats(args),
             } => logcmd::stats(args),

@@ -6,13 +6,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use persona_api::ApiState;
+use persona_collector::StageCheck;
 use persona_collector::{CollectorConfig, CollectorState, LogMetrics, Metrics};
 use persona_log::EventLog;
+use persona_store::{EmbeddedStore, ProfileStore};
+use persona_stream::{CONSUMER, Processor, ProcessorMetrics, ProcessorStatus, Wakeup};
+use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::keys;
 use crate::settings::Settings;
+
+/// Profiles are reported stale when the processor's newest applied event is older than
+/// this while more records wait.
+const STALE_AFTER_SECONDS: f64 = 5.0;
 
 /// How often closed log segments are checked against the retention policy.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
@@ -27,17 +36,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if write_keys.is_empty() {
         write_keys.push(secret(&data_dir, "write_key", "write key")?);
     }
-    let _admin_token = match settings.admin_token.clone() {
+    let admin_token = match settings.admin_token.clone() {
         Some(t) => t,
         None => secret(&data_dir, "admin_token", "admin token")?,
     };
 
-    let metrics = Arc::new(Metrics::new());
+    let processor_config = settings
+        .processor
+        .clone()
+        .validate()
+        .context("invalid processor settings")?;
+    let mut metrics = Metrics::new();
+    let processor_metrics = ProcessorMetrics::new();
+    processor_metrics.register(metrics.registry_mut());
+    let metrics = Arc::new(metrics);
+    let wakeup = Wakeup::default();
     let log_dir = data_dir.join("log");
     let (log, recovery) = EventLog::open(
         &log_dir,
         settings.log.clone(),
-        Arc::new(LogMetrics(metrics.clone())),
+        Arc::new((LogMetrics(metrics.clone()), wakeup.clone())),
     )
     .with_context(|| format!("cannot open the event log in {}", log_dir.display()))?;
     if recovery.dropped_anything() {
@@ -68,7 +86,38 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     .validate()
     .context("invalid collector settings")?;
-    let app = persona_collector::router(CollectorState::new(log.clone(), collector, metrics));
+    let store_path = data_dir.join("profiles.redb");
+    let store: Arc<dyn ProfileStore> = Arc::new(
+        EmbeddedStore::open(&store_path)
+            .with_context(|| format!("cannot open the profile store {}", store_path.display()))?,
+    );
+    log.register_consumer(CONSUMER)?;
+    let status = Arc::new(ProcessorStatus::default());
+    let processor = Processor::new(
+        store.clone(),
+        log.reader()?,
+        processor_config,
+        status.clone(),
+        processor_metrics,
+    )
+    .context("cannot start the processor")?;
+    // Dropped at the end of `run`: stops the processor after its batch in progress.
+    let _processor = persona_stream::spawn(processor, log.clone(), wakeup)
+        .context("cannot start the processor thread")?;
+
+    let check = Arc::new(ProcessorCheck {
+        status: status.clone(),
+        log: log.clone(),
+    });
+    let collector_state =
+        CollectorState::new(log.clone(), collector, metrics).with_stage(check.clone());
+    let api = persona_api::router(ApiState {
+        store,
+        log_dir: log_dir.clone(),
+        admin_token: admin_token.into(),
+        stale: Arc::new(move || check.stale()),
+    });
+    let app = persona_collector::router(collector_state).merge(api);
 
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(settings.listen)
@@ -144,4 +193,47 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
         }
         tracing::info!("shutting down: finishing requests in flight");
     })
+}
+
+/// The processor as `/readyz` and the profile API see it.
+struct ProcessorCheck {
+    status: Arc<ProcessorStatus>,
+    log: Arc<EventLog>,
+}
+
+impl ProcessorCheck {
+    fn lag(&self) -> (u64, f64) {
+        let next = self.log.next_offset();
+        let now = chrono::Utc::now().timestamp_millis();
+        (
+            self.status.lag_records(next),
+            self.status.lag_seconds(next, now),
+        )
+    }
+
+    fn stale(&self) -> bool {
+        self.status.failure().is_some() || self.lag().1 > STALE_AFTER_SECONDS
+    }
+}
+
+impl StageCheck for ProcessorCheck {
+    fn name(&self) -> &'static str {
+        "processor"
+    }
+
+    fn check(&self) -> (serde_json::Value, Vec<String>) {
+        let (records, seconds) = self.lag();
+        let failure = self.status.failure();
+        let figures = json!({
+            "applied_offset": self.status.applied(),
+            "lag_records": records,
+            "lag_seconds": seconds,
+            "failure": failure,
+        });
+        let problems = failure
+            .map(|f| format!("processor failing: {f}"))
+            .into_iter()
+            .collect();
+        (figures, problems)
+    }
 }

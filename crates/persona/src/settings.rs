@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use persona_log::{LogConfig, RetentionPolicy};
+use persona_stream::StreamConfig;
 use serde::Deserialize;
 
 use crate::cli::{ServeArgs, default_data_dir};
@@ -24,6 +25,9 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub collector: CollectorSection,
+    /// Noise rules and business definitions of the processor.
+    #[serde(default)]
+    pub processor: StreamConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +61,7 @@ pub struct Settings {
     pub demo: bool,
     pub log: LogConfig,
     pub collector: CollectorSection,
+    pub processor: StreamConfig,
 }
 
 impl Settings {
@@ -96,6 +101,7 @@ impl Settings {
             demo: args.demo,
             log,
             collector: file.collector,
+            processor: file.processor,
         })
     }
 }

@@ -85,3 +85,89 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
     // Records may exceed acks (written, then killed before the answer), never the reverse.
     assert!(counts.len() >= acked.len());
 }
+
+/// Exactly-once profiles under SIGKILL: clients resend whatever was not acknowledged (with
+/// the same messageIds) after each restart, so in the end every event was acknowledged, some
+/// were logged twice, and the profiles must still count each exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_count_every_acknowledged_event_once_across_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Per client, the batch in flight when the server died.
+    let unanswered: Arc<Mutex<HashMap<usize, Vec<String>>>> = Arc::default();
+    let http = Http::default();
+    let send = move |url: String, c: usize, ids: Vec<String>| {
+        let http = http.clone();
+        async move {
+            let msgs: Vec<_> = ids
+                .iter()
+                .map(|id| json!({"type": "track", "userId": format!("u{c}"), "event": "Tick", "messageId": id}))
+                .collect();
+            matches!(
+                http.post(&url, "/v1/batch", KEY, &json!({"batch": msgs})).await,
+                Ok((status, _)) if status.is_success()
+            )
+        }
+    };
+    for round in 0..=ROUNDS {
+        let mut server = Server::start(dir.path());
+        let url = server.url();
+        let mut clients = Vec::new();
+        for c in 0..CLIENTS {
+            let (url, acked, unanswered) = (url.clone(), acked.clone(), unanswered.clone());
+            let send = send.clone();
+            clients.push(tokio::spawn(async move {
+                let retry = unanswered.lock().unwrap().remove(&c);
+                if let Some(ids) = retry {
+                    assert!(
+                        send(url.clone(), c, ids.clone()).await,
+                        "a fresh server refused a resend"
+                    );
+                    acked.lock().unwrap().extend(ids);
+                }
+                // The last round only resends.
+                for seq in 0..if round < ROUNDS { usize::MAX } else { 0 } {
+                    let ids: Vec<String> = (0..1 + (seq + c) % 10)
+                        .map(|i| format!("r{round}-c{c}-s{seq}-{i}"))
+                        .collect();
+                    if send(url.clone(), c, ids.clone()).await {
+                        acked.lock().unwrap().extend(ids);
+                    } else {
+                        unanswered.lock().unwrap().insert(c, ids);
+                        return;
+                    }
+                }
+            }));
+        }
+        if round < ROUNDS {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            server.kill9();
+        }
+        for c in clients {
+            c.await.unwrap();
+        }
+        if round == ROUNDS {
+            Http::default().wait_processed(&url).await;
+            server.stop();
+        }
+    }
+    let acked = acked.lock().unwrap();
+    let distinct: std::collections::HashSet<&String> = acked.iter().collect();
+    assert_eq!(distinct.len(), acked.len(), "each id acknowledged once");
+    assert!(
+        acked.len() > 1000,
+        "only {} events; the test proves nothing",
+        acked.len()
+    );
+    let profiles = common::exported_profiles(dir.path());
+    assert_eq!(profiles.len(), CLIENTS);
+    let counted: u64 = profiles
+        .iter()
+        .map(|p| p["computed"]["event_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        counted,
+        acked.len() as u64,
+        "sum of event_count vs acknowledged events"
+    );
+}

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 pub const KEY: &str = "e2e-write-key";
+pub const ADMIN: &str = "e2e-admin-token";
 
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_persona"));
@@ -40,7 +41,7 @@ pub struct Server {
 impl Server {
     /// Starts a server on a free port with the given data folder and write key.
     pub fn start(data_dir: &Path) -> Server {
-        Self::start_with(data_dir, &["--write-key", KEY], &[])
+        Self::start_with(data_dir, &["--write-key", KEY, "--admin-token", ADMIN], &[])
     }
 
     pub fn start_with(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
@@ -145,6 +146,59 @@ impl Http {
         let bytes = resp.into_body().collect().await?.to_bytes();
         Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
     }
+}
+
+impl Http {
+    /// GETs with the admin token (when given) as Bearer auth; returns status and parsed body.
+    pub async fn get(
+        &self,
+        url: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<(StatusCode, serde_json::Value)> {
+        let mut req = Request::get(url);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let resp = self
+            .client
+            .request(req.body(Full::new(Bytes::new()))?)
+            .await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+    }
+
+    /// Waits until the processor has applied every record in the log.
+    pub async fn wait_processed(&self, base: &str) {
+        for _ in 0..600 {
+            let (_, ready) = self.get(&format!("{base}/readyz"), None).await.unwrap();
+            if ready["processor"]["lag_records"] == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the processor did not catch up within 12 s");
+    }
+}
+
+/// `persona profiles export` of a stopped server, parsed.
+pub fn exported_profiles(data_dir: &Path) -> Vec<serde_json::Value> {
+    let out = run(&[
+        "profiles",
+        "export",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Every record in the log under `data_dir`, parsed.

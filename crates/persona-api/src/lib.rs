@@ -1,0 +1,44 @@
+//! The read and admin API: what websites, CRMs and operators call.
+//!
+//! Today it serves profiles (`GET /v1/profiles/{key}`) and each profile's recent events
+//! (`GET /v1/profiles/{key}/events`), behind the admin token. It reads through the
+//! [`ProfileStore`] trait, so it serves the embedded store and the scale-out stores alike,
+//! and it reuses the collector's error type so every endpoint answers errors the same way.
+
+mod auth;
+mod profiles;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::get;
+use persona_store::ProfileStore;
+
+pub use persona_collector::ApiError;
+
+/// Whether profiles may be missing recent events (the processor is failing or far behind).
+pub type Staleness = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn ProfileStore>,
+    /// The event log folder, from which a profile's events are read by position.
+    pub log_dir: PathBuf,
+    pub admin_token: Arc<str>,
+    pub stale: Staleness,
+}
+
+/// The API routes, to merge into the server's router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/profiles/{key}", get(profiles::profile))
+        .route("/v1/profiles/{key}/events", get(profiles::events))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,155 @@
+//! `GET /v1/profiles/{key}` and `GET /v1/profiles/{key}/events`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use persona_core::FieldError;
+use persona_core::profile::{Profile, ProfileView};
+use persona_store::{IdentityKey, ProfileId, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{ApiError, ApiState};
+
+/// Events returned when `limit` is not given, and the most that may be asked for.
+const DEFAULT_EVENTS: usize = 50;
+const MAX_EVENTS: usize = 1000;
+
+#[derive(Deserialize)]
+pub(crate) struct ProfileQuery {
+    as_of: Option<String>,
+}
+
+/// The profile body of the public interface: the view plus the segment-stage fields.
+#[derive(Serialize)]
+struct ProfileBody {
+    #[serde(flatten)]
+    view: ProfileView,
+    /// RFM scores, once RFM has been computed.
+    rfm: Option<Value>,
+    segments: Vec<Value>,
+    cluster: Option<Value>,
+    /// True when the processor is failing or far behind, so recent events may be missing.
+    stale: bool,
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    tracing::error!(error = %e, "profile store read failed");
+    ApiError::unavailable(
+        "store_unavailable",
+        "the profile store cannot be read right now",
+        std::time::Duration::from_secs(1),
+    )
+}
+
+fn not_found(key: &IdentityKey<'_>) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no profile for {key}"),
+    )
+}
+
+fn invalid(field: &str, reason: String) -> ApiError {
+    ApiError::invalid(vec![FieldError::new(0, field, reason)])
+}
+
+fn lookup(state: &ApiState, key: &str) -> Result<(ProfileId, Profile), ApiError> {
+    let key = IdentityKey::parse(key);
+    if key.id().is_empty() {
+        return Err(invalid("key", "must name an id, e.g. user_id:42".into()));
+    }
+    state
+        .store
+        .lookup(&key)
+        .map_err(store_error)?
+        .ok_or_else(|| not_found(&key))
+}
+
+pub(crate) async fn profile(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+    Query(q): Query<ProfileQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let as_of = match q.as_of.as_deref() {
+        None => Utc::now(),
+        Some(s) => {
+            persona_core::time::parse_timestamp(s).map_err(|reason| invalid("as_of", reason))?
+        }
+    };
+    let (_, profile) = lookup(&state, &key)?;
+    let body = ProfileBody {
+        view: profile.view(as_of),
+        rfm: None,
+        segments: Vec::new(),
+        cluster: None,
+        stale: (state.stale)(),
+    };
+    Ok(Json(
+        serde_json::to_value(body).expect("a profile serialises"),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct EventsQuery {
+    limit: Option<String>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct EventsBody {
+    user_id: Option<String>,
+    /// Newest first.
+    events: Vec<Value>,
+}
+
+pub(crate) async fn events(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<EventsBody>, ApiError> {
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_EVENTS,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_EVENTS).contains(&n) => n,
+            _ => {
+                return Err(invalid(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_EVENTS}, got {s:?}"),
+                ));
+            }
+        },
+    };
+    let (id, profile) = lookup(&state, &key)?;
+    let refs = state.store.recent_events(id, limit).map_err(store_error)?;
+    let dir = state.log_dir.clone();
+    // One small file read per event: off the async workers.
+    let events = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            match persona_log::read_at(&dir, r.offset, r.position) {
+                Ok(Some(rec)) => match serde_json::from_slice::<Value>(&rec.payload) {
+                    Ok(v) => out.push(v),
+                    Err(e) => tracing::warn!(offset = r.offset, error = %e, "unreadable event"),
+                },
+                // Deleted by log retention: older than the log keeps.
+                Ok(None) => {}
+                Err(e) => tracing::warn!(offset = r.offset, error = %e, "cannot read an event"),
+            }
+        }
+        out
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "event reader panicked");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    })?;
+    Ok(Json(EventsBody {
+        user_id: profile.user_id,
+        events,
+    }))
+}

@@ -1,0 +1,120 @@
+//! Rows of a CSV or Parquet file as JSON objects, for `import-profiles`.
+
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Map, Number, Value};
+
+/// One row: column name → value; empty CSV cells and Parquet nulls are left out.
+pub type Row = Map<String, Value>;
+
+/// A table file opened for reading rows.
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Box<dyn Iterator<Item = anyhow::Result<Row>>>,
+    /// Rows in the file, where cheap to know (Parquet's footer), for a progress bar.
+    pub len: Option<u64>,
+}
+
+/// Opens a `.csv` or `.parquet` file, chosen by its extension.
+pub fn open(path: &Path) -> anyhow::Result<Table> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("csv") => csv_table(path),
+        Some("parquet") | Some("pq") => parquet_table(path),
+        _ => anyhow::bail!(
+            "{}: unknown file type; give a .csv or .parquet file",
+            path.display()
+        ),
+    }
+}
+
+fn csv_table(path: &Path) -> anyhow::Result<Table> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let columns: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{}: cannot read the header row", path.display()))?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let names = columns.clone();
+    let rows = reader.into_records().map(move |record| {
+        let record = record.context("cannot read a CSV row")?;
+        Ok(names
+            .iter()
+            .zip(record.iter())
+            .filter(|(_, cell)| !cell.trim().is_empty())
+            .map(|(name, cell)| (name.clone(), typed(cell.trim())))
+            .collect())
+    });
+    Ok(Table {
+        columns,
+        rows: Box::new(rows),
+        len: None,
+    })
+}
+
+/// A CSV cell as the JSON type it looks like: integer, decimal, boolean, else string.
+fn typed(cell: &str) -> Value {
+    if let Ok(i) = cell.parse::<i64>() {
+        return Value::from(i);
+    }
+    if let Ok(f) = cell.parse::<f64>()
+        && let Some(n) = Number::from_f64(f)
+    {
+        return Value::Number(n);
+    }
+    match cell {
+        "true" | "TRUE" | "True" => Value::Bool(true),
+        "false" | "FALSE" | "False" => Value::Bool(false),
+        _ => Value::String(cell.to_owned()),
+    }
+}
+
+fn parquet_table(path: &Path) -> anyhow::Result<Table> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let reader = SerializedFileReader::new(file)
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+    let meta = reader.metadata().file_metadata();
+    let columns = meta
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_owned())
+        .collect();
+    let len = u64::try_from(meta.num_rows()).ok();
+    let rows = reader.into_iter().map(|row| {
+        let row = row.context("cannot read a Parquet row")?;
+        Ok(row
+            .get_column_iter()
+            .map(|(name, field)| (name.clone(), field.to_json_value()))
+            .filter(|(_, v)| !v.is_null())
+            .collect())
+    });
+    Ok(Table {
+        columns,
+        rows: Box::new(rows),
+        len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_get_their_types() {
+        assert_eq!(typed("42"), Value::from(42));
+        assert_eq!(typed("4.5"), Value::from(4.5));
+        assert_eq!(typed("true"), Value::Bool(true));
+        assert_eq!(typed("DE"), Value::from("DE"));
+        assert_eq!(typed("0042a"), Value::from("0042a"));
+    }
+}
