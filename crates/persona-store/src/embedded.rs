@@ -1,29 +1,23 @@
-//! The embedded default: one redb file in the data folder.
+//! The embedded default: an LSM tree (fjall) in a folder of the data directory.
 //!
-//! redb commits by writing new B-tree pages and then switching a checksummed root with one
-//! `fsync`, so after a crash the file holds exactly the last committed transaction. One
-//! [`ChangeSet`] is one transaction.
+//! A [`ChangeSet`] is one write batch across the keyspaces, which fjall's journal makes
+//! atomic: after a crash the store holds a prefix of the batches, each whole. Batches marked
+//! durable are synced (`fdatasync`) before `apply` returns; the others reach the OS at once,
+//! so they survive a killed process, and only an OS crash or power loss can undo them, never
+//! partly.
 
+use std::collections::HashMap;
 use std::path::Path;
 
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use persona_core::profile::{Profile, codec};
-use redb::{
-    Database, DatabaseError, Durability, ReadTransaction, ReadableDatabase, ReadableTableMetadata,
-    TableDefinition,
-};
 
 use crate::{ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError};
 
-/// Profile id → encoded profile.
-const PROFILES: TableDefinition<u64, &[u8]> = TableDefinition::new("profiles");
-/// Identity storage key (`u:…`, `a:…`) → profile id.
-const IDENTITIES: TableDefinition<&str, u64> = TableDefinition::new("identities");
-/// (profile id, event time ms, log offset) → byte position in the log segment.
-const EVENTS: TableDefinition<(u64, i64, u64), u64> = TableDefinition::new("events");
-/// Consumer offsets (`offset:<name>`) and counters.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
 const NEXT_ID: &str = "next_profile_id";
+const PROFILE_COUNT: &str = "profile_count";
+/// Block cache for reads; the OS page cache holds the rest.
+const CACHE_BYTES: u64 = 256 << 20;
 
 fn offset_key(consumer: &str) -> String {
     format!("offset:{consumer}")
@@ -33,34 +27,83 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Profiles in a local redb file.
+fn u64_of(bytes: &[u8]) -> Result<u64, StoreError> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Backend(format!("corrupt number of {} bytes", bytes.len())))
+}
+
+/// Event index key: profile, event time, offset, each big-endian so keys sort by them; the
+/// time's sign bit is flipped so negative times sort first.
+fn event_key(id: ProfileId, at: i64, offset: u64) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&id.to_be_bytes());
+    k[8..16].copy_from_slice(&((at as u64) ^ (1 << 63)).to_be_bytes());
+    k[16..].copy_from_slice(&offset.to_be_bytes());
+    k
+}
+
+fn parse_event_key(k: &[u8]) -> Result<(ProfileId, i64, u64), StoreError> {
+    if k.len() != 24 {
+        return Err(StoreError::Backend("corrupt event index key".into()));
+    }
+    Ok((
+        u64_of(&k[..8])?,
+        (u64_of(&k[8..16])? ^ (1 << 63)) as i64,
+        u64_of(&k[16..])?,
+    ))
+}
+
+/// Profiles in a local LSM tree.
 pub struct EmbeddedStore {
     db: Database,
+    /// Profile id → encoded profile.
+    profiles: Keyspace,
+    /// Identity storage key (`u:…`, `a:…`) → profile id.
+    identities: Keyspace,
+    /// [`event_key`] → byte position of the event in its log segment.
+    events: Keyspace,
+    /// Consumer offsets and counters.
+    meta: Keyspace,
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store file at `path`. Fails with [`StoreError::Locked`] when
+    /// Opens (or creates) the store in folder `path`. Fails with [`StoreError::Locked`] when
     /// another process has it open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        let db = Database::create(path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked(path.display().to_string()),
-            e => StoreError::Backend(format!("cannot open {}: {e}", path.display())),
-        })?;
-        let txn = db.begin_write().map_err(backend)?;
-        {
-            // Create every table, so that readers of a fresh store find them.
-            txn.open_table(PROFILES).map_err(backend)?;
-            txn.open_table(IDENTITIES).map_err(backend)?;
-            txn.open_table(EVENTS).map_err(backend)?;
-            txn.open_table(META).map_err(backend)?;
-        }
-        txn.commit().map_err(backend)?;
-        Ok(EmbeddedStore { db })
+        let db = Database::builder(path)
+            .cache_size(CACHE_BYTES)
+            .open()
+            .map_err(|e| match e {
+                fjall::Error::Locked => StoreError::Locked(path.display().to_string()),
+                e => StoreError::Backend(format!("cannot open {}: {e}", path.display())),
+            })?;
+        let ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(backend)
+        };
+        Ok(EmbeddedStore {
+            profiles: ks("profiles")?,
+            identities: ks("identities")?,
+            events: ks("events")?,
+            meta: ks("meta")?,
+            db,
+        })
     }
 
-    fn read(&self) -> Result<ReadTransaction, StoreError> {
-        self.db.begin_read().map_err(backend)
+    fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        self.meta
+            .get(key)
+            .map_err(backend)?
+            .map(|v| u64_of(&v))
+            .transpose()
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn disk_bytes(&self) -> Result<u64, StoreError> {
+        self.db.disk_space().map_err(backend)
     }
 }
 
@@ -68,56 +111,49 @@ fn decode(id: ProfileId, bytes: &[u8]) -> Result<Profile, StoreError> {
     codec::decode(bytes).map_err(|source| StoreError::Decode { id, source })
 }
 
-fn get_in(txn: &ReadTransaction, id: ProfileId) -> Result<Option<Profile>, StoreError> {
-    let table = txn.open_table(PROFILES).map_err(backend)?;
-    match table.get(id).map_err(backend)? {
-        Some(bytes) => Ok(Some(decode(id, bytes.value())?)),
-        None => Ok(None),
-    }
-}
-
-fn resolve_in(
-    txn: &ReadTransaction,
-    key: &IdentityKey<'_>,
-) -> Result<Option<ProfileId>, StoreError> {
-    let table = txn.open_table(IDENTITIES).map_err(backend)?;
-    Ok(table
-        .get(key.storage_key().as_str())
-        .map_err(backend)?
-        .map(|v| v.value()))
-}
-
 impl ProfileStore for EmbeddedStore {
     fn resolve(&self, key: &IdentityKey<'_>) -> Result<Option<ProfileId>, StoreError> {
-        resolve_in(&self.read()?, key)
+        self.identities
+            .get(key.storage_key())
+            .map_err(backend)?
+            .map(|v| u64_of(&v))
+            .transpose()
     }
 
     fn get(&self, id: ProfileId) -> Result<Option<Profile>, StoreError> {
-        get_in(&self.read()?, id)
+        self.profiles
+            .get(id.to_be_bytes())
+            .map_err(backend)?
+            .map(|v| decode(id, &v))
+            .transpose()
     }
 
     fn lookup(&self, key: &IdentityKey<'_>) -> Result<Option<(ProfileId, Profile)>, StoreError> {
-        let txn = self.read()?;
-        let Some(id) = resolve_in(&txn, key)? else {
+        let snap = self.db.snapshot();
+        let Some(id) = snap
+            .get(&self.identities, key.storage_key())
+            .map_err(backend)?
+        else {
             return Ok(None);
         };
-        Ok(get_in(&txn, id)?.map(|p| (id, p)))
+        let id = u64_of(&id)?;
+        Ok(snap
+            .get(&self.profiles, id.to_be_bytes())
+            .map_err(backend)?
+            .map(|v| decode(id, &v))
+            .transpose()?
+            .map(|p| (id, p)))
     }
 
     fn recent_events(&self, id: ProfileId, limit: usize) -> Result<Vec<EventRef>, StoreError> {
-        let txn = self.read()?;
-        let table = txn.open_table(EVENTS).map_err(backend)?;
-        let range = table
-            .range((id, i64::MIN, 0)..=(id, i64::MAX, u64::MAX))
-            .map_err(backend)?;
         let mut out = Vec::with_capacity(limit.min(1024));
-        for entry in range.rev().take(limit) {
-            let (k, v) = entry.map_err(backend)?;
-            let (_, at, offset) = k.value();
+        for guard in self.events.prefix(id.to_be_bytes()).rev().take(limit) {
+            let (k, v) = guard.into_inner().map_err(backend)?;
+            let (_, at, offset) = parse_event_key(&k)?;
             out.push(EventRef {
                 at,
                 offset,
-                position: v.value(),
+                position: u64_of(&v)?,
             });
         }
         Ok(out)
@@ -128,93 +164,82 @@ impl ProfileStore for EmbeddedStore {
         after: Option<ProfileId>,
         limit: usize,
     ) -> Result<Vec<(ProfileId, Profile)>, StoreError> {
-        let txn = self.read()?;
-        let table = txn.open_table(PROFILES).map_err(backend)?;
-        let start = after.map_or(0, |a| a.saturating_add(1));
         let mut out = Vec::with_capacity(limit.min(4096));
-        if after == Some(u64::MAX) {
-            return Ok(out);
-        }
-        for entry in table.range(start..).map_err(backend)?.take(limit) {
-            let (k, v) = entry.map_err(backend)?;
-            out.push((k.value(), decode(k.value(), v.value())?));
+        let start = match after {
+            Some(u64::MAX) => return Ok(out),
+            Some(a) => a + 1,
+            None => 0,
+        };
+        for guard in self.profiles.range(start.to_be_bytes()..).take(limit) {
+            let (k, v) = guard.into_inner().map_err(backend)?;
+            let id = u64_of(&k)?;
+            out.push((id, decode(id, &v)?));
         }
         Ok(out)
     }
 
     fn count(&self) -> Result<u64, StoreError> {
-        let txn = self.read()?;
-        let table = txn.open_table(PROFILES).map_err(backend)?;
-        table.len().map_err(backend)
+        Ok(self.meta_u64(PROFILE_COUNT)?.unwrap_or(0))
     }
 
     fn offset(&self, consumer: &str) -> Result<Option<u64>, StoreError> {
-        let txn = self.read()?;
-        let table = txn.open_table(META).map_err(backend)?;
-        Ok(table
-            .get(offset_key(consumer).as_str())
-            .map_err(backend)?
-            .map(|v| v.value()))
+        self.meta_u64(&offset_key(consumer))
     }
 
     fn next_id(&self) -> Result<ProfileId, StoreError> {
-        let txn = self.read()?;
-        let table = txn.open_table(META).map_err(backend)?;
-        Ok(table
-            .get(NEXT_ID)
-            .map_err(backend)?
-            .map_or(1, |v| v.value()))
+        Ok(self.meta_u64(NEXT_ID)?.unwrap_or(1))
     }
 
     fn apply(&self, changes: &ChangeSet) -> Result<(), StoreError> {
-        let mut txn = self.db.begin_write().map_err(backend)?;
-        txn.set_durability(Durability::Immediate).map_err(backend)?;
-        {
-            let mut profiles = txn.open_table(PROFILES).map_err(backend)?;
-            let mut buf = Vec::new();
-            for (id, profile) in &changes.profiles {
-                buf.clear();
-                codec::encode_into(profile, &mut buf);
-                profiles.insert(*id, buf.as_slice()).map_err(backend)?;
-            }
-            for id in &changes.removed {
-                profiles.remove(*id).map_err(backend)?;
-            }
-            let mut identities = txn.open_table(IDENTITIES).map_err(backend)?;
-            for (key, id) in &changes.links {
-                identities.insert(key.as_str(), *id).map_err(backend)?;
-            }
-            let mut events = txn.open_table(EVENTS).map_err(backend)?;
-            for (id, e) in &changes.events {
-                events
-                    .insert((*id, e.at, e.offset), e.position)
-                    .map_err(backend)?;
-            }
-            for &(from, to) in &changes.moved_events {
-                let moved: Vec<((i64, u64), u64)> = events
-                    .extract_from_if((from, i64::MIN, 0)..=(from, i64::MAX, u64::MAX), |_, _| {
-                        true
-                    })
-                    .map_err(backend)?
-                    .map(|entry| {
-                        entry.map(|(k, v)| {
-                            let (_, at, offset) = k.value();
-                            ((at, offset), v.value())
-                        })
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(backend)?;
-                for ((at, offset), position) in moved {
-                    events.insert((to, at, offset), position).map_err(backend)?;
+        let mut batch = self.db.batch().durability(Some(if changes.durable {
+            PersistMode::SyncData
+        } else {
+            PersistMode::Buffer
+        }));
+        let mut buf = Vec::new();
+        for (id, profile) in &changes.profiles {
+            buf.clear();
+            codec::encode_into(profile, &mut buf);
+            batch.insert(&self.profiles, id.to_be_bytes(), buf.as_slice());
+        }
+        for id in &changes.removed {
+            batch.remove(&self.profiles, id.to_be_bytes());
+        }
+        for (key, id) in &changes.links {
+            batch.insert(&self.identities, key.as_str(), id.to_be_bytes());
+        }
+        // Where each merged-away profile's events go, following chains (a → b, b → c).
+        let mut moved: HashMap<ProfileId, ProfileId> = HashMap::new();
+        for &(from, to) in &changes.moved_events {
+            for target in moved.values_mut() {
+                if *target == from {
+                    *target = to;
                 }
             }
-            let mut meta = txn.open_table(META).map_err(backend)?;
-            meta.insert(NEXT_ID, changes.next_id).map_err(backend)?;
-            for (consumer, offset) in &changes.offsets {
-                meta.insert(offset_key(consumer).as_str(), *offset)
-                    .map_err(backend)?;
+            moved.insert(from, to);
+        }
+        for (id, e) in &changes.events {
+            let id = moved.get(id).copied().unwrap_or(*id);
+            batch.insert(
+                &self.events,
+                event_key(id, e.at, e.offset),
+                e.position.to_be_bytes(),
+            );
+        }
+        for (&from, &to) in &moved {
+            for guard in self.events.prefix(from.to_be_bytes()) {
+                let (k, v) = guard.into_inner().map_err(backend)?;
+                let (_, at, offset) = parse_event_key(&k)?;
+                batch.insert(&self.events, event_key(to, at, offset), v);
+                batch.remove(&self.events, k);
             }
         }
-        txn.commit().map_err(backend)
+        let count = (self.count()? + changes.created).saturating_sub(changes.removed.len() as u64);
+        batch.insert(&self.meta, PROFILE_COUNT, count.to_be_bytes());
+        batch.insert(&self.meta, NEXT_ID, changes.next_id.to_be_bytes());
+        for (consumer, offset) in &changes.offsets {
+            batch.insert(&self.meta, offset_key(consumer), offset.to_be_bytes());
+        }
+        batch.commit().map_err(backend)
     }
 }

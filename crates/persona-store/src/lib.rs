@@ -2,9 +2,11 @@
 //! are kept.
 //!
 //! [`ProfileStore`] is the one interface the stream stage writes through and the API reads
-//! through. The embedded default, [`EmbeddedStore`], keeps everything in one crash-safe file
-//! (redb, pure Rust, copy-on-write B-trees); PostgreSQL and Redis implementations will sit
-//! behind the same trait. This crate knows nothing about events, HTTP or async runtimes:
+//! through. The embedded default, [`EmbeddedStore`], is a log-structured merge tree (fjall,
+//! pure Rust, in the manner of RocksDB, which Kafka Streams and Flink use for operator state
+//! for the same reason: every event rewrites a profile, and an LSM turns those random
+//! updates into sequential writes); PostgreSQL and Redis implementations will sit behind
+//! the same trait. This crate knows nothing about events, HTTP or async runtimes:
 //! the stream stage decides what a profile contains, this crate only keeps it.
 
 mod embedded;
@@ -40,6 +42,8 @@ pub struct ChangeSet {
     pub profiles: Vec<(ProfileId, Profile)>,
     /// Profiles merged into others, to delete.
     pub removed: Vec<ProfileId>,
+    /// How many of `profiles` are new, for the profile count.
+    pub created: u64,
     /// Identity keys (as [`IdentityKey::storage_key`]) pointed at a profile.
     pub links: Vec<(String, ProfileId)>,
     /// New entries of the per-profile event index.
@@ -51,6 +55,11 @@ pub struct ChangeSet {
     pub next_id: ProfileId,
     /// Consumer name and the log offset it has now consumed up to (exclusive).
     pub offsets: Vec<(String, u64)>,
+    /// Whether the change must be on disk when `apply` returns. A change applied without
+    /// it is visible to readers at once and atomic all the same, but a crash may undo it
+    /// together with every later non-durable change (never partly): the stream stage then
+    /// replays those events from the log, which is the durable record.
+    pub durable: bool,
 }
 
 /// Storage of profiles. Reads may run concurrently with each other and with `apply`.

@@ -23,7 +23,7 @@ fn event(at: i64, offset: u64) -> EventRef {
 #[test]
 fn change_sets_are_stored_and_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("profiles.redb");
+    let path = dir.path().join("profiles");
     {
         let store = EmbeddedStore::open(&path).unwrap();
         assert_eq!(store.next_id().unwrap(), 1);
@@ -31,6 +31,7 @@ fn change_sets_are_stored_and_survive_reopening() {
         store
             .apply(&ChangeSet {
                 profiles: vec![(1, profile("u1", 2)), (2, Profile::default())],
+                created: 2,
                 links: vec![("u:u1".into(), 1), ("a:anon".into(), 2)],
                 events: vec![(1, event(10, 0)), (2, event(5, 1)), (1, event(30, 2))],
                 next_id: 3,

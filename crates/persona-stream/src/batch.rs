@@ -57,6 +57,7 @@ impl<'s> Batch<'s> {
     fn create(&mut self, profile: Profile) -> ProfileId {
         let id = self.changes.next_id;
         self.changes.next_id += 1;
+        self.changes.created += 1;
         self.profiles.insert(id, profile);
         id
     }
@@ -180,7 +181,8 @@ impl<'s> Batch<'s> {
     }
 
     /// Writes the batch atomically; returns the next unused profile id.
-    pub fn commit(mut self) -> Result<ProfileId, StoreError> {
+    pub fn commit(mut self, durable: bool) -> Result<ProfileId, StoreError> {
+        self.changes.durable = durable;
         let next_id = self.changes.next_id;
         self.changes.profiles = self.profiles.into_iter().collect();
         // A profile created and merged away within this batch was never stored.

@@ -45,7 +45,11 @@ pub struct Processor {
     next_id: ProfileId,
     status: Arc<ProcessorStatus>,
     metrics: ProcessorMetrics,
+    last_durable: Instant,
 }
+
+/// How often a store commit waits for the disk.
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 impl Processor {
     /// A processor reading with `reader` (live or offline) and resuming at the offset the
@@ -65,6 +69,7 @@ impl Processor {
             next_id: 1,
             status,
             metrics,
+            last_durable: Instant::now(),
         };
         p.restore()?;
         Ok(p)
@@ -128,7 +133,11 @@ impl Processor {
         batch.set_offset(CONSUMER, last.offset + 1);
         let merges = batch.merges;
         let started = Instant::now();
-        self.next_id = batch.commit()?;
+        let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+        self.next_id = batch.commit(durable)?;
+        if durable {
+            self.last_durable = Instant::now();
+        }
         self.metrics.batch(
             records.len(),
             applied,

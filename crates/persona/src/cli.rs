@@ -182,6 +182,9 @@ pub enum BenchCommand {
     /// Ingestion throughput and latency of a real `persona serve` over loopback, beside a
     /// no-op axum handler measured in the same run.
     Ingest(BenchIngestArgs),
+    /// Live profiles: processor replay throughput, store size, `GET /v1/profiles/{key}`
+    /// latency beside `redis-benchmark` GET, freshness under ingest load, and serve's RSS.
+    Profiles(BenchProfilesArgs),
     /// (internal) A server whose handler does nothing: the ceiling for `bench ingest`.
     #[command(hide = true)]
     NoopServer(NoopServerArgs),
@@ -204,6 +207,40 @@ pub struct BenchIngestArgs {
     /// Write the results as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BenchProfilesArgs {
+    /// Customers to build profiles for.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub profiles: usize,
+    /// Events per customer in the replayed log (the second is an identify).
+    #[arg(long, default_value_t = 4)]
+    pub events_per_profile: usize,
+    /// Reuse (or keep) the built data folder here instead of a temporary one.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seconds each HTTP phase runs.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Profile reads per second in the latency phase.
+    #[arg(long, default_value_t = 5000.0)]
+    pub read_rate: f64,
+    /// Background ingest load in events per second during the freshness phase.
+    #[arg(long, default_value_t = 50_000.0)]
+    pub load_events_per_sec: f64,
+    /// Connections for profile reads (and for redis-benchmark).
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Redis to compare with (its database 15 is filled and flushed).
+    #[arg(long, default_value = "127.0.0.1:6379")]
+    pub redis: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Stop after the processor replay (to profile it, with --data-dir).
+    #[arg(long)]
+    pub replay_only: bool,
 }
 
 #[derive(Args)]

@@ -50,10 +50,13 @@ fn main() -> std::process::ExitCode {
             } => logcmd::stats(args),
             Command::Bench {
                 command: BenchCommand::Ingest(args),
-            } => bench::ingest(args).await,
+            } => bench::ingest::ingest(args).await,
             Command::Bench {
                 command: BenchCommand::NoopServer(args),
-            } => bench::noop_server(args).await,
+            } => bench::ingest::noop_server(args).await,
+            Command::Bench {
+                command: BenchCommand::Profiles(args),
+            } => bench::profiles::profiles(args).await,
         }
     });
     match result {

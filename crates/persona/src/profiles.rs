@@ -1,7 +1,7 @@
 //! `persona import-profiles` and `persona profiles export|stats`.
 
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -70,9 +70,7 @@ pub async fn import(args: ImportProfilesArgs) -> anyhow::Result<()> {
 }
 
 fn open_store(data_dir: Option<PathBuf>) -> anyhow::Result<(EmbeddedStore, PathBuf)> {
-    let path = data_dir
-        .unwrap_or_else(default_data_dir)
-        .join("profiles.redb");
+    let path = data_dir.unwrap_or_else(default_data_dir).join("profiles");
     if !path.exists() {
         anyhow::bail!(
             "no profile store at {} (has `persona serve` run there?)",
@@ -115,18 +113,15 @@ pub fn export(args: ProfilesExportArgs) -> anyhow::Result<()> {
 }
 
 pub fn stats(args: ProfilesStatsArgs) -> anyhow::Result<()> {
-    let (store, path) = open_store(args.data_dir)?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&store_stats(&store, &path)?)?
-    );
+    let (store, _) = open_store(args.data_dir)?;
+    println!("{}", serde_json::to_string_pretty(&store_stats(&store)?)?);
     Ok(())
 }
 
 /// Profiles, file size and size per profile of a store.
-pub fn store_stats(store: &EmbeddedStore, path: &Path) -> anyhow::Result<Value> {
+pub fn store_stats(store: &EmbeddedStore) -> anyhow::Result<Value> {
     let profiles = store.count()?;
-    let bytes = std::fs::metadata(path)?.len();
+    let bytes = store.disk_bytes()?;
     Ok(json!({
         "profiles": profiles,
         "store_bytes": bytes,

@@ -86,7 +86,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     .validate()
     .context("invalid collector settings")?;
-    let store_path = data_dir.join("profiles.redb");
+    let store_path = data_dir.join("profiles");
     let store: Arc<dyn ProfileStore> = Arc::new(
         EmbeddedStore::open(&store_path)
             .with_context(|| format!("cannot open the profile store {}", store_path.display()))?,

@@ -58,7 +58,7 @@ pub fn process(
 }
 
 pub fn store(dir: &Path) -> Arc<EmbeddedStore> {
-    Arc::new(EmbeddedStore::open(dir.join("profiles.redb")).unwrap())
+    Arc::new(EmbeddedStore::open(dir.join("profiles")).unwrap())
 }
 
 pub fn profile(store: &EmbeddedStore, key: &str) -> Option<Profile> {

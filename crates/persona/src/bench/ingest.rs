@@ -1,0 +1,166 @@
+//! `persona bench ingest`: drives a real `persona serve` over loopback and, in the same run,
+//! a no-op axum handler as the ceiling of what this machine's HTTP stack can do.
+
+use std::process::Command;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Phase, Req, Server, WRITE_KEY, closed_loop, open_loop};
+use crate::cli::{BenchIngestArgs, NoopServerArgs};
+/// Distinct request bodies cycled through, so no two consecutive requests are identical.
+const BODIES: usize = 512;
+
+#[derive(Debug, Serialize)]
+struct Report {
+    phases: Vec<Phase>,
+    single_vs_noop_ratio: f64,
+}
+
+pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let mut persona = Server::start(
+        Command::new(&exe)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--write-key",
+                WRITE_KEY,
+                "--data-dir",
+            ])
+            .arg(data.path())
+            .env("PERSONA_LOG", "warn"),
+    )?;
+    let mut noop = Server::start(Command::new(&exe).args(["bench", "noop-server"]))?;
+    let duration = Duration::from_secs_f64(args.seconds);
+    eprintln!(
+        "bench ingest: {}s per phase; persona at {}, no-op axum at {}; data in {}",
+        args.seconds,
+        persona.addr,
+        noop.addr,
+        data.path().display()
+    );
+
+    let singles = bodies(1);
+    let batches = bodies(args.batch_size);
+    let mut phases = Vec::new();
+    let warm = Duration::from_secs(1);
+    closed_loop(noop.addr, &singles, args.single_connections, warm, 1).await?;
+    let noop_single =
+        closed_loop(noop.addr, &singles, args.single_connections, duration, 1).await?;
+    let noop_single = noop_single.named("no-op axum, single events");
+    closed_loop(persona.addr, &singles, args.single_connections, warm, 1).await?;
+    let single = closed_loop(persona.addr, &singles, args.single_connections, duration, 1)
+        .await?
+        .named("persona, single events, max load");
+    // Latency is judged at half of the load persona sustains, as capacity planning would.
+    let half = single.requests_per_sec / 2.0;
+    let paced = open_loop(
+        persona.addr,
+        &singles,
+        args.single_connections,
+        duration,
+        half,
+        1,
+    )
+    .await?
+    .named(&format!(
+        "persona, single events paced at {half:.0}/s (half its max)"
+    ));
+    let batch = closed_loop(
+        persona.addr,
+        &batches,
+        args.batch_connections,
+        duration,
+        args.batch_size,
+    )
+    .await?
+    .named(&format!("persona, batches of {}", args.batch_size));
+    let ratio = single.requests_per_sec / noop_single.requests_per_sec;
+    phases.extend([noop_single, single, paced, batch]);
+
+    persona.stop();
+    noop.stop();
+    let stats = persona_log::LogStats::read(data.path().join("log"))?;
+
+    println!(
+        "{:<58} {:>6} {:>10} {:>11} {:>8} {:>8} {:>8} {:>6}",
+        "phase", "conns", "req/s", "events/s", "p50 ms", "p90 ms", "p99 ms", "errors"
+    );
+    for p in &phases {
+        println!(
+            "{:<58} {:>6} {:>10.0} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+            p.name,
+            p.connections,
+            p.requests_per_sec,
+            p.events_per_sec,
+            p.p50_ms,
+            p.p90_ms,
+            p.p99_ms,
+            p.errors
+        );
+    }
+    println!(
+        "single-event requests/s, persona vs no-op handler: {:.2}",
+        ratio
+    );
+    println!(
+        "log after the run: {} records durable in {} segments, {} bytes",
+        stats.records, stats.segments, stats.bytes
+    );
+    let report = Report {
+        phases,
+        single_vs_noop_ratio: ratio,
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// `bench noop-server`: answers every ingestion call with success after reading the body.
+pub async fn noop_server(args: NoopServerArgs) -> anyhow::Result<()> {
+    async fn ok(_body: Bytes) -> axum::Json<serde_json::Value> {
+        axum::Json(json!({"success": true}))
+    }
+    let app = Router::new()
+        .route("/v1/track", post(ok))
+        .route("/v1/batch", post(ok));
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("persona listening on http://{}", listener.local_addr()?);
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|t| {
+        let _ = t.set_nodelay(true);
+    });
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+fn bodies(batch: usize) -> Vec<Req> {
+    (0..BODIES)
+        .map(|i| {
+            let msg = |j: usize| {
+                json!({
+                    "type": "track", "userId": format!("user-{}", (i * 7 + j) % 10_000),
+                    "event": "Product Viewed",
+                    "properties": {"product_id": format!("sku-{j}"), "price": 19.99, "category": "shirts"},
+                    "context": {"library": {"name": "persona-bench"}, "ip": "203.0.113.9"},
+                    "timestamp": "2026-11-28T10:00:00.000Z",
+                })
+            };
+            let body = if batch == 1 {
+                msg(0)
+            } else {
+                json!({"batch": (0..batch).map(msg).collect::<Vec<_>>()})
+            };
+            let path = if batch == 1 { "/v1/track" } else { "/v1/batch" };
+            Req::Post(path, Bytes::from(body.to_string()))
+        })
+        .collect()
+}

@@ -1,0 +1,504 @@
+//! `persona bench profiles`: the live-profile targets of the brief, measured together.
+//!
+//! 1. Builds a log of synthetic customers (events interleaved across customers, as live
+//!    traffic is, so every micro-batch touches thousands of distinct profiles) and replays it
+//!    through the processor: events per second.
+//! 2. Store size per profile.
+//! 3. `GET /v1/profiles/{key}` at a fixed rate over random customers, beside
+//!    `redis-benchmark` GET over as many keys of the same size on the same machine.
+//! 4. Freshness: from a collector's 200 to the profile showing the event, under background
+//!    ingest load.
+//! 5. The RSS of `persona serve` holding all of it.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use chrono::{TimeZone, Utc};
+use persona_log::{EventLog, LogConfig, LogReader};
+use persona_store::{EmbeddedStore, ProfileStore};
+use persona_stream::{Processor, ProcessorMetrics, ProcessorStatus, StreamConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{ADMIN_TOKEN, Conn, Phase, Req, Server, WRITE_KEY, open_loop};
+use crate::cli::BenchProfilesArgs;
+use crate::client::progress_bar;
+
+#[derive(Debug, Serialize)]
+struct Replay {
+    events: u64,
+    seconds: f64,
+    events_per_sec: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    profiles: u64,
+    replay: Option<Replay>,
+    store_bytes: u64,
+    store_bytes_per_profile: u64,
+    reads: Phase,
+    redis_get: Option<RedisGet>,
+    p99_ratio_persona_vs_redis: Option<f64>,
+    freshness: Freshness,
+    ingest_load: Phase,
+    serve_rss_bytes: Option<u64>,
+}
+
+pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
+    let temp;
+    let data = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let store_path = data.join("profiles");
+    let replay = if store_path.exists() {
+        eprintln!("reusing the profiles in {}", data.display());
+        None
+    } else {
+        let log_dir = data.join("log");
+        if !log_dir.exists() || persona_log::LogStats::read(&log_dir)?.records == 0 {
+            build_log(&log_dir, args.profiles, args.events_per_profile).await?;
+        }
+        Some(replay(&data).await?)
+    };
+    if args.replay_only {
+        if let Some(r) = &replay {
+            println!(
+                "processor replay: {} events in {:.1} s = {:.0} events/s",
+                r.events, r.seconds, r.events_per_sec
+            );
+        }
+        return Ok(());
+    }
+    let (profiles, store_bytes) = {
+        let store = EmbeddedStore::open(&store_path)?;
+        (store.count()?, store.disk_bytes()?)
+    };
+    let per_profile = store_bytes.checked_div(profiles).unwrap_or(0);
+    if let Some(r) = &replay {
+        eprintln!(
+            "replay: {} events in {:.1} s = {:.0} events/s; store {} bytes, {per_profile} per profile",
+            r.events, r.seconds, r.events_per_sec, store_bytes
+        );
+    }
+
+    let exe = std::env::current_exe()?;
+    let mut server = Server::start(
+        Command::new(&exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--write-key", WRITE_KEY])
+            .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
+            .arg(&data)
+            .env("PERSONA_LOG", "warn"),
+    )?;
+    let duration = Duration::from_secs_f64(args.seconds);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let reads: Vec<Req> = (0..20_000)
+        .map(|_| {
+            Req::Get(format!(
+                "/v1/profiles/user_id:bench-{}",
+                rng.random_range(0..profiles.max(1))
+            ))
+        })
+        .collect();
+    // Warm the connections and the page cache a little, as a running site would have.
+    open_loop(
+        server.addr,
+        &reads,
+        args.connections,
+        Duration::from_secs(2),
+        args.read_rate,
+        1,
+    )
+    .await?;
+    let reads = open_loop(
+        server.addr,
+        &reads,
+        args.connections,
+        duration,
+        args.read_rate,
+        1,
+    )
+    .await?
+    .named(&format!(
+        "persona GET /v1/profiles/{{key}} at {:.0}/s",
+        args.read_rate
+    ));
+
+    let redis_get = match redis_get(&args, profiles, per_profile as usize) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("redis-benchmark not measured: {e:#}");
+            None
+        }
+    };
+    let (freshness, ingest_load) = freshness(&server, &args, duration).await?;
+    let rss = rss_bytes(server.child.id());
+    server.stop();
+
+    let report = Report {
+        profiles,
+        replay,
+        store_bytes,
+        store_bytes_per_profile: per_profile,
+        p99_ratio_persona_vs_redis: redis_get.as_ref().map(|r| reads.p99_ms / r.p99_ms),
+        reads,
+        redis_get,
+        freshness,
+        ingest_load,
+        serve_rss_bytes: rss,
+    };
+    print_report(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    println!("profiles: {}", r.profiles);
+    if let Some(replay) = &r.replay {
+        println!(
+            "processor replay: {} events in {:.1} s = {:.0} events/s",
+            replay.events, replay.seconds, replay.events_per_sec
+        );
+    }
+    println!(
+        "store: {} bytes, {} bytes per profile",
+        r.store_bytes, r.store_bytes_per_profile
+    );
+    println!(
+        "{:<52} {:>10} {:>8} {:>8} {:>8} {:>6}",
+        "reads", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
+    );
+    println!(
+        "{:<52} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>6}",
+        r.reads.name,
+        r.reads.requests_per_sec,
+        r.reads.p50_ms,
+        r.reads.p99_ms,
+        r.reads.max_ms,
+        r.reads.errors
+    );
+    if let Some(g) = &r.redis_get {
+        println!(
+            "{:<52} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>6}",
+            format!("redis-benchmark GET, {} clients, unpaced", g.clients),
+            g.requests_per_sec,
+            g.p50_ms,
+            g.p99_ms,
+            g.max_ms,
+            0
+        );
+    }
+    if let Some(ratio) = r.p99_ratio_persona_vs_redis {
+        println!("p99 read latency, persona vs redis: {ratio:.2}");
+    }
+    println!(
+        "freshness (200 from the collector to the profile showing the event) under {:.0} events/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} probes ({} not seen)",
+        r.ingest_load.events_per_sec,
+        r.freshness.p50_ms,
+        r.freshness.p99_ms,
+        r.freshness.max_ms,
+        r.freshness.probes,
+        r.freshness.timed_out
+    );
+    if let Some(rss) = r.serve_rss_bytes {
+        println!(
+            "persona serve RSS: {:.0} MiB",
+            rss as f64 / (1 << 20) as f64
+        );
+    }
+}
+
+const COUNTRIES: [&str; 3] = ["DE", "FR", "US"];
+
+/// Writes `profiles` × `events` synthetic events, interleaved across customers.
+async fn build_log(dir: &Path, profiles: usize, events: usize) -> anyhow::Result<()> {
+    let (log, _) = EventLog::open(dir, LogConfig::default(), Arc::new(()))?;
+    let bar = progress_bar((profiles * events) as u64, "writing the log");
+    let start = Utc
+        .with_ymd_and_hms(2026, 9, 1, 0, 0, 0)
+        .unwrap()
+        .timestamp_millis();
+    let mut pending = Vec::with_capacity(10_000);
+    for round in 0..events {
+        for i in 0..profiles {
+            let at = start + (round as i64) * 86_400_000 + (i as i64 % 86_400) * 1000;
+            let ts = persona_core::time::format_timestamp(
+                chrono::DateTime::from_timestamp_millis(at).expect("in range"),
+            );
+            let (user, anon) = (format!("bench-{i}"), format!("anon-{i}"));
+            let m = match round {
+                0 => {
+                    json!({"type": "page", "anonymousId": anon, "name": "Home", "category": "home",
+                            "properties": {"path": "/", "category": "home"}})
+                }
+                1 => json!({"type": "identify", "anonymousId": anon, "userId": user,
+                            "traits": {"email": format!("{user}@example.com"), "country": COUNTRIES[i % 3], "plan": "free"}}),
+                r if r % 3 == 0 => {
+                    json!({"type": "track", "userId": user, "event": "Order Completed",
+                            "properties": {"order_id": format!("o-{i}-{r}"), "revenue": 20.0 + (i % 100) as f64, "currency": "USD"}})
+                }
+                _ => json!({"type": "track", "userId": user, "event": "Product Viewed",
+                            "properties": {"product_id": format!("sku-{}", i % 500), "price": 19.99, "category": "shirts"}}),
+            };
+            let mut m = m;
+            let o = m.as_object_mut().expect("object");
+            o.insert("messageId".into(), format!("m-{round}-{i}").into());
+            o.insert("timestamp".into(), ts.clone().into());
+            o.insert("receivedAt".into(), ts.into());
+            o.insert("writeKey".into(), WRITE_KEY.into());
+            o.insert(
+                "context".into(),
+                json!({"ip": "203.0.113.7", "userAgent": "Mozilla/5.0 Chrome/126.0"}),
+            );
+            pending.push(serde_json::to_vec(&m)?);
+            if pending.len() == pending.capacity() {
+                bar.inc(pending.len() as u64);
+                log.append(std::mem::take(&mut pending)).await?;
+                pending.reserve(10_000);
+            }
+        }
+    }
+    bar.inc(pending.len() as u64);
+    log.append(pending).await?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// Runs a fresh processor over the whole log, as a restart with an empty store would.
+async fn replay(data: &Path) -> anyhow::Result<Replay> {
+    let data = data.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let store = Arc::new(EmbeddedStore::open(data.join("profiles"))?);
+        let reader = LogReader::open_dir(data.join("log"))?;
+        let config = StreamConfig::default().validate()?;
+        let mut p = Processor::new(
+            store,
+            reader,
+            config,
+            Arc::new(ProcessorStatus::default()),
+            ProcessorMetrics::new(),
+        )?;
+        let started = Instant::now();
+        let events = p.run_to_end()?;
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(Replay {
+            events,
+            seconds,
+            events_per_sec: events as f64 / seconds,
+        })
+    })
+    .await?
+}
+
+#[derive(Debug, Serialize)]
+struct RedisGet {
+    clients: usize,
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// Fills redis database 15 with as many values of the profiles' stored size, then runs
+/// `redis-benchmark` GET over random keys; the database is flushed afterwards.
+fn redis_get(args: &BenchProfilesArgs, keys: u64, value_bytes: usize) -> anyhow::Result<RedisGet> {
+    let (host, port) = args
+        .redis
+        .rsplit_once(':')
+        .context("--redis must be HOST:PORT")?;
+    let cli = |extra: &[&str]| {
+        Command::new("redis-cli")
+            .args(["-h", host, "-p", port, "-n", "15"])
+            .args(extra)
+            .output()
+            .context("redis-cli is not installed")
+    };
+    let pong = cli(&["ping"])?;
+    anyhow::ensure!(
+        pong.stdout.starts_with(b"PONG"),
+        "redis at {} does not answer",
+        args.redis
+    );
+    // redis-benchmark's random keys are `key:` and 12 digits; write exactly those.
+    let value = "v".repeat(value_bytes.max(1));
+    let mut child = Command::new("redis-cli")
+        .args(["-h", host, "-p", port, "-n", "15", "--pipe"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    {
+        use std::io::Write;
+        let mut stdin = std::io::BufWriter::new(child.stdin.take().expect("piped"));
+        for k in 0..keys {
+            let key = format!("key:{k:012}");
+            write!(
+                stdin,
+                "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n{value}\r\n",
+                key.len(),
+                value.len()
+            )?;
+        }
+    }
+    anyhow::ensure!(child.wait()?.success(), "filling redis failed");
+    let requests = ((args.read_rate * args.seconds) as u64)
+        .max(10_000)
+        .to_string();
+    let clients = args.connections.to_string();
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-h", host, "-p", port, "--dbnum", "15", "-t", "get", "--csv",
+        ])
+        .args([
+            "-n",
+            &requests,
+            "-c",
+            &clients,
+            "-r",
+            &keys.to_string(),
+            "-d",
+            &value_bytes.to_string(),
+        ])
+        .output()
+        .context("redis-benchmark is not installed")?;
+    let _ = cli(&["flushdb"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("\"GET\""))
+        .with_context(|| format!("unexpected redis-benchmark output: {text}"))?;
+    let cells: Vec<f64> = row
+        .split(',')
+        .skip(1)
+        .map(|c| c.trim_matches('"').parse().unwrap_or(f64::NAN))
+        .collect();
+    anyhow::ensure!(cells.len() >= 7, "unexpected redis-benchmark row: {row}");
+    Ok(RedisGet {
+        clients: args.connections,
+        requests_per_sec: cells[0],
+        p50_ms: cells[3],
+        p99_ms: cells[5],
+        max_ms: cells[6],
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Freshness {
+    probes: usize,
+    timed_out: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+/// Probes freshness every 20 ms while batches of 100 events arrive at the configured rate.
+async fn freshness(
+    server: &Server,
+    args: &BenchProfilesArgs,
+    duration: Duration,
+) -> anyhow::Result<(Freshness, Phase)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let batches: Vec<Req> = (0..256)
+        .map(|_| {
+            let batch: Vec<_> = (0..100)
+                .map(|_| {
+                    json!({"type": "track", "userId": format!("bench-{}", rng.random_range(0..args.profiles.max(1))),
+                           "event": "Product Viewed", "properties": {"product_id": "sku-1", "price": 19.99}})
+                })
+                .collect();
+            Req::Post("/v1/batch", Bytes::from(json!({"batch": batch}).to_string()))
+        })
+        .collect();
+    let load = open_loop(
+        server.addr,
+        &batches,
+        4,
+        duration,
+        args.load_events_per_sec / 100.0,
+        100,
+    );
+    let addr = server.addr;
+    let probe = async move {
+        let mut post = Conn::open(addr).await?;
+        let mut get = Conn::open(addr).await?;
+        let run = Uuid::new_v4();
+        let (mut samples, mut timed_out) = (Vec::new(), 0);
+        let deadline = Instant::now() + duration;
+        let mut k = 0;
+        while Instant::now() < deadline {
+            k += 1;
+            let user = format!("probe-{run}-{k}");
+            let body = json!({"userId": user, "event": "Probe"}).to_string();
+            if !post
+                .send(&Req::Post("/v1/track", Bytes::from(body)))
+                .await?
+            {
+                continue;
+            }
+            let acked = Instant::now();
+            let path = Req::Get(format!("/v1/profiles/{user}"));
+            loop {
+                if get.send(&path).await? {
+                    samples.push(acked.elapsed().as_secs_f64() * 1000.0);
+                    break;
+                }
+                if acked.elapsed() > Duration::from_secs(5) {
+                    timed_out += 1;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        anyhow::Ok((samples, timed_out))
+    };
+    let (load, probe) = tokio::join!(load, probe);
+    let (mut samples, timed_out) = probe?;
+    samples.sort_by(f64::total_cmp);
+    let pct = |q: f64| {
+        samples
+            .get(((samples.len().max(1) - 1) as f64 * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let freshness = Freshness {
+        probes: samples.len(),
+        timed_out,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        max_ms: pct(1.0),
+    };
+    Ok((
+        freshness,
+        load?.named(&format!(
+            "background ingest, batches of 100 at {:.0} events/s",
+            args.load_events_per_sec
+        )),
+    ))
+}
+
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
