@@ -191,16 +191,14 @@ impl ProfileStore for EmbeddedStore {
     }
 
     fn apply(&self, changes: &ChangeSet) -> Result<(), StoreError> {
-        let mut batch = self.db.batch().durability(Some(if changes.durable {
-            PersistMode::SyncData
-        } else {
-            PersistMode::Buffer
-        }));
-        let mut buf = Vec::new();
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), changes.len())
+            .durability(Some(if changes.durable {
+                PersistMode::SyncData
+            } else {
+                PersistMode::Buffer
+            }));
         for (id, profile) in &changes.profiles {
-            buf.clear();
-            codec::encode_into(profile, &mut buf);
-            batch.insert(&self.profiles, id.to_be_bytes(), buf.as_slice());
+            batch.insert(&self.profiles, id.to_be_bytes(), profile.as_slice());
         }
         for id in &changes.removed {
             batch.remove(&self.profiles, id.to_be_bytes());

@@ -38,8 +38,9 @@ pub struct EventRef {
 /// crash exactly-once in effect.
 #[derive(Debug, Default)]
 pub struct ChangeSet {
-    /// Profiles written (created or updated), with their full new state.
-    pub profiles: Vec<(ProfileId, Profile)>,
+    /// Profiles written (created or updated), with their full new state, encoded with
+    /// `persona_core::profile::codec`.
+    pub profiles: Vec<(ProfileId, Vec<u8>)>,
     /// Profiles merged into others, to delete.
     pub removed: Vec<ProfileId>,
     /// How many of `profiles` are new, for the profile count.
@@ -60,6 +61,35 @@ pub struct ChangeSet {
     /// together with every later non-durable change (never partly): the stream stage then
     /// replays those events from the log, which is the durable record.
     pub durable: bool,
+}
+
+impl ChangeSet {
+    /// Empties the change set, keeping its allocations for the next batch.
+    pub fn clear(&mut self) {
+        self.profiles.clear();
+        self.removed.clear();
+        self.created = 0;
+        self.links.clear();
+        self.events.clear();
+        self.moved_events.clear();
+        self.next_id = 0;
+        self.offsets.clear();
+        self.durable = false;
+    }
+
+    /// Writes in the change set, for sizing a write batch.
+    pub fn len(&self) -> usize {
+        self.profiles.len()
+            + self.removed.len()
+            + self.links.len()
+            + self.events.len()
+            + self.offsets.len()
+            + 3
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 3 && self.moved_events.is_empty()
+    }
 }
 
 /// Storage of profiles. Reads may run concurrently with each other and with `apply`.

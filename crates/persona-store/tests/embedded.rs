@@ -1,15 +1,15 @@
 //! The embedded store keeps what a change set says, atomically, across reopening.
 
-use persona_core::profile::Profile;
+use persona_core::profile::{Profile, codec};
 use persona_store::{ChangeSet, EmbeddedStore, EventRef, IdentityKey, ProfileStore, StoreError};
 
-fn profile(user: &str, events: u64) -> Profile {
+fn profile(user: &str, events: u64) -> Vec<u8> {
     let mut p = Profile {
         user_id: Some(user.into()),
         ..Profile::default()
     };
     p.activity.event_count = events;
-    p
+    codec::encode(&p)
 }
 
 fn event(at: i64, offset: u64) -> EventRef {
@@ -30,7 +30,10 @@ fn change_sets_are_stored_and_survive_reopening() {
         assert_eq!(store.offset("processor").unwrap(), None);
         store
             .apply(&ChangeSet {
-                profiles: vec![(1, profile("u1", 2)), (2, Profile::default())],
+                profiles: vec![
+                    (1, profile("u1", 2)),
+                    (2, codec::encode(&Profile::default())),
+                ],
                 created: 2,
                 links: vec![("u:u1".into(), 1), ("a:anon".into(), 2)],
                 events: vec![(1, event(10, 0)), (2, event(5, 1)), (1, event(30, 2))],

@@ -3,62 +3,129 @@
 
 use std::collections::HashMap;
 
-use persona_core::profile::Profile;
+use persona_core::profile::{Profile, codec};
 use persona_store::{ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError};
+
+/// What the processor keeps between batches: recently touched profiles (decoded) and
+/// identities, and the batch's buffers. Keeping them is coherent because the processor is
+/// the store's only writer; the processor drops the cache whenever a batch fails, as it may
+/// then hold changes the store never got.
+pub(crate) struct Cache {
+    /// Profile id → profile and the number of the batch that last touched it.
+    profiles: HashMap<ProfileId, (Profile, u64)>,
+    /// Identity storage key → profile, as stored.
+    identities: HashMap<String, ProfileId>,
+    /// Most profiles kept between batches.
+    capacity: usize,
+    batch_no: u64,
+    /// Profiles changed in the current batch.
+    dirty: Vec<ProfileId>,
+    /// Identity links made in the current batch.
+    links: HashMap<String, ProfileId>,
+    changes: ChangeSet,
+}
+
+impl Cache {
+    pub fn new(capacity: usize) -> Self {
+        Cache {
+            profiles: HashMap::new(),
+            identities: HashMap::new(),
+            capacity,
+            batch_no: 0,
+            dirty: Vec::new(),
+            links: HashMap::new(),
+            changes: ChangeSet::default(),
+        }
+    }
+
+    /// After a commit: this batch's links become stored identities, and the profile cache
+    /// is trimmed to the profiles of this batch when it has grown past its capacity.
+    fn committed(&mut self) {
+        self.identities.extend(self.links.drain());
+        if self.identities.len() > self.capacity.saturating_mul(4) {
+            self.identities.clear();
+        }
+        if self.profiles.len() > self.capacity {
+            let current = self.batch_no;
+            self.profiles.retain(|_, (_, touched)| *touched == current);
+            if self.profiles.len() > self.capacity {
+                self.profiles.clear();
+            }
+        }
+    }
+}
 
 pub(crate) struct Batch<'s> {
     store: &'s dyn ProfileStore,
     session_gap: i64,
-    /// Every profile touched in this batch, in its current state.
-    profiles: HashMap<ProfileId, Profile>,
-    /// Identity links made in this batch (storage key → profile).
-    links: HashMap<String, ProfileId>,
-    changes: ChangeSet,
+    cache: &'s mut Cache,
     pub merges: u64,
 }
 
 impl<'s> Batch<'s> {
-    pub fn new(store: &'s dyn ProfileStore, next_id: ProfileId, session_gap: i64) -> Self {
+    pub fn new(
+        store: &'s dyn ProfileStore,
+        cache: &'s mut Cache,
+        next_id: ProfileId,
+        session_gap: i64,
+    ) -> Self {
+        cache.batch_no += 1;
+        cache.dirty.clear();
+        cache.links.clear();
+        cache.changes.clear();
+        cache.changes.next_id = next_id;
         Batch {
             store,
             session_gap,
-            profiles: HashMap::new(),
-            links: HashMap::new(),
-            changes: ChangeSet {
-                next_id,
-                ..ChangeSet::default()
-            },
+            cache,
             merges: 0,
         }
     }
 
-    fn resolve(&self, key: &IdentityKey<'_>) -> Result<Option<ProfileId>, StoreError> {
-        match self.links.get(&key.storage_key()) {
-            Some(id) => Ok(Some(*id)),
-            None => self.store.resolve(key),
+    fn resolve(&mut self, key: &IdentityKey<'_>) -> Result<Option<ProfileId>, StoreError> {
+        let storage_key = key.storage_key();
+        if let Some(id) = self.cache.links.get(&storage_key) {
+            return Ok(Some(*id));
         }
+        if let Some(id) = self.cache.identities.get(&storage_key) {
+            return Ok(Some(*id));
+        }
+        let found = self.store.resolve(key)?;
+        if let Some(id) = found {
+            self.cache.identities.insert(storage_key, id);
+        }
+        Ok(found)
     }
 
     fn link(&mut self, key: IdentityKey<'_>, id: ProfileId) {
-        self.links.insert(key.storage_key(), id);
+        self.cache.links.insert(key.storage_key(), id);
     }
 
-    /// The profile with id `id`, loaded into the batch.
+    /// The profile with id `id`, loaded into the batch and marked changed.
     pub fn profile(&mut self, id: ProfileId) -> Result<&mut Profile, StoreError> {
-        if !self.profiles.contains_key(&id) {
+        let batch_no = self.cache.batch_no;
+        if !self.cache.profiles.contains_key(&id) {
             // A linked id whose profile is gone would be a broken invariant; start afresh
             // rather than stop the stream.
             let p = self.store.get(id)?.unwrap_or_default();
-            self.profiles.insert(id, p);
+            self.cache.profiles.insert(id, (p, 0));
         }
-        Ok(self.profiles.get_mut(&id).expect("inserted above"))
+        let (profile, touched) = self.cache.profiles.get_mut(&id).expect("inserted above");
+        if *touched != batch_no {
+            *touched = batch_no;
+            self.cache.dirty.push(id);
+        }
+        Ok(profile)
     }
 
     fn create(&mut self, profile: Profile) -> ProfileId {
-        let id = self.changes.next_id;
-        self.changes.next_id += 1;
-        self.changes.created += 1;
-        self.profiles.insert(id, profile);
+        let id = self.cache.changes.next_id;
+        self.cache.changes.next_id += 1;
+        self.cache.changes.created += 1;
+        self.cache
+            .profiles
+            .insert(id, (profile, self.cache.batch_no));
+        self.cache.dirty.push(id);
         id
     }
 
@@ -155,10 +222,12 @@ impl<'s> Batch<'s> {
     fn merge(&mut self, from: ProfileId, into: ProfileId) -> Result<(), StoreError> {
         self.profile(from)?;
         self.profile(into)?;
-        let old = self.profiles.remove(&from).expect("loaded above");
-        self.profiles
+        let (old, _) = self.cache.profiles.remove(&from).expect("loaded above");
+        self.cache
+            .profiles
             .get_mut(&into)
             .expect("loaded above")
+            .0
             .merge(&old, self.session_gap);
         for anon in &old.anonymous_ids {
             self.link(IdentityKey::Anonymous(anon), into);
@@ -166,28 +235,41 @@ impl<'s> Batch<'s> {
         for user in old.user_id.iter().chain(&old.aliases) {
             self.link(IdentityKey::User(user), into);
         }
-        self.changes.removed.push(from);
-        self.changes.moved_events.push((from, into));
+        self.cache.changes.removed.push(from);
+        self.cache.changes.moved_events.push((from, into));
         self.merges += 1;
         Ok(())
     }
 
     pub fn add_event(&mut self, id: ProfileId, event: EventRef) {
-        self.changes.events.push((id, event));
+        self.cache.changes.events.push((id, event));
     }
 
     pub fn set_offset(&mut self, consumer: &str, offset: u64) {
-        self.changes.offsets = vec![(consumer.to_owned(), offset)];
+        self.cache.changes.offsets.clear();
+        self.cache
+            .changes
+            .offsets
+            .push((consumer.to_owned(), offset));
     }
 
     /// Writes the batch atomically; returns the next unused profile id.
-    pub fn commit(mut self, durable: bool) -> Result<ProfileId, StoreError> {
-        self.changes.durable = durable;
-        let next_id = self.changes.next_id;
-        self.changes.profiles = self.profiles.into_iter().collect();
-        // A profile created and merged away within this batch was never stored.
-        self.changes.links = self.links.into_iter().collect();
-        self.store.apply(&self.changes)?;
+    pub fn commit(self, durable: bool) -> Result<ProfileId, StoreError> {
+        let cache = self.cache;
+        let changes = &mut cache.changes;
+        changes.durable = durable;
+        for id in &cache.dirty {
+            // Absent: merged away within this batch.
+            if let Some((profile, _)) = cache.profiles.get(id) {
+                changes.profiles.push((*id, codec::encode(profile)));
+            }
+        }
+        changes
+            .links
+            .extend(cache.links.iter().map(|(k, id)| (k.clone(), *id)));
+        self.store.apply(changes)?;
+        let next_id = changes.next_id;
+        cache.committed();
         Ok(next_id)
     }
 }

@@ -25,6 +25,9 @@ pub struct StreamConfig {
     pub session_gap_minutes: u32,
     /// Most records applied in one store commit.
     pub batch_records: usize,
+    /// Recently active profiles kept decoded between batches, so a customer's session does
+    /// not re-read and re-decode the profile for every batch.
+    pub profile_cache: usize,
 }
 
 impl Default for StreamConfig {
@@ -52,6 +55,7 @@ impl Default for StreamConfig {
             app_open_events: list(&["Application Opened"]),
             session_gap_minutes: 30,
             batch_records: 4096,
+            profile_cache: 50_000,
         }
     }
 }
@@ -78,6 +82,7 @@ pub struct ValidStreamConfig {
     pub(crate) app_open_events: Vec<String>,
     pub(crate) session_gap_ms: i64,
     pub(crate) batch_records: usize,
+    pub(crate) profile_cache: usize,
 }
 
 impl StreamConfig {
@@ -112,6 +117,7 @@ impl StreamConfig {
             app_open_events: self.app_open_events,
             session_gap_ms: i64::from(self.session_gap_minutes) * 60_000,
             batch_records: self.batch_records,
+            profile_cache: self.profile_cache,
         })
     }
 }

@@ -11,7 +11,7 @@ use persona_log::{CommitObserver, EventLog, LogError, LogReader, Record};
 use persona_store::{EventRef, ProfileId, ProfileStore, StoreError};
 use serde::Deserialize;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Cache};
 use crate::config::ValidStreamConfig;
 use crate::dedupe::DedupeWindow;
 use crate::event::Event;
@@ -46,6 +46,7 @@ pub struct Processor {
     status: Arc<ProcessorStatus>,
     metrics: ProcessorMetrics,
     last_durable: Instant,
+    cache: Cache,
 }
 
 /// How often a store commit waits for the disk.
@@ -70,6 +71,7 @@ impl Processor {
             status,
             metrics,
             last_durable: Instant::now(),
+            cache: Cache::new(0),
         };
         p.restore()?;
         Ok(p)
@@ -82,6 +84,8 @@ impl Processor {
         let first = self.reader.first_offset()?;
         let start = committed.max(first);
         self.dedupe = DedupeWindow::new(self.dedupe.capacity());
+        // After a failed batch the cache may hold changes the store never got.
+        self.cache = Cache::new(self.config.profile_cache);
         self.reader.seek(
             start
                 .saturating_sub(self.dedupe.capacity() as u64)
@@ -121,7 +125,13 @@ impl Processor {
             return Ok(0);
         };
         let store = self.store.clone();
-        let mut batch = Batch::new(&*store, self.next_id, self.config.session_gap_ms);
+        let mut cache = std::mem::replace(&mut self.cache, Cache::new(0));
+        let mut batch = Batch::new(
+            &*store,
+            &mut cache,
+            self.next_id,
+            self.config.session_gap_ms,
+        );
         let mut applied = 0;
         let mut received = None;
         for r in &records {
@@ -135,6 +145,7 @@ impl Processor {
         let started = Instant::now();
         let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
         self.next_id = batch.commit(durable)?;
+        self.cache = cache;
         if durable {
             self.last_durable = Instant::now();
         }

@@ -211,6 +211,23 @@ fn assert_same(path: &str, live: &Value, batch: &Value) {
 
 #[test]
 fn live_profiles_equal_a_batch_recomputation() {
+    // Odd-sized small batches, so profiles are written and re-read across many commits.
+    check(StreamConfig {
+        batch_records: 97,
+        ..StreamConfig::default()
+    });
+}
+
+#[test]
+fn a_cache_smaller_than_the_customers_changes_nothing() {
+    check(StreamConfig {
+        batch_records: 97,
+        profile_cache: 16,
+        ..StreamConfig::default()
+    });
+}
+
+fn check(config: StreamConfig) {
     let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
     let period = Period {
         start,
@@ -226,15 +243,7 @@ fn live_profiles_equal_a_batch_recomputation() {
     let log = dir.path().join("log");
     append(&log, &messages);
     let s = store(dir.path());
-    // Odd-sized small batches, so profiles are written and re-read across many commits.
-    process(
-        &log,
-        &s,
-        StreamConfig {
-            batch_records: 97,
-            ..StreamConfig::default()
-        },
-    );
+    process(&log, &s, config);
 
     // The batch side: union-find over ids, then each group's events.
     let mut ids = Identities::default();

@@ -238,9 +238,12 @@ pub struct BenchProfilesArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Stop after the processor replay (to profile it, with --data-dir).
+    /// Stop after the processor replays (to profile them, with --data-dir).
     #[arg(long)]
     pub replay_only: bool,
+    /// Simulated customers (90 days of traffic) for the realistic replay.
+    #[arg(long, default_value_t = 20_000)]
+    pub simulated_customers: usize,
 }
 
 #[derive(Args)]

@@ -57,13 +57,11 @@ pub enum EmailAction {
 
 /// Counts of one UTC day, for rolling windows by event time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DayCounts {
-    #[serde(default)]
     pub events: u32,
-    #[serde(default)]
     pub purchases: u32,
     /// Revenue in millionths, as [`Activity::revenue_micros`].
-    #[serde(default)]
     pub revenue_micros: i64,
 }
 

@@ -13,13 +13,11 @@ pub const MAX_KEPT_SESSIONS: usize = 500;
 
 /// Disjoint, sorted `[start, end]` intervals in Unix milliseconds, more than `gap` apart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Sessions {
-    #[serde(default)]
     intervals: Vec<(i64, i64)>,
     /// Sessions folded out of `intervals`, and their summed length in milliseconds.
-    #[serde(default)]
     folded_count: u64,
-    #[serde(default)]
     folded_ms: i64,
 }
 
