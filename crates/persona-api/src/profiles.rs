@@ -23,7 +23,7 @@ pub(crate) struct ProfileQuery {
 
 /// The profile body of the public interface: the view plus the segment-stage fields.
 #[derive(Serialize)]
-struct ProfileBody {
+pub(crate) struct ProfileBody {
     #[serde(flatten)]
     view: ProfileView,
     /// RFM scores, once RFM has been computed.
@@ -71,7 +71,7 @@ pub(crate) async fn profile(
     State(state): State<ApiState>,
     Path(key): Path<String>,
     Query(q): Query<ProfileQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProfileBody>, ApiError> {
     let as_of = match q.as_of.as_deref() {
         None => Utc::now(),
         Some(s) => {
@@ -86,9 +86,7 @@ pub(crate) async fn profile(
         cluster: None,
         stale: (state.stale)(),
     };
-    Ok(Json(
-        serde_json::to_value(body).expect("a profile serialises"),
-    ))
+    Ok(Json(body))
 }
 
 #[derive(Deserialize)]

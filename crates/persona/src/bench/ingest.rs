@@ -124,14 +124,25 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `bench noop-server`: answers every ingestion call with success after reading the body.
+/// `bench noop-server`: answers every ingestion call with success after reading the body,
+/// and every profile read with the same small profile, built without any lookup.
 pub async fn noop_server(args: NoopServerArgs) -> anyhow::Result<()> {
     async fn ok(_body: Bytes) -> axum::Json<serde_json::Value> {
         axum::Json(json!({"success": true}))
     }
+    async fn profile(
+        axum::extract::Path(key): axum::extract::Path<String>,
+    ) -> axum::Json<serde_json::Value> {
+        axum::Json(
+            json!({"user_id": key, "anonymous_ids": [], "traits": {"plan": "free"},
+            "computed": {"event_count": 4, "frequency": 1, "monetary": 20.0},
+            "rfm": null, "segments": [], "cluster": null, "stale": false}),
+        )
+    }
     let app = Router::new()
         .route("/v1/track", post(ok))
-        .route("/v1/batch", post(ok));
+        .route("/v1/batch", post(ok))
+        .route("/v1/profiles/{key}", axum::routing::get(profile));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("persona listening on http://{}", listener.local_addr()?);
     use axum::serve::ListenerExt;

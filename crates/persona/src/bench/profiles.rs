@@ -50,6 +50,7 @@ struct Report {
     store_bytes: u64,
     store_bytes_per_profile: u64,
     reads: Phase,
+    noop_reads: Phase,
     redis_get: Option<RedisGet>,
     p99_ratio_persona_vs_redis: Option<f64>,
     freshness: Freshness,
@@ -115,16 +116,33 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
             .arg(&data)
             .env("PERSONA_LOG", "warn"),
     )?;
+    let mut noop = Server::start(Command::new(&exe).args(["bench", "noop-server"]))?;
     let duration = Duration::from_secs_f64(args.seconds);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
+    // The synthetic customers (a reused folder may also hold earlier runs' probes).
+    let customers = profiles.min(args.profiles as u64).max(1);
     let reads: Vec<Req> = (0..20_000)
         .map(|_| {
             Req::Get(format!(
                 "/v1/profiles/user_id:bench-{}",
-                rng.random_range(0..profiles.max(1))
+                rng.random_range(0..customers)
             ))
         })
         .collect();
+    let noop_reads = open_loop(
+        noop.addr,
+        &reads,
+        args.connections,
+        duration,
+        args.read_rate,
+        1,
+    )
+    .await?
+    .named(&format!(
+        "no-op axum GET at {:.0}/s (the HTTP floor)",
+        args.read_rate
+    ));
+    noop.stop();
     // Warm the connections and the page cache a little, as a running site would have.
     open_loop(
         server.addr,
@@ -168,6 +186,7 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
         store_bytes_per_profile: per_profile,
         p99_ratio_persona_vs_redis: redis_get.as_ref().map(|r| reads.p99_ms / r.p99_ms),
         reads,
+        noop_reads,
         redis_get,
         freshness,
         ingest_load,
@@ -201,15 +220,12 @@ fn print_report(r: &Report) {
         "{:<52} {:>10} {:>8} {:>8} {:>8} {:>6}",
         "reads", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
     );
-    println!(
-        "{:<52} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>6}",
-        r.reads.name,
-        r.reads.requests_per_sec,
-        r.reads.p50_ms,
-        r.reads.p99_ms,
-        r.reads.max_ms,
-        r.reads.errors
-    );
+    for p in [&r.reads, &r.noop_reads] {
+        println!(
+            "{:<52} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>6}",
+            p.name, p.requests_per_sec, p.p50_ms, p.p99_ms, p.max_ms, p.errors
+        );
+    }
     if let Some(g) = &r.redis_get {
         println!(
             "{:<52} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>6}",
@@ -224,6 +240,10 @@ fn print_report(r: &Report) {
     if let Some(ratio) = r.p99_ratio_persona_vs_redis {
         println!("p99 read latency, persona vs redis: {ratio:.2}");
     }
+    println!(
+        "p99 read latency, persona vs the no-op HTTP handler: {:.2}",
+        r.reads.p99_ms / r.noop_reads.p99_ms
+    );
     println!(
         "freshness (200 from the collector to the profile showing the event) under {:.0} events/s: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} probes ({} not seen)",
         r.ingest_load.events_per_sec,
