@@ -1,13 +1,15 @@
 //! The embedded default: an LSM tree (fjall) in a folder of the data directory.
 //!
 //! A [`ChangeSet`] is one write batch across the keyspaces, which fjall's journal makes
-//! atomic: after a crash the store holds a prefix of the batches, each whole. Batches marked
-//! durable are synced (`fdatasync`) before `apply` returns; the others reach the OS at once,
-//! so they survive a killed process, and only an OS crash or power loss can undo them, never
-//! partly.
+//! atomic: after a crash the store holds a prefix of the batches, each whole. Every batch
+//! reaches the OS when applied, so it survives a killed process; a background thread syncs
+//! the journal to disk every second, and a batch marked durable is synced before `apply`
+//! returns.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use persona_core::profile::{Profile, codec};
@@ -55,9 +57,14 @@ fn parse_event_key(k: &[u8]) -> Result<(ProfileId, i64, u64), StoreError> {
     ))
 }
 
+/// How often the journal is synced to disk in the background.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
 /// Profiles in a local LSM tree.
 pub struct EmbeddedStore {
     db: Database,
+    /// Dropping it stops the background syncer.
+    _syncer: Syncer,
     /// Profile id → encoded profile.
     profiles: Keyspace,
     /// Identity storage key (`u:…`, `a:…`) → profile id.
@@ -85,6 +92,7 @@ impl EmbeddedStore {
                 .map_err(backend)
         };
         Ok(EmbeddedStore {
+            _syncer: Syncer::start(db.clone()),
             profiles: ks("profiles")?,
             identities: ks("identities")?,
             events: ks("events")?,
@@ -101,9 +109,64 @@ impl EmbeddedStore {
             .transpose()
     }
 
+    /// Flushes the write buffers and merges every level into one, so reads touch one table
+    /// per keyspace. Compaction otherwise runs in the background as writes arrive; this is
+    /// for maintenance windows and for benchmarks that must not measure a store mid-merge.
+    pub fn compact(&self) -> Result<(), StoreError> {
+        for ks in [&self.profiles, &self.identities, &self.events, &self.meta] {
+            ks.rotate_memtable_and_wait().map_err(backend)?;
+            ks.major_compact().map_err(backend)?;
+        }
+        Ok(())
+    }
+
     /// Bytes the store takes on disk.
     pub fn disk_bytes(&self) -> Result<u64, StoreError> {
         self.db.disk_space().map_err(backend)
+    }
+}
+
+/// Syncs the journal to disk once a second on its own thread, so writers never wait for
+/// the disk: a change set reaches the OS when applied (a killed process loses nothing) and
+/// the disk within a second (an OS crash loses at most that second, and only whole change
+/// sets, which the stream stage replays from the log).
+struct Syncer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(db: Database) -> Self {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("persona-store-sync".into())
+            .spawn(move || {
+                let (lock, cv) = &*flag;
+                let mut stopped = lock.lock().expect("not poisoned");
+                while !*stopped {
+                    stopped = cv
+                        .wait_timeout(stopped, SYNC_EVERY)
+                        .expect("not poisoned")
+                        .0;
+                    if let Err(e) = db.persist(PersistMode::SyncData) {
+                        tracing::error!(error = %e, "cannot sync the profile store to disk");
+                    }
+                }
+            })
+            .ok();
+        Syncer { stop, thread }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().expect("not poisoned") = true;
+        cv.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct Cache {
     identities: HashMap<String, ProfileId>,
     /// Most profiles kept between batches.
     capacity: usize,
+    /// Most identities kept between batches.
+    identity_capacity: usize,
     batch_no: u64,
     /// Profiles changed in the current batch.
     dirty: Vec<ProfileId>,
@@ -26,11 +28,12 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, identity_capacity: usize) -> Self {
         Cache {
             profiles: HashMap::new(),
             identities: HashMap::new(),
             capacity,
+            identity_capacity,
             batch_no: 0,
             dirty: Vec::new(),
             links: HashMap::new(),
@@ -42,7 +45,7 @@ impl Cache {
     /// is trimmed to the profiles of this batch when it has grown past its capacity.
     fn committed(&mut self) {
         self.identities.extend(self.links.drain());
-        if self.identities.len() > self.capacity.saturating_mul(4) {
+        if self.identities.len() > self.identity_capacity {
             self.identities.clear();
         }
         if self.profiles.len() > self.capacity {
@@ -254,10 +257,9 @@ impl<'s> Batch<'s> {
     }
 
     /// Writes the batch atomically; returns the next unused profile id.
-    pub fn commit(self, durable: bool) -> Result<ProfileId, StoreError> {
+    pub fn commit(self) -> Result<ProfileId, StoreError> {
         let cache = self.cache;
         let changes = &mut cache.changes;
-        changes.durable = durable;
         for id in &cache.dirty {
             // Absent: merged away within this batch.
             if let Some((profile, _)) = cache.profiles.get(id) {

@@ -28,6 +28,9 @@ pub struct StreamConfig {
     /// Recently active profiles kept decoded between batches, so a customer's session does
     /// not re-read and re-decode the profile for every batch.
     pub profile_cache: usize,
+    /// Identities (user and anonymous ids) kept resolved between batches: about 80 bytes
+    /// each, and a store read saved for every event of a known customer.
+    pub identity_cache: usize,
 }
 
 impl Default for StreamConfig {
@@ -56,6 +59,7 @@ impl Default for StreamConfig {
             session_gap_minutes: 30,
             batch_records: 4096,
             profile_cache: 50_000,
+            identity_cache: 1_000_000,
         }
     }
 }
@@ -83,6 +87,7 @@ pub struct ValidStreamConfig {
     pub(crate) session_gap_ms: i64,
     pub(crate) batch_records: usize,
     pub(crate) profile_cache: usize,
+    pub(crate) identity_cache: usize,
 }
 
 impl StreamConfig {
@@ -118,6 +123,7 @@ impl StreamConfig {
             session_gap_ms: i64::from(self.session_gap_minutes) * 60_000,
             batch_records: self.batch_records,
             profile_cache: self.profile_cache,
+            identity_cache: self.identity_cache,
         })
     }
 }

@@ -45,12 +45,8 @@ pub struct Processor {
     next_id: ProfileId,
     status: Arc<ProcessorStatus>,
     metrics: ProcessorMetrics,
-    last_durable: Instant,
     cache: Cache,
 }
-
-/// How often a store commit waits for the disk.
-const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 impl Processor {
     /// A processor reading with `reader` (live or offline) and resuming at the offset the
@@ -70,8 +66,7 @@ impl Processor {
             next_id: 1,
             status,
             metrics,
-            last_durable: Instant::now(),
-            cache: Cache::new(0),
+            cache: Cache::new(0, 0),
         };
         p.restore()?;
         Ok(p)
@@ -85,7 +80,7 @@ impl Processor {
         let start = committed.max(first);
         self.dedupe = DedupeWindow::new(self.dedupe.capacity());
         // After a failed batch the cache may hold changes the store never got.
-        self.cache = Cache::new(self.config.profile_cache);
+        self.cache = Cache::new(self.config.profile_cache, self.config.identity_cache);
         self.reader.seek(
             start
                 .saturating_sub(self.dedupe.capacity() as u64)
@@ -125,7 +120,7 @@ impl Processor {
             return Ok(0);
         };
         let store = self.store.clone();
-        let mut cache = std::mem::replace(&mut self.cache, Cache::new(0));
+        let mut cache = std::mem::replace(&mut self.cache, Cache::new(0, 0));
         let mut batch = Batch::new(
             &*store,
             &mut cache,
@@ -143,12 +138,9 @@ impl Processor {
         batch.set_offset(CONSUMER, last.offset + 1);
         let merges = batch.merges;
         let started = Instant::now();
-        let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
-        self.next_id = batch.commit(durable)?;
+        // The store syncs to disk on its own schedule; the log is the durable record.
+        self.next_id = batch.commit()?;
         self.cache = cache;
-        if durable {
-            self.last_durable = Instant::now();
-        }
         self.metrics.batch(
             records.len(),
             applied,

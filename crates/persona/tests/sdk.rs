@@ -1,13 +1,14 @@
 //! Segment's and RudderStack's own Python SDKs (`segment-analytics-python` and
 //! `rudder-sdk-python`, installed by `scripts/test`) send to persona unchanged: every call
-//! type, gzip on and off, batched by the SDK's own consumer thread.
+//! type, gzip on and off, batched by the SDK's own consumer thread; and what they sent
+//! becomes one live profile.
 
 mod common;
 
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::{KEY, Server, logged};
+use common::{ADMIN, Http, KEY, Server, logged};
 
 const SCRIPT: &str = r#"
 import importlib, sys
@@ -37,17 +38,17 @@ fn python() -> String {
     std::env::var("PERSONA_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-#[test]
-fn segments_python_sdk_sends_every_call_type() {
-    sdk_sends_every_call_type("segment.analytics");
+#[tokio::test]
+async fn segments_python_sdk_sends_every_call_type() {
+    sdk_sends_every_call_type("segment.analytics").await;
 }
 
-#[test]
-fn rudderstacks_python_sdk_sends_every_call_type() {
-    sdk_sends_every_call_type("rudderstack.analytics");
+#[tokio::test]
+async fn rudderstacks_python_sdk_sends_every_call_type() {
+    sdk_sends_every_call_type("rudderstack.analytics").await;
 }
 
-fn sdk_sends_every_call_type(module: &str) {
+async fn sdk_sends_every_call_type(module: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
     let out = Command::new(python())
@@ -60,6 +61,29 @@ fn sdk_sends_every_call_type(module: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // The anonymous screen views and the known user's calls are one customer after alias.
+    let http = Http::default();
+    http.wait_processed(&server.url()).await;
+    let (status, profile) = http
+        .get(
+            &format!("{}/v1/profiles/sdk-user", server.url()),
+            Some(ADMIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["anonymous_ids"], serde_json::json!(["sdk-anon"]));
+    assert_eq!(profile["traits"]["plan"], "pro");
+    let computed = &profile["computed"];
+    assert_eq!(computed["event_count"], 12, "{profile}");
+    assert_eq!(
+        (
+            computed["frequency"].as_u64(),
+            computed["monetary"].as_f64()
+        ),
+        (Some(2), Some(199.0))
+    );
+    assert_eq!(computed["screen_views"], 2);
     server.stop();
     let by_id: HashMap<String, serde_json::Value> = logged(dir.path())
         .into_iter()

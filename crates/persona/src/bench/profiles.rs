@@ -353,7 +353,7 @@ async fn replay(data: &Path) -> anyhow::Result<Replay> {
         let reader = LogReader::open_dir(data.join("log"))?;
         let config = StreamConfig::default().validate()?;
         let mut p = Processor::new(
-            store,
+            store.clone(),
             reader,
             config,
             Arc::new(ProcessorStatus::default()),
@@ -362,6 +362,8 @@ async fn replay(data: &Path) -> anyhow::Result<Replay> {
         let started = Instant::now();
         let events = p.run_to_end()?;
         let seconds = started.elapsed().as_secs_f64();
+        // Settle the store as a long-running server's would be, before it is read.
+        store.compact()?;
         Ok(Replay {
             events,
             seconds,
