@@ -57,7 +57,7 @@ impl Default for StreamConfig {
             email_click_events: list(&["Email Link Clicked", "Email Clicked"]),
             app_open_events: list(&["Application Opened"]),
             session_gap_minutes: 30,
-            batch_records: 4096,
+            batch_records: 16384,
             profile_cache: 50_000,
             identity_cache: 1_000_000,
         }

@@ -1,12 +1,31 @@
 //! A bounded window of recently seen `messageId`s.
 
 use std::collections::{HashSet, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
+
+/// The set's keys are hashes already; hashing them again would only cost time.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in for correctness.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// Remembers the last `capacity` message ids (as 64-bit hashes: at half a million ids the
 /// chance of any false duplicate is about one in 10⁸).
 pub(crate) struct DedupeWindow {
-    seen: HashSet<u64>,
+    seen: HashSet<u64, BuildHasherDefault<PreHashed>>,
     order: VecDeque<u64>,
     capacity: usize,
 }
@@ -14,7 +33,7 @@ pub(crate) struct DedupeWindow {
 impl DedupeWindow {
     pub fn new(capacity: usize) -> Self {
         DedupeWindow {
-            seen: HashSet::with_capacity(capacity.min(1 << 20)),
+            seen: HashSet::with_capacity_and_hasher(capacity.min(1 << 20), Default::default()),
             order: VecDeque::with_capacity(capacity.min(1 << 20)),
             capacity,
         }

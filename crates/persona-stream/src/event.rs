@@ -9,8 +9,11 @@ use std::borrow::Cow;
 
 use persona_core::MessageType;
 use persona_core::profile::{EmailAction, Observation, ObservedKind};
+use std::fmt;
+use std::marker::PhantomData;
+
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::config::ValidStreamConfig;
@@ -19,17 +22,71 @@ use crate::config::ValidStreamConfig;
 /// attributes, applied to traits but not counted as behaviour.
 pub const ENRICHMENT_SOURCE: &str = "persona-import-profiles";
 
-/// A string where one is expected, or anything else (then ignored).
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
+/// A string where one is expected, a number, or anything else (then ignored).
+///
+/// Deserialised by hand rather than as an untagged enum: serde's untagged enums buffer
+/// every value before trying the variants, which made this the processor's costliest field.
+#[derive(Default)]
 pub(crate) enum Lenient<'a> {
-    Str(#[serde(borrow)] Cow<'a, str>),
+    Str(Cow<'a, str>),
     Num(f64),
     /// Absent or null.
     #[default]
     Missing,
-    /// Anything else (objects, arrays, booleans) is skipped.
-    Ignored(IgnoredAny),
+    /// Any other JSON value (objects, arrays, booleans), skipped.
+    Ignored,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Lenient<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Lenient::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Lenient::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Lenient::Str(Cow::Owned(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Lenient::Num(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Lenient::Num(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Lenient::Num(v as f64))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Lenient::Ignored)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient::Missing)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient::Missing)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                Lenient::deserialize(d)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient::Ignored)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Lenient::Ignored)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
 }
 
 impl Lenient<'_> {
