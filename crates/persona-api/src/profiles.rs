@@ -127,7 +127,13 @@ pub(crate) async fn events(
         for r in refs {
             match persona_log::read_at(&dir, r.offset, r.position) {
                 Ok(Some(rec)) => match serde_json::from_slice::<Value>(&rec.payload) {
-                    Ok(v) => out.push(v),
+                    Ok(mut v) => {
+                        // A source's credential is not part of the customer's history.
+                        if let Some(o) = v.as_object_mut() {
+                            o.remove("writeKey");
+                        }
+                        out.push(v)
+                    }
                     Err(e) => tracing::warn!(offset = r.offset, error = %e, "unreadable event"),
                 },
                 // Deleted by log retention: older than the log keeps.

@@ -60,9 +60,17 @@ fn parse_event_key(k: &[u8]) -> Result<(ProfileId, i64, u64), StoreError> {
 /// How often the journal is synced to disk in the background.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// Consumer offsets applied, and those known to be on disk.
+#[derive(Default)]
+struct Offsets {
+    applied: Mutex<HashMap<String, u64>>,
+    synced: Mutex<HashMap<String, u64>>,
+}
+
 /// Profiles in a local LSM tree.
 pub struct EmbeddedStore {
     db: Database,
+    offsets: Arc<Offsets>,
     /// Dropping it stops the background syncer.
     _syncer: Syncer,
     /// Profile id → encoded profile.
@@ -91,12 +99,27 @@ impl EmbeddedStore {
             db.keyspace(name, KeyspaceCreateOptions::default)
                 .map_err(backend)
         };
+        // Whatever an earlier process left in the OS's buffers goes to disk now, so that
+        // every offset read at start counts as synced.
+        db.persist(PersistMode::SyncData).map_err(backend)?;
+        let meta = ks("meta")?;
+        let mut stored = HashMap::new();
+        for guard in meta.prefix("offset:") {
+            let (k, v) = guard.into_inner().map_err(backend)?;
+            let consumer = String::from_utf8_lossy(&k["offset:".len()..]).into_owned();
+            stored.insert(consumer, u64_of(&v)?);
+        }
+        let offsets = Arc::new(Offsets {
+            applied: Mutex::new(stored.clone()),
+            synced: Mutex::new(stored),
+        });
         Ok(EmbeddedStore {
-            _syncer: Syncer::start(db.clone()),
+            _syncer: Syncer::start(db.clone(), offsets.clone()),
+            offsets,
             profiles: ks("profiles")?,
             identities: ks("identities")?,
             events: ks("events")?,
-            meta: ks("meta")?,
+            meta,
             db,
         })
     }
@@ -136,7 +159,7 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start(db: Database) -> Self {
+    fn start(db: Database, offsets: Arc<Offsets>) -> Self {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -149,8 +172,13 @@ impl Syncer {
                         .wait_timeout(stopped, SYNC_EVERY)
                         .expect("not poisoned")
                         .0;
-                    if let Err(e) = db.persist(PersistMode::SyncData) {
-                        tracing::error!(error = %e, "cannot sync the profile store to disk");
+                    // Batches applied before the sync starts are on disk once it returns.
+                    let applied = offsets.applied.lock().expect("not poisoned").clone();
+                    match db.persist(PersistMode::SyncData) {
+                        Ok(()) => *offsets.synced.lock().expect("not poisoned") = applied,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot sync the profile store to disk")
+                        }
                     }
                 }
             })
@@ -249,6 +277,16 @@ impl ProfileStore for EmbeddedStore {
         self.meta_u64(&offset_key(consumer))
     }
 
+    fn durable_offset(&self, consumer: &str) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .offsets
+            .synced
+            .lock()
+            .expect("not poisoned")
+            .get(consumer)
+            .copied())
+    }
+
     fn next_id(&self) -> Result<ProfileId, StoreError> {
         Ok(self.meta_u64(NEXT_ID)?.unwrap_or(1))
     }
@@ -301,6 +339,11 @@ impl ProfileStore for EmbeddedStore {
         for (consumer, offset) in &changes.offsets {
             batch.insert(&self.meta, offset_key(consumer), offset.to_be_bytes());
         }
-        batch.commit().map_err(backend)
+        batch.commit().map_err(backend)?;
+        let mut applied = self.offsets.applied.lock().expect("not poisoned");
+        for (consumer, offset) in &changes.offsets {
+            applied.insert(consumer.clone(), *offset);
+        }
+        Ok(())
     }
 }

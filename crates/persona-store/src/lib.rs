@@ -119,6 +119,12 @@ pub trait ProfileStore: Send + Sync + 'static {
     /// The log offset a consumer has applied up to (exclusive), if it ever committed.
     fn offset(&self, consumer: &str) -> Result<Option<u64>, StoreError>;
 
+    /// The part of `offset` that is on disk: what a consumer would resume from after an
+    /// OS crash. The log must keep everything after it.
+    fn durable_offset(&self, consumer: &str) -> Result<Option<u64>, StoreError> {
+        self.offset(consumer)
+    }
+
     /// The next unused profile id.
     fn next_id(&self) -> Result<ProfileId, StoreError>;
 

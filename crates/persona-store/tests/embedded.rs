@@ -61,6 +61,8 @@ fn change_sets_are_stored_and_survive_reopening() {
     }
     let store = EmbeddedStore::open(&path).unwrap();
     assert_eq!(store.offset("processor").unwrap(), Some(4));
+    // Synced at open, so what is stored is what a crash would leave.
+    assert_eq!(store.durable_offset("processor").unwrap(), Some(4));
     assert_eq!(store.next_id().unwrap(), 3);
     assert_eq!(store.count().unwrap(), 1);
     let (id, p) = store
@@ -86,4 +88,24 @@ fn change_sets_are_stored_and_survive_reopening() {
     let all = store.scan(None, 10).unwrap();
     assert_eq!(all.len(), 1);
     assert!(store.scan(Some(1), 10).unwrap().is_empty());
+}
+
+#[test]
+fn the_durable_offset_follows_the_background_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path().join("profiles")).unwrap();
+    assert_eq!(store.durable_offset("processor").unwrap(), None);
+    store
+        .apply(&ChangeSet {
+            next_id: 1,
+            offsets: vec![("processor".into(), 10)],
+            ..ChangeSet::default()
+        })
+        .unwrap();
+    assert_eq!(store.offset("processor").unwrap(), Some(10));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while store.durable_offset("processor").unwrap() != Some(10) {
+        assert!(std::time::Instant::now() < deadline, "never synced");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -214,6 +214,10 @@ impl<'s> Batch<'s> {
             Some(id) if id == target => Ok(()),
             Some(id) => self.merge(id, target),
             None => {
+                // Not seen yet: taken as an anonymous id, the usual case (analytics.js aliases
+                // the anonymous id to the new user id). An earlier *user* id first seen in an
+                // alias is not recognised as one: events sent later under it as `userId`
+                // start a separate profile.
                 self.profile(target)?.add_anonymous_id(previous);
                 self.link(IdentityKey::Anonymous(previous), target);
                 Ok(())

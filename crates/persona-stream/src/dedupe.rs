@@ -1,6 +1,6 @@
 //! A bounded window of recently seen `messageId`s.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 
 /// The set's keys are hashes already; hashing them again would only cost time.
@@ -22,42 +22,55 @@ impl Hasher for PreHashed {
     }
 }
 
-/// Remembers the last `capacity` message ids (as 64-bit hashes: at half a million ids the
-/// chance of any false duplicate is about one in 10⁸).
+/// The message ids of the last `capacity` log records, whatever became of those records.
+///
+/// Defined by records, not by accepted events, so that a restarted processor rebuilds
+/// exactly the window it had by reading the `capacity` records before its offset. Ids are
+/// kept as 64-bit hashes: at half a million ids the chance of any false duplicate is about
+/// one in 10⁸.
 pub(crate) struct DedupeWindow {
-    seen: HashSet<u64, BuildHasherDefault<PreHashed>>,
-    order: VecDeque<u64>,
+    /// Hash → how many records of the window carry it.
+    counts: HashMap<u64, u32, BuildHasherDefault<PreHashed>>,
+    /// One entry per record of the window, oldest first; `None` for records without an id.
+    order: VecDeque<Option<u64>>,
     capacity: usize,
 }
 
 impl DedupeWindow {
     pub fn new(capacity: usize) -> Self {
         DedupeWindow {
-            seen: HashSet::with_capacity_and_hasher(capacity.min(1 << 20), Default::default()),
+            counts: HashMap::with_capacity_and_hasher(capacity.min(1 << 20), Default::default()),
             order: VecDeque::with_capacity(capacity.min(1 << 20)),
             capacity,
         }
     }
 
-    /// Records `id`; false if it is already in the window.
-    pub fn insert(&mut self, id: &str) -> bool {
+    /// Adds the next record's id; true if an earlier record of the window had the same id.
+    pub fn record(&mut self, id: Option<&str>) -> bool {
         if self.capacity == 0 {
-            return true;
-        }
-        // `DefaultHasher::new` has fixed keys, so a rebuilt window hashes alike.
-        let mut h = DefaultHasher::new();
-        id.hash(&mut h);
-        let h = h.finish();
-        if !self.seen.insert(h) {
             return false;
         }
-        self.order.push_back(h);
-        if self.order.len() > self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.seen.remove(&old);
+        let hash = id.map(|id| {
+            // `DefaultHasher::new` has fixed keys, so a rebuilt window hashes alike.
+            let mut h = DefaultHasher::new();
+            id.hash(&mut h);
+            h.finish()
+        });
+        let seen = hash.is_some_and(|h| self.counts.contains_key(&h));
+        if let Some(h) = hash {
+            *self.counts.entry(h).or_default() += 1;
         }
-        true
+        self.order.push_back(hash);
+        if self.order.len() > self.capacity
+            && let Some(Some(old)) = self.order.pop_front()
+            && let Some(n) = self.counts.get_mut(&old)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&old);
+            }
+        }
+        seen
     }
 
     pub fn capacity(&self) -> usize {
@@ -70,12 +83,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remembers_only_the_window() {
-        let mut w = DedupeWindow::new(2);
-        assert!(w.insert("a"));
-        assert!(!w.insert("a"));
-        assert!(w.insert("b"));
-        assert!(w.insert("c"));
-        assert!(w.insert("a"), "a left the window");
+    fn remembers_the_ids_of_the_last_records() {
+        let mut w = DedupeWindow::new(3);
+        assert!(!w.record(Some("a")));
+        assert!(w.record(Some("a")), "a repeat within the window");
+        assert!(!w.record(None));
+        assert!(!w.record(Some("b")));
+        // The window is now [a, None, b]: one of the two a's has left, the other not.
+        assert!(w.record(Some("a")));
+        assert!(!w.record(Some("c")));
+        assert!(!w.record(Some("d")));
+        assert!(!w.record(Some("e")));
+        assert!(!w.record(Some("a")), "every a has left the window");
     }
 }

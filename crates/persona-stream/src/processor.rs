@@ -46,6 +46,8 @@ pub struct Processor {
     status: Arc<ProcessorStatus>,
     metrics: ProcessorMetrics,
     cache: Cache,
+    /// Set when a batch failed: the next step restores from the store first.
+    needs_restore: bool,
 }
 
 impl Processor {
@@ -67,6 +69,7 @@ impl Processor {
             status,
             metrics,
             cache: Cache::new(0, 0),
+            needs_restore: false,
         };
         p.restore()?;
         Ok(p)
@@ -86,11 +89,6 @@ impl Processor {
                 .saturating_sub(self.dedupe.capacity() as u64)
                 .max(first),
         );
-        #[derive(Deserialize)]
-        struct Id<'a> {
-            #[serde(rename = "messageId", borrow)]
-            message_id: Option<std::borrow::Cow<'a, str>>,
-        }
         while self.reader.position() < start {
             let want = (start - self.reader.position()).min(8192) as usize;
             let records = self.reader.read_batch(want)?;
@@ -98,12 +96,7 @@ impl Processor {
                 break;
             }
             for r in &records {
-                if let Ok(Id {
-                    message_id: Some(id),
-                }) = serde_json::from_slice(&r.payload)
-                {
-                    self.dedupe.insert(&id);
-                }
+                self.dedupe.record(message_id(&r.payload).as_deref());
             }
         }
         self.reader.seek(start);
@@ -114,11 +107,35 @@ impl Processor {
 
     /// Applies at most one micro-batch. Returns how many records it read: 0 means the
     /// processor has caught up with the log.
+    ///
+    /// After an error nothing of the batch is stored, but the reader, the dedupe window and
+    /// the cache have moved on; the next call restores them from the store first, and keeps
+    /// failing until it can.
     pub fn step(&mut self) -> Result<usize, ProcessorError> {
+        if self.needs_restore {
+            self.restore()?;
+            self.needs_restore = false;
+        }
+        let result = self.apply_batch();
+        self.needs_restore = result.is_err();
+        result
+    }
+
+    /// The log offset below which the log may delete records: what the store has on disk,
+    /// less the records the dedupe window is rebuilt from after a restart.
+    pub fn retention_offset(&self) -> Result<u64, ProcessorError> {
+        Ok(self
+            .store
+            .durable_offset(CONSUMER)?
+            .unwrap_or(0)
+            .saturating_sub(self.dedupe.capacity() as u64))
+    }
+
+    fn apply_batch(&mut self) -> Result<usize, ProcessorError> {
         let records = self.reader.read_batch(self.config.batch_records)?;
-        let Some(last) = records.last() else {
+        if records.is_empty() {
             return Ok(0);
-        };
+        }
         let store = self.store.clone();
         let mut cache = std::mem::replace(&mut self.cache, Cache::new(0, 0));
         let mut batch = Batch::new(
@@ -135,20 +152,18 @@ impl Processor {
                 received = at.or(received);
             }
         }
-        batch.set_offset(CONSUMER, last.offset + 1);
+        let taken = records.len();
+        let next = records[taken - 1].offset + 1;
+        batch.set_offset(CONSUMER, next);
         let merges = batch.merges;
-        let started = Instant::now();
+        let committing = Instant::now();
         // The store syncs to disk on its own schedule; the log is the durable record.
         self.next_id = batch.commit()?;
         self.cache = cache;
-        self.metrics.batch(
-            records.len(),
-            applied,
-            merges,
-            started.elapsed().as_secs_f64(),
-        );
-        self.status.set_applied(last.offset + 1, received);
-        Ok(records.len())
+        self.metrics
+            .batch(taken, applied, merges, committing.elapsed().as_secs_f64());
+        self.status.set_applied(next, received);
+        Ok(taken)
     }
 
     /// Applies every record there is now; returns how many were read.
@@ -172,18 +187,19 @@ impl Processor {
         let event = match Event::parse(&record.payload) {
             Ok(e) => e,
             Err(e) => {
+                // Into the window all the same, as `restore` would put it.
+                self.dedupe.record(message_id(&record.payload).as_deref());
                 tracing::warn!(offset = record.offset, error = %e, "skipping a malformed log record");
                 self.metrics.dropped(DropReason::Malformed);
                 return Ok(None);
             }
         };
+        let duplicate = self.dedupe.record(event.msg.message_id.as_deref());
         if let Some(reason) = noise(&event, &self.config) {
             self.metrics.dropped(reason);
             return Ok(None);
         }
-        if let Some(id) = event.msg.message_id.as_deref()
-            && !self.dedupe.insert(id)
-        {
+        if duplicate {
             self.metrics.dropped(DropReason::Duplicate);
             return Ok(None);
         }
@@ -218,6 +234,17 @@ impl Processor {
         }
         Ok(Some(event.received_at()))
     }
+}
+
+/// The `messageId` of a stored message, read the same way whether or not the rest of the
+/// record is usable.
+fn message_id(payload: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Id<'a> {
+        #[serde(rename = "messageId", borrow)]
+        message_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Id<'_>>(payload).ok()?.message_id
 }
 
 /// Wakes the processor when the log commits new records. Clones share one signal.
@@ -285,17 +312,21 @@ pub fn spawn(
                         Ok(0) => wakeup.wait(IDLE_WAIT),
                         Ok(_) => {
                             processor.status.set_failure(None);
-                            if let Err(e) = log.commit(CONSUMER, processor.status.applied()) {
+                            // Tells retention what it may delete: only what the store has
+                            // on disk and the dedupe window no longer needs.
+                            let committed = processor
+                                .retention_offset()
+                                .map_err(|e| e.to_string())
+                                .and_then(|o| log.commit(CONSUMER, o).map_err(|e| e.to_string()));
+                            if let Err(e) = committed {
                                 tracing::warn!(error = %e, "cannot record the processor's offset in the log");
                             }
                         }
                         Err(e) => {
+                            // The next step restores from the store before going on.
                             tracing::error!(error = %e, "processor batch failed; retrying");
                             processor.status.set_failure(Some(e.to_string()));
                             std::thread::sleep(RETRY_PAUSE);
-                            if let Err(e) = processor.restore() {
-                                tracing::error!(error = %e, "processor cannot resume");
-                            }
                         }
                     }
                 }

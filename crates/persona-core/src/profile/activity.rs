@@ -93,9 +93,13 @@ pub struct Activity {
     pub days: BTreeMap<i64, DayCounts>,
 }
 
-/// Converts revenue to exact millionths.
+/// Largest revenue of one purchase taken as given; larger values (a sender's unit
+/// mistake, or garbage) are capped so that sums cannot overflow.
+pub const MAX_REVENUE: f64 = 1e12;
+
+/// Converts revenue to exact millionths, capped at ±[`MAX_REVENUE`].
 pub fn to_micros(revenue: f64) -> i64 {
-    (revenue * 1e6).round() as i64
+    (revenue.clamp(-MAX_REVENUE, MAX_REVENUE) * 1e6).round() as i64
 }
 
 /// The UTC day of a Unix-millisecond time.
@@ -144,7 +148,7 @@ impl Activity {
                 if let Some(revenue) = purchase {
                     let micros = to_micros(*revenue);
                     self.purchases += 1;
-                    self.revenue_micros += micros;
+                    self.revenue_micros = self.revenue_micros.saturating_add(micros);
                     self.first_purchase = Some(self.first_purchase.map_or(o.at, |t| t.min(o.at)));
                     self.last_purchase = Some(self.last_purchase.map_or(o.at, |t| t.max(o.at)));
                     day.purchases = 1;
@@ -171,7 +175,7 @@ impl Activity {
         }
         self.sessions.merge(&other.sessions, session_gap);
         self.purchases += other.purchases;
-        self.revenue_micros += other.revenue_micros;
+        self.revenue_micros = self.revenue_micros.saturating_add(other.revenue_micros);
         self.first_purchase = min_opt(self.first_purchase, other.first_purchase);
         self.last_purchase = max_opt(self.last_purchase, other.last_purchase);
         self.email_opens += other.email_opens;
@@ -194,7 +198,7 @@ impl Activity {
         let slot = self.days.entry(day).or_default();
         slot.events += counts.events;
         slot.purchases += counts.purchases;
-        slot.revenue_micros += counts.revenue_micros;
+        slot.revenue_micros = slot.revenue_micros.saturating_add(counts.revenue_micros);
         while self
             .days
             .first_key_value()
@@ -211,7 +215,7 @@ impl Activity {
         for (_, c) in self.days.range(last - days + 1..=last) {
             sum.events += c.events;
             sum.purchases += c.purchases;
-            sum.revenue_micros += c.revenue_micros;
+            sum.revenue_micros = sum.revenue_micros.saturating_add(c.revenue_micros);
         }
         sum
     }
