@@ -1,0 +1,20 @@
+//! Customer segmentation: the algorithms, and nothing else.
+//!
+//! This crate turns a table of customer features into segments: it scales the features
+//! ([`scale`]), clusters them ([`kmeans`]) and judges the result ([`metrics`]). It has no
+//! server, async or storage dependency (as linfa's algorithm crates keep I/O out), so the
+//! `persona cluster` command, the live model training and outside tools call the same code.
+//!
+//! Results are checked against scikit-learn, the reference implementation, on fixtures the
+//! script in `tests/fixtures/` generated with it.
+
+pub mod error;
+pub mod kmeans;
+pub mod matrix;
+pub mod metrics;
+pub mod scale;
+
+pub use error::SegmentError;
+pub use kmeans::{KMeans, KMeansParams};
+pub use matrix::Matrix;
+pub use scale::{Scaler, Scaling};

@@ -1,0 +1,161 @@
+//! Cluster quality: silhouette, Calinski-Harabasz and Davies-Bouldin, defined as
+//! scikit-learn defines them.
+
+use crate::matrix::squared_distance;
+use crate::{Matrix, SegmentError};
+
+/// Labels renumbered densely (0..k in order of first appearance) and k.
+fn dense_labels(data: &Matrix, labels: &[usize]) -> Result<(Vec<usize>, usize), SegmentError> {
+    if labels.len() != data.rows() {
+        return Err(SegmentError::LabelCount(labels.len(), data.rows()));
+    }
+    let mut map = std::collections::HashMap::new();
+    let dense: Vec<usize> = labels
+        .iter()
+        .map(|l| {
+            let next = map.len();
+            *map.entry(*l).or_insert(next)
+        })
+        .collect();
+    let k = map.len();
+    if k < 2 || k >= data.rows() {
+        return Err(SegmentError::ClusterCount(k));
+    }
+    Ok((dense, k))
+}
+
+/// Per-cluster sizes and centroids (means).
+fn centroids(data: &Matrix, labels: &[usize], k: usize) -> (Vec<usize>, Vec<Vec<f64>>) {
+    let mut counts = vec![0usize; k];
+    let mut sums = vec![vec![0.0; data.cols()]; k];
+    for (row, &l) in data.iter_rows().zip(labels) {
+        counts[l] += 1;
+        for (s, x) in sums[l].iter_mut().zip(row) {
+            *s += x;
+        }
+    }
+    for (s, &n) in sums.iter_mut().zip(&counts) {
+        for x in s.iter_mut() {
+            *x /= n as f64;
+        }
+    }
+    (counts, sums)
+}
+
+/// Mean silhouette coefficient over all rows, exact (every pair of rows), over `threads`
+/// threads and in O(rows × clusters) memory.
+///
+/// For a row: `a` is its mean distance to the other rows of its cluster, `b` the smallest
+/// mean distance to the rows of another cluster, and its coefficient `(b - a) / max(a, b)`;
+/// a row alone in its cluster scores 0.
+pub fn silhouette(data: &Matrix, labels: &[usize], threads: usize) -> Result<f64, SegmentError> {
+    let (labels, k) = dense_labels(data, labels)?;
+    let n = data.rows();
+    let mut sizes = vec![0usize; k];
+    for &l in &labels {
+        sizes[l] += 1;
+    }
+    let threads = threads.max(1);
+    let chunk = n.div_ceil(threads);
+    let labels = &labels;
+    let sizes = &sizes;
+    let total: f64 = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut sum = 0.0;
+                    let mut per_cluster = vec![0.0; k];
+                    for i in t * chunk..((t + 1) * chunk).min(n) {
+                        per_cluster.iter_mut().for_each(|x| *x = 0.0);
+                        let row = data.row(i);
+                        for (j, other) in data.iter_rows().enumerate() {
+                            per_cluster[labels[j]] += squared_distance(row, other).sqrt();
+                        }
+                        let own = labels[i];
+                        if sizes[own] <= 1 {
+                            continue;
+                        }
+                        let a = per_cluster[own] / (sizes[own] - 1) as f64;
+                        let b = (0..k)
+                            .filter(|&c| c != own)
+                            .map(|c| per_cluster[c] / sizes[c] as f64)
+                            .fold(f64::INFINITY, f64::min);
+                        let m = a.max(b);
+                        if m > 0.0 {
+                            sum += (b - a) / m;
+                        }
+                    }
+                    sum
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .sum()
+    });
+    Ok(total / n as f64)
+}
+
+/// Calinski-Harabasz index: between-cluster dispersion over within-cluster dispersion, each
+/// divided by its degrees of freedom. Higher is better.
+pub fn calinski_harabasz(data: &Matrix, labels: &[usize]) -> Result<f64, SegmentError> {
+    let (labels, k) = dense_labels(data, labels)?;
+    let n = data.rows();
+    let (counts, centers) = centroids(data, &labels, k);
+    let mut mean = vec![0.0; data.cols()];
+    for row in data.iter_rows() {
+        for (m, x) in mean.iter_mut().zip(row) {
+            *m += x;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= n as f64);
+    let between: f64 = centers
+        .iter()
+        .zip(&counts)
+        .map(|(c, &cnt)| cnt as f64 * squared_distance(c, &mean))
+        .sum();
+    let within: f64 = data
+        .iter_rows()
+        .zip(&labels)
+        .map(|(r, &l)| squared_distance(r, &centers[l]))
+        .sum();
+    Ok(if within == 0.0 {
+        1.0
+    } else {
+        between * (n - k) as f64 / (within * (k - 1) as f64)
+    })
+}
+
+/// Davies-Bouldin index: the mean over clusters of the worst ratio of summed spreads to
+/// centroid distance against any other cluster. Lower is better.
+pub fn davies_bouldin(data: &Matrix, labels: &[usize]) -> Result<f64, SegmentError> {
+    let (labels, k) = dense_labels(data, labels)?;
+    let (counts, centers) = centroids(data, &labels, k);
+    let mut spread = vec![0.0; k];
+    for (r, &l) in data.iter_rows().zip(&labels) {
+        spread[l] += squared_distance(r, &centers[l]).sqrt();
+    }
+    for (s, &n) in spread.iter_mut().zip(&counts) {
+        *s /= n as f64;
+    }
+    if spread.iter().all(|&s| s == 0.0) {
+        return Ok(0.0);
+    }
+    let mut total = 0.0;
+    for i in 0..k {
+        let mut worst: f64 = 0.0;
+        for j in 0..k {
+            if i == j {
+                continue;
+            }
+            let d = squared_distance(&centers[i], &centers[j]).sqrt();
+            // Coincident centroids are left out, as scikit-learn does (distance → ∞).
+            if d > 0.0 {
+                worst = worst.max((spread[i] + spread[j]) / d);
+            }
+        }
+        total += worst;
+    }
+    Ok(total / k as f64)
+}
