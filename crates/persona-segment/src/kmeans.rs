@@ -167,15 +167,137 @@ fn nearest(centers: &Matrix, row: &[f64]) -> (usize, f64) {
     best
 }
 
-/// The mean over columns of each column's (population) variance.
+/// Lanes of the distance kernel: centres are handled eight at a time.
+const LANES: usize = 8;
+/// Rows the distance kernel handles at once.
+const ROWS: usize = 4;
+
+/// The smallest of eight distances and its lane (the first of equals), without branches:
+/// a tree of element-wise minimums, then a bit mask of the lanes that hold it.
+#[inline(always)]
+fn argmin(d: &[f64; LANES]) -> (usize, f64) {
+    let pick = |a: f64, b: f64| if b < a { b } else { a };
+    let m4: [f64; 4] = std::array::from_fn(|i| pick(d[i], d[i + 4]));
+    let m2: [f64; 2] = std::array::from_fn(|i| pick(m4[i], m4[i + 2]));
+    let min = pick(m2[0], m2[1]);
+    let mut mask = 0u32;
+    for (l, v) in d.iter().enumerate() {
+        mask |= u32::from(*v == min) << l;
+    }
+    (mask.trailing_zeros() as usize, min)
+}
+
+/// Centres laid out for the distance kernel: in blocks of [`LANES`], and within a block
+/// dimension by dimension, so that one row's distances to eight centres are eight
+/// independent sums the compiler turns into vector instructions. Summing each distance
+/// dimension by dimension in order gives bit for bit the same result as
+/// [`squared_distance`]; padding lanes sit at infinity and are never nearest.
+struct CenterBlocks {
+    /// `blocks × dims` groups of [`LANES`] values.
+    values: Vec<[f64; LANES]>,
+    dims: usize,
+    k: usize,
+}
+
+impl CenterBlocks {
+    fn new(centers: &Matrix) -> Self {
+        let (k, dims) = (centers.rows(), centers.cols());
+        let blocks = k.div_ceil(LANES);
+        let mut values = vec![[f64::INFINITY; LANES]; blocks * dims];
+        for c in 0..k {
+            for (j, x) in centers.row(c).iter().enumerate() {
+                values[(c / LANES) * dims + j][c % LANES] = *x;
+            }
+        }
+        CenterBlocks { values, dims, k }
+    }
+
+    /// Squared distances from `row` to the centres of block `b`.
+    #[inline(always)]
+    fn block_distances(&self, row: &[f64], b: usize) -> [f64; LANES] {
+        let mut acc = [0.0; LANES];
+        let block = &self.values[b * self.dims..(b + 1) * self.dims];
+        for (x, c) in row.iter().zip(block) {
+            for l in 0..LANES {
+                let t = x - c[l];
+                acc[l] += t * t;
+            }
+        }
+        acc
+    }
+
+    /// [`Self::block_distances`] for [`ROWS`] rows at once: each row's sum over the
+    /// dimensions is a chain of dependent additions, and interleaving rows keeps several
+    /// chains in flight instead of waiting on one.
+    #[inline(always)]
+    fn block_distances_rows(&self, rows: [&[f64]; ROWS], b: usize) -> [[f64; LANES]; ROWS] {
+        let mut acc = [[0.0; LANES]; ROWS];
+        let block = &self.values[b * self.dims..(b + 1) * self.dims];
+        for (j, c) in block.iter().enumerate() {
+            for r in 0..ROWS {
+                let x = rows[r][j];
+                for l in 0..LANES {
+                    let t = x - c[l];
+                    acc[r][l] += t * t;
+                }
+            }
+        }
+        acc
+    }
+
+    /// [`Self::nearest`] for [`ROWS`] rows at once.
+    #[inline(always)]
+    fn nearest_rows(&self, rows: [&[f64]; ROWS]) -> [(usize, f64); ROWS] {
+        let mut best = [(0, f64::INFINITY); ROWS];
+        for b in 0..self.k.div_ceil(LANES) {
+            let d = self.block_distances_rows(rows, b);
+            for r in 0..ROWS {
+                let (lane, min) = argmin(&d[r]);
+                if min < best[r].1 {
+                    best[r] = (b * LANES + lane, min);
+                }
+            }
+        }
+        best
+    }
+
+    /// The nearest centre and its squared distance (the first of equals, as a plain scan).
+    #[inline(always)]
+    fn nearest(&self, row: &[f64]) -> (usize, f64) {
+        let mut best = (0, f64::INFINITY);
+        for b in 0..self.k.div_ceil(LANES) {
+            let (lane, min) = argmin(&self.block_distances(row, b));
+            if min < best.1 {
+                best = (b * LANES + lane, min);
+            }
+        }
+        best
+    }
+}
+
+/// The mean over columns of each column's (population) variance, in two passes over the
+/// rows (column by column would stride through memory once per column).
 fn mean_variance(data: &Matrix) -> f64 {
     let (n, d) = (data.rows() as f64, data.cols());
-    let mut total = 0.0;
-    for j in 0..d {
-        let mean = data.iter_rows().map(|r| r[j]).sum::<f64>() / n;
-        total += data.iter_rows().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / n;
+    let mut mean = vec![0.0; d];
+    for r in data.iter_rows() {
+        for (m, x) in mean.iter_mut().zip(r) {
+            *m += x;
+        }
     }
-    total / d as f64
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = vec![0.0; d];
+    for r in data.iter_rows() {
+        for ((v, x), m) in var.iter_mut().zip(r).zip(&mean) {
+            *v += (x - m) * (x - m);
+        }
+    }
+    var.iter().map(|v| v / n).sum::<f64>() / d as f64
+}
+
+/// The k-means++ starting centres alone, seeded (for benchmarks and inspection).
+pub fn plus_plus_init(data: &Matrix, k: usize, seed: u64) -> Matrix {
+    kmeans_plus_plus(data, k, &mut ChaCha8Rng::seed_from_u64(seed))
 }
 
 /// Greedy k-means++ (Arthur and Vassilvitskii, with scikit-learn's local trials).
@@ -242,31 +364,14 @@ fn assign(
 ) -> Partial {
     let (k, d) = (centers.rows(), data.cols());
     let chunk = data.rows().div_ceil(threads);
+    let blocks = &CenterBlocks::new(centers);
     let partials: Vec<Partial> = std::thread::scope(|s| {
         let handles: Vec<_> = labels
             .chunks_mut(chunk)
             .zip(dist.chunks_mut(chunk))
             .enumerate()
             .map(|(t, (labels, dist))| {
-                s.spawn(move || {
-                    let mut p = Partial {
-                        sums: vec![0.0; k * d],
-                        counts: vec![0; k],
-                        inertia: 0.0,
-                    };
-                    for (i, (label, dist)) in labels.iter_mut().zip(dist.iter_mut()).enumerate() {
-                        let row = data.row(t * chunk + i);
-                        let (c, dd) = nearest(centers, row);
-                        *label = c;
-                        *dist = dd;
-                        p.inertia += dd;
-                        p.counts[c] += 1;
-                        for (s, x) in p.sums[c * d..(c + 1) * d].iter_mut().zip(row) {
-                            *s += x;
-                        }
-                    }
-                    p
-                })
+                s.spawn(move || assign_rows(data, blocks, t * chunk, labels, dist))
             })
             .collect();
         handles
@@ -289,6 +394,91 @@ fn assign(
         }
     }
     total
+}
+
+/// The assignment pass over the rows from `start`, compiled for the widest vector
+/// instructions this CPU has (AVX-512, else AVX2, else the baseline), chosen at run time.
+fn assign_rows(
+    data: &Matrix,
+    blocks: &CenterBlocks,
+    start: usize,
+    labels: &mut [usize],
+    dist: &mut [f64],
+) -> Partial {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has just been found to support AVX-512F.
+            return unsafe { assign_rows_avx512(data, blocks, start, labels, dist) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has just been found to support AVX2.
+            return unsafe { assign_rows_avx2(data, blocks, start, labels, dist) };
+        }
+    }
+    assign_rows_generic(data, blocks, start, labels, dist)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn assign_rows_avx512(
+    data: &Matrix,
+    blocks: &CenterBlocks,
+    start: usize,
+    labels: &mut [usize],
+    dist: &mut [f64],
+) -> Partial {
+    assign_rows_generic(data, blocks, start, labels, dist)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn assign_rows_avx2(
+    data: &Matrix,
+    blocks: &CenterBlocks,
+    start: usize,
+    labels: &mut [usize],
+    dist: &mut [f64],
+) -> Partial {
+    assign_rows_generic(data, blocks, start, labels, dist)
+}
+
+#[inline(always)]
+fn assign_rows_generic(
+    data: &Matrix,
+    blocks: &CenterBlocks,
+    start: usize,
+    labels: &mut [usize],
+    dist: &mut [f64],
+) -> Partial {
+    let d = data.cols();
+    let mut p = Partial {
+        sums: vec![0.0; blocks.k * d],
+        counts: vec![0; blocks.k],
+        inertia: 0.0,
+    };
+    let n = labels.len();
+    let mut record = |i: usize, (c, dd): (usize, f64)| {
+        let row = data.row(start + i);
+        labels[i] = c;
+        dist[i] = dd;
+        p.inertia += dd;
+        p.counts[c] += 1;
+        for (s, x) in p.sums[c * d..(c + 1) * d].iter_mut().zip(row) {
+            *s += x;
+        }
+    };
+    let whole = n - n % ROWS;
+    for i in (0..whole).step_by(ROWS) {
+        let rows = std::array::from_fn(|r| data.row(start + i + r));
+        for (r, found) in blocks.nearest_rows(rows).into_iter().enumerate() {
+            record(i + r, found);
+        }
+    }
+    for i in whole..n {
+        record(i, blocks.nearest(data.row(start + i)));
+    }
+    p
 }
 
 /// Lloyd's algorithm from `centers`, with scikit-learn's stopping rule: stop when no label

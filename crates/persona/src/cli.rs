@@ -185,6 +185,8 @@ pub enum BenchCommand {
     /// Live profiles: processor replay throughput, store size, `GET /v1/profiles/{key}`
     /// latency beside `redis-benchmark` GET, freshness under ingest load, and serve's RSS.
     Profiles(BenchProfilesArgs),
+    /// K-Means, the elbow sweep and the silhouette beside scikit-learn on the same data.
+    Cluster(BenchClusterArgs),
     /// (internal) A server whose handler does nothing: the ceiling for `bench ingest`.
     #[command(hide = true)]
     NoopServer(NoopServerArgs),
@@ -244,6 +246,27 @@ pub struct BenchProfilesArgs {
     /// Simulated customers (90 days of traffic) for the realistic replay.
     #[arg(long, default_value_t = 20_000)]
     pub simulated_customers: usize,
+}
+
+#[derive(Args)]
+pub struct BenchClusterArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    #[arg(long, default_value_t = 12)]
+    pub dims: usize,
+    #[arg(long, default_value_t = 8)]
+    pub k: usize,
+    /// Rows for the exact silhouette (quadratic in rows).
+    #[arg(long, default_value_t = 20_000)]
+    pub silhouette_rows: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A Python with numpy and scikit-learn.
+    #[arg(long, env = "PERSONA_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -65,6 +65,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 command: BenchCommand::Profiles(args),
             } => bench::profiles::profiles(args).await,
+            Command::Bench {
+                command: BenchCommand::Cluster(args),
+            } => bench::cluster::cluster(args),
         }
     });
     match result {
