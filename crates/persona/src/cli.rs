@@ -32,6 +32,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ProfilesCommand,
     },
+    /// Segment customers: cluster a feature table (CSV or Parquet) and describe the clusters.
+    Cluster(ClusterArgs),
     /// Inspect the event log.
     Log {
         #[command(subcommand)]
@@ -162,6 +164,35 @@ pub struct ProfilesStatsArgs {
     /// Data folder [default: ./persona-data].
     #[arg(long, env = "PERSONA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ClusterArgs {
+    /// A .csv file with a header row, or a .parquet file; one row per customer.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Feature columns, comma-separated [default: every numeric column].
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<String>,
+    #[arg(long, default_value = "kmeans")]
+    pub algorithm: String,
+    /// Number of clusters.
+    #[arg(long)]
+    pub k: String,
+    /// minmax, zscore, robust or none.
+    #[arg(long, default_value = "minmax")]
+    pub scale: String,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// K-Means initialisations; the lowest inertia is kept.
+    #[arg(long, default_value_t = 4)]
+    pub n_init: usize,
+    /// Write `label` per input row, in input order, to this CSV file.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand)]

@@ -8,6 +8,7 @@
 mod bench;
 mod cli;
 mod client;
+mod cluster;
 mod import;
 mod keys;
 mod logcmd;
@@ -53,6 +54,7 @@ fn main() -> std::process::ExitCode {
             Command::Profiles {
                 command: ProfilesCommand::Stats(args),
             } => profiles::stats(args),
+            Command::Cluster(args) => cluster::run(args),
             Command::Log {
                 command: LogCommand::Stats(args),
             } => logcmd::stats(args),

@@ -1,0 +1,288 @@
+//! `persona cluster`: reads a feature table, scales it, clusters it and describes each
+//! cluster in the units of the input.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use persona_segment::{KMeansParams, Matrix, Scaler, Scaling, metrics};
+use rand::SeedableRng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::ClusterArgs;
+use crate::table;
+
+/// Rows the silhouette is computed on; above this it is estimated on a seeded sample, as
+/// the exact value costs time quadratic in rows.
+const SILHOUETTE_SAMPLE: usize = 10_000;
+/// Features named per cluster.
+const DISTINGUISHING: usize = 3;
+
+#[derive(Serialize)]
+struct Report {
+    algorithm: String,
+    k: usize,
+    rows: usize,
+    features: Vec<String>,
+    scale: String,
+    /// Missing values filled with the column's median, per column.
+    imputed: BTreeMap<String, usize>,
+    labels_path: Option<String>,
+    inertia: f64,
+    silhouette: f64,
+    silhouette_sampled: bool,
+    calinski_harabasz: f64,
+    davies_bouldin: f64,
+    iterations: usize,
+    sizes: Vec<usize>,
+    /// Cluster centres in the input's units.
+    centers: Vec<BTreeMap<String, f64>>,
+    curves: BTreeMap<String, Value>,
+    clusters: Vec<ClusterSummary>,
+}
+
+#[derive(Serialize)]
+struct ClusterSummary {
+    label: usize,
+    name: String,
+    size: usize,
+    share: f64,
+    /// Standardised difference of the cluster's mean from the overall mean, largest first.
+    distinguishing: Vec<(String, f64)>,
+}
+
+pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    if args.algorithm != "kmeans" {
+        bail!(
+            "--algorithm {}: only kmeans is available so far (minibatch-kmeans, hierarchical and dbscan are being built)",
+            args.algorithm
+        );
+    }
+    let k: usize = match args.k.parse() {
+        Ok(k) => k,
+        Err(_) if args.k == "auto" => bail!("--k auto is not available yet; give a number"),
+        Err(_) => bail!("--k must be a whole number, got {:?}", args.k),
+    };
+    let scaling = match args.scale.as_str() {
+        "minmax" => Scaling::MinMax,
+        "zscore" => Scaling::ZScore,
+        "robust" => Scaling::Robust,
+        "none" => Scaling::None,
+        other => bail!("--scale must be minmax, zscore, robust or none, got {other:?}"),
+    };
+    let (features, data, imputed) = read_features(&args)?;
+    let scaler = Scaler::fit(&data, scaling);
+    let scaled = scaler.transform(&data);
+    let fit = KMeansParams::new(k)
+        .n_init(args.n_init)
+        .seed(args.seed)
+        .fit(&scaled)
+        .context("K-Means")?;
+    let n = data.rows();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let (silhouette, sampled) = if n > SILHOUETTE_SAMPLE {
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+        let idx = sample(&mut rng, n, SILHOUETTE_SAMPLE).into_vec();
+        let labels: Vec<usize> = idx.iter().map(|&i| fit.labels[i]).collect();
+        (
+            metrics::silhouette(&scaled.select(&idx), &labels, threads)?,
+            true,
+        )
+    } else {
+        (metrics::silhouette(&scaled, &fit.labels, threads)?, false)
+    };
+    let mut sizes = vec![0usize; k];
+    for &l in &fit.labels {
+        sizes[l] += 1;
+    }
+    let centers = scaler.inverse(&fit.centers);
+    let clusters = describe(&data, &fit.labels, &sizes, &features);
+    if let Some(path) = &args.output {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        writeln!(out, "label")?;
+        for l in &fit.labels {
+            writeln!(out, "{l}")?;
+        }
+        out.flush()?;
+    }
+    let report = Report {
+        algorithm: args.algorithm.clone(),
+        k,
+        rows: n,
+        scale: args.scale.clone(),
+        imputed,
+        labels_path: args.output.as_ref().map(|p| p.display().to_string()),
+        inertia: fit.inertia,
+        silhouette,
+        silhouette_sampled: sampled,
+        calinski_harabasz: metrics::calinski_harabasz(&scaled, &fit.labels)?,
+        davies_bouldin: metrics::davies_bouldin(&scaled, &fit.labels)?,
+        iterations: fit.iterations,
+        centers: centers
+            .iter_rows()
+            .map(|c| features.iter().cloned().zip(c.iter().copied()).collect())
+            .collect(),
+        sizes,
+        curves: BTreeMap::new(),
+        clusters,
+        features,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+fn print_table(r: &Report) {
+    println!(
+        "K-Means, k = {}, {} rows, {} features ({} scaling): inertia {:.4}, silhouette {:.4}{}, Calinski-Harabasz {:.2}, Davies-Bouldin {:.4}, {} iterations",
+        r.k,
+        r.rows,
+        r.features.len(),
+        r.scale,
+        r.inertia,
+        r.silhouette,
+        if r.silhouette_sampled {
+            " (sampled)"
+        } else {
+            ""
+        },
+        r.calinski_harabasz,
+        r.davies_bouldin,
+        r.iterations
+    );
+    for (name, n) in &r.imputed {
+        println!("  {n} missing values of {name} filled with its median");
+    }
+    for c in &r.clusters {
+        println!(
+            "cluster {}: {} ({} rows, {:.1}%)",
+            c.label,
+            c.name,
+            c.size,
+            c.share * 100.0
+        );
+    }
+}
+
+/// The feature columns as a matrix; missing values get the column's median.
+fn read_features(
+    args: &ClusterArgs,
+) -> anyhow::Result<(Vec<String>, Matrix, BTreeMap<String, usize>)> {
+    let t = table::open(&args.input)?;
+    let rows: Vec<table::Row> = t.rows.collect::<anyhow::Result<_>>()?;
+    if rows.is_empty() {
+        bail!("{} has no rows", args.input.display());
+    }
+    let features: Vec<String> = if args.features.is_empty() {
+        t.columns
+            .iter()
+            .filter(|c| rows.iter().all(|r| r.get(*c).is_none_or(Value::is_number)))
+            .filter(|c| rows.iter().any(|r| r.get(*c).is_some()))
+            .cloned()
+            .collect()
+    } else {
+        for f in &args.features {
+            if !t.columns.contains(f) {
+                bail!(
+                    "--features: {} has no column {f:?}; its columns are: {}",
+                    args.input.display(),
+                    t.columns.join(", ")
+                );
+            }
+        }
+        args.features.clone()
+    };
+    if features.is_empty() {
+        bail!(
+            "{} has no numeric column to cluster on",
+            args.input.display()
+        );
+    }
+    let mut columns: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(rows.len()); features.len()];
+    for (i, row) in rows.iter().enumerate() {
+        for (col, f) in columns.iter_mut().zip(&features) {
+            col.push(match row.get(f) {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(v.as_f64().with_context(|| {
+                    format!("row {}: column {f:?} must be a number, got {v}", i + 1)
+                })?),
+            });
+        }
+    }
+    let mut imputed = BTreeMap::new();
+    let mut values = vec![0.0; rows.len() * features.len()];
+    for (j, (col, f)) in columns.iter().zip(&features).enumerate() {
+        let mut present: Vec<f64> = col.iter().flatten().copied().collect();
+        if present.is_empty() {
+            bail!("column {f:?} has no values");
+        }
+        present.sort_by(f64::total_cmp);
+        let median = present[present.len() / 2];
+        let missing = col.len() - present.len();
+        if missing > 0 {
+            imputed.insert(f.clone(), missing);
+        }
+        for (i, v) in col.iter().enumerate() {
+            values[i * features.len() + j] = v.unwrap_or(median);
+        }
+    }
+    let m = Matrix::new(rows.len(), features.len(), values)?;
+    Ok((features, m, imputed))
+}
+
+/// Size, share and the features that set each cluster apart, with a name made of them.
+fn describe(
+    data: &Matrix,
+    labels: &[usize],
+    sizes: &[usize],
+    features: &[String],
+) -> Vec<ClusterSummary> {
+    let (n, d) = (data.rows(), data.cols());
+    let z = Scaler::fit(data, Scaling::ZScore);
+    let mut sums = vec![vec![0.0; d]; sizes.len()];
+    for (row, &l) in data.iter_rows().zip(labels) {
+        for (s, x) in sums[l].iter_mut().zip(row) {
+            *s += x;
+        }
+    }
+    sums.iter()
+        .enumerate()
+        .map(|(label, sum)| {
+            let size = sizes[label];
+            let mut diffs: Vec<(String, f64)> = (0..d)
+                .map(|j| {
+                    let mean = sum[j] / size.max(1) as f64;
+                    (features[j].clone(), (mean - z.offset[j]) / z.scale[j])
+                })
+                .collect();
+            diffs.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+            diffs.truncate(DISTINGUISHING);
+            let name = diffs
+                .iter()
+                .filter(|(_, v)| v.abs() >= 0.25)
+                .map(|(f, v)| format!("{} {f}", if *v > 0.0 { "high" } else { "low" }))
+                .collect::<Vec<_>>()
+                .join(", ");
+            ClusterSummary {
+                label,
+                name: if name.is_empty() {
+                    "average".into()
+                } else {
+                    name
+                },
+                size,
+                share: size as f64 / n as f64,
+                distinguishing: diffs,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,115 @@
+//! `persona cluster` end to end: a feature table in, labels and a description out.
+
+mod common;
+
+use common::run;
+
+#[test]
+fn three_customer_groups_are_found_and_described() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("features.csv");
+    let mut csv = String::from("user_id,recency_days,frequency,monetary,country\n");
+    // Recent big spenders, lapsed one-timers, and frequent small buyers, 40 each.
+    for i in 0..40 {
+        let j = f64::from(i % 7);
+        csv += &format!("a{i},{},{},{},DE\n", 2.0 + j, 20.0 + j, 2000.0 + 10.0 * j);
+        csv += &format!("b{i},{},{},{},FR\n", 300.0 + j, 1.0, 30.0 + j);
+        let monetary = if i == 0 {
+            String::new()
+        } else {
+            format!("{}", 200.0 + j)
+        };
+        csv += &format!("c{i},{},{},{monetary},US\n", 20.0 + j, 40.0 + j);
+    }
+    std::fs::write(&input, csv).unwrap();
+    let labels_path = dir.path().join("labels.csv");
+    let out = run(&[
+        "cluster",
+        "--input",
+        input.to_str().unwrap(),
+        "--k",
+        "3",
+        "--seed",
+        "1",
+        "--output",
+        labels_path.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for field in [
+        "algorithm",
+        "k",
+        "labels_path",
+        "inertia",
+        "silhouette",
+        "calinski_harabasz",
+        "davies_bouldin",
+        "iterations",
+        "sizes",
+        "centers",
+        "curves",
+        "clusters",
+    ] {
+        assert!(report.get(field).is_some(), "{field} missing: {report}");
+    }
+    assert_eq!(
+        report["features"],
+        serde_json::json!(["recency_days", "frequency", "monetary"])
+    );
+    assert_eq!(report["imputed"]["monetary"], 1);
+    assert!(report["silhouette"].as_f64().unwrap() > 0.7, "{report}");
+
+    let labels: Vec<String> = std::fs::read_to_string(&labels_path)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(labels[0], "label");
+    assert_eq!(labels.len(), 121);
+    // Rows come in triples a, b, c: each group has one label, and the three differ.
+    for group in 0..3 {
+        let first = &labels[1 + group];
+        assert!(
+            (0..40).all(|i| &labels[1 + 3 * i + group] == first),
+            "group {group} split"
+        );
+    }
+    assert!(labels[1] != labels[2] && labels[2] != labels[3] && labels[1] != labels[3]);
+    let big_spenders: usize = labels[1].parse().unwrap();
+    let c = &report["clusters"][big_spenders];
+    assert_eq!(c["size"], 40);
+    assert!(c["name"].as_str().unwrap().contains("high monetary"), "{c}");
+    let centre = &report["centers"][big_spenders];
+    assert!(
+        (centre["monetary"].as_f64().unwrap() - 2030.0).abs() < 20.0,
+        "centres are in input units: {centre}"
+    );
+}
+
+#[test]
+fn bad_options_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("f.csv");
+    std::fs::write(&input, "a,b\n1,2\n3,4\n5,6\n").unwrap();
+    let f = input.to_str().unwrap();
+    for (args, expect) in [
+        (vec!["--k", "auto"], "--k auto"),
+        (vec!["--k", "2", "--features", "a,zzz"], "no column \"zzz\""),
+        (vec!["--k", "2", "--scale", "log"], "--scale"),
+        (vec!["--k", "9"], "k = 9 is more than the 3 rows"),
+    ] {
+        let mut all = vec!["cluster", "--input", f];
+        all.extend(args);
+        let out = run(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(expect),
+            "{all:?}: {err}"
+        );
+    }
+}
