@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::matrix::squared_distance;
+use crate::matrix::{squared_distance, squared_distance_fast};
 use crate::{Matrix, SegmentError};
 
 /// How the first centres are chosen.
@@ -125,7 +125,7 @@ impl KMeansParams {
         for _ in 0..runs {
             let centers = match &self.init {
                 Init::Centers(c) => c.clone(),
-                Init::KMeansPlusPlus => kmeans_plus_plus(data, self.k, &mut rng),
+                Init::KMeansPlusPlus => kmeans_plus_plus(data, self.k, &mut rng, self.threads),
             };
             let run = lloyd(data, centers, self.max_iter, tol, self.threads);
             if best.as_ref().is_none_or(|b| run.inertia < b.inertia) {
@@ -297,17 +297,18 @@ fn mean_variance(data: &Matrix) -> f64 {
 
 /// The k-means++ starting centres alone, seeded (for benchmarks and inspection).
 pub fn plus_plus_init(data: &Matrix, k: usize, seed: u64) -> Matrix {
-    kmeans_plus_plus(data, k, &mut ChaCha8Rng::seed_from_u64(seed))
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    kmeans_plus_plus(data, k, &mut ChaCha8Rng::seed_from_u64(seed), threads)
 }
 
 /// Greedy k-means++ (Arthur and Vassilvitskii, with scikit-learn's local trials).
-fn kmeans_plus_plus(data: &Matrix, k: usize, rng: &mut ChaCha8Rng) -> Matrix {
+fn kmeans_plus_plus(data: &Matrix, k: usize, rng: &mut ChaCha8Rng, threads: usize) -> Matrix {
     let n = data.rows();
     let trials = 2 + (k as f64).ln().floor() as usize;
     let mut chosen = vec![rng.random_range(0..n)];
     let mut closest: Vec<f64> = data
         .iter_rows()
-        .map(|r| squared_distance(r, data.row(chosen[0])))
+        .map(|r| squared_distance_fast(r, data.row(chosen[0])))
         .collect();
     let mut potential: f64 = closest.iter().sum();
     let mut candidate_dist = vec![0.0; n];
@@ -326,13 +327,13 @@ fn kmeans_plus_plus(data: &Matrix, k: usize, rng: &mut ChaCha8Rng) -> Matrix {
                     break;
                 }
             }
-            let c = data.row(candidate);
-            let mut pot = 0.0;
-            for (i, r) in data.iter_rows().enumerate() {
-                let d = squared_distance(r, c).min(closest[i]);
-                candidate_dist[i] = d;
-                pot += d;
-            }
+            let pot = candidate_potential(
+                data,
+                data.row(candidate),
+                &closest,
+                &mut candidate_dist,
+                threads,
+            );
             if best.is_none_or(|(_, p)| pot < p) {
                 best = Some((candidate, pot));
                 std::mem::swap(&mut best_dist, &mut candidate_dist);
@@ -344,6 +345,40 @@ fn kmeans_plus_plus(data: &Matrix, k: usize, rng: &mut ChaCha8Rng) -> Matrix {
         std::mem::swap(&mut closest, &mut best_dist);
     }
     data.select(&chosen)
+}
+
+/// Each row's squared distance to the nearest centre if `candidate` were added (written to
+/// `out`), and their sum, over `threads` threads.
+fn candidate_potential(
+    data: &Matrix,
+    candidate: &[f64],
+    closest: &[f64],
+    out: &mut [f64],
+    threads: usize,
+) -> f64 {
+    let chunk = data.rows().div_ceil(threads.max(1));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = out
+            .chunks_mut(chunk)
+            .zip(closest.chunks(chunk))
+            .enumerate()
+            .map(|(t, (out, closest))| {
+                s.spawn(move || {
+                    let mut pot = 0.0;
+                    for (i, (o, near)) in out.iter_mut().zip(closest).enumerate() {
+                        let d = squared_distance_fast(data.row(t * chunk + i), candidate);
+                        *o = if d < *near { d } else { *near };
+                        pot += *o;
+                    }
+                    pot
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .sum()
+    })
 }
 
 /// What one thread gathers in an assignment pass over its rows.
