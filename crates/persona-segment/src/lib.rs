@@ -1,7 +1,8 @@
 //! Customer segmentation: the algorithms, and nothing else.
 //!
 //! This crate turns a table of customer features into segments: it scales the features
-//! ([`scale`]), clusters them ([`kmeans`]) and judges the result ([`metrics`]). It has no
+//! ([`scale`]), clusters them ([`kmeans`]), judges the result ([`metrics`]) and chooses the number of
+//! clusters ([`select_k`]). It has no
 //! server, async or storage dependency (as linfa's algorithm crates keep I/O out), so the
 //! `persona cluster` command, the live model training and outside tools call the same code.
 //!
@@ -13,8 +14,10 @@ pub mod kmeans;
 pub mod matrix;
 pub mod metrics;
 pub mod scale;
+pub mod select_k;
 
 pub use error::SegmentError;
 pub use kmeans::{KMeans, KMeansParams};
 pub use matrix::Matrix;
 pub use scale::{Scaler, Scaling};
+pub use select_k::{KChoice, KPoint, choose_k};

@@ -176,9 +176,13 @@ pub struct ClusterArgs {
     pub features: Vec<String>,
     #[arg(long, default_value = "kmeans")]
     pub algorithm: String,
-    /// Number of clusters.
+    /// Number of clusters, or `auto` to try 2..=--k-max and choose (see the JSON's
+    /// `curves.rule`).
     #[arg(long)]
     pub k: String,
+    /// Largest k tried by `--k auto`.
+    #[arg(long, default_value_t = 10)]
+    pub k_max: usize,
     /// minmax, zscore, robust or none.
     #[arg(long, default_value = "minmax")]
     pub scale: String,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, bail};
-use persona_segment::{KMeansParams, Matrix, Scaler, Scaling, metrics};
+use persona_segment::{KMeansParams, KPoint, Matrix, Scaler, Scaling, choose_k, metrics};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::ClusterArgs;
+use crate::client::progress_bar;
 use crate::table;
 
 /// Rows the silhouette is computed on; above this it is estimated on a seeded sample, as
@@ -20,6 +21,8 @@ use crate::table;
 const SILHOUETTE_SAMPLE: usize = 10_000;
 /// Features named per cluster.
 const DISTINGUISHING: usize = 3;
+/// The over-segmentation guard: `--k auto` avoids a k with a cluster below this share.
+const MIN_SHARE: f64 = 0.02;
 
 #[derive(Serialize)]
 struct Report {
@@ -61,10 +64,11 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             args.algorithm
         );
     }
-    let k: usize = match args.k.parse() {
-        Ok(k) => k,
-        Err(_) if args.k == "auto" => bail!("--k auto is not available yet; give a number"),
-        Err(_) => bail!("--k must be a whole number, got {:?}", args.k),
+    let auto = args.k == "auto";
+    let fixed_k: Option<usize> = match args.k.parse() {
+        Ok(k) => Some(k),
+        Err(_) if auto => None,
+        Err(_) => bail!("--k must be a whole number or auto, got {:?}", args.k),
     };
     let scaling = match args.scale.as_str() {
         "minmax" => Scaling::MinMax,
@@ -76,6 +80,55 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let (features, data, imputed) = read_features(&args)?;
     let scaler = Scaler::fit(&data, scaling);
     let scaled = scaler.transform(&data);
+    let fit_k = |k: usize| {
+        KMeansParams::new(k)
+            .n_init(args.n_init)
+            .seed(args.seed)
+            .fit(&scaled)
+    };
+    let mut curves = BTreeMap::new();
+    let k = match fixed_k {
+        Some(k) => k,
+        None => {
+            let bar = progress_bar((args.k_max.saturating_sub(1)) as u64, "trying k");
+            let choice = choose_k(
+                &scaled,
+                2..=args.k_max,
+                fit_k,
+                SILHOUETTE_SAMPLE,
+                MIN_SHARE,
+                args.seed,
+                |_| bar.inc(1),
+            )?;
+            bar.finish_and_clear();
+            let series = |f: fn(&KPoint) -> Value| {
+                Value::from(choice.curve.iter().map(f).collect::<Vec<_>>())
+            };
+            curves.insert("k".into(), series(|p| p.k.into()));
+            curves.insert("inertia".into(), series(|p| p.inertia.into()));
+            curves.insert("silhouette".into(), series(|p| p.silhouette.into()));
+            curves.insert(
+                "calinski_harabasz".into(),
+                series(|p| p.calinski_harabasz.into()),
+            );
+            curves.insert("davies_bouldin".into(), series(|p| p.davies_bouldin.into()));
+            curves.insert("min_share".into(), series(|p| p.min_share.into()));
+            curves.insert("elbow_k".into(), choice.elbow.into());
+            curves.insert(
+                "rule".into(),
+                format!("highest silhouette among k whose smallest cluster holds at least {:.0}% of rows", MIN_SHARE * 100.0).into(),
+            );
+            if choice.guarded_out {
+                eprintln!(
+                    "warning: every k from 2 to {} has a cluster under {:.0}% of the rows; taking k = {}",
+                    args.k_max,
+                    MIN_SHARE * 100.0,
+                    choice.k
+                );
+            }
+            choice.k
+        }
+    };
     let fit = KMeansParams::new(k)
         .n_init(args.n_init)
         .seed(args.seed)
@@ -129,7 +182,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             .map(|c| features.iter().cloned().zip(c.iter().copied()).collect())
             .collect(),
         sizes,
-        curves: BTreeMap::new(),
+        curves,
         clusters,
         features,
     };
@@ -161,6 +214,28 @@ fn print_table(r: &Report) {
     );
     for (name, n) in &r.imputed {
         println!("  {n} missing values of {name} filled with its median");
+    }
+    if let Some(Value::Array(ks)) = r.curves.get("k") {
+        println!(
+            "{:>4} {:>14} {:>11} {:>18} {:>15}",
+            "k", "inertia", "silhouette", "Calinski-Harabasz", "Davies-Bouldin"
+        );
+        for (i, k) in ks.iter().enumerate() {
+            let v = |name: &str| r.curves[name][i].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "{k:>4} {:>14.4} {:>11.4} {:>18.2} {:>15.4}",
+                v("inertia"),
+                v("silhouette"),
+                v("calinski_harabasz"),
+                v("davies_bouldin")
+            );
+        }
+        println!(
+            "chosen k = {} ({}); elbow of the inertia curve: {}",
+            r.k,
+            r.curves["rule"].as_str().unwrap_or(""),
+            r.curves["elbow_k"]
+        );
     }
     for c in &r.clusters {
         println!(

@@ -98,7 +98,7 @@ fn bad_options_are_named() {
     std::fs::write(&input, "a,b\n1,2\n3,4\n5,6\n").unwrap();
     let f = input.to_str().unwrap();
     for (args, expect) in [
-        (vec!["--k", "auto"], "--k auto"),
+        (vec!["--k", "many"], "--k must be a whole number or auto"),
         (vec!["--k", "2", "--features", "a,zzz"], "no column \"zzz\""),
         (vec!["--k", "2", "--scale", "log"], "--scale"),
         (vec!["--k", "9"], "k = 9 is more than the 3 rows"),
@@ -112,4 +112,38 @@ fn bad_options_are_named() {
             "{all:?}: {err}"
         );
     }
+}
+
+#[test]
+fn k_auto_finds_the_groups_and_shows_the_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("f.csv");
+    let mut csv = String::from("x,y\n");
+    for (cx, cy) in [(0.0, 0.0), (20.0, 0.0), (0.0, 20.0)] {
+        for i in 0..40 {
+            let t = f64::from(i) * 0.37;
+            csv += &format!("{},{}\n", cx + t.sin(), cy + (t * 1.3).cos());
+        }
+    }
+    std::fs::write(&input, csv).unwrap();
+    let out = run(&[
+        "cluster",
+        "--input",
+        input.to_str().unwrap(),
+        "--k",
+        "auto",
+        "--k-max",
+        "6",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["k"], 3, "{report}");
+    assert_eq!(report["curves"]["k"], serde_json::json!([2, 3, 4, 5, 6]));
+    assert_eq!(report["curves"]["inertia"].as_array().unwrap().len(), 5);
+    assert_eq!(report["curves"]["elbow_k"], 3);
 }
