@@ -13,11 +13,14 @@ pub mod error;
 pub mod kmeans;
 pub mod matrix;
 pub mod metrics;
+pub mod model;
 pub mod scale;
 pub mod select_k;
+pub mod stability;
 
 pub use error::SegmentError;
 pub use kmeans::{KMeans, KMeansParams};
 pub use matrix::Matrix;
+pub use model::Model;
 pub use scale::{Scaler, Scaling};
 pub use select_k::{KChoice, KPoint, choose_k};

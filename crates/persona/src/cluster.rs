@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, bail};
+use persona_segment::stability::bootstrap_stability;
 use persona_segment::{KMeansParams, KPoint, Matrix, Scaler, Scaling, choose_k, metrics};
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -23,6 +24,9 @@ const SILHOUETTE_SAMPLE: usize = 10_000;
 const DISTINGUISHING: usize = 3;
 /// The over-segmentation guard: `--k auto` avoids a k with a cluster below this share.
 const MIN_SHARE: f64 = 0.02;
+/// Bootstrap refits for the stability figure, and the figure below which a warning is given.
+const STABILITY_RESAMPLES: usize = 5;
+const STABILITY_WARN: f64 = 0.75;
 
 #[derive(Serialize)]
 struct Report {
@@ -40,6 +44,8 @@ struct Report {
     calinski_harabasz: f64,
     davies_bouldin: f64,
     iterations: usize,
+    /// Mean adjusted Rand index of refits on bootstrap resamples (1: perfectly stable).
+    stability: f64,
     sizes: Vec<usize>,
     /// Cluster centres in the input's units.
     centers: Vec<BTreeMap<String, f64>>,
@@ -147,6 +153,28 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     } else {
         (metrics::silhouette(&scaled, &fit.labels, threads)?, false)
     };
+    // Bootstrap stability on at most 20,000 rows (each resample is a refit).
+    let stability_rows = if n > 20_000 {
+        scaled.select(&sample(&mut ChaCha8Rng::seed_from_u64(args.seed ^ 1), n, 20_000).into_vec())
+    } else {
+        scaled.clone()
+    };
+    let stability = bootstrap_stability(
+        &stability_rows,
+        |m| {
+            KMeansParams::new(k)
+                .n_init(args.n_init)
+                .seed(args.seed)
+                .fit(m)
+        },
+        STABILITY_RESAMPLES,
+        args.seed,
+    )?;
+    if stability < STABILITY_WARN {
+        eprintln!(
+            "warning: the clusters are unstable (bootstrap adjusted Rand index {stability:.2} < {STABILITY_WARN}); k = {k} may not suit this data"
+        );
+    }
     let mut sizes = vec![0usize; k];
     for &l in &fit.labels {
         sizes[l] += 1;
@@ -177,6 +205,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         calinski_harabasz: metrics::calinski_harabasz(&scaled, &fit.labels)?,
         davies_bouldin: metrics::davies_bouldin(&scaled, &fit.labels)?,
         iterations: fit.iterations,
+        stability,
         centers: centers
             .iter_rows()
             .map(|c| features.iter().cloned().zip(c.iter().copied()).collect())
@@ -196,7 +225,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
 
 fn print_table(r: &Report) {
     println!(
-        "K-Means, k = {}, {} rows, {} features ({} scaling): inertia {:.4}, silhouette {:.4}{}, Calinski-Harabasz {:.2}, Davies-Bouldin {:.4}, {} iterations",
+        "K-Means, k = {}, {} rows, {} features ({} scaling): inertia {:.4}, silhouette {:.4}{}, Calinski-Harabasz {:.2}, Davies-Bouldin {:.4}, {} iterations, stability {:.2}",
         r.k,
         r.rows,
         r.features.len(),
@@ -210,7 +239,8 @@ fn print_table(r: &Report) {
         },
         r.calinski_harabasz,
         r.davies_bouldin,
-        r.iterations
+        r.iterations,
+        r.stability
     );
     for (name, n) in &r.imputed {
         println!("  {n} missing values of {name} filled with its median");

@@ -63,6 +63,7 @@ fn three_customer_groups_are_found_and_described() {
     );
     assert_eq!(report["imputed"]["monetary"], 1);
     assert!(report["silhouette"].as_f64().unwrap() > 0.7, "{report}");
+    assert!(report["stability"].as_f64().unwrap() > 0.95, "{report}");
 
     let labels: Vec<String> = std::fs::read_to_string(&labels_path)
         .unwrap()
