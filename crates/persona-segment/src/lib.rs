@@ -10,6 +10,7 @@
 //! script in `tests/fixtures/` generated with it.
 
 pub mod error;
+pub mod hierarchical;
 pub mod kmeans;
 pub mod matrix;
 pub mod metrics;

@@ -110,3 +110,17 @@ fn quality_metrics_match_scikit_learn() {
         );
     }
 }
+
+#[test]
+fn ward_labels_match_scikit_learn() {
+    for name in CASES {
+        let (data, want) = load(name);
+        let k = want["k"].as_u64().unwrap() as usize;
+        let tree = persona_segment::hierarchical::ward(&data).unwrap();
+        let ours = tree.cut(k).unwrap();
+        assert!(
+            same_partition(&ours, &labels(&want["ward_labels"])),
+            "{name}: Ward labels differ"
+        );
+    }
+}

@@ -174,8 +174,13 @@ pub struct ClusterArgs {
     /// Feature columns, comma-separated [default: every numeric column].
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<String>,
+    /// kmeans or hierarchical (minibatch-kmeans and dbscan are being built).
     #[arg(long, default_value = "kmeans")]
     pub algorithm: String,
+    /// Linkage of hierarchical clustering: ward (complete, average and single are being
+    /// built).
+    #[arg(long, default_value = "ward")]
+    pub linkage: String,
     /// Number of clusters, or `auto` to try 2..=--k-max and choose (see the JSON's
     /// `curves.rule`).
     #[arg(long)]
@@ -294,6 +299,9 @@ pub struct BenchClusterArgs {
     /// Rows for the exact silhouette (quadratic in rows).
     #[arg(long, default_value_t = 20_000)]
     pub silhouette_rows: usize,
+    /// Rows for Ward clustering (quadratic in rows).
+    #[arg(long, default_value_t = 20_000)]
+    pub ward_rows: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// A Python with numpy and scikit-learn.

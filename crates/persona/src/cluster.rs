@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, bail};
+use persona_segment::hierarchical::ward;
 use persona_segment::stability::bootstrap_stability;
-use persona_segment::{KMeansParams, KPoint, Matrix, Scaler, Scaling, choose_k, metrics};
+use persona_segment::{KMeans, KMeansParams, KPoint, Matrix, Scaler, Scaling, choose_k, metrics};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -44,8 +45,9 @@ struct Report {
     calinski_harabasz: f64,
     davies_bouldin: f64,
     iterations: usize,
-    /// Mean adjusted Rand index of refits on bootstrap resamples (1: perfectly stable).
-    stability: f64,
+    /// Mean adjusted Rand index of refits on bootstrap resamples (1: perfectly stable);
+    /// K-Means only so far.
+    stability: Option<f64>,
     sizes: Vec<usize>,
     /// Cluster centres in the input's units.
     centers: Vec<BTreeMap<String, f64>>,
@@ -64,13 +66,29 @@ struct ClusterSummary {
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    if args.algorithm != "kmeans" {
-        bail!(
-            "--algorithm {}: only kmeans is available so far (minibatch-kmeans, hierarchical and dbscan are being built)",
+    let hierarchical = match args.algorithm.as_str() {
+        "kmeans" => false,
+        "hierarchical" => {
+            if args.linkage != "ward" {
+                bail!(
+                    "--linkage {}: only ward is available so far (complete, average and single are being built)",
+                    args.linkage
+                );
+            }
+            true
+        }
+        "minibatch-kmeans" | "dbscan" => bail!(
+            "--algorithm {}: not available yet (kmeans and hierarchical are)",
             args.algorithm
-        );
-    }
+        ),
+        other => bail!(
+            "--algorithm must be kmeans, minibatch-kmeans, hierarchical or dbscan, got {other:?}"
+        ),
+    };
     let auto = args.k == "auto";
+    if auto && hierarchical {
+        bail!("--k auto works with --algorithm kmeans so far; give a number for hierarchical");
+    }
     let fixed_k: Option<usize> = match args.k.parse() {
         Ok(k) => Some(k),
         Err(_) if auto => None,
@@ -135,11 +153,16 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             choice.k
         }
     };
-    let fit = KMeansParams::new(k)
-        .n_init(args.n_init)
-        .seed(args.seed)
-        .fit(&scaled)
-        .context("K-Means")?;
+    let fit = if hierarchical {
+        let labels = ward(&scaled)?.cut(k)?;
+        as_partition(&scaled, labels, k)?
+    } else {
+        KMeansParams::new(k)
+            .n_init(args.n_init)
+            .seed(args.seed)
+            .fit(&scaled)
+            .context("K-Means")?
+    };
     let n = data.rows();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let (silhouette, sampled) = if n > SILHOUETTE_SAMPLE {
@@ -159,18 +182,24 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     } else {
         scaled.clone()
     };
-    let stability = bootstrap_stability(
-        &stability_rows,
-        |m| {
-            KMeansParams::new(k)
-                .n_init(args.n_init)
-                .seed(args.seed)
-                .fit(m)
-        },
-        STABILITY_RESAMPLES,
-        args.seed,
-    )?;
-    if stability < STABILITY_WARN {
+    let stability = if hierarchical {
+        None
+    } else {
+        Some(bootstrap_stability(
+            &stability_rows,
+            |m| {
+                KMeansParams::new(k)
+                    .n_init(args.n_init)
+                    .seed(args.seed)
+                    .fit(m)
+            },
+            STABILITY_RESAMPLES,
+            args.seed,
+        )?)
+    };
+    if let Some(stability) = stability
+        && stability < STABILITY_WARN
+    {
         eprintln!(
             "warning: the clusters are unstable (bootstrap adjusted Rand index {stability:.2} < {STABILITY_WARN}); k = {k} may not suit this data"
         );
@@ -225,7 +254,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
 
 fn print_table(r: &Report) {
     println!(
-        "K-Means, k = {}, {} rows, {} features ({} scaling): inertia {:.4}, silhouette {:.4}{}, Calinski-Harabasz {:.2}, Davies-Bouldin {:.4}, {} iterations, stability {:.2}",
+        "{}, k = {}, {} rows, {} features ({} scaling): inertia {:.4}, silhouette {:.4}{}, Calinski-Harabasz {:.2}, Davies-Bouldin {:.4}, {} iterations, stability {:.2}",
+        r.algorithm,
         r.k,
         r.rows,
         r.features.len(),
@@ -240,7 +270,7 @@ fn print_table(r: &Report) {
         r.calinski_harabasz,
         r.davies_bouldin,
         r.iterations,
-        r.stability
+        r.stability.unwrap_or(f64::NAN)
     );
     for (name, n) in &r.imputed {
         println!("  {n} missing values of {name} filled with its median");
@@ -276,6 +306,42 @@ fn print_table(r: &Report) {
             c.share * 100.0
         );
     }
+}
+
+/// A flat clustering in the shape of a K-Means result: centres are the cluster means,
+/// inertia the within-cluster sum of squares.
+fn as_partition(data: &Matrix, labels: Vec<usize>, k: usize) -> anyhow::Result<KMeans> {
+    let d = data.cols();
+    let mut sums = vec![0.0; k * d];
+    let mut counts = vec![0usize; k];
+    for (row, &l) in data.iter_rows().zip(&labels) {
+        counts[l] += 1;
+        for (s, x) in sums[l * d..(l + 1) * d].iter_mut().zip(row) {
+            *s += x;
+        }
+    }
+    for (l, n) in counts.iter().enumerate() {
+        sums[l * d..(l + 1) * d]
+            .iter_mut()
+            .for_each(|s| *s /= (*n).max(1) as f64);
+    }
+    let centers = Matrix::new(k, d, sums)?;
+    let inertia = data
+        .iter_rows()
+        .zip(&labels)
+        .map(|(r, &l)| {
+            r.iter()
+                .zip(centers.row(l))
+                .map(|(x, c)| (x - c) * (x - c))
+                .sum::<f64>()
+        })
+        .sum();
+    Ok(KMeans {
+        centers,
+        labels,
+        inertia,
+        iterations: 0,
+    })
 }
 
 /// The feature columns as a matrix; missing values get the column's median.

@@ -23,6 +23,24 @@ fn three_customer_groups_are_found_and_described() {
     }
     std::fs::write(&input, csv).unwrap();
     let labels_path = dir.path().join("labels.csv");
+    // Ward finds the same three groups.
+    let out = run(&[
+        "cluster",
+        "--input",
+        input.to_str().unwrap(),
+        "--k",
+        "3",
+        "--algorithm",
+        "hierarchical",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ward: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ward["sizes"], serde_json::json!([40, 40, 40]), "{ward}");
     let out = run(&[
         "cluster",
         "--input",
@@ -100,6 +118,21 @@ fn bad_options_are_named() {
     let f = input.to_str().unwrap();
     for (args, expect) in [
         (vec!["--k", "many"], "--k must be a whole number or auto"),
+        (
+            vec!["--k", "2", "--algorithm", "dbscan"],
+            "not available yet",
+        ),
+        (
+            vec![
+                "--k",
+                "2",
+                "--algorithm",
+                "hierarchical",
+                "--linkage",
+                "single",
+            ],
+            "only ward",
+        ),
         (vec!["--k", "2", "--features", "a,zzz"], "no column \"zzz\""),
         (vec!["--k", "2", "--scale", "log"], "--scale"),
         (vec!["--k", "9"], "k = 9 is more than the 3 rows"),

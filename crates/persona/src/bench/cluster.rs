@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.metrics import silhouette_score
 
-path, n, d, k, sweep_rows, sil_rows = sys.argv[1], *map(int, sys.argv[2:7])
+path, n, d, k, sweep_rows, sil_rows, ward_rows = sys.argv[1], *map(int, sys.argv[2:8])
 X = np.fromfile(path, dtype="<f8").reshape(n, d)
 out = {}
 t = time.perf_counter(); km = KMeans(n_clusters=k, n_init=1, random_state=0).fit(X)
@@ -41,6 +41,9 @@ out["sweep_seconds"] = time.perf_counter() - t
 L = KMeans(n_clusters=k, n_init=1, random_state=0).fit(X[:sil_rows]).labels_
 t = time.perf_counter(); silhouette_score(X[:sil_rows], L)
 out["silhouette_seconds"] = time.perf_counter() - t
+from sklearn.cluster import AgglomerativeClustering
+t = time.perf_counter(); AgglomerativeClustering(n_clusters=k, linkage="ward").fit(X[:ward_rows])
+out["ward_seconds"] = time.perf_counter() - t
 print(json.dumps(out))
 "#;
 
@@ -61,12 +64,13 @@ pub fn cluster(args: BenchClusterArgs) -> anyhow::Result<()> {
         w.flush()?;
     }
     let (sweep_rows, sil_rows) = (100_000.min(n), args.silhouette_rows.min(n));
+    let ward_rows = args.ward_rows.min(n);
 
     eprintln!("scikit-learn ({}) ...", args.python);
     let py = Command::new(&args.python)
         .args(["-c", SCRIPT])
         .arg(file.path())
-        .args([n, d, k, sweep_rows, sil_rows].map(|x| x.to_string()))
+        .args([n, d, k, sweep_rows, sil_rows, ward_rows].map(|x| x.to_string()))
         .output()
         .with_context(|| format!("cannot run {}", args.python))?;
     anyhow::ensure!(
@@ -111,6 +115,10 @@ pub fn cluster(args: BenchClusterArgs) -> anyhow::Result<()> {
         "silhouette_seconds".into(),
         t.elapsed().as_secs_f64().into(),
     );
+    let ward_data = data.select(&(0..ward_rows).collect::<Vec<_>>());
+    let t = Instant::now();
+    persona_segment::hierarchical::ward(&ward_data)?.cut(k)?;
+    ours.insert("ward_seconds".into(), t.elapsed().as_secs_f64().into());
 
     // The floor of a Lloyd iteration: reading the data once.
     let t = Instant::now();
@@ -128,6 +136,7 @@ pub fn cluster(args: BenchClusterArgs) -> anyhow::Result<()> {
         ("one Lloyd iteration", "lloyd_iteration_seconds"),
         ("elbow sweep k=2..12 on 100,000 rows", "sweep_seconds"),
         ("exact silhouette", "silhouette_seconds"),
+        ("Ward hierarchical clustering", "ward_seconds"),
     ];
     let mut report = serde_json::Map::new();
     for (label, key) in rows {
@@ -148,7 +157,9 @@ pub fn cluster(args: BenchClusterArgs) -> anyhow::Result<()> {
         read_seconds,
         ours["lloyd_iteration_seconds"].as_f64().unwrap_or(f64::NAN) / read_seconds
     );
-    println!("data: {n} rows × {d}, k = {k}; silhouette on {sil_rows} rows");
+    println!(
+        "data: {n} rows × {d}, k = {k}; silhouette on {sil_rows} rows; Ward on {ward_rows} rows"
+    );
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&Value::Object(report))?)?;
     }

@@ -1,0 +1,172 @@
+//! Hierarchical clustering with Ward's linkage, by the nearest-neighbour chain: memory
+//! linear in the rows (no distance matrix), time quadratic.
+//!
+//! Ward's criterion merges the two clusters whose union increases the within-cluster sum of
+//! squares least; that increase depends only on the clusters' sizes and centroids, so no
+//! pairwise matrix is kept. Ward's linkage is reducible, so the chain finds the same merges
+//! as the textbook algorithm (and scikit-learn), in a different order; sorting them by
+//! height gives the dendrogram.
+
+use serde::Serialize;
+
+use crate::matrix::squared_distance;
+use crate::{Matrix, SegmentError};
+
+/// One merge of the dendrogram, in the numbering scipy and scikit-learn use: rows are
+/// clusters `0..n`, and the i-th merge creates cluster `n + i`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Merge {
+    pub a: usize,
+    pub b: usize,
+    /// Ward distance: √(2 × increase in within-cluster sum of squares), as scipy reports.
+    pub height: f64,
+    pub size: usize,
+}
+
+/// The merge tree, lowest merge first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dendrogram {
+    pub rows: usize,
+    pub merges: Vec<Merge>,
+}
+
+/// Increase in the within-cluster sum of squares when clusters of sizes `na`, `nb` with
+/// centroids `ca`, `cb` merge.
+fn ward_cost(na: f64, ca: &[f64], nb: f64, cb: &[f64]) -> f64 {
+    na * nb / (na + nb) * squared_distance(ca, cb)
+}
+
+/// Ward clustering of the rows of `data`.
+pub fn ward(data: &Matrix) -> Result<Dendrogram, SegmentError> {
+    let (n, d) = (data.rows(), data.cols());
+    if n < 2 {
+        return Err(SegmentError::TooFewRows { k: 2, rows: n });
+    }
+    let mut centroid: Vec<f64> = data.as_slice().to_vec();
+    let mut size: Vec<f64> = vec![1.0; n];
+    let mut active: Vec<usize> = (0..n).collect();
+    // Slot → position in `active`, to remove in O(1).
+    let mut position: Vec<usize> = (0..n).collect();
+    let mut chain: Vec<usize> = Vec::with_capacity(n);
+    // (slot a, slot b, cost, new size); slots are reused: the merged cluster lives in `a`.
+    let mut raw: Vec<(usize, usize, f64, usize)> = Vec::with_capacity(n - 1);
+    while active.len() > 1 {
+        if chain.is_empty() {
+            chain.push(active[0]);
+        }
+        let top = *chain.last().expect("not empty");
+        let previous = chain.len().checked_sub(2).map(|i| chain[i]);
+        let ct = &centroid[top * d..(top + 1) * d];
+        let mut best = (usize::MAX, f64::INFINITY);
+        for &other in &active {
+            if other == top {
+                continue;
+            }
+            let cost = ward_cost(
+                size[top],
+                ct,
+                size[other],
+                &centroid[other * d..(other + 1) * d],
+            );
+            // On a tie the chain's previous element wins, which guarantees termination.
+            if cost < best.1 || (cost == best.1 && Some(other) == previous) {
+                best = (other, cost);
+            }
+        }
+        let (nearest, cost) = best;
+        if Some(nearest) == previous {
+            chain.pop();
+            chain.pop();
+            let (a, b) = (nearest.min(top), nearest.max(top));
+            let (na, nb) = (size[a], size[b]);
+            for j in 0..d {
+                centroid[a * d + j] =
+                    (na * centroid[a * d + j] + nb * centroid[b * d + j]) / (na + nb);
+            }
+            size[a] = na + nb;
+            let at = position[b];
+            active.swap_remove(at);
+            if at < active.len() {
+                position[active[at]] = at;
+            }
+            raw.push((a, b, cost, (na + nb) as usize));
+        } else {
+            chain.push(nearest);
+        }
+    }
+    // Sort by height and renumber into scipy's scheme with a union-find over slots.
+    raw.sort_by(|x, y| x.2.total_cmp(&y.2));
+    let mut label: Vec<usize> = (0..n).collect(); // slot → current cluster number
+    let merges = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, (a, b, cost, size))| {
+            let m = Merge {
+                a: label[a].min(label[b]),
+                b: label[a].max(label[b]),
+                height: (2.0 * cost).sqrt(),
+                size,
+            };
+            label[a] = n + i;
+            m
+        })
+        .collect();
+    Ok(Dendrogram { rows: n, merges })
+}
+
+impl Dendrogram {
+    /// Flat clusters: the tree cut so that `k` clusters remain. Labels are numbered by
+    /// first appearance in row order.
+    pub fn cut(&self, k: usize) -> Result<Vec<usize>, SegmentError> {
+        let n = self.rows;
+        if k == 0 || k > n {
+            return Err(SegmentError::TooFewRows { k, rows: n });
+        }
+        let mut parent: Vec<usize> = (0..2 * n - 1).collect();
+        fn find(p: &mut [usize], mut x: usize) -> usize {
+            while p[x] != x {
+                p[x] = p[p[x]];
+                x = p[x];
+            }
+            x
+        }
+        for (i, m) in self.merges.iter().take(n - k).enumerate() {
+            let (ra, rb) = (find(&mut parent, m.a), find(&mut parent, m.b));
+            parent[ra] = n + i;
+            parent[rb] = n + i;
+        }
+        let mut numbering = std::collections::HashMap::new();
+        Ok((0..n)
+            .map(|row| {
+                let root = find(&mut parent, row);
+                let next = numbering.len();
+                *numbering.entry(root).or_insert(next)
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_groups_merge_last() {
+        let rows: Vec<Vec<f64>> = (0..30)
+            .map(|i| {
+                let g = f64::from(i % 3) * 50.0;
+                vec![g + f64::from(i % 5), g - f64::from(i % 4)]
+            })
+            .collect();
+        let m = Matrix::from_rows(&rows).unwrap();
+        let tree = ward(&m).unwrap();
+        assert_eq!(tree.merges.len(), 29);
+        assert!(tree.merges.windows(2).all(|w| w[0].height <= w[1].height));
+        assert_eq!(tree.merges.last().unwrap().size, 30);
+        let labels = tree.cut(3).unwrap();
+        for (i, l) in labels.iter().enumerate() {
+            assert_eq!(*l, labels[i % 3], "row {i}");
+        }
+        assert_eq!(tree.cut(1).unwrap(), vec![0; 30]);
+    }
+}
