@@ -254,7 +254,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
 
 fn print_table(r: &Report) {
     println!(
-        "{}, k = {}, {} rows, {} features ({} scaling): inertia {:.4}, silhouette {:.4}{}, Calinski-Harabasz {:.2}, Davies-Bouldin {:.4}, {} iterations, stability {:.2}",
+        "{}, k = {}, {} rows, {} features ({} scaling): inertia {:.4}, silhouette {:.4}{}, Calinski-Harabasz {:.2}, Davies-Bouldin {:.4}, {} iterations{}",
         r.algorithm,
         r.k,
         r.rows,
@@ -270,7 +270,8 @@ fn print_table(r: &Report) {
         r.calinski_harabasz,
         r.davies_bouldin,
         r.iterations,
-        r.stability.unwrap_or(f64::NAN)
+        r.stability
+            .map_or_else(String::new, |s| format!(", stability {s:.2}"))
     );
     for (name, n) in &r.imputed {
         println!("  {n} missing values of {name} filled with its median");
