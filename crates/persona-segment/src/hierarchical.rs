@@ -30,12 +30,6 @@ pub struct Dendrogram {
     pub merges: Vec<Merge>,
 }
 
-/// Increase in the within-cluster sum of squares when clusters of sizes `na`, `nb` with
-/// centroids `ca`, `cb` merge.
-fn ward_cost(na: f64, ca: &[f64], nb: f64, cb: &[f64]) -> f64 {
-    na * nb / (na + nb) * squared_distance(ca, cb)
-}
-
 /// Ward clustering of the rows of `data`.
 pub fn ward(data: &Matrix) -> Result<Dendrogram, SegmentError> {
     let (n, d) = (data.rows(), data.cols());
@@ -58,20 +52,36 @@ pub fn ward(data: &Matrix) -> Result<Dendrogram, SegmentError> {
         let previous = chain.len().checked_sub(2).map(|i| chain[i]);
         let ct = &centroid[top * d..(top + 1) * d];
         let mut best = (usize::MAX, f64::INFINITY);
-        for &other in &active {
+        let mut consider = |other: usize, dist: f64| {
             if other == top {
-                continue;
+                return;
             }
-            let cost = ward_cost(
-                size[top],
-                ct,
-                size[other],
-                &centroid[other * d..(other + 1) * d],
-            );
+            let (na, nb) = (size[top], size[other]);
+            let cost = na * nb / (na + nb) * dist;
             // On a tie the chain's previous element wins, which guarantees termination.
             if cost < best.1 || (cost == best.1 && Some(other) == previous) {
                 best = (other, cost);
             }
+        };
+        // Four candidates at a time: four independent sums keep the CPU busy where one
+        // running sum would wait on each addition. Each sum runs over the dimensions in
+        // order, so every distance is bit for bit what `squared_distance` gives.
+        let groups = active.chunks_exact(4);
+        let rest = groups.remainder();
+        for g in groups {
+            let mut acc = [0.0f64; 4];
+            for (j, x) in ct.iter().enumerate() {
+                for (a, &o) in acc.iter_mut().zip(g) {
+                    let t = x - centroid[o * d + j];
+                    *a += t * t;
+                }
+            }
+            for (&o, &dist) in g.iter().zip(&acc) {
+                consider(o, dist);
+            }
+        }
+        for &o in rest {
+            consider(o, squared_distance(ct, &centroid[o * d..(o + 1) * d]));
         }
         let (nearest, cost) = best;
         if Some(nearest) == previous {
