@@ -386,28 +386,21 @@ struct Partial {
     sums: Vec<f64>,
     counts: Vec<usize>,
     inertia: f64,
+    /// Rows whose label differs from the one they had before this pass.
+    changed: usize,
 }
 
 /// Assigns every row to its nearest centre (writing `labels` and `dist`) and gathers the
 /// per-cluster sums for the next centres, over `threads` threads.
-fn assign(
-    data: &Matrix,
-    centers: &Matrix,
-    labels: &mut [usize],
-    dist: &mut [f64],
-    threads: usize,
-) -> Partial {
+fn assign(data: &Matrix, centers: &Matrix, labels: &mut [usize], threads: usize) -> Partial {
     let (k, d) = (centers.rows(), data.cols());
     let chunk = data.rows().div_ceil(threads);
     let blocks = &CenterBlocks::new(centers);
     let partials: Vec<Partial> = std::thread::scope(|s| {
         let handles: Vec<_> = labels
             .chunks_mut(chunk)
-            .zip(dist.chunks_mut(chunk))
             .enumerate()
-            .map(|(t, (labels, dist))| {
-                s.spawn(move || assign_rows(data, blocks, t * chunk, labels, dist))
-            })
+            .map(|(t, labels)| s.spawn(move || assign_rows(data, blocks, t * chunk, labels)))
             .collect();
         handles
             .into_iter()
@@ -418,9 +411,11 @@ fn assign(
         sums: vec![0.0; k * d],
         counts: vec![0; k],
         inertia: 0.0,
+        changed: 0,
     };
     for p in partials {
         total.inertia += p.inertia;
+        total.changed += p.changed;
         for (a, b) in total.sums.iter_mut().zip(&p.sums) {
             *a += b;
         }
@@ -438,20 +433,19 @@ fn assign_rows(
     blocks: &CenterBlocks,
     start: usize,
     labels: &mut [usize],
-    dist: &mut [f64],
 ) -> Partial {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has just been found to support AVX-512F.
-            return unsafe { assign_rows_avx512(data, blocks, start, labels, dist) };
+            return unsafe { assign_rows_avx512(data, blocks, start, labels) };
         }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has just been found to support AVX2.
-            return unsafe { assign_rows_avx2(data, blocks, start, labels, dist) };
+            return unsafe { assign_rows_avx2(data, blocks, start, labels) };
         }
     }
-    assign_rows_generic(data, blocks, start, labels, dist)
+    assign_rows_generic(data, blocks, start, labels)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -461,9 +455,8 @@ fn assign_rows_avx512(
     blocks: &CenterBlocks,
     start: usize,
     labels: &mut [usize],
-    dist: &mut [f64],
 ) -> Partial {
-    assign_rows_generic(data, blocks, start, labels, dist)
+    assign_rows_generic(data, blocks, start, labels)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -473,9 +466,8 @@ fn assign_rows_avx2(
     blocks: &CenterBlocks,
     start: usize,
     labels: &mut [usize],
-    dist: &mut [f64],
 ) -> Partial {
-    assign_rows_generic(data, blocks, start, labels, dist)
+    assign_rows_generic(data, blocks, start, labels)
 }
 
 #[inline(always)]
@@ -484,19 +476,19 @@ fn assign_rows_generic(
     blocks: &CenterBlocks,
     start: usize,
     labels: &mut [usize],
-    dist: &mut [f64],
 ) -> Partial {
     let d = data.cols();
     let mut p = Partial {
         sums: vec![0.0; blocks.k * d],
         counts: vec![0; blocks.k],
         inertia: 0.0,
+        changed: 0,
     };
     let n = labels.len();
     let mut record = |i: usize, (c, dd): (usize, f64)| {
         let row = data.row(start + i);
+        p.changed += usize::from(labels[i] != c);
         labels[i] = c;
-        dist[i] = dd;
         p.inertia += dd;
         p.counts[c] += 1;
         for (s, x) in p.sums[c * d..(c + 1) * d].iter_mut().zip(row) {
@@ -522,14 +514,14 @@ fn assign_rows_generic(
 fn lloyd(data: &Matrix, mut centers: Matrix, max_iter: usize, tol: f64, threads: usize) -> KMeans {
     let (n, d, k) = (data.rows(), data.cols(), centers.rows());
     let mut labels = vec![usize::MAX; n];
-    let mut previous = vec![usize::MAX; n];
-    let mut dist = vec![0.0; n];
     let mut iterations = 0;
     let mut strict = false;
     for i in 0..max_iter {
         iterations = i + 1;
-        let p = assign(data, &centers, &mut labels, &mut dist, threads);
+        let p = assign(data, &centers, &mut labels, threads);
         let mut new_centers = centers.clone();
+        // Distances to the assigned centres, needed only to refill an empty cluster.
+        let mut dist: Option<Vec<f64>> = None;
         let mut shift = 0.0;
         for c in 0..k {
             let row = new_centers.row_mut(c);
@@ -539,6 +531,12 @@ fn lloyd(data: &Matrix, mut centers: Matrix, max_iter: usize, tol: f64, threads:
                 }
             } else {
                 // An empty cluster takes the row farthest from its centre.
+                let dist = dist.get_or_insert_with(|| {
+                    data.iter_rows()
+                        .zip(&labels)
+                        .map(|(r, &l)| squared_distance(r, centers.row(l)))
+                        .collect()
+                });
                 let far = (0..n)
                     .max_by(|&a, &b| dist[a].total_cmp(&dist[b]))
                     .expect("rows exist");
@@ -548,14 +546,13 @@ fn lloyd(data: &Matrix, mut centers: Matrix, max_iter: usize, tol: f64, threads:
             shift += squared_distance(centers.row(c), new_centers.row(c));
         }
         centers = new_centers;
-        if labels == previous {
+        if p.changed == 0 {
             strict = true;
             break;
         }
         if shift <= tol {
             break;
         }
-        previous.copy_from_slice(&labels);
     }
     let inertia = if strict {
         // Labels unchanged, so the centres are their means: one last pass for the inertia.
@@ -564,7 +561,7 @@ fn lloyd(data: &Matrix, mut centers: Matrix, max_iter: usize, tol: f64, threads:
             .map(|(r, &c)| squared_distance(r, centers.row(c)))
             .sum()
     } else {
-        assign(data, &centers, &mut labels, &mut dist, threads).inertia
+        assign(data, &centers, &mut labels, threads).inertia
     };
     KMeans {
         centers,
