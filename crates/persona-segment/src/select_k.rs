@@ -1,8 +1,10 @@
 //! Choosing k: fit every k of a range, draw the curves, and pick by a stated rule.
 //!
 //! The rule (`--k auto`): among the k whose smallest cluster holds at least `min_share` of
-//! the rows (the over-segmentation guard), the one with the highest silhouette; on a tie,
-//! the smaller k. The elbow of the inertia curve (Kneedle) is reported beside it, as a second
+//! the rows (the over-segmentation guard), the one with the highest silhouette. Silhouettes
+//! within [`SILHOUETTE_TIE`] of the best count as tied (a sampled silhouette is not more
+//! precise than that, and two overlapping groups barely move it), and among tied k the
+//! highest Calinski-Harabasz index wins. The elbow of the inertia curve (Kneedle) is reported beside it, as a second
 //! opinion a person can compare on the plot. If no k passes the guard, the smallest k of the
 //! range is taken and [`KChoice::guarded_out`] says so.
 
@@ -13,6 +15,9 @@ use serde::Serialize;
 
 use crate::kmeans::KMeans;
 use crate::{Matrix, SegmentError, metrics};
+
+/// Silhouettes closer than this to the best are treated as equal by the `auto` rule.
+pub const SILHOUETTE_TIE: f64 = 0.01;
 
 /// The figures of one k.
 #[derive(Debug, Clone, Serialize)]
@@ -97,11 +102,16 @@ pub fn choose_k(
     }
     let eligible: Vec<&KPoint> = curve.iter().filter(|p| p.min_share >= min_share).collect();
     let guarded_out = eligible.is_empty();
+    let best_silhouette = eligible
+        .iter()
+        .map(|p| p.silhouette)
+        .fold(f64::NEG_INFINITY, f64::max);
     let k = eligible
         .iter()
         .copied()
+        .filter(|p| p.silhouette >= best_silhouette - SILHOUETTE_TIE)
         .reduce(|best, p| {
-            if p.silhouette > best.silhouette {
+            if p.calinski_harabasz > best.calinski_harabasz {
                 p
             } else {
                 best

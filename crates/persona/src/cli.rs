@@ -199,6 +199,9 @@ pub struct ClusterArgs {
     /// Write `label` per input row, in input order, to this CSV file.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Write a self-contained HTML page with the curves, sizes, centres and a 2-D view.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -140,7 +140,12 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             curves.insert("elbow_k".into(), choice.elbow.into());
             curves.insert(
                 "rule".into(),
-                format!("highest silhouette among k whose smallest cluster holds at least {:.0}% of rows", MIN_SHARE * 100.0).into(),
+                format!(
+                    "highest silhouette among k whose smallest cluster holds at least {:.0}% of rows; silhouettes within {} of the best are tied, and the highest Calinski-Harabasz breaks the tie",
+                    MIN_SHARE * 100.0,
+                    persona_segment::select_k::SILHOUETTE_TIE
+                )
+                .into(),
             );
             if choice.guarded_out {
                 eprintln!(
@@ -244,6 +249,35 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         clusters,
         features,
     };
+    if let Some(path) = &args.report {
+        let page = crate::cluster_report::render(&crate::cluster_report::ReportInput {
+            title: format!("persona cluster: {}", args.input.display()),
+            summary: format!(
+                "{} with k = {} on {} rows and {} features ({} scaling): silhouette {:.3}, Calinski-Harabasz {:.1}, Davies-Bouldin {:.3}.",
+                report.algorithm,
+                report.k,
+                report.rows,
+                report.features.len(),
+                report.scale,
+                report.silhouette,
+                report.calinski_harabasz,
+                report.davies_bouldin
+            ),
+            features: &report.features,
+            curves: &report.curves,
+            chosen_k: report.k,
+            clusters: report
+                .clusters
+                .iter()
+                .map(|c| (c.name.clone(), c.size))
+                .collect(),
+            data: &data,
+            scaled: &scaled,
+            labels: &fit.labels,
+            centers: &centers,
+        });
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

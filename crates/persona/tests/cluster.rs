@@ -160,6 +160,7 @@ fn k_auto_finds_the_groups_and_shows_the_curves() {
         }
     }
     std::fs::write(&input, csv).unwrap();
+    let report_path = dir.path().join("report.html");
     let out = run(&[
         "cluster",
         "--input",
@@ -169,6 +170,8 @@ fn k_auto_finds_the_groups_and_shows_the_curves() {
         "--k-max",
         "6",
         "--json",
+        "--report",
+        report_path.to_str().unwrap(),
     ]);
     assert!(
         out.status.success(),
@@ -180,4 +183,14 @@ fn k_auto_finds_the_groups_and_shows_the_curves() {
     assert_eq!(report["curves"]["k"], serde_json::json!([2, 3, 4, 5, 6]));
     assert_eq!(report["curves"]["inertia"].as_array().unwrap().len(), 5);
     assert_eq!(report["curves"]["elbow_k"], 3);
+    // One page, no outside file: the two curves, sizes, centres and the projection.
+    let page = std::fs::read_to_string(&report_path).unwrap();
+    assert_eq!(page.matches("<svg").count(), 5, "{page}");
+    assert!(page.contains("Chosen k = 3"));
+    assert_eq!(
+        page.matches("<circle").count(),
+        120 + 5 + 5,
+        "every row plotted, plus 5 points per curve"
+    );
+    assert!(!page.contains("src=") && !page.contains("<script"));
 }
