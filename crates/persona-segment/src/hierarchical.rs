@@ -1,5 +1,7 @@
-//! Hierarchical clustering with Ward's linkage, by the nearest-neighbour chain: memory
-//! linear in the rows (no distance matrix), time quadratic.
+//! Hierarchical clustering. Ward's linkage by the nearest-neighbour chain, in memory linear
+//! in the rows (no distance matrix); single linkage by a minimum spanning tree, also linear;
+//! complete and average linkage by the chain over a condensed distance matrix, which those
+//! linkages need (n(n-1)/2 distances). Time is quadratic for all.
 //!
 //! Ward's criterion merges the two clusters whose union increases the within-cluster sum of
 //! squares least; that increase depends only on the clusters' sizes and centroids, so no
@@ -179,4 +181,186 @@ mod tests {
         }
         assert_eq!(tree.cut(1).unwrap(), vec![0; 30]);
     }
+}
+
+/// How the distance between two clusters is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linkage {
+    Ward,
+    /// The largest distance between their rows.
+    Complete,
+    /// The mean distance between their rows.
+    Average,
+    /// The smallest distance between their rows.
+    Single,
+}
+
+/// Rows above which complete and average linkage are refused: their distance matrix would
+/// pass 3.2 GB.
+pub const MAX_MATRIX_ROWS: usize = 20_000;
+
+/// Hierarchical clustering of the rows of `data` with `linkage`.
+pub fn linkage(data: &Matrix, linkage: Linkage) -> Result<Dendrogram, SegmentError> {
+    match linkage {
+        Linkage::Ward => ward(data),
+        Linkage::Single => single(data),
+        Linkage::Complete | Linkage::Average => {
+            if data.rows() > MAX_MATRIX_ROWS {
+                return Err(SegmentError::Param {
+                    name: "rows",
+                    rule: "at most 20000 for complete or average linkage (they need every pairwise distance; use ward or single, or a sample)",
+                    value: data.rows().to_string(),
+                });
+            }
+            matrix_chain(data, linkage == Linkage::Complete)
+        }
+    }
+}
+
+/// Renumbers merges of slots (sorted by height) into scipy's scheme.
+fn number_merges(n: usize, mut raw: Vec<(usize, usize, f64, usize)>) -> Dendrogram {
+    raw.sort_by(|x, y| x.2.total_cmp(&y.2));
+    let mut parent: Vec<usize> = (0..2 * n - 1).collect();
+    fn find(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    let merges = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, (a, b, height, _))| {
+            let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+            parent[ra] = n + i;
+            parent[rb] = n + i;
+            Merge {
+                a: ra.min(rb),
+                b: ra.max(rb),
+                height,
+                size: 0,
+            }
+        })
+        .collect::<Vec<_>>();
+    // Sizes from the numbering: a merge's size is the sum of its parts.
+    let mut sizes = vec![1usize; 2 * n - 1];
+    let merges = merges
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut m)| {
+            sizes[n + i] = sizes[m.a] + sizes[m.b];
+            m.size = sizes[n + i];
+            m
+        })
+        .collect();
+    Dendrogram { rows: n, merges }
+}
+
+/// Single linkage: the minimum spanning tree by Prim's algorithm (O(n) memory); its edges in
+/// increasing order are the merges.
+fn single(data: &Matrix) -> Result<Dendrogram, SegmentError> {
+    let n = data.rows();
+    if n < 2 {
+        return Err(SegmentError::TooFewRows { k: 2, rows: n });
+    }
+    let mut in_tree = vec![false; n];
+    let mut best = vec![f64::INFINITY; n];
+    let mut from = vec![0usize; n];
+    let mut current = 0;
+    in_tree[0] = true;
+    let mut edges = Vec::with_capacity(n - 1);
+    for _ in 1..n {
+        let row = data.row(current);
+        let mut next = usize::MAX;
+        let mut next_d = f64::INFINITY;
+        for j in 0..n {
+            if in_tree[j] {
+                continue;
+            }
+            let d = squared_distance(row, data.row(j)).sqrt();
+            if d < best[j] {
+                best[j] = d;
+                from[j] = current;
+            }
+            if best[j] < next_d {
+                next_d = best[j];
+                next = j;
+            }
+        }
+        in_tree[next] = true;
+        edges.push((from[next], next, next_d, 0));
+        current = next;
+    }
+    Ok(number_merges(n, edges))
+}
+
+/// Complete or average linkage by the nearest-neighbour chain over a condensed matrix of
+/// Euclidean distances, updated by the Lance-Williams formulas.
+fn matrix_chain(data: &Matrix, complete: bool) -> Result<Dendrogram, SegmentError> {
+    let n = data.rows();
+    if n < 2 {
+        return Err(SegmentError::TooFewRows { k: 2, rows: n });
+    }
+    // Index of (i, j), i < j, in the condensed upper triangle.
+    let at = |i: usize, j: usize| -> usize {
+        let (i, j) = (i.min(j), i.max(j));
+        i * n - i * (i + 1) / 2 + (j - i - 1)
+    };
+    let mut dist = vec![0.0f64; n * (n - 1) / 2];
+    for i in 0..n {
+        for j in i + 1..n {
+            dist[at(i, j)] = squared_distance(data.row(i), data.row(j)).sqrt();
+        }
+    }
+    let mut size = vec![1usize; n];
+    let mut active: Vec<usize> = (0..n).collect();
+    let mut position: Vec<usize> = (0..n).collect();
+    let mut chain: Vec<usize> = Vec::with_capacity(n);
+    let mut raw = Vec::with_capacity(n - 1);
+    while active.len() > 1 {
+        if chain.is_empty() {
+            chain.push(active[0]);
+        }
+        let top = *chain.last().expect("not empty");
+        let previous = chain.len().checked_sub(2).map(|i| chain[i]);
+        let mut best = (usize::MAX, f64::INFINITY);
+        for &other in &active {
+            if other == top {
+                continue;
+            }
+            let d = dist[at(top, other)];
+            if d < best.1 || (d == best.1 && Some(other) == previous) {
+                best = (other, d);
+            }
+        }
+        let (nearest, d) = best;
+        if Some(nearest) != previous {
+            chain.push(nearest);
+            continue;
+        }
+        chain.pop();
+        chain.pop();
+        let (a, b) = (nearest.min(top), nearest.max(top));
+        let (na, nb) = (size[a] as f64, size[b] as f64);
+        for &other in &active {
+            if other == a || other == b {
+                continue;
+            }
+            let (da, db) = (dist[at(a, other)], dist[at(b, other)]);
+            dist[at(a, other)] = if complete {
+                da.max(db)
+            } else {
+                (na * da + nb * db) / (na + nb)
+            };
+        }
+        size[a] += size[b];
+        let p = position[b];
+        active.swap_remove(p);
+        if p < active.len() {
+            position[active[p]] = p;
+        }
+        raw.push((a, b, d, size[a]));
+    }
+    Ok(number_merges(n, raw))
 }

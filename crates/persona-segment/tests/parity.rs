@@ -112,15 +112,22 @@ fn quality_metrics_match_scikit_learn() {
 }
 
 #[test]
-fn ward_labels_match_scikit_learn() {
+fn hierarchical_labels_match_scikit_learn() {
+    use persona_segment::hierarchical::{Linkage, linkage};
     for name in CASES {
         let (data, want) = load(name);
         let k = want["k"].as_u64().unwrap() as usize;
-        let tree = persona_segment::hierarchical::ward(&data).unwrap();
-        let ours = tree.cut(k).unwrap();
-        assert!(
-            same_partition(&ours, &labels(&want["ward_labels"])),
-            "{name}: Ward labels differ"
-        );
+        for (method, key) in [
+            (Linkage::Ward, "ward_labels"),
+            (Linkage::Complete, "complete_labels"),
+            (Linkage::Average, "average_labels"),
+            (Linkage::Single, "single_labels"),
+        ] {
+            let ours = linkage(&data, method).unwrap().cut(k).unwrap();
+            assert!(
+                same_partition(&ours, &labels(&want[key])),
+                "{name}: {method:?} labels differ"
+            );
+        }
     }
 }

@@ -177,8 +177,7 @@ pub struct ClusterArgs {
     /// kmeans or hierarchical (minibatch-kmeans and dbscan are being built).
     #[arg(long, default_value = "kmeans")]
     pub algorithm: String,
-    /// Linkage of hierarchical clustering: ward (complete, average and single are being
-    /// built).
+    /// Linkage of hierarchical clustering: ward, complete, average or single.
     #[arg(long, default_value = "ward")]
     pub linkage: String,
     /// Number of clusters, or `auto` to try 2..=--k-max and choose (see the JSON's

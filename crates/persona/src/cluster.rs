@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, bail};
-use persona_segment::hierarchical::ward;
+use persona_segment::hierarchical::{Linkage, linkage};
 use persona_segment::stability::bootstrap_stability;
 use persona_segment::{KMeans, KMeansParams, KPoint, Matrix, Scaler, Scaling, choose_k, metrics};
 use rand::SeedableRng;
@@ -68,15 +68,7 @@ struct ClusterSummary {
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let hierarchical = match args.algorithm.as_str() {
         "kmeans" => false,
-        "hierarchical" => {
-            if args.linkage != "ward" {
-                bail!(
-                    "--linkage {}: only ward is available so far (complete, average and single are being built)",
-                    args.linkage
-                );
-            }
-            true
-        }
+        "hierarchical" => true,
         "minibatch-kmeans" | "dbscan" => bail!(
             "--algorithm {}: not available yet (kmeans and hierarchical are)",
             args.algorithm
@@ -84,6 +76,13 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         other => bail!(
             "--algorithm must be kmeans, minibatch-kmeans, hierarchical or dbscan, got {other:?}"
         ),
+    };
+    let method = match args.linkage.as_str() {
+        "ward" => Linkage::Ward,
+        "complete" => Linkage::Complete,
+        "average" => Linkage::Average,
+        "single" => Linkage::Single,
+        other => bail!("--linkage must be ward, complete, average or single, got {other:?}"),
     };
     let auto = args.k == "auto";
     if auto && hierarchical {
@@ -159,7 +158,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         }
     };
     let fit = if hierarchical {
-        let labels = ward(&scaled)?.cut(k)?;
+        let labels = linkage(&scaled, method)?.cut(k)?;
         as_partition(&scaled, labels, k)?
     } else {
         KMeansParams::new(k)

@@ -23,7 +23,32 @@ fn three_customer_groups_are_found_and_described() {
     }
     std::fs::write(&input, csv).unwrap();
     let labels_path = dir.path().join("labels.csv");
-    // Ward finds the same three groups.
+    // Every linkage finds the same three groups.
+    for linkage in ["ward", "complete", "average", "single"] {
+        let out = run(&[
+            "cluster",
+            "--input",
+            input.to_str().unwrap(),
+            "--k",
+            "3",
+            "--algorithm",
+            "hierarchical",
+            "--linkage",
+            linkage,
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            r["sizes"],
+            serde_json::json!([40, 40, 40]),
+            "{linkage}: {r}"
+        );
+    }
     let out = run(&[
         "cluster",
         "--input",
@@ -129,9 +154,9 @@ fn bad_options_are_named() {
                 "--algorithm",
                 "hierarchical",
                 "--linkage",
-                "single",
+                "median",
             ],
-            "only ward",
+            "--linkage must be",
         ),
         (vec!["--k", "2", "--features", "a,zzz"], "no column \"zzz\""),
         (vec!["--k", "2", "--scale", "log"], "--scale"),
