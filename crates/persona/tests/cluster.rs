@@ -4,6 +4,19 @@ mod common;
 
 use common::run;
 
+/// `persona cluster ARGS --json`, which must succeed, parsed.
+fn cluster_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["cluster", "--json"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn three_customer_groups_are_found_and_described() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,8 +38,7 @@ fn three_customer_groups_are_found_and_described() {
     let labels_path = dir.path().join("labels.csv");
     // Every linkage finds the same three groups.
     for linkage in ["ward", "complete", "average", "single"] {
-        let out = run(&[
-            "cluster",
+        let r = cluster_json(&[
             "--input",
             input.to_str().unwrap(),
             "--k",
@@ -35,37 +47,13 @@ fn three_customer_groups_are_found_and_described() {
             "hierarchical",
             "--linkage",
             linkage,
-            "--json",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(
             r["sizes"],
             serde_json::json!([40, 40, 40]),
             "{linkage}: {r}"
         );
     }
-    let out = run(&[
-        "cluster",
-        "--input",
-        input.to_str().unwrap(),
-        "--k",
-        "3",
-        "--algorithm",
-        "hierarchical",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ward: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(ward["sizes"], serde_json::json!([40, 40, 40]), "{ward}");
     let out = run(&[
         "cluster",
         "--input",
