@@ -34,4 +34,6 @@ pub enum SegmentError {
     LabelCount(usize, usize),
     #[error("the metric needs from 2 to n-1 clusters, got {0}")]
     ClusterCount(usize),
+    #[error("label {label} is out of range for {k} clusters")]
+    LabelOutOfRange { label: usize, k: usize },
 }

@@ -44,8 +44,8 @@ pub fn ward(data: &Matrix) -> Result<Dendrogram, SegmentError> {
     // Slot → position in `active`, to remove in O(1).
     let mut position: Vec<usize> = (0..n).collect();
     let mut chain: Vec<usize> = Vec::with_capacity(n);
-    // (slot a, slot b, cost, new size); slots are reused: the merged cluster lives in `a`.
-    let mut raw: Vec<(usize, usize, f64, usize)> = Vec::with_capacity(n - 1);
+    // (slot a, slot b, height); slots are reused: the merged cluster lives in `a`.
+    let mut raw: Vec<(usize, usize, f64)> = Vec::with_capacity(n - 1);
     while active.len() > 1 {
         if chain.is_empty() {
             chain.push(active[0]);
@@ -101,29 +101,12 @@ pub fn ward(data: &Matrix) -> Result<Dendrogram, SegmentError> {
             if at < active.len() {
                 position[active[at]] = at;
             }
-            raw.push((a, b, cost, (na + nb) as usize));
+            raw.push((a, b, (2.0 * cost).sqrt()));
         } else {
             chain.push(nearest);
         }
     }
-    // Sort by height and renumber into scipy's scheme with a union-find over slots.
-    raw.sort_by(|x, y| x.2.total_cmp(&y.2));
-    let mut label: Vec<usize> = (0..n).collect(); // slot → current cluster number
-    let merges = raw
-        .into_iter()
-        .enumerate()
-        .map(|(i, (a, b, cost, size))| {
-            let m = Merge {
-                a: label[a].min(label[b]),
-                b: label[a].max(label[b]),
-                height: (2.0 * cost).sqrt(),
-                size,
-            };
-            label[a] = n + i;
-            m
-        })
-        .collect();
-    Ok(Dendrogram { rows: n, merges })
+    Ok(number_merges(n, raw))
 }
 
 impl Dendrogram {
@@ -135,13 +118,6 @@ impl Dendrogram {
             return Err(SegmentError::TooFewRows { k, rows: n });
         }
         let mut parent: Vec<usize> = (0..2 * n - 1).collect();
-        fn find(p: &mut [usize], mut x: usize) -> usize {
-            while p[x] != x {
-                p[x] = p[p[x]];
-                x = p[x];
-            }
-            x
-        }
         for (i, m) in self.merges.iter().take(n - k).enumerate() {
             let (ra, rb) = (find(&mut parent, m.a), find(&mut parent, m.b));
             parent[ra] = n + i;
@@ -217,21 +193,25 @@ pub fn linkage(data: &Matrix, linkage: Linkage) -> Result<Dendrogram, SegmentErr
     }
 }
 
-/// Renumbers merges of slots (sorted by height) into scipy's scheme.
-fn number_merges(n: usize, mut raw: Vec<(usize, usize, f64, usize)>) -> Dendrogram {
+/// The root of `x` in a union-find forest, halving paths on the way.
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+/// Merges of rows or slots, `(a, b, height)` in any order, as a dendrogram: sorted by
+/// height and renumbered into scipy's scheme (the i-th merge creates cluster `n + i`).
+/// Valid for reducible linkages, whose heights never decrease up the tree.
+fn number_merges(n: usize, mut raw: Vec<(usize, usize, f64)>) -> Dendrogram {
     raw.sort_by(|x, y| x.2.total_cmp(&y.2));
     let mut parent: Vec<usize> = (0..2 * n - 1).collect();
-    fn find(p: &mut [usize], mut x: usize) -> usize {
-        while p[x] != x {
-            p[x] = p[p[x]];
-            x = p[x];
-        }
-        x
-    }
     let merges = raw
         .into_iter()
         .enumerate()
-        .map(|(i, (a, b, height, _))| {
+        .map(|(i, (a, b, height))| {
             let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
             parent[ra] = n + i;
             parent[rb] = n + i;
@@ -289,7 +269,7 @@ fn single(data: &Matrix) -> Result<Dendrogram, SegmentError> {
             }
         }
         in_tree[next] = true;
-        edges.push((from[next], next, next_d, 0));
+        edges.push((from[next], next, next_d));
         current = next;
     }
     Ok(number_merges(n, edges))
@@ -360,7 +340,7 @@ fn matrix_chain(data: &Matrix, complete: bool) -> Result<Dendrogram, SegmentErro
         if p < active.len() {
             position[active[p]] = p;
         }
-        raw.push((a, b, d, size[a]));
+        raw.push((a, b, d));
     }
     Ok(number_merges(n, raw))
 }

@@ -150,13 +150,42 @@ pub struct KMeans {
 }
 
 impl KMeans {
+    /// A flat clustering given by its labels (`0..k`), in the same shape: centres are the
+    /// cluster means, inertia the within-cluster sum of squares, no iterations.
+    pub fn from_labels(
+        data: &Matrix,
+        labels: Vec<usize>,
+        k: usize,
+    ) -> Result<KMeans, SegmentError> {
+        if labels.len() != data.rows() {
+            return Err(SegmentError::LabelCount(labels.len(), data.rows()));
+        }
+        if let Some(&bad) = labels.iter().find(|&&l| l >= k) {
+            return Err(SegmentError::LabelOutOfRange { label: bad, k });
+        }
+        let (_, means) = crate::metrics::cluster_means(data, &labels, k);
+        let centers = Matrix::from_rows(&means)?;
+        let inertia = data
+            .iter_rows()
+            .zip(&labels)
+            .map(|(r, &l)| squared_distance(r, centers.row(l)))
+            .sum();
+        Ok(KMeans {
+            centers,
+            labels,
+            inertia,
+            iterations: 0,
+        })
+    }
+
     /// The nearest centre to `row` and its squared distance.
     pub fn predict(&self, row: &[f64]) -> (usize, f64) {
         nearest(&self.centers, row)
     }
 }
 
-fn nearest(centers: &Matrix, row: &[f64]) -> (usize, f64) {
+/// The nearest of `centers` to `row` (the first of equals) and its squared distance.
+pub(crate) fn nearest(centers: &Matrix, row: &[f64]) -> (usize, f64) {
     let mut best = (0, f64::INFINITY);
     for (c, center) in centers.iter_rows().enumerate() {
         let d = squared_distance(row, center);

@@ -24,8 +24,8 @@ fn dense_labels(data: &Matrix, labels: &[usize]) -> Result<(Vec<usize>, usize), 
     Ok((dense, k))
 }
 
-/// Per-cluster sizes and centroids (means).
-fn centroids(data: &Matrix, labels: &[usize], k: usize) -> (Vec<usize>, Vec<Vec<f64>>) {
+/// Per-cluster sizes and means, for labels `0..k` (an empty cluster's mean is all zeros).
+pub fn cluster_means(data: &Matrix, labels: &[usize], k: usize) -> (Vec<usize>, Vec<Vec<f64>>) {
     let mut counts = vec![0usize; k];
     let mut sums = vec![vec![0.0; data.cols()]; k];
     for (row, &l) in data.iter_rows().zip(labels) {
@@ -36,7 +36,7 @@ fn centroids(data: &Matrix, labels: &[usize], k: usize) -> (Vec<usize>, Vec<Vec<
     }
     for (s, &n) in sums.iter_mut().zip(&counts) {
         for x in s.iter_mut() {
-            *x /= n as f64;
+            *x /= n.max(1) as f64;
         }
     }
     (counts, sums)
@@ -102,7 +102,7 @@ pub fn silhouette(data: &Matrix, labels: &[usize], threads: usize) -> Result<f64
 pub fn calinski_harabasz(data: &Matrix, labels: &[usize]) -> Result<f64, SegmentError> {
     let (labels, k) = dense_labels(data, labels)?;
     let n = data.rows();
-    let (counts, centers) = centroids(data, &labels, k);
+    let (counts, centers) = cluster_means(data, &labels, k);
     let mut mean = vec![0.0; data.cols()];
     for row in data.iter_rows() {
         for (m, x) in mean.iter_mut().zip(row) {
@@ -131,7 +131,7 @@ pub fn calinski_harabasz(data: &Matrix, labels: &[usize]) -> Result<f64, Segment
 /// centroid distance against any other cluster. Lower is better.
 pub fn davies_bouldin(data: &Matrix, labels: &[usize]) -> Result<f64, SegmentError> {
     let (labels, k) = dense_labels(data, labels)?;
-    let (counts, centers) = centroids(data, &labels, k);
+    let (counts, centers) = cluster_means(data, &labels, k);
     let mut spread = vec![0.0; k];
     for (r, &l) in data.iter_rows().zip(&labels) {
         spread[l] += squared_distance(r, &centers[l]).sqrt();

@@ -36,14 +36,7 @@ impl Model {
         };
         scaled.copy_from_slice(row);
         self.scaler.transform_row(scaled);
-        let mut best = (0, f64::INFINITY);
-        for (c, center) in self.centers.iter_rows().enumerate() {
-            let d = crate::matrix::squared_distance(scaled, center);
-            if d < best.1 {
-                best = (c, d);
-            }
-        }
-        best
+        crate::kmeans::nearest(&self.centers, scaled)
     }
 }
 

@@ -145,13 +145,18 @@ impl Processor {
             self.config.session_gap_ms,
         );
         let mut applied = 0;
-        let mut received = None;
+        let mut last_applied = None;
         for r in &records {
-            if let Some(at) = self.apply(&mut batch, r)? {
+            if self.apply(&mut batch, r)? {
                 applied += 1;
-                received = at.or(received);
+                last_applied = Some(r);
             }
         }
+        // For the lag in seconds: when the newest applied event arrived. Read once a batch,
+        // not once an event.
+        let received = last_applied
+            .and_then(|r| Event::parse(&r.payload).ok())
+            .and_then(|e| e.received_at());
         let taken = records.len();
         let next = records[taken - 1].offset + 1;
         batch.set_offset(CONSUMER, next);
@@ -177,13 +182,8 @@ impl Processor {
         }
     }
 
-    /// Applies one record to the batch. `Some(received_at)` if it was applied, `None` if it
-    /// was dropped.
-    fn apply(
-        &mut self,
-        batch: &mut Batch<'_>,
-        record: &Record,
-    ) -> Result<Option<Option<i64>>, StoreError> {
+    /// Applies one record to the batch; false if it was dropped.
+    fn apply(&mut self, batch: &mut Batch<'_>, record: &Record) -> Result<bool, StoreError> {
         let event = match Event::parse(&record.payload) {
             Ok(e) => e,
             Err(e) => {
@@ -191,17 +191,17 @@ impl Processor {
                 self.dedupe.record(message_id(&record.payload).as_deref());
                 tracing::warn!(offset = record.offset, error = %e, "skipping a malformed log record");
                 self.metrics.dropped(DropReason::Malformed);
-                return Ok(None);
+                return Ok(false);
             }
         };
         let duplicate = self.dedupe.record(event.msg.message_id.as_deref());
         if let Some(reason) = noise(&event, &self.config) {
             self.metrics.dropped(reason);
-            return Ok(None);
+            return Ok(false);
         }
         if duplicate {
             self.metrics.dropped(DropReason::Duplicate);
-            return Ok(None);
+            return Ok(false);
         }
         let id = batch.resolve_event(
             event.msg.user_id.as_deref(),
@@ -232,7 +232,7 @@ impl Processor {
                 },
             );
         }
-        Ok(Some(event.received_at()))
+        Ok(true)
     }
 }
 

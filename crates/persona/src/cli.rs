@@ -103,6 +103,13 @@ pub struct SimulateArgs {
 pub struct ImportArgs {
     /// JSONL file of Segment-spec messages (each with its `type`).
     pub file: PathBuf,
+    #[command(flatten)]
+    pub destination: DestinationArgs,
+}
+
+/// Where `import` and `import-profiles` send: a stopped server's log, or a running server.
+#[derive(Args)]
+pub struct DestinationArgs {
     /// Data folder of a stopped server to write into [default: ./persona-data].
     #[arg(long, env = "PERSONA_DATA_DIR", conflicts_with = "target")]
     pub data_dir: Option<PathBuf>,
@@ -124,18 +131,8 @@ pub struct ImportProfilesArgs {
     /// The column holding the user id; every other column becomes a trait.
     #[arg(long, default_value = "user_id")]
     pub key: String,
-    /// Data folder of a stopped server to write into [default: ./persona-data].
-    #[arg(long, env = "PERSONA_DATA_DIR", conflicts_with = "target")]
-    pub data_dir: Option<PathBuf>,
-    /// Send through a running server's HTTP API instead.
-    #[arg(long, requires = "write_key")]
-    pub target: Option<String>,
-    /// Write key for --target.
-    #[arg(long, env = "PERSONA_WRITE_KEY")]
-    pub write_key: Option<String>,
-    /// Rows per append or HTTP batch.
-    #[arg(long, default_value_t = 500)]
-    pub batch_size: usize,
+    #[command(flatten)]
+    pub destination: DestinationArgs,
 }
 
 #[derive(Subcommand)]

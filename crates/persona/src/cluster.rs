@@ -159,7 +159,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     };
     let fit = if hierarchical {
         let labels = linkage(&scaled, method)?.cut(k)?;
-        as_partition(&scaled, labels, k)?
+        KMeans::from_labels(&scaled, labels, k)?
     } else {
         KMeansParams::new(k)
             .n_init(args.n_init)
@@ -342,42 +342,6 @@ fn print_table(r: &Report) {
     }
 }
 
-/// A flat clustering in the shape of a K-Means result: centres are the cluster means,
-/// inertia the within-cluster sum of squares.
-fn as_partition(data: &Matrix, labels: Vec<usize>, k: usize) -> anyhow::Result<KMeans> {
-    let d = data.cols();
-    let mut sums = vec![0.0; k * d];
-    let mut counts = vec![0usize; k];
-    for (row, &l) in data.iter_rows().zip(&labels) {
-        counts[l] += 1;
-        for (s, x) in sums[l * d..(l + 1) * d].iter_mut().zip(row) {
-            *s += x;
-        }
-    }
-    for (l, n) in counts.iter().enumerate() {
-        sums[l * d..(l + 1) * d]
-            .iter_mut()
-            .for_each(|s| *s /= (*n).max(1) as f64);
-    }
-    let centers = Matrix::new(k, d, sums)?;
-    let inertia = data
-        .iter_rows()
-        .zip(&labels)
-        .map(|(r, &l)| {
-            r.iter()
-                .zip(centers.row(l))
-                .map(|(x, c)| (x - c) * (x - c))
-                .sum::<f64>()
-        })
-        .sum();
-    Ok(KMeans {
-        centers,
-        labels,
-        inertia,
-        iterations: 0,
-    })
-}
-
 /// The feature columns as a matrix; missing values get the column's median.
 fn read_features(
     args: &ClusterArgs,
@@ -453,21 +417,14 @@ fn describe(
 ) -> Vec<ClusterSummary> {
     let (n, d) = (data.rows(), data.cols());
     let z = Scaler::fit(data, Scaling::ZScore);
-    let mut sums = vec![vec![0.0; d]; sizes.len()];
-    for (row, &l) in data.iter_rows().zip(labels) {
-        for (s, x) in sums[l].iter_mut().zip(row) {
-            *s += x;
-        }
-    }
-    sums.iter()
+    let (_, means) = metrics::cluster_means(data, labels, sizes.len());
+    means
+        .iter()
         .enumerate()
-        .map(|(label, sum)| {
+        .map(|(label, mean)| {
             let size = sizes[label];
             let mut diffs: Vec<(String, f64)> = (0..d)
-                .map(|j| {
-                    let mean = sum[j] / size.max(1) as f64;
-                    (features[j].clone(), (mean - z.offset[j]) / z.scale[j])
-                })
+                .map(|j| (features[j].clone(), (mean[j] - z.offset[j]) / z.scale[j]))
                 .collect();
             diffs.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
             diffs.truncate(DISTINGUISHING);

@@ -12,7 +12,7 @@ use persona_collector::normalize::{Envelope, normalize};
 use persona_log::{EventLog, LogConfig};
 use serde_json::Value;
 
-use crate::cli::{ImportArgs, default_data_dir};
+use crate::cli::{DestinationArgs, ImportArgs, default_data_dir};
 use crate::client::{BatchOutcome, Sender, progress_bar, send_all};
 
 /// Rejects printed in full; the rest are only counted.
@@ -27,16 +27,24 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// `--target URL --write-key KEY`, else the data folder's log.
-    pub fn from_args(
-        target: Option<&str>,
-        write_key: Option<&str>,
-        data_dir: Option<PathBuf>,
-    ) -> anyhow::Result<Self> {
-        Ok(match target {
-            Some(t) => Destination::Http(Sender::new(t, write_key.unwrap_or_default())?),
-            None => Destination::Log(data_dir.unwrap_or_else(default_data_dir).join("log")),
-        })
+    /// `--target URL --write-key KEY`, else the data folder's log; and the batch size.
+    pub fn from_args(args: &DestinationArgs) -> anyhow::Result<(Self, usize)> {
+        if args.batch_size == 0 {
+            anyhow::bail!("--batch-size must be at least 1");
+        }
+        let dest = match &args.target {
+            Some(t) => Destination::Http(Sender::new(
+                t,
+                args.write_key.as_deref().unwrap_or_default(),
+            )?),
+            None => Destination::Log(
+                args.data_dir
+                    .clone()
+                    .unwrap_or_else(default_data_dir)
+                    .join("log"),
+            ),
+        };
+        Ok((dest, args.batch_size))
     }
 
     /// Sends every message. Items are numbered by their place in the input (`unit` says
@@ -56,17 +64,10 @@ impl Destination {
 }
 
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
-    if args.batch_size == 0 {
-        anyhow::bail!("--batch-size must be at least 1");
-    }
+    let (dest, batch_size) = Destination::from_args(&args.destination)?;
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
     let bar = progress_bar(file.metadata()?.len(), "reading");
-    let dest = Destination::from_args(
-        args.target.as_deref(),
-        args.write_key.as_deref(),
-        args.data_dir.clone(),
-    )?;
     let lines = BufReader::new(file)
         .lines()
         .enumerate()
@@ -83,7 +84,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
                 .map_err(|e| format!("line {}: not JSON: {e}", n + 1));
             Some((n + 1, parsed))
         });
-    let summary = dest.import(lines, "line", args.batch_size).await?;
+    let summary = dest.import(lines, "line", batch_size).await?;
     bar.finish_and_clear();
     report(&summary, "messages", &args.file);
     Ok(())

@@ -17,9 +17,6 @@ use crate::table;
 /// Each row becomes an identify call marked as enrichment: the processor writes its traits
 /// (last write wins by time, as for any identify) without counting it as behaviour.
 pub async fn import(args: ImportProfilesArgs) -> anyhow::Result<()> {
-    if args.batch_size == 0 {
-        anyhow::bail!("--batch-size must be at least 1");
-    }
     let table = table::open(&args.file)?;
     if !table.columns.iter().any(|c| c == &args.key) {
         anyhow::bail!(
@@ -29,11 +26,7 @@ pub async fn import(args: ImportProfilesArgs) -> anyhow::Result<()> {
             table.columns.join(", ")
         );
     }
-    let dest = Destination::from_args(
-        args.target.as_deref(),
-        args.write_key.as_deref(),
-        args.data_dir.clone(),
-    )?;
+    let (dest, batch_size) = Destination::from_args(&args.destination)?;
     let bar = progress_bar(table.len.unwrap_or(0), "reading rows");
     let now = format_timestamp(Utc::now());
     let key = args.key.clone();
@@ -63,7 +56,7 @@ pub async fn import(args: ImportProfilesArgs) -> anyhow::Result<()> {
             });
         (row_no, message)
     });
-    let summary = dest.import(messages, "row", args.batch_size).await?;
+    let summary = dest.import(messages, "row", batch_size).await?;
     bar.finish_and_clear();
     report(&summary, "profiles", &args.file);
     Ok(())
