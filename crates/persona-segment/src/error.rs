@@ -34,6 +34,13 @@ pub enum SegmentError {
     LabelCount(usize, usize),
     #[error("the metric needs from 2 to n-1 clusters, got {0}")]
     ClusterCount(usize),
+    #[error("column {column:?}{}: {reason}", row.map_or(String::new(), |r| format!(", row {}", r + 1)))]
+    Column {
+        column: String,
+        /// Zero-based; shown one-based.
+        row: Option<usize>,
+        reason: String,
+    },
     #[error("label {label} is out of range for {k} clusters")]
     LabelOutOfRange { label: usize, k: usize },
 }

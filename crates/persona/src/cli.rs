@@ -168,10 +168,22 @@ pub struct ClusterArgs {
     /// A .csv file with a header row, or a .parquet file; one row per customer.
     #[arg(long)]
     pub input: PathBuf,
-    /// Feature columns, comma-separated [default: every numeric column].
+    /// Feature columns, comma-separated [default: every numeric column]. A text column named
+    /// here is one-hot encoded.
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<String>,
-    /// kmeans or hierarchical (minibatch-kmeans and dbscan are being built).
+    /// Columns to one-hot encode although they hold numbers (a store number, a zip code).
+    #[arg(long, value_delimiter = ',')]
+    pub categorical: Vec<String>,
+    /// How missing values are filled, per column: COLUMN=median|mean|most_frequent|constant:VALUE,
+    /// comma-separated [default: median for numbers, the most frequent value for categories].
+    #[arg(long, value_delimiter = ',')]
+    pub impute: Vec<String>,
+    /// Columns to transform with ln(1 + x) before scaling, comma-separated, or `auto` for every
+    /// non-negative column whose skewness is above 2 (money and counts, typically).
+    #[arg(long, value_delimiter = ',')]
+    pub log1p: Vec<String>,
+    /// kmeans, minibatch-kmeans, hierarchical or dbscan.
     #[arg(long, default_value = "kmeans")]
     pub algorithm: String,
     /// Linkage of hierarchical clustering: ward, complete, average or single.
@@ -198,6 +210,10 @@ pub struct ClusterArgs {
     /// Write a self-contained HTML page with the curves, sizes, centres and a 2-D view.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Write the fitted model (preparation, scaling, centres, cluster names) as JSON, to
+    /// assign new customers exactly as these rows were.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -9,7 +9,6 @@ mod bench;
 mod cli;
 mod client;
 mod cluster;
-mod cluster_report;
 mod import;
 mod keys;
 mod logcmd;

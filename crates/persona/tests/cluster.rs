@@ -92,7 +92,10 @@ fn three_customer_groups_are_found_and_described() {
         report["features"],
         serde_json::json!(["recency_days", "frequency", "monetary"])
     );
-    assert_eq!(report["imputed"]["monetary"], 1);
+    assert_eq!(
+        report["preparation"]["imputed"],
+        serde_json::json!([["monetary", 1, "median"]])
+    );
     assert!(report["silhouette"].as_f64().unwrap() > 0.7, "{report}");
     assert!(report["stability"].as_f64().unwrap() > 0.95, "{report}");
 
@@ -123,6 +126,94 @@ fn three_customer_groups_are_found_and_described() {
     );
 }
 
+/// The three groups of [`three_customer_groups_are_found_and_described`], with a country
+/// per group and a gap, as CSV.
+fn groups_csv() -> String {
+    let mut csv = String::from("user_id,recency_days,frequency,monetary,country\n");
+    for i in 0..40 {
+        let j = f64::from(i % 7);
+        let country = if i == 5 { "" } else { "DE" };
+        csv += &format!(
+            "a{i},{},{},{},{country}\n",
+            2.0 + j,
+            20.0 + j,
+            2000.0 + 10.0 * j
+        );
+        csv += &format!("b{i},{},{},{},FR\n", 300.0 + j, 1.0, 30.0 + j);
+        csv += &format!("c{i},{},{},{},US\n", 20.0 + j, 40.0 + j, 200.0 + j);
+    }
+    csv
+}
+
+#[test]
+fn categories_and_log1p_are_prepared_and_the_stored_model_assigns_as_training_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("features.csv");
+    std::fs::write(&input, groups_csv()).unwrap();
+    let (labels_path, model_path) = (dir.path().join("l.csv"), dir.path().join("m.json"));
+    let r = cluster_json(&[
+        "--input",
+        input.to_str().unwrap(),
+        "--k",
+        "3",
+        "--features",
+        "recency_days,monetary,country",
+        "--log1p",
+        "monetary",
+        "--impute",
+        "country=constant:DE",
+        "--output",
+        labels_path.to_str().unwrap(),
+        "--model",
+        model_path.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        r["features"],
+        serde_json::json!([
+            "recency_days",
+            "monetary",
+            "country=DE",
+            "country=FR",
+            "country=US"
+        ])
+    );
+    assert_eq!(r["preparation"]["log1p"], serde_json::json!(["monetary"]));
+    assert_eq!(
+        r["preparation"]["imputed"],
+        serde_json::json!([["country", 1, "constant DE"]])
+    );
+    assert_eq!(r["sizes"], serde_json::json!([40, 40, 40]));
+    // Centres come back in input units: money undone from the log, a category as its share.
+    let big = r["centers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["country=DE"] == 1.0)
+        .expect("a cluster of the German customers");
+    let m = big["monetary"].as_f64().unwrap();
+    assert!((2000.0..2060.0).contains(&m), "{big}");
+
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&model_path).unwrap()).unwrap();
+    assert_eq!(stored["names"].as_array().unwrap().len(), 3);
+    let model: persona_segment::Model = serde_json::from_value(stored["model"].clone()).unwrap();
+    let labels = std::fs::read_to_string(&labels_path).unwrap();
+    let labels: Vec<usize> = labels.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    let csv = groups_csv();
+    for (line, label) in csv.lines().skip(1).zip(&labels) {
+        let cells: Vec<&str> = line.split(',').collect();
+        let number = |s: &str| persona_segment::Cell::Number(s.parse().unwrap());
+        let country = match cells[4] {
+            "" => persona_segment::Cell::Missing,
+            c => persona_segment::Cell::Text(c),
+        };
+        let (assigned, _) = model
+            .assign(&[number(cells[1]), number(cells[3]), country])
+            .unwrap();
+        assert_eq!(assigned, *label, "{line}");
+    }
+}
+
 #[test]
 fn bad_options_are_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,6 +239,14 @@ fn bad_options_are_named() {
         ),
         (vec!["--k", "2", "--features", "a,zzz"], "no column \"zzz\""),
         (vec!["--k", "2", "--scale", "log"], "--scale"),
+        (
+            vec!["--k", "2", "--impute", "a=mode"],
+            "--impute a: must be median",
+        ),
+        (
+            vec!["--k", "2", "--log1p", "zzz"],
+            "column \"zzz\": is not one of",
+        ),
         (vec!["--k", "9"], "k = 9 is more than the 3 rows"),
     ] {
         let mut all = vec!["cluster", "--input", f];

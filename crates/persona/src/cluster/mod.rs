@@ -6,8 +6,11 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use persona_segment::hierarchical::{Linkage, linkage};
+use persona_segment::prepare::PrepReport;
 use persona_segment::stability::bootstrap_stability;
-use persona_segment::{KMeans, KMeansParams, KPoint, Matrix, Scaler, Scaling, choose_k, metrics};
+use persona_segment::{
+    KMeans, KMeansParams, KPoint, Matrix, Model, Scaler, Scaling, choose_k, metrics,
+};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -16,7 +19,9 @@ use serde_json::Value;
 
 use crate::cli::ClusterArgs;
 use crate::client::progress_bar;
-use crate::table;
+
+mod input;
+mod report;
 
 /// Rows the silhouette is computed on; above this it is estimated on a seeded sample, as
 /// the exact value costs time quadratic in rows.
@@ -36,8 +41,8 @@ struct Report {
     rows: usize,
     features: Vec<String>,
     scale: String,
-    /// Missing values filled with the column's median, per column.
-    imputed: BTreeMap<String, usize>,
+    /// Missing values filled, log1p and one-hot encoding, per column.
+    preparation: PrepReport,
     labels_path: Option<String>,
     inertia: f64,
     silhouette: f64,
@@ -53,6 +58,14 @@ struct Report {
     centers: Vec<BTreeMap<String, f64>>,
     curves: BTreeMap<String, Value>,
     clusters: Vec<ClusterSummary>,
+}
+
+/// What `--model` writes: the model and the name of each of its clusters.
+#[derive(Serialize)]
+struct StoredModel<'a> {
+    algorithm: &'a str,
+    names: Vec<&'a str>,
+    model: Model,
 }
 
 #[derive(Serialize)]
@@ -100,7 +113,12 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         "none" => Scaling::None,
         other => bail!("--scale must be minmax, zscore, robust or none, got {other:?}"),
     };
-    let (features, data, imputed) = read_features(&args)?;
+    let input::Features {
+        preparation,
+        report: prep_report,
+        names: features,
+        data,
+    } = input::read(&args)?;
     let scaler = Scaler::fit(&data, scaling);
     let scaled = scaler.transform(&data);
     let fit_k = |k: usize| {
@@ -212,8 +230,20 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     for &l in &fit.labels {
         sizes[l] += 1;
     }
-    let centers = scaler.inverse(&fit.centers);
+    let mut centers = scaler.inverse(&fit.centers);
+    for i in 0..centers.rows() {
+        preparation.inverse_row(centers.row_mut(i));
+    }
     let clusters = describe(&data, &fit.labels, &sizes, &features);
+    if let Some(path) = &args.model {
+        let stored = StoredModel {
+            algorithm: &args.algorithm,
+            names: clusters.iter().map(|c| c.name.as_str()).collect(),
+            model: Model::new(preparation.clone(), scaler.clone(), &fit),
+        };
+        std::fs::write(path, serde_json::to_vec_pretty(&stored)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     if let Some(path) = &args.output {
         let mut out = std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -230,7 +260,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         k,
         rows: n,
         scale: args.scale.clone(),
-        imputed,
+        preparation: prep_report,
         labels_path: args.output.as_ref().map(|p| p.display().to_string()),
         inertia: fit.inertia,
         silhouette,
@@ -249,7 +279,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         features,
     };
     if let Some(path) = &args.report {
-        let page = crate::cluster_report::render(&crate::cluster_report::ReportInput {
+        let page = report::render(&report::ReportInput {
             title: format!("persona cluster: {}", args.input.display()),
             summary: format!(
                 "{} with k = {} on {} rows and {} features ({} scaling): silhouette {:.3}, Calinski-Harabasz {:.1}, Davies-Bouldin {:.3}.",
@@ -306,8 +336,14 @@ fn print_table(r: &Report) {
         r.stability
             .map_or_else(String::new, |s| format!(", stability {s:.2}"))
     );
-    for (name, n) in &r.imputed {
-        println!("  {n} missing values of {name} filled with its median");
+    for (name, n, fill) in &r.preparation.imputed {
+        println!("  {n} missing values of {name} filled with its {fill}");
+    }
+    if !r.preparation.log1p.is_empty() {
+        println!("  ln(1 + x) applied to {}", r.preparation.log1p.join(", "));
+    }
+    for (name, n) in &r.preparation.one_hot {
+        println!("  {name} one-hot encoded into {n} columns");
     }
     if let Some(Value::Array(ks)) = r.curves.get("k") {
         println!(
@@ -340,72 +376,6 @@ fn print_table(r: &Report) {
             c.share * 100.0
         );
     }
-}
-
-/// The feature columns as a matrix; missing values get the column's median.
-fn read_features(
-    args: &ClusterArgs,
-) -> anyhow::Result<(Vec<String>, Matrix, BTreeMap<String, usize>)> {
-    let t = table::open(&args.input)?;
-    let rows: Vec<table::Row> = t.rows.collect::<anyhow::Result<_>>()?;
-    if rows.is_empty() {
-        bail!("{} has no rows", args.input.display());
-    }
-    let features: Vec<String> = if args.features.is_empty() {
-        t.columns
-            .iter()
-            .filter(|c| rows.iter().all(|r| r.get(*c).is_none_or(Value::is_number)))
-            .filter(|c| rows.iter().any(|r| r.get(*c).is_some()))
-            .cloned()
-            .collect()
-    } else {
-        for f in &args.features {
-            if !t.columns.contains(f) {
-                bail!(
-                    "--features: {} has no column {f:?}; its columns are: {}",
-                    args.input.display(),
-                    t.columns.join(", ")
-                );
-            }
-        }
-        args.features.clone()
-    };
-    if features.is_empty() {
-        bail!(
-            "{} has no numeric column to cluster on",
-            args.input.display()
-        );
-    }
-    let mut columns: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(rows.len()); features.len()];
-    for (i, row) in rows.iter().enumerate() {
-        for (col, f) in columns.iter_mut().zip(&features) {
-            col.push(match row.get(f) {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(v.as_f64().with_context(|| {
-                    format!("row {}: column {f:?} must be a number, got {v}", i + 1)
-                })?),
-            });
-        }
-    }
-    let mut imputed = BTreeMap::new();
-    let mut values = vec![0.0; rows.len() * features.len()];
-    for (j, (col, f)) in columns.iter().zip(&features).enumerate() {
-        let mut present: Vec<f64> = col.iter().flatten().copied().collect();
-        if present.is_empty() {
-            bail!("column {f:?} has no values");
-        }
-        present.sort_by(f64::total_cmp);
-        let median = present[present.len() / 2];
-        let missing = col.len() - present.len();
-        if missing > 0 {
-            imputed.insert(f.clone(), missing);
-        }
-        for (i, v) in col.iter().enumerate() {
-            values[i * features.len() + j] = v.unwrap_or(median);
-        }
-    }
-    let m = Matrix::new(rows.len(), features.len(), values)?;
-    Ok((features, m, imputed))
 }
 
 /// Size, share and the features that set each cluster apart, with a name made of them.
