@@ -184,6 +184,19 @@ impl KMeans {
     }
 }
 
+/// Every row's nearest of `centers`, and the inertia, in one pass over `threads` threads;
+/// no iteration (0 iterations).
+pub(crate) fn assign_all(data: &Matrix, centers: Matrix, threads: usize) -> KMeans {
+    let mut labels = vec![usize::MAX; data.rows()];
+    let inertia = assign(data, &centers, &mut labels, threads.max(1)).inertia;
+    KMeans {
+        centers,
+        labels,
+        inertia,
+        iterations: 0,
+    }
+}
+
 /// The nearest of `centers` to `row` (the first of equals) and its squared distance.
 pub(crate) fn nearest(centers: &Matrix, row: &[f64]) -> (usize, f64) {
     let mut best = (0, f64::INFINITY);

@@ -4,9 +4,11 @@
 //! the rows (the over-segmentation guard), the one with the highest silhouette. Silhouettes
 //! within [`SILHOUETTE_TIE`] of the best count as tied (a sampled silhouette is not more
 //! precise than that, and two overlapping groups barely move it), and among tied k the
-//! highest Calinski-Harabasz index wins. The elbow of the inertia curve (Kneedle) is reported beside it, as a second
-//! opinion a person can compare on the plot. If no k passes the guard, the smallest k of the
-//! range is taken and [`KChoice::guarded_out`] says so.
+//! highest Calinski-Harabasz index wins. The k so picked must then be stable: its bootstrap
+//! stability (mean adjusted Rand index of refits on resamples) must reach `min_stability`,
+//! or the next k by the same rule is tried. The elbow of the inertia curve (Kneedle) is
+//! reported beside it, as a second opinion a person can compare on the plot. If no k passes
+//! both guards, the best k by silhouette alone is taken and [`KChoice::guarded_out`] says so.
 
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -29,6 +31,20 @@ pub struct KPoint {
     pub davies_bouldin: f64,
     /// Share of rows in the smallest cluster.
     pub min_share: f64,
+    /// Bootstrap stability, measured only for the k the rule considered.
+    pub stability: Option<f64>,
+}
+
+/// The thresholds and sampling of [`choose_k`].
+#[derive(Debug, Clone)]
+pub struct KRules {
+    /// Rows the silhouette is computed on (a seeded sample when there are more).
+    pub silhouette_rows: usize,
+    /// The smallest share of rows a cluster may hold.
+    pub min_share: f64,
+    /// The lowest bootstrap stability a chosen k may have.
+    pub min_stability: f64,
+    pub seed: u64,
 }
 
 /// The curves over k and the choice made from them.
@@ -39,19 +55,18 @@ pub struct KChoice {
     pub k: usize,
     /// The knee of the inertia curve, when the curve has one.
     pub elbow: Option<usize>,
-    /// True when every k had a cluster below the minimum share.
+    /// True when no k passed both the minimum share and the minimum stability.
     pub guarded_out: bool,
 }
 
-/// Fits `fit(k)` for every k in `ks` and chooses one. The silhouette is computed on a
-/// seeded sample of at most `silhouette_rows` rows (all rows when there are fewer).
+/// Fits `fit(k)` for every k in `ks` and chooses one by the rule above; `stability(k)` is
+/// asked only for the k the rule is about to choose.
 pub fn choose_k(
     data: &Matrix,
     ks: std::ops::RangeInclusive<usize>,
     mut fit: impl FnMut(usize) -> Result<KMeans, SegmentError>,
-    silhouette_rows: usize,
-    min_share: f64,
-    seed: u64,
+    mut stability: impl FnMut(usize) -> Result<f64, SegmentError>,
+    rules: &KRules,
     mut progress: impl FnMut(usize),
 ) -> Result<KChoice, SegmentError> {
     let n = data.rows();
@@ -62,8 +77,13 @@ pub fn choose_k(
             value: format!("{}..={}", ks.start(), ks.end()),
         });
     }
-    let rows: Vec<usize> = if n > silhouette_rows {
-        sample(&mut ChaCha8Rng::seed_from_u64(seed), n, silhouette_rows).into_vec()
+    let rows: Vec<usize> = if n > rules.silhouette_rows {
+        sample(
+            &mut ChaCha8Rng::seed_from_u64(rules.seed),
+            n,
+            rules.silhouette_rows,
+        )
+        .into_vec()
     } else {
         (0..n).collect()
     };
@@ -97,27 +117,28 @@ pub fn choose_k(
             calinski_harabasz: metrics::calinski_harabasz(data, &m.labels).unwrap_or(0.0),
             davies_bouldin: metrics::davies_bouldin(data, &m.labels).unwrap_or(0.0),
             min_share: *sizes.iter().min().unwrap_or(&0) as f64 / n as f64,
+            stability: None,
         });
         progress(k);
     }
-    let eligible: Vec<&KPoint> = curve.iter().filter(|p| p.min_share >= min_share).collect();
-    let guarded_out = eligible.is_empty();
-    let best_silhouette = eligible
-        .iter()
-        .map(|p| p.silhouette)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let k = eligible
-        .iter()
-        .copied()
-        .filter(|p| p.silhouette >= best_silhouette - SILHOUETTE_TIE)
-        .reduce(|best, p| {
-            if p.calinski_harabasz > best.calinski_harabasz {
-                p
-            } else {
-                best
-            }
-        })
-        .map_or(curve.first().map_or(2, |p| p.k), |p| p.k);
+    let mut candidates: Vec<usize> = (0..curve.len())
+        .filter(|&i| curve[i].min_share >= rules.min_share)
+        .collect();
+    let mut chosen = None;
+    while let Some(i) = best_by_rule(&curve, &candidates) {
+        let s = stability(curve[i].k)?;
+        curve[i].stability = Some(s);
+        if s >= rules.min_stability {
+            chosen = Some(i);
+            break;
+        }
+        candidates.retain(|&c| c != i);
+    }
+    let guarded_out = chosen.is_none();
+    let all: Vec<usize> = (0..curve.len()).collect();
+    let k = chosen
+        .or_else(|| best_by_rule(&curve, &all))
+        .map_or(2, |i| curve[i].k);
     let elbow = kneedle(
         &curve
             .iter()
@@ -132,10 +153,44 @@ pub fn choose_k(
     })
 }
 
+/// The index (into `curve`) the rule picks among `candidates`: the highest silhouette,
+/// near-ties broken by Calinski-Harabasz.
+fn best_by_rule(curve: &[KPoint], candidates: &[usize]) -> Option<usize> {
+    let best_silhouette = candidates
+        .iter()
+        .map(|&i| curve[i].silhouette)
+        .fold(f64::NEG_INFINITY, f64::max);
+    candidates
+        .iter()
+        .copied()
+        .filter(|&i| curve[i].silhouette >= best_silhouette - SILHOUETTE_TIE)
+        .reduce(|best, i| {
+            if curve[i].calinski_harabasz > curve[best].calinski_harabasz {
+                i
+            } else {
+                best
+            }
+        })
+}
+
 /// The knee of a decreasing, convex curve by the Kneedle method (Satopää et al. 2011):
 /// normalise both axes to [0, 1], and take the point farthest above the line from the
-/// first to the last point. `None` for fewer than three points or a flat curve.
+/// first to the last point. Returns the knee's x. `None` for fewer than three points or a
+/// flat curve.
 pub fn kneedle(points: &[(f64, f64)]) -> Option<usize> {
+    // Flipped so the curve rises and bends down: the knee is where it most exceeds x.
+    knee_by(points, |x, y| (1.0 - y) - x).map(|i| points[i].0 as usize)
+}
+
+/// The knee of a rising, convex curve (as sorted k-distances are) by the same method: the
+/// point farthest below the line from the first to the last point. Returns its index.
+pub fn knee_of_rising(points: &[(f64, f64)]) -> Option<usize> {
+    knee_by(points, |x, y| x - y)
+}
+
+/// The index of the point with the largest positive `gap(x, y)`, both axes normalised to
+/// [0, 1].
+fn knee_by(points: &[(f64, f64)], gap: impl Fn(f64, f64) -> f64) -> Option<usize> {
     if points.len() < 3 {
         return None;
     }
@@ -145,13 +200,13 @@ pub fn kneedle(points: &[(f64, f64)]) -> Option<usize> {
     if ymax <= ymin || x1 <= x0 {
         return None;
     }
-    // Flipped so the curve rises and bends down: the knee is where it most exceeds x.
     points
         .iter()
-        .map(|&(x, y)| (x, (ymax - y) / (ymax - ymin) - (x - x0) / (x1 - x0)))
+        .map(|&(x, y)| gap((x - x0) / (x1 - x0), (y - ymin) / (ymax - ymin)))
+        .enumerate()
         .filter(|(_, d)| *d > 0.0)
         .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(x, _)| x as usize)
+        .map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -174,20 +229,49 @@ mod tests {
     #[test]
     fn auto_finds_the_true_k_of_separable_blobs() {
         let data = four_blobs();
+        let fit = |k: usize| KMeansParams::new(k).n_init(4).seed(3).fit(&data);
+        let rules = KRules {
+            silhouette_rows: 10_000,
+            min_share: 0.02,
+            min_stability: 0.75,
+            seed: 0,
+        };
+        let mut asked = Vec::new();
         let choice = choose_k(
             &data,
             2..=8,
-            |k| KMeansParams::new(k).n_init(4).seed(3).fit(&data),
-            10_000,
-            0.02,
-            0,
+            fit,
+            |k| {
+                asked.push(k);
+                crate::stability::bootstrap_stability(
+                    &data,
+                    |m| KMeansParams::new(k).n_init(4).seed(3).fit(m),
+                    3,
+                    1,
+                )
+            },
+            &rules,
             |_| {},
         )
         .unwrap();
         assert_eq!(choice.k, 4, "{choice:#?}");
+        assert_eq!(
+            asked,
+            [4],
+            "stability is measured only for the k about to be chosen"
+        );
+        assert!(choice.curve[2].stability.unwrap() > 0.99);
         assert_eq!(choice.elbow, Some(4));
         assert_eq!(choice.curve.len(), 7);
         assert!(!choice.guarded_out);
+        // A rule that no k can pass falls back to the silhouette and says so.
+        let strict = KRules {
+            min_stability: 1.5,
+            ..rules
+        };
+        let choice = choose_k(&data, 2..=8, fit, |_| Ok(1.0), &strict, |_| {}).unwrap();
+        assert_eq!(choice.k, 4);
+        assert!(choice.guarded_out);
     }
 
     #[test]
@@ -202,5 +286,8 @@ mod tests {
         ];
         assert_eq!(kneedle(&pts), Some(3));
         assert_eq!(kneedle(&pts[..2]), None);
+        let rising: Vec<(f64, f64)> = pts.iter().rev().map(|&(x, y)| (7.0 - x, y)).collect();
+        // Mirrored left to right, the same bend: (4, 15) of the rising curve, at index 3.
+        assert_eq!(knee_of_rising(&rising), Some(3));
     }
 }

@@ -1,6 +1,6 @@
 //! Parity with scikit-learn, the reference: the fixtures in `tests/fixtures/` were made by
 //! `make_fixtures.py` with scikit-learn; our results must match them (metrics to 1e-9
-//! relative, K-Means labels up to renaming).
+//! relative, K-Means and hierarchical labels up to renaming, DBSCAN labels exactly).
 
 use std::collections::HashMap;
 
@@ -128,6 +128,32 @@ fn hierarchical_labels_match_scikit_learn() {
                 same_partition(&ours, &labels(&want[key])),
                 "{name}: {method:?} labels differ"
             );
+        }
+    }
+}
+
+#[test]
+fn dbscan_labels_equal_scikit_learns() {
+    use persona_segment::DbscanParams;
+    for name in CASES {
+        let (data, want) = load(name);
+        for case in want["dbscan"].as_array().unwrap() {
+            let eps = case["eps"].as_f64().unwrap();
+            let min_samples = case["min_samples"].as_u64().unwrap() as usize;
+            let theirs: Vec<i64> = serde_json::from_value(case["labels"].clone()).unwrap();
+            for threads in [1, 2] {
+                let fit = DbscanParams::new(eps, min_samples)
+                    .threads(threads)
+                    .fit(&data)
+                    .unwrap();
+                // Not only the same partition: the same numbers, noise and border rows
+                // included.
+                assert_eq!(
+                    fit.labels_with_noise(),
+                    theirs,
+                    "{name}, eps {eps}, min_samples {min_samples}, {threads} threads"
+                );
+            }
         }
     }
 }

@@ -33,7 +33,7 @@ pub enum Command {
         command: ProfilesCommand,
     },
     /// Segment customers: cluster a feature table (CSV or Parquet) and describe the clusters.
-    Cluster(ClusterArgs),
+    Cluster(Box<ClusterArgs>),
     /// Inspect the event log.
     Log {
         #[command(subcommand)]
@@ -190,9 +190,17 @@ pub struct ClusterArgs {
     #[arg(long, default_value = "ward")]
     pub linkage: String,
     /// Number of clusters, or `auto` to try 2..=--k-max and choose (see the JSON's
-    /// `curves.rule`).
+    /// `curves.rule`); not for dbscan, which finds it.
     #[arg(long)]
-    pub k: String,
+    pub k: Option<String>,
+    /// DBSCAN's neighbourhood radius in scaled units, or `auto` to read it off the knee of
+    /// the k-distance curve [default: auto].
+    #[arg(long)]
+    pub eps: Option<String>,
+    /// DBSCAN: rows (itself included) within --eps that make a row a core row
+    /// [default: twice the number of features].
+    #[arg(long)]
+    pub min_samples: Option<usize>,
     /// Largest k tried by `--k auto`.
     #[arg(long, default_value_t = 10)]
     pub k_max: usize,

@@ -54,7 +54,7 @@ fn main() -> std::process::ExitCode {
             Command::Profiles {
                 command: ProfilesCommand::Stats(args),
             } => profiles::stats(args),
-            Command::Cluster(args) => cluster::run(args),
+            Command::Cluster(args) => cluster::run(*args),
             Command::Log {
                 command: LogCommand::Stats(args),
             } => logcmd::stats(args),

@@ -215,6 +215,78 @@ fn categories_and_log1p_are_prepared_and_the_stored_model_assigns_as_training_di
 }
 
 #[test]
+fn every_algorithm_finds_the_groups_and_dbscan_marks_the_stragglers_as_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("features.csv");
+    // The three groups spread evenly through small boxes (DBSCAN needs density, not the
+    // repeated values of `groups_csv`), and two customers far from every group.
+    let mut csv = String::from("user_id,recency_days,frequency,monetary\n");
+    let spread = |i: u32, step: f64| (f64::from(i) * step).fract();
+    for i in 0..40 {
+        let (u, v, w) = (spread(i, 0.618), spread(i, 0.414), spread(i, 0.732));
+        csv += &format!(
+            "a{i},{},{},{}\n",
+            2.0 + 8.0 * u,
+            20.0 + 6.0 * v,
+            2000.0 + 80.0 * w
+        );
+        csv += &format!(
+            "b{i},{},{},{}\n",
+            300.0 + 8.0 * v,
+            1.0 + 2.0 * w,
+            30.0 + 20.0 * u
+        );
+        csv += &format!(
+            "c{i},{},{},{}\n",
+            20.0 + 8.0 * w,
+            40.0 + 6.0 * u,
+            200.0 + 30.0 * v
+        );
+    }
+    let groups = dir.path().join("groups.csv");
+    std::fs::write(&groups, &csv).unwrap();
+    csv += "x1,900,90,9000\nx2,950,0,1\n";
+    std::fs::write(&input, csv).unwrap();
+    let labels_path = dir.path().join("labels.csv");
+    let f = input.to_str().unwrap();
+    let r = cluster_json(&[
+        "--input",
+        f,
+        "--algorithm",
+        "dbscan",
+        "--output",
+        labels_path.to_str().unwrap(),
+    ]);
+    assert_eq!(r["k"], 3, "{r}");
+    assert_eq!(r["noise"], 2, "{r}");
+    assert_eq!(r["sizes"], serde_json::json!([40, 40, 40]));
+    assert!(r["curves"]["eps"].as_f64().unwrap() > 0.0);
+    assert!(!r["curves"]["k_distance"].as_array().unwrap().is_empty());
+    let labels = std::fs::read_to_string(&labels_path).unwrap();
+    let labels: Vec<&str> = labels.lines().skip(1).collect();
+    assert_eq!(labels.len(), 122);
+    assert_eq!(&labels[120..], ["-1", "-1"]);
+    assert!(labels[..120].iter().all(|l| *l != "-1"));
+
+    // Without the stragglers, mini-batch K-Means and hierarchical clustering choose k = 3.
+    for algorithm in ["minibatch-kmeans", "hierarchical"] {
+        let r = cluster_json(&[
+            "--input",
+            groups.to_str().unwrap(),
+            "--algorithm",
+            algorithm,
+            "--k",
+            "auto",
+            "--k-max",
+            "6",
+        ]);
+        assert_eq!(r["k"], 3, "{algorithm}: {r}");
+        assert!(r["stability"].as_f64().unwrap() > 0.9, "{algorithm}: {r}");
+        assert_eq!(r["curves"]["k"].as_array().unwrap().len(), 5);
+    }
+}
+
+#[test]
 fn bad_options_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("f.csv");
@@ -224,7 +296,16 @@ fn bad_options_are_named() {
         (vec!["--k", "many"], "--k must be a whole number or auto"),
         (
             vec!["--k", "2", "--algorithm", "dbscan"],
-            "not available yet",
+            "--k does not apply to dbscan",
+        ),
+        (vec![], "--k is required for --algorithm kmeans"),
+        (
+            vec!["--algorithm", "dbscan", "--eps", "0"],
+            "--eps must be a positive number",
+        ),
+        (
+            vec!["--algorithm", "dbscan", "--model", "m.json"],
+            "DBSCAN has no centres",
         ),
         (
             vec![

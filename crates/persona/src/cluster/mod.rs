@@ -1,16 +1,13 @@
 //! `persona cluster`: reads a feature table, scales it, clusters it and describes each
 //! cluster in the units of the input.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, bail};
-use persona_segment::hierarchical::{Linkage, linkage};
 use persona_segment::prepare::PrepReport;
-use persona_segment::stability::bootstrap_stability;
-use persona_segment::{
-    KMeans, KMeansParams, KPoint, Matrix, Model, Scaler, Scaling, choose_k, metrics,
-};
+use persona_segment::{Matrix, Model, Scaler, Scaling, metrics};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -18,22 +15,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::ClusterArgs;
-use crate::client::progress_bar;
 
+mod fit;
 mod input;
 mod report;
 
-/// Rows the silhouette is computed on; above this it is estimated on a seeded sample, as
-/// the exact value costs time quadratic in rows.
-const SILHOUETTE_SAMPLE: usize = 10_000;
 /// Features named per cluster.
 const DISTINGUISHING: usize = 3;
-/// The over-segmentation guard: `--k auto` avoids a k with a cluster below this share.
-const MIN_SHARE: f64 = 0.02;
-/// Bootstrap refits for the stability figure, and the figure below which a warning is given.
-const STABILITY_RESAMPLES: usize = 5;
-const STABILITY_WARN: f64 = 0.75;
-
 #[derive(Serialize)]
 struct Report {
     algorithm: String,
@@ -47,11 +35,13 @@ struct Report {
     inertia: f64,
     silhouette: f64,
     silhouette_sampled: bool,
+    /// DBSCAN: rows in no cluster (labelled -1).
+    noise: Option<usize>,
     calinski_harabasz: f64,
     davies_bouldin: f64,
     iterations: usize,
-    /// Mean adjusted Rand index of refits on bootstrap resamples (1: perfectly stable);
-    /// K-Means only so far.
+    /// Mean adjusted Rand index of refits on bootstrap resamples (1: perfectly stable); not
+    /// for DBSCAN.
     stability: Option<f64>,
     sizes: Vec<usize>,
     /// Cluster centres in the input's units.
@@ -79,33 +69,7 @@ struct ClusterSummary {
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let hierarchical = match args.algorithm.as_str() {
-        "kmeans" => false,
-        "hierarchical" => true,
-        "minibatch-kmeans" | "dbscan" => bail!(
-            "--algorithm {}: not available yet (kmeans and hierarchical are)",
-            args.algorithm
-        ),
-        other => bail!(
-            "--algorithm must be kmeans, minibatch-kmeans, hierarchical or dbscan, got {other:?}"
-        ),
-    };
-    let method = match args.linkage.as_str() {
-        "ward" => Linkage::Ward,
-        "complete" => Linkage::Complete,
-        "average" => Linkage::Average,
-        "single" => Linkage::Single,
-        other => bail!("--linkage must be ward, complete, average or single, got {other:?}"),
-    };
-    let auto = args.k == "auto";
-    if auto && hierarchical {
-        bail!("--k auto works with --algorithm kmeans so far; give a number for hierarchical");
-    }
-    let fixed_k: Option<usize> = match args.k.parse() {
-        Ok(k) => Some(k),
-        Err(_) if auto => None,
-        Err(_) => bail!("--k must be a whole number or auto, got {:?}", args.k),
-    };
+    let algorithm = fit::Algorithm::parse(&args)?;
     let scaling = match args.scale.as_str() {
         "minmax" => Scaling::MinMax,
         "zscore" => Scaling::ZScore,
@@ -113,83 +77,41 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         "none" => Scaling::None,
         other => bail!("--scale must be minmax, zscore, robust or none, got {other:?}"),
     };
+    if args.model.is_some() && matches!(algorithm, fit::Algorithm::Dbscan { .. }) {
+        bail!(
+            "--model: DBSCAN has no centres to assign new customers to; use kmeans, minibatch-kmeans or hierarchical"
+        );
+    }
     let input::Features {
         preparation,
         report: prep_report,
         names: features,
-        data,
+        data: all_data,
     } = input::read(&args)?;
-    let scaler = Scaler::fit(&data, scaling);
-    let scaled = scaler.transform(&data);
-    let fit_k = |k: usize| {
-        KMeansParams::new(k)
-            .n_init(args.n_init)
-            .seed(args.seed)
-            .fit(&scaled)
+    let scaler = Scaler::fit(&all_data, scaling);
+    let all_scaled = scaler.transform(&all_data);
+    let fit::Outcome {
+        fit,
+        kept,
+        stability,
+        curves,
+    } = fit::run(&args, &algorithm, &all_scaled)?;
+    let n = all_data.rows();
+    // The rows in a cluster: all of them, or all but DBSCAN's noise.
+    let (data, scaled) = match &kept {
+        Some(rows) => (
+            Cow::Owned(all_data.select(rows)),
+            Cow::Owned(all_scaled.select(rows)),
+        ),
+        None => (Cow::Borrowed(&all_data), Cow::Borrowed(&all_scaled)),
     };
-    let mut curves = BTreeMap::new();
-    let k = match fixed_k {
-        Some(k) => k,
-        None => {
-            let bar = progress_bar((args.k_max.saturating_sub(1)) as u64, "trying k");
-            let choice = choose_k(
-                &scaled,
-                2..=args.k_max,
-                fit_k,
-                SILHOUETTE_SAMPLE,
-                MIN_SHARE,
-                args.seed,
-                |_| bar.inc(1),
-            )?;
-            bar.finish_and_clear();
-            let series = |f: fn(&KPoint) -> Value| {
-                Value::from(choice.curve.iter().map(f).collect::<Vec<_>>())
-            };
-            curves.insert("k".into(), series(|p| p.k.into()));
-            curves.insert("inertia".into(), series(|p| p.inertia.into()));
-            curves.insert("silhouette".into(), series(|p| p.silhouette.into()));
-            curves.insert(
-                "calinski_harabasz".into(),
-                series(|p| p.calinski_harabasz.into()),
-            );
-            curves.insert("davies_bouldin".into(), series(|p| p.davies_bouldin.into()));
-            curves.insert("min_share".into(), series(|p| p.min_share.into()));
-            curves.insert("elbow_k".into(), choice.elbow.into());
-            curves.insert(
-                "rule".into(),
-                format!(
-                    "highest silhouette among k whose smallest cluster holds at least {:.0}% of rows; silhouettes within {} of the best are tied, and the highest Calinski-Harabasz breaks the tie",
-                    MIN_SHARE * 100.0,
-                    persona_segment::select_k::SILHOUETTE_TIE
-                )
-                .into(),
-            );
-            if choice.guarded_out {
-                eprintln!(
-                    "warning: every k from 2 to {} has a cluster under {:.0}% of the rows; taking k = {}",
-                    args.k_max,
-                    MIN_SHARE * 100.0,
-                    choice.k
-                );
-            }
-            choice.k
-        }
-    };
-    let fit = if hierarchical {
-        let labels = linkage(&scaled, method)?.cut(k)?;
-        KMeans::from_labels(&scaled, labels, k)?
-    } else {
-        KMeansParams::new(k)
-            .n_init(args.n_init)
-            .seed(args.seed)
-            .fit(&scaled)
-            .context("K-Means")?
-    };
-    let n = data.rows();
+    let k = fit.centers.rows();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let (silhouette, sampled) = if n > SILHOUETTE_SAMPLE {
+    let (silhouette, sampled) = if k < 2 {
+        (f64::NAN, false)
+    } else if scaled.rows() > fit::SILHOUETTE_SAMPLE {
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-        let idx = sample(&mut rng, n, SILHOUETTE_SAMPLE).into_vec();
+        let idx = sample(&mut rng, scaled.rows(), fit::SILHOUETTE_SAMPLE).into_vec();
         let labels: Vec<usize> = idx.iter().map(|&i| fit.labels[i]).collect();
         (
             metrics::silhouette(&scaled.select(&idx), &labels, threads)?,
@@ -198,43 +120,27 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     } else {
         (metrics::silhouette(&scaled, &fit.labels, threads)?, false)
     };
-    // Bootstrap stability on at most 20,000 rows (each resample is a refit).
-    let stability_rows = if n > 20_000 {
-        scaled.select(&sample(&mut ChaCha8Rng::seed_from_u64(args.seed ^ 1), n, 20_000).into_vec())
-    } else {
-        scaled.clone()
-    };
-    let stability = if hierarchical {
-        None
-    } else {
-        Some(bootstrap_stability(
-            &stability_rows,
-            |m| {
-                KMeansParams::new(k)
-                    .n_init(args.n_init)
-                    .seed(args.seed)
-                    .fit(m)
-            },
-            STABILITY_RESAMPLES,
-            args.seed,
-        )?)
-    };
+    if k < 2 {
+        eprintln!("warning: a single cluster; the quality metrics need two or more");
+    }
     if let Some(stability) = stability
-        && stability < STABILITY_WARN
+        && stability < fit::MIN_STABILITY
     {
         eprintln!(
-            "warning: the clusters are unstable (bootstrap adjusted Rand index {stability:.2} < {STABILITY_WARN}); k = {k} may not suit this data"
+            "warning: the clusters are unstable (bootstrap adjusted Rand index {stability:.2} < {}); k = {k} may not suit this data",
+            fit::MIN_STABILITY
         );
     }
     let mut sizes = vec![0usize; k];
     for &l in &fit.labels {
         sizes[l] += 1;
     }
+    let noise = kept.as_ref().map_or(0, |rows| n - rows.len());
     let mut centers = scaler.inverse(&fit.centers);
     for i in 0..centers.rows() {
         preparation.inverse_row(centers.row_mut(i));
     }
-    let clusters = describe(&data, &fit.labels, &sizes, &features);
+    let clusters = describe(&data, &fit.labels, &sizes, n, &features);
     if let Some(path) = &args.model {
         let stored = StoredModel {
             algorithm: &args.algorithm,
@@ -250,8 +156,13 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", path.display()))?,
         );
         writeln!(out, "label")?;
-        for l in &fit.labels {
-            writeln!(out, "{l}")?;
+        let mut at = fit.labels.iter();
+        for i in 0..n {
+            // DBSCAN's noise rows are not in `fit`: they are written as -1.
+            match &kept {
+                Some(rows) if rows.binary_search(&i).is_err() => writeln!(out, "-1")?,
+                _ => writeln!(out, "{}", at.next().expect("a label per kept row"))?,
+            }
         }
         out.flush()?;
     }
@@ -259,14 +170,15 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         algorithm: args.algorithm.clone(),
         k,
         rows: n,
+        noise: kept.is_some().then_some(noise),
         scale: args.scale.clone(),
         preparation: prep_report,
         labels_path: args.output.as_ref().map(|p| p.display().to_string()),
         inertia: fit.inertia,
         silhouette,
         silhouette_sampled: sampled,
-        calinski_harabasz: metrics::calinski_harabasz(&scaled, &fit.labels)?,
-        davies_bouldin: metrics::davies_bouldin(&scaled, &fit.labels)?,
+        calinski_harabasz: metrics::calinski_harabasz(&scaled, &fit.labels).unwrap_or(f64::NAN),
+        davies_bouldin: metrics::davies_bouldin(&scaled, &fit.labels).unwrap_or(f64::NAN),
         iterations: fit.iterations,
         stability,
         centers: centers
@@ -300,6 +212,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 .iter()
                 .map(|c| (c.name.clone(), c.size))
                 .collect(),
+            noise,
             data: &data,
             scaled: &scaled,
             labels: &fit.labels,
@@ -336,6 +249,12 @@ fn print_table(r: &Report) {
         r.stability
             .map_or_else(String::new, |s| format!(", stability {s:.2}"))
     );
+    if let Some(noise) = r.noise {
+        println!(
+            "  {noise} rows are noise, in no cluster (label -1); eps {}, min_samples {}",
+            r.curves["eps"], r.curves["min_samples"]
+        );
+    }
     for (name, n, fill) in &r.preparation.imputed {
         println!("  {n} missing values of {name} filled with its {fill}");
     }
@@ -383,9 +302,10 @@ fn describe(
     data: &Matrix,
     labels: &[usize],
     sizes: &[usize],
+    total_rows: usize,
     features: &[String],
 ) -> Vec<ClusterSummary> {
-    let (n, d) = (data.rows(), data.cols());
+    let d = data.cols();
     let z = Scaler::fit(data, Scaling::ZScore);
     let (_, means) = metrics::cluster_means(data, labels, sizes.len());
     means
@@ -412,7 +332,7 @@ fn describe(
                     name
                 },
                 size,
-                share: size as f64 / n as f64,
+                share: size as f64 / total_rows as f64,
                 distinguishing: diffs,
             }
         })

@@ -25,6 +25,8 @@ pub struct ReportInput<'a> {
     pub chosen_k: usize,
     /// Per cluster: name, size.
     pub clusters: Vec<(String, usize)>,
+    /// Rows in no cluster (DBSCAN's noise), left out of `data`.
+    pub noise: usize,
     /// The input in original units, and the labels.
     pub data: &'a Matrix,
     pub scaled: &'a Matrix,
@@ -293,8 +295,32 @@ pub fn render(input: &ReportInput<'_>) -> String {
             );
         }
     }
+    let k_distance = series("k_distance");
+    if let Some(eps) = input.curves.get("eps").and_then(Value::as_f64)
+        && !k_distance.is_empty()
+    {
+        let xs: Vec<f64> = (0..k_distance.len()).map(|i| i as f64).collect();
+        let mark = k_distance.iter().position(|&d| d >= eps).map(|i| i as f64);
+        html += "<h2>Choosing eps</h2>";
+        html += &line_chart(
+            "Distance to the min_samples-th nearest row, sorted",
+            &xs,
+            &k_distance,
+            mark,
+        );
+        if let Some(rule) = input.curves.get("rule").and_then(Value::as_str) {
+            let _ = write!(html, "<p>eps = {eps:.4}: {}.</p>", esc(rule));
+        }
+    }
     html += "<h2>Cluster sizes</h2>";
-    html += &bar_chart(&input.clusters, input.data.rows());
+    if input.noise > 0 {
+        let _ = write!(
+            html,
+            "<p>{} rows are noise, in no cluster, and not drawn below.</p>",
+            input.noise
+        );
+    }
+    html += &bar_chart(&input.clusters, input.data.rows() + input.noise);
     html += "<h2>Centres</h2><p>Each cell is the centre's value in the input's units; red is above the overall mean, blue below (by standard deviations).</p>";
     html += &heat_map(
         input.features,
