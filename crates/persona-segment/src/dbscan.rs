@@ -5,7 +5,8 @@
 //! with the density), this runs in linear memory on a [`KdTree`]: one pass counts neighbours
 //! only until `min_samples` is reached, a second joins core rows within `eps` of each other in
 //! a lock-free union-find shared by both threads, and a third gives each border row a
-//! cluster. The labels equal scikit-learn's exactly: clusters are numbered by their
+//! cluster. Tree nodes narrower than `eps` are joined once up front and then stand in for
+//! all their rows ([`CompactNodes`]). The labels equal scikit-learn's exactly: clusters are numbered by their
 //! lowest-numbered core row, and a border row within reach of several clusters joins the
 //! lowest-numbered, as scikit-learn's in-order expansion does.
 
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde::Serialize;
 
 use crate::select_k::knee_of_rising;
-use crate::spatial::{KdTree, par_map};
+use crate::spatial::{Hit, KdTree, par_map};
 use crate::{Matrix, SegmentError};
 
 /// Parameters of a DBSCAN run.
@@ -96,12 +97,18 @@ fn run(data: &Matrix, tree: &KdTree, r2: f64, min_samples: usize, threads: usize
         tree.count_within(data.row(i), r2, min_samples) >= min_samples
     });
     let sets = AtomicUnionFind::new(n);
-    par_map(n, threads, |i| {
+    let compact = CompactNodes::new(tree, &core, r2, &sets);
+    // In tree order, each row's ball only past its own position: every pair once.
+    par_map(n, threads, |p| {
+        let i = tree.row_at(p);
         if core[i] {
-            let _ = tree.within(data.row(i), r2, |j| {
-                // Each pair of core rows is met from both ends; one end joins them.
-                if j < i && core[j] {
-                    sets.union(i as u32, j as u32);
+            let _ = tree.within_nodes_from(data.row(i), r2, p + 1, |hit| {
+                match hit {
+                    Hit::Row(j) if core[j] => sets.union(i as u32, j as u32),
+                    Hit::Row(_) => {}
+                    Hit::Node(node) => {
+                        compact.cores(tree, node, &core, &mut |j| sets.union(i as u32, j as u32))
+                    }
                 }
                 ControlFlow::Continue(())
             });
@@ -128,9 +135,15 @@ fn run(data: &Matrix, tree: &KdTree, r2: f64, min_samples: usize, threads: usize
             return None;
         }
         let mut best: Option<usize> = None;
-        let _ = tree.within(data.row(i), r2, |j| {
+        let mut consider = |j: usize| {
             if let Some(l) = core_labels[j] {
                 best = Some(best.map_or(l, |b| b.min(l)));
+            }
+        };
+        let _ = tree.within_nodes(data.row(i), r2, |hit| {
+            match hit {
+                Hit::Row(j) => consider(j),
+                Hit::Node(node) => compact.cores(tree, node, &core, &mut consider),
             }
             ControlFlow::Continue(())
         });
@@ -145,6 +158,66 @@ fn run(data: &Matrix, tree: &KdTree, r2: f64, min_samples: usize, threads: usize
         labels,
         core,
         clusters,
+    }
+}
+
+/// Tree nodes no wider than `eps`: every two of their rows are neighbours, so all their core
+/// rows form one set from the start, and a query that takes in such a node whole needs to
+/// join with one representative core row instead of each. In dense clusters, where
+/// neighbourhoods hold thousands of rows, this turns a query's cost from its rows to its
+/// nodes.
+struct CompactNodes {
+    compact: Vec<bool>,
+    /// A core row of each node, if it has one.
+    representative: Vec<Option<u32>>,
+}
+
+impl CompactNodes {
+    fn new(tree: &KdTree, core: &[bool], r2: f64, sets: &AtomicUnionFind) -> Self {
+        let nodes = tree.nodes();
+        let compact: Vec<bool> = (0..nodes).map(|node| tree.diameter2(node) <= r2).collect();
+        // Children are numbered after their parent, so a backward sweep sees them first.
+        let mut representative = vec![None; nodes];
+        for node in (0..nodes).rev() {
+            representative[node] = match tree.children(node) {
+                Some((l, r)) => representative[l].or(representative[r]),
+                None => tree.node_rows(node).find(|&i| core[i]).map(|i| i as u32),
+            };
+        }
+        // Join the core rows of each largest compact node (its compact descendants are in it).
+        let mut stack = vec![0usize];
+        while let Some(node) = stack.pop() {
+            if compact[node] {
+                if let Some(rep) = representative[node] {
+                    for i in tree.node_rows(node).filter(|&i| core[i]) {
+                        sets.union(i as u32, rep);
+                    }
+                }
+            } else if let Some((l, r)) = tree.children(node) {
+                stack.push(l);
+                stack.push(r);
+            }
+        }
+        CompactNodes {
+            compact,
+            representative,
+        }
+    }
+
+    /// Calls `f` with the core rows of `node` (a node within the radius), one
+    /// representative standing for all those of each compact node.
+    fn cores(&self, tree: &KdTree, node: usize, core: &[bool], f: &mut impl FnMut(usize)) {
+        if self.representative[node].is_none() {
+            return;
+        }
+        if self.compact[node] {
+            f(self.representative[node].expect("checked") as usize);
+        } else if let Some((l, r)) = tree.children(node) {
+            self.cores(tree, l, core, f);
+            self.cores(tree, r, core, f);
+        } else {
+            tree.node_rows(node).filter(|&i| core[i]).for_each(f);
+        }
     }
 }
 
@@ -284,6 +357,78 @@ mod tests {
         assert!(s.eps > 0.01 && s.eps < 0.5, "{s:?}");
         let fit = DbscanParams::new(s.eps, 4).fit(&data).unwrap();
         assert_eq!(fit.clusters, 2, "eps {}", s.eps);
+    }
+
+    /// scikit-learn's algorithm, straight: all neighbourhoods, then expansion in row order.
+    fn reference(data: &Matrix, eps: f64, min_samples: usize) -> Vec<i64> {
+        let n = data.rows();
+        let hood: Vec<Vec<usize>> = (0..n)
+            .map(|i| {
+                (0..n)
+                    .filter(|&j| {
+                        crate::matrix::squared_distance(data.row(i), data.row(j)) <= eps * eps
+                    })
+                    .collect()
+            })
+            .collect();
+        let core: Vec<bool> = hood.iter().map(|h| h.len() >= min_samples).collect();
+        let mut labels = vec![-1i64; n];
+        let mut next = 0;
+        for start in 0..n {
+            if labels[start] != -1 || !core[start] {
+                continue;
+            }
+            let mut stack = vec![start];
+            while let Some(i) = stack.pop() {
+                if labels[i] != -1 {
+                    continue;
+                }
+                labels[i] = next;
+                if core[i] {
+                    stack.extend(hood[i].iter().filter(|&&j| labels[j] == -1));
+                }
+            }
+            next += 1;
+        }
+        labels
+    }
+
+    #[test]
+    fn equals_the_plain_algorithm_on_repeated_rows_and_wide_eps() {
+        // Many exact repeats (as customer tables have: one-time buyers of the same item) make
+        // nodes narrower than eps, the shortcut's case; scattered rows make border and noise.
+        let mut x = 7u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut rows = Vec::new();
+        for i in 0..1500 {
+            rows.push(match i % 3 {
+                0 => vec![0.1, 0.1, 0.2],
+                1 => vec![0.1 + next() * 0.05, 0.1, 0.2 + next() * 0.05],
+                _ => vec![next(), next(), next()],
+            });
+        }
+        // Groups of 30 repeats, each with one row 0.015 away: a neighbour of the whole
+        // group, which a query may meet only as a node narrower than eps.
+        for _ in 0..30 {
+            let (a, b, c) = (next(), next(), next());
+            rows.extend(std::iter::repeat_n(vec![a, b, c], 30));
+            rows.push(vec![a + 0.015, b, c]);
+        }
+        let data = Matrix::from_rows(&rows).unwrap();
+        for (eps, min_samples) in [(0.03, 4), (0.08, 10), (0.2, 30), (0.02, 25)] {
+            let want = reference(&data, eps, min_samples);
+            let got = DbscanParams::new(eps, min_samples).fit(&data).unwrap();
+            assert_eq!(
+                got.labels_with_noise(),
+                want,
+                "eps {eps}, min_samples {min_samples}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,13 @@ use crate::matrix::squared_distance_fast;
 /// not outweigh the distances they save.
 const LEAF: usize = 24;
 
+/// What a radius query found: one row, or a whole node within the radius.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    Row(usize),
+    Node(usize),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Node {
     start: u32,
@@ -23,6 +30,10 @@ struct Node {
     /// Children's node numbers; 0 for a leaf (the root is never a child).
     left: u32,
     right: u32,
+    /// The split: rows of `left` have at most `split` in column `dim`, rows of `right` at
+    /// least.
+    dim: u32,
+    split: f64,
 }
 
 /// A KD-tree over a matrix's rows; queries report original row numbers.
@@ -65,6 +76,8 @@ impl KdTree {
             end: end as u32,
             left: 0,
             right: 0,
+            dim: 0,
+            split: 0.0,
         });
         let mut lo = vec![f64::INFINITY; d];
         let mut hi = vec![f64::NEG_INFINITY; d];
@@ -88,10 +101,11 @@ impl KdTree {
         self.index[start..end].select_nth_unstable_by(mid - start, |&a, &b| {
             data.row(a as usize)[dim].total_cmp(&data.row(b as usize)[dim])
         });
+        let split = data.row(self.index[mid] as usize)[dim];
         let left = self.build(data, start, mid);
         let right = self.build(data, mid, end);
-        self.nodes[id].left = left;
-        self.nodes[id].right = right;
+        let node = &mut self.nodes[id];
+        (node.left, node.right, node.dim, node.split) = (left, right, dim as u32, split);
         id as u32
     }
 
@@ -129,48 +143,133 @@ impl KdTree {
         r2: f64,
         mut visit: impl FnMut(usize) -> ControlFlow<()>,
     ) -> ControlFlow<()> {
+        self.within_nodes(q, r2, |hit| match hit {
+            Hit::Row(i) => visit(i),
+            Hit::Node(node) => {
+                for i in self.node_rows(node) {
+                    visit(i)?;
+                }
+                ControlFlow::Continue(())
+            }
+        })
+    }
+
+    /// The radius query at node granularity: a [`Hit::Node`] for each node whose box lies
+    /// wholly within the ball (its rows need no distance check; [`Self::node_rows`] lists
+    /// them), a [`Hit::Row`] for each other row within it. A caller that knows something of
+    /// a whole node (its size, or that its rows are already joined) then skips its rows.
+    pub fn within_nodes(
+        &self,
+        q: &[f64],
+        r2: f64,
+        visit: impl FnMut(Hit) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
+        self.within_nodes_from(q, r2, 0, visit)
+    }
+
+    /// [`Self::within_nodes`] over the rows at tree positions `from..` only. Querying each
+    /// row's ball only past its own position meets every pair of rows once instead of
+    /// twice, for a symmetric relation such as "are neighbours".
+    pub fn within_nodes_from(
+        &self,
+        q: &[f64],
+        r2: f64,
+        from: usize,
+        mut visit: impl FnMut(Hit) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         let mut stack = [0u32; 64];
         let mut top = 1;
         while top > 0 {
             top -= 1;
             let id = stack[top] as usize;
             let node = self.nodes[id];
+            if node.end as usize <= from {
+                continue;
+            }
             let (near, far) = self.box_distances(id, q);
             if near > r2 {
                 continue;
             }
-            let positions = node.start as usize..node.end as usize;
-            if far <= r2 {
-                for p in positions {
-                    visit(self.index[p] as usize)?;
-                }
+            let whole = node.start as usize >= from;
+            if far <= r2 && whole {
+                visit(Hit::Node(id))?;
             } else if node.left == 0 {
-                for p in positions {
-                    if squared_distance_fast(self.point(p), q) <= r2 {
-                        visit(self.index[p] as usize)?;
+                for p in (node.start as usize).max(from)..node.end as usize {
+                    if far <= r2 || squared_distance_fast(self.point(p), q) <= r2 {
+                        visit(Hit::Row(self.index[p] as usize))?;
                     }
                 }
             } else {
-                stack[top] = node.left;
-                stack[top + 1] = node.right;
+                // The child on the query's side is searched first: a count that stops at
+                // a limit, or a nearest-neighbour search, gets there sooner.
+                let (first, second) = if q[node.dim as usize] < node.split {
+                    (node.left, node.right)
+                } else {
+                    (node.right, node.left)
+                };
+                stack[top] = second;
+                stack[top + 1] = first;
                 top += 2;
             }
         }
         ControlFlow::Continue(())
     }
 
+    /// The row at a tree position.
+    pub fn row_at(&self, position: usize) -> usize {
+        self.index[position] as usize
+    }
+
+    /// Number of nodes; nodes are numbered `0..nodes()`, the root 0.
+    pub fn nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn node_len(&self, node: usize) -> usize {
+        let n = self.nodes[node];
+        (n.end - n.start) as usize
+    }
+
+    /// The row numbers of a node's rows.
+    pub fn node_rows(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
+        let n = self.nodes[node];
+        self.index[n.start as usize..n.end as usize]
+            .iter()
+            .map(|&i| i as usize)
+    }
+
+    /// The node's children, or `None` for a leaf.
+    pub fn children(&self, node: usize) -> Option<(usize, usize)> {
+        let n = self.nodes[node];
+        (n.left != 0).then_some((n.left as usize, n.right as usize))
+    }
+
+    /// Squared length of the node's box diagonal: no two of its rows are farther apart.
+    pub fn diameter2(&self, node: usize) -> f64 {
+        let d = self.cols;
+        let b = &self.bounds[node * 2 * d..(node + 1) * 2 * d];
+        b[..d]
+            .iter()
+            .zip(&b[d..])
+            .map(|(l, h)| (h - l) * (h - l))
+            .sum()
+    }
+
     /// Rows within squared distance `r2` of `q`, counted up to `limit` (the count stops there).
     pub fn count_within(&self, q: &[f64], r2: f64, limit: usize) -> usize {
         let mut count = 0;
-        let _ = self.within(q, r2, |_| {
-            count += 1;
+        let _ = self.within_nodes(q, r2, |hit| {
+            count += match hit {
+                Hit::Row(_) => 1,
+                Hit::Node(node) => self.node_len(node),
+            };
             if count >= limit {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             }
         });
-        count
+        count.min(limit)
     }
 
     /// Squared distance from `q` to its `k`-th nearest row (`q` itself counts, if a row).

@@ -325,6 +325,13 @@ pub struct BenchClusterArgs {
     /// Rows for Ward clustering (quadratic in rows).
     #[arg(long, default_value_t = 20_000)]
     pub ward_rows: usize,
+    /// Rows for DBSCAN.
+    #[arg(long, default_value_t = 50_000)]
+    pub dbscan_rows: usize,
+    /// DBSCAN's min_samples [default: twice --dims]; eps is persona's suggestion for it,
+    /// and both libraries get the same.
+    #[arg(long)]
+    pub min_samples: Option<usize>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// A Python with numpy and scikit-learn.

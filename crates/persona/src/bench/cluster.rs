@@ -9,8 +9,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::Context;
+use persona_segment::dbscan::suggest_eps;
 use persona_segment::kmeans::{Init, plus_plus_init};
-use persona_segment::{KMeansParams, Matrix, Scaler, Scaling, metrics};
+use persona_segment::{
+    DbscanParams, KMeansParams, Matrix, MiniBatchParams, Scaler, Scaling, metrics,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -21,12 +24,18 @@ use crate::cli::BenchClusterArgs;
 const SCRIPT: &str = r#"
 import json, sys, time
 import numpy as np
-from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.cluster import DBSCAN, KMeans, MiniBatchKMeans, kmeans_plusplus
 from sklearn.metrics import silhouette_score
 
-path, n, d, k, sweep_rows, sil_rows, ward_rows = sys.argv[1], *map(int, sys.argv[2:8])
+path, n, d, k, sweep_rows, sil_rows, ward_rows, db_rows, min_samples = sys.argv[1], *map(int, sys.argv[2:10])
+eps, labels_path = float(sys.argv[10]), sys.argv[11]
 X = np.fromfile(path, dtype="<f8").reshape(n, d)
 out = {}
+t = time.perf_counter(); db = DBSCAN(eps=eps, min_samples=min_samples).fit(X[:db_rows])
+out["dbscan_seconds"] = time.perf_counter() - t
+db.labels_.astype("<i8").tofile(labels_path)
+t = time.perf_counter(); mb = MiniBatchKMeans(n_clusters=k, n_init=3, random_state=0).fit(X)
+out["minibatch_seconds"] = time.perf_counter() - t; out["minibatch_inertia"] = float(mb.inertia_)
 t = time.perf_counter(); km = KMeans(n_clusters=k, n_init=1, random_state=0).fit(X)
 out["fit_seconds"] = time.perf_counter() - t; out["fit_iterations"] = int(km.n_iter_)
 t = time.perf_counter(); kmeans_plusplus(X, k, random_state=0)
@@ -65,12 +74,34 @@ pub fn cluster(args: BenchClusterArgs) -> anyhow::Result<()> {
     }
     let (sweep_rows, sil_rows) = (100_000.min(n), args.silhouette_rows.min(n));
     let ward_rows = args.ward_rows.min(n);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let db_rows = args.dbscan_rows.min(n);
+    let db_data = data.select(&(0..db_rows).collect::<Vec<_>>());
+    let min_samples = args.min_samples.unwrap_or(2 * d);
+    let t = Instant::now();
+    let eps = suggest_eps(&db_data, min_samples, 10_000, threads)?.eps;
+    let eps_seconds = t.elapsed().as_secs_f64();
+    let sk_labels = tempfile::NamedTempFile::new()?;
 
     eprintln!("scikit-learn ({}) ...", args.python);
     let py = Command::new(&args.python)
         .args(["-c", SCRIPT])
         .arg(file.path())
-        .args([n, d, k, sweep_rows, sil_rows, ward_rows].map(|x| x.to_string()))
+        .args(
+            [
+                n,
+                d,
+                k,
+                sweep_rows,
+                sil_rows,
+                ward_rows,
+                db_rows,
+                min_samples,
+            ]
+            .map(|x| x.to_string()),
+        )
+        .arg(eps.to_string())
+        .arg(sk_labels.path())
         .output()
         .with_context(|| format!("cannot run {}", args.python))?;
     anyhow::ensure!(
@@ -82,6 +113,22 @@ pub fn cluster(args: BenchClusterArgs) -> anyhow::Result<()> {
 
     eprintln!("persona-segment ...");
     let mut ours = serde_json::Map::new();
+    let t = Instant::now();
+    let db = DbscanParams::new(eps, min_samples).fit(&db_data)?;
+    ours.insert("dbscan_seconds".into(), t.elapsed().as_secs_f64().into());
+    let theirs: Vec<i64> = std::fs::read(sk_labels.path())?
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    let same_labels = db
+        .labels_with_noise()
+        .iter()
+        .zip(&theirs)
+        .filter(|(a, b)| a == b)
+        .count();
+    let t = Instant::now();
+    let mb = MiniBatchParams::new(k).n_init(3).seed(0).fit(&data)?;
+    ours.insert("minibatch_seconds".into(), t.elapsed().as_secs_f64().into());
     let t = Instant::now();
     let fit = KMeansParams::new(k).seed(0).fit(&data)?;
     ours.insert("fit_seconds".into(), t.elapsed().as_secs_f64().into());
@@ -108,7 +155,6 @@ pub fn cluster(args: BenchClusterArgs) -> anyhow::Result<()> {
     ours.insert("sweep_seconds".into(), t.elapsed().as_secs_f64().into());
     let sil = data.select(&(0..sil_rows).collect::<Vec<_>>());
     let labels = KMeansParams::new(k).seed(0).fit(&sil)?.labels;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let t = Instant::now();
     metrics::silhouette(&sil, &labels, threads)?;
     ours.insert(
@@ -137,6 +183,8 @@ pub fn cluster(args: BenchClusterArgs) -> anyhow::Result<()> {
         ("elbow sweep k=2..12 on 100,000 rows", "sweep_seconds"),
         ("exact silhouette", "silhouette_seconds"),
         ("Ward hierarchical clustering", "ward_seconds"),
+        ("DBSCAN", "dbscan_seconds"),
+        ("mini-batch K-Means (3 starts)", "minibatch_seconds"),
     ];
     let mut report = serde_json::Map::new();
     for (label, key) in rows {
@@ -156,6 +204,17 @@ pub fn cluster(args: BenchClusterArgs) -> anyhow::Result<()> {
         ours["fit_iterations"],
         read_seconds,
         ours["lloyd_iteration_seconds"].as_f64().unwrap_or(f64::NAN) / read_seconds
+    );
+    println!(
+        "DBSCAN on {db_rows} rows, eps {eps:.4} (suggested in {eps_seconds:.2} s), min_samples {min_samples}: {} clusters, {} noise; labels equal to scikit-learn's for {same_labels} of {db_rows} rows",
+        db.clusters,
+        db.noise()
+    );
+    println!(
+        "mini-batch K-Means inertia: scikit-learn {:.2}, persona {:.2} (full K-Means: {:.2})",
+        sk["minibatch_inertia"].as_f64().unwrap_or(f64::NAN),
+        mb.inertia,
+        fit.inertia
     );
     println!(
         "data: {n} rows × {d}, k = {k}; silhouette on {sil_rows} rows; Ward on {ward_rows} rows"
