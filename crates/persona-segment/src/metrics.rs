@@ -43,7 +43,7 @@ pub fn cluster_means(data: &Matrix, labels: &[usize], k: usize) -> (Vec<usize>, 
 }
 
 /// Mean silhouette coefficient over all rows, exact (every pair of rows), over `threads`
-/// threads and in O(rows × clusters) memory.
+/// threads and in O(rows × features) memory.
 ///
 /// For a row: `a` is its mean distance to the other rows of its cluster, `b` the smallest
 /// mean distance to the rows of another cluster, and its coefficient `(b - a) / max(a, b)`;
@@ -51,14 +51,10 @@ pub fn cluster_means(data: &Matrix, labels: &[usize], k: usize) -> (Vec<usize>, 
 pub fn silhouette(data: &Matrix, labels: &[usize], threads: usize) -> Result<f64, SegmentError> {
     let (labels, k) = dense_labels(data, labels)?;
     let n = data.rows();
-    let mut sizes = vec![0usize; k];
-    for &l in &labels {
-        sizes[l] += 1;
-    }
+    let blocks = ClusterBlocks::new(data, &labels, k);
     let threads = threads.max(1);
     let chunk = n.div_ceil(threads);
-    let labels = &labels;
-    let sizes = &sizes;
+    let (labels, blocks) = (&labels, &blocks);
     let total: f64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -66,12 +62,9 @@ pub fn silhouette(data: &Matrix, labels: &[usize], threads: usize) -> Result<f64
                     let mut sum = 0.0;
                     let mut per_cluster = vec![0.0; k];
                     for i in t * chunk..((t + 1) * chunk).min(n) {
-                        per_cluster.iter_mut().for_each(|x| *x = 0.0);
-                        let row = data.row(i);
-                        for (j, other) in data.iter_rows().enumerate() {
-                            per_cluster[labels[j]] += squared_distance(row, other).sqrt();
-                        }
+                        blocks.distance_sums(data.row(i), &mut per_cluster);
                         let own = labels[i];
+                        let sizes = &blocks.sizes;
                         if sizes[own] <= 1 {
                             continue;
                         }
@@ -95,6 +88,110 @@ pub fn silhouette(data: &Matrix, labels: &[usize], threads: usize) -> Result<f64
             .sum()
     });
     Ok(total / n as f64)
+}
+
+/// Rows packed for the silhouette's distance sums: grouped by cluster, and within a cluster
+/// in blocks of [`LANES`] rows stored column by column, so that one row's distances to
+/// eight others are eight independent sums (and eight square roots) in vector registers.
+struct ClusterBlocks {
+    /// Per cluster, `blocks × cols` groups of [`LANES`] values.
+    values: Vec<Vec<[f64; LANES]>>,
+    /// Per cluster, the rows that do not fill a whole block, as plain rows.
+    tails: Vec<Vec<f64>>,
+    sizes: Vec<usize>,
+    cols: usize,
+}
+
+const LANES: usize = 8;
+
+impl ClusterBlocks {
+    fn new(data: &Matrix, labels: &[usize], k: usize) -> Self {
+        let cols = data.cols();
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+        for (i, &l) in labels.iter().enumerate() {
+            members[l].push(i);
+        }
+        let mut values = Vec::with_capacity(k);
+        let mut tails = Vec::with_capacity(k);
+        for rows in &members {
+            let whole = rows.len() / LANES;
+            let mut v = vec![[0.0; LANES]; whole * cols];
+            for (b, block) in rows.chunks_exact(LANES).enumerate() {
+                for (lane, &i) in block.iter().enumerate() {
+                    for (j, x) in data.row(i).iter().enumerate() {
+                        v[b * cols + j][lane] = *x;
+                    }
+                }
+            }
+            values.push(v);
+            tails.push(
+                rows[whole * LANES..]
+                    .iter()
+                    .flat_map(|&i| data.row(i).iter().copied())
+                    .collect(),
+            );
+        }
+        ClusterBlocks {
+            values,
+            tails,
+            sizes: members.iter().map(Vec::len).collect(),
+            cols,
+        }
+    }
+
+    /// `out[c]` = the sum of distances from `row` to the rows of cluster `c`, compiled for
+    /// the widest vector instructions this CPU has, chosen at run time.
+    fn distance_sums(&self, row: &[f64], out: &mut [f64]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has just been found to support AVX-512F.
+                return unsafe { self.distance_sums_avx512(row, out) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has just been found to support AVX2.
+                return unsafe { self.distance_sums_avx2(row, out) };
+            }
+        }
+        self.distance_sums_generic(row, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    fn distance_sums_avx512(&self, row: &[f64], out: &mut [f64]) {
+        self.distance_sums_generic(row, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn distance_sums_avx2(&self, row: &[f64], out: &mut [f64]) {
+        self.distance_sums_generic(row, out)
+    }
+
+    #[inline(always)]
+    fn distance_sums_generic(&self, row: &[f64], out: &mut [f64]) {
+        let cols = self.cols;
+        for (c, o) in out.iter_mut().enumerate() {
+            let mut acc = [0.0; LANES];
+            for block in self.values[c].chunks_exact(cols) {
+                let mut d2 = [0.0; LANES];
+                for (x, lanes) in row.iter().zip(block) {
+                    for l in 0..LANES {
+                        let t = x - lanes[l];
+                        d2[l] += t * t;
+                    }
+                }
+                for l in 0..LANES {
+                    acc[l] += d2[l].sqrt();
+                }
+            }
+            let tail: f64 = self.tails[c]
+                .chunks_exact(cols)
+                .map(|other| squared_distance(row, other).sqrt())
+                .sum();
+            *o = acc.iter().sum::<f64>() + tail;
+        }
+    }
 }
 
 /// Calinski-Harabasz index: between-cluster dispersion over within-cluster dispersion, each
