@@ -1,34 +1,63 @@
-//! Times Lloyd iterations on random data: `cargo run --release --example lloyd_timing`.
+//! Times K-Means on Gaussian-like blobs (1,000,000 × 12, 8 centres, min-max scaled), Lloyd
+//! beside Hamerly: iterations from a bad start, whole fits, a k = 2..12 sweep on 100,000
+//! rows, and the k-means++ start: `cargo run --release --example lloyd_timing`.
 
-use persona_segment::kmeans::Init;
-use persona_segment::{KMeansParams, Matrix};
+use std::time::Instant;
+
+use persona_segment::kmeans::{Algorithm, Init};
+use persona_segment::{KMeansParams, Matrix, Scaler, Scaling};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 fn main() {
     let (n, d, k) = (1_000_000, 12, 8);
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let values: Vec<f64> = (0..n * d)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        })
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let centres: Vec<Vec<f64>> = (0..k)
+        .map(|_| (0..d).map(|_| rng.random_range(0.0..10.0)).collect())
         .collect();
-    let m = Matrix::new(n, d, values).unwrap();
-    let init = Init::Centers(m.select(&(0..k).collect::<Vec<_>>()));
-    for threads in [1, 2] {
-        let t = std::time::Instant::now();
-        let fit = KMeansParams::new(k)
-            .init(init.clone())
-            .tol(0.0)
-            .max_iter(20)
-            .threads(threads)
-            .fit(&m)
-            .unwrap();
-        println!(
-            "threads {threads}: {} iterations, {:.2} ms each",
-            fit.iterations,
-            t.elapsed().as_secs_f64() * 1000.0 / fit.iterations as f64
+    let mut values = Vec::with_capacity(n * d);
+    for _ in 0..n {
+        let c = &centres[rng.random_range(0..k)];
+        // A sum of uniforms: near enough to a Gaussian for timing.
+        values.extend(
+            c.iter()
+                .map(|x| x + (0..6).map(|_| rng.random::<f64>()).sum::<f64>() - 3.0),
         );
     }
+    let m = Matrix::new(n, d, values).unwrap();
+    let m = Scaler::fit(&m, Scaling::MinMax).transform(&m);
+    let sweep = m.select(&(0..100_000).collect::<Vec<_>>());
+    let bad = Init::Centers(m.select(&(0..k).collect::<Vec<_>>()));
+    for algorithm in [Algorithm::Lloyd, Algorithm::Hamerly] {
+        let t = Instant::now();
+        let fit = KMeansParams::new(k)
+            .init(bad.clone())
+            .algorithm(algorithm)
+            .tol(0.0)
+            .max_iter(20)
+            .fit(&m)
+            .unwrap();
+        let per_iteration = t.elapsed().as_secs_f64() * 1000.0 / fit.iterations as f64;
+        let t = Instant::now();
+        let fit = KMeansParams::new(k).algorithm(algorithm).fit(&m).unwrap();
+        let whole = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        for kk in 2..=12 {
+            KMeansParams::new(kk)
+                .algorithm(algorithm)
+                .fit(&sweep)
+                .unwrap();
+        }
+        println!(
+            "{algorithm:?}: {per_iteration:.2} ms an iteration from a bad start; fit {whole:.1} ms ({} iterations); sweep {:.1} ms",
+            fit.iterations,
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    let t = Instant::now();
+    persona_segment::kmeans::plus_plus_init(&m, k, 0);
+    println!(
+        "k-means++ start: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
 }

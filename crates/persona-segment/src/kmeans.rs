@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::matrix::{squared_distance, squared_distance_fast};
+use crate::matrix::{squared_distance, squared_distance_fast, widest_vectors};
 use crate::{Matrix, SegmentError};
 
 /// How the first centres are chosen.
@@ -18,11 +18,22 @@ pub enum Init {
     Centers(Matrix),
 }
 
+/// How the iterations run; both give the same result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algorithm {
+    /// Every row measured against every centre, every iteration.
+    Lloyd,
+    /// Lloyd's iterations with distance bounds that skip rows that cannot change cluster
+    /// ([`crate::hamerly`]): the faster choice once most rows have settled.
+    Hamerly,
+}
+
 /// K-Means parameters, checked by [`KMeansParams::fit`] before any work.
 #[derive(Debug, Clone)]
 pub struct KMeansParams {
     k: usize,
     init: Init,
+    algorithm: Algorithm,
     n_init: usize,
     max_iter: usize,
     tol: f64,
@@ -32,11 +43,12 @@ pub struct KMeansParams {
 
 impl KMeansParams {
     /// `k` clusters; k-means++ with 1 initialisation (scikit-learn's `n_init="auto"`),
-    /// at most 300 iterations, `tol` 1e-4, seed 0, every core.
+    /// Hamerly's iterations, at most 300, `tol` 1e-4, seed 0, every core.
     pub fn new(k: usize) -> Self {
         KMeansParams {
             k,
             init: Init::KMeansPlusPlus,
+            algorithm: Algorithm::Hamerly,
             n_init: 1,
             max_iter: 300,
             tol: 1e-4,
@@ -47,6 +59,11 @@ impl KMeansParams {
 
     pub fn init(mut self, init: Init) -> Self {
         self.init = init;
+        self
+    }
+
+    pub fn algorithm(mut self, algorithm: Algorithm) -> Self {
+        self.algorithm = algorithm;
         self
     }
 
@@ -127,7 +144,12 @@ impl KMeansParams {
                 Init::Centers(c) => c.clone(),
                 Init::KMeansPlusPlus => kmeans_plus_plus(data, self.k, &mut rng, self.threads),
             };
-            let run = lloyd(data, centers, self.max_iter, tol, self.threads);
+            let run = match self.algorithm {
+                Algorithm::Lloyd => lloyd(data, centers, self.max_iter, tol, self.threads),
+                Algorithm::Hamerly => {
+                    crate::hamerly::hamerly(data, centers, self.max_iter, tol, self.threads)
+                }
+            };
             if best.as_ref().is_none_or(|b| run.inertia < b.inertia) {
                 best = Some(run);
             }
@@ -234,7 +256,7 @@ fn argmin(d: &[f64; LANES]) -> (usize, f64) {
 /// independent sums the compiler turns into vector instructions. Summing each distance
 /// dimension by dimension in order gives bit for bit the same result as
 /// [`squared_distance`]; padding lanes sit at infinity and are never nearest.
-struct CenterBlocks {
+pub(crate) struct CenterBlocks {
     /// `blocks × dims` groups of [`LANES`] values.
     values: Vec<[f64; LANES]>,
     dims: usize,
@@ -242,7 +264,7 @@ struct CenterBlocks {
 }
 
 impl CenterBlocks {
-    fn new(centers: &Matrix) -> Self {
+    pub(crate) fn new(centers: &Matrix) -> Self {
         let (k, dims) = (centers.rows(), centers.cols());
         let blocks = k.div_ceil(LANES);
         let mut values = vec![[f64::INFINITY; LANES]; blocks * dims];
@@ -303,6 +325,23 @@ impl CenterBlocks {
         best
     }
 
+    /// The nearest centre (the first of equals) and the squared distances to it and to the
+    /// second nearest.
+    #[inline(always)]
+    pub(crate) fn two_nearest(&self, row: &[f64]) -> (usize, f64, f64) {
+        let (mut best, mut d1, mut d2) = (0, f64::INFINITY, f64::INFINITY);
+        for b in 0..self.k.div_ceil(LANES) {
+            for (lane, &d) in self.block_distances(row, b).iter().enumerate() {
+                if d < d1 {
+                    (d2, d1, best) = (d1, d, b * LANES + lane);
+                } else if d < d2 {
+                    d2 = d;
+                }
+            }
+        }
+        (best, d1, d2)
+    }
+
     /// The nearest centre and its squared distance (the first of equals, as a plain scan).
     #[inline(always)]
     fn nearest(&self, row: &[f64]) -> (usize, f64) {
@@ -344,73 +383,73 @@ pub fn plus_plus_init(data: &Matrix, k: usize, seed: u64) -> Matrix {
 }
 
 /// Greedy k-means++ (Arthur and Vassilvitskii, with scikit-learn's local trials).
+///
+/// Each step draws all its candidates first, measures them together in one pass over the
+/// data (their potentials only), and makes a second pass to update the distances for the
+/// winner: two passes a step instead of one per candidate, which matters because a pass is
+/// bound by the speed of reading the data.
 fn kmeans_plus_plus(data: &Matrix, k: usize, rng: &mut ChaCha8Rng, threads: usize) -> Matrix {
     let n = data.rows();
     let trials = 2 + (k as f64).ln().floor() as usize;
     let mut chosen = vec![rng.random_range(0..n)];
-    let mut closest: Vec<f64> = data
-        .iter_rows()
-        .map(|r| squared_distance_fast(r, data.row(chosen[0])))
-        .collect();
+    let mut closest = vec![f64::INFINITY; n];
+    update_closest(data, data.row(chosen[0]), &mut closest, threads);
     let mut potential: f64 = closest.iter().sum();
-    let mut candidate_dist = vec![0.0; n];
-    let mut best_dist = vec![0.0; n];
     for _ in 1..k {
-        let mut best: Option<(usize, f64)> = None;
-        for _ in 0..trials {
-            // Draw an index with probability proportional to its squared distance.
-            let target = rng.random::<f64>() * potential;
-            let mut acc = 0.0;
-            let mut candidate = n - 1;
-            for (i, d) in closest.iter().enumerate() {
-                acc += d;
-                if acc > target {
-                    candidate = i;
-                    break;
-                }
+        // Draw the candidates with probability proportional to the squared distance, by
+        // one scan of the running sum for all of them (targets in ascending order).
+        let mut targets: Vec<(f64, usize)> = (0..trials)
+            .map(|t| (rng.random::<f64>() * potential, t))
+            .collect();
+        targets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut candidates = vec![n - 1; trials];
+        let mut acc = 0.0;
+        let mut next = 0;
+        for (i, d) in closest.iter().enumerate() {
+            acc += d;
+            while next < trials && acc > targets[next].0 {
+                candidates[targets[next].1] = i;
+                next += 1;
             }
-            let pot = candidate_potential(
-                data,
-                data.row(candidate),
-                &closest,
-                &mut candidate_dist,
-                threads,
-            );
-            if best.is_none_or(|(_, p)| pot < p) {
-                best = Some((candidate, pot));
-                std::mem::swap(&mut best_dist, &mut candidate_dist);
+            if next == trials {
+                break;
             }
         }
-        let (candidate, pot) = best.expect("at least two trials");
-        chosen.push(candidate);
-        potential = pot;
-        std::mem::swap(&mut closest, &mut best_dist);
+        let rows: Vec<&[f64]> = candidates.iter().map(|&c| data.row(c)).collect();
+        let potentials = candidate_potentials(data, &rows, &closest, threads);
+        // The first of equal potentials, as trials are tried in order.
+        let best = (0..trials)
+            .reduce(|b, t| if potentials[t] < potentials[b] { t } else { b })
+            .expect("at least two trials");
+        chosen.push(candidates[best]);
+        potential = potentials[best];
+        update_closest(data, rows[best], &mut closest, threads);
     }
     data.select(&chosen)
 }
 
-/// Each row's squared distance to the nearest centre if `candidate` were added (written to
-/// `out`), and their sum, over `threads` threads.
-fn candidate_potential(
+/// For each candidate, the sum over rows of the squared distance to the nearest centre if
+/// that candidate were added, in one pass over `threads` threads.
+fn candidate_potentials(
     data: &Matrix,
-    candidate: &[f64],
+    candidates: &[&[f64]],
     closest: &[f64],
-    out: &mut [f64],
     threads: usize,
-) -> f64 {
+) -> Vec<f64> {
     let chunk = data.rows().div_ceil(threads.max(1));
     std::thread::scope(|s| {
-        let handles: Vec<_> = out
-            .chunks_mut(chunk)
-            .zip(closest.chunks(chunk))
+        let handles: Vec<_> = closest
+            .chunks(chunk)
             .enumerate()
-            .map(|(t, (out, closest))| {
+            .map(|(t, closest)| {
                 s.spawn(move || {
-                    let mut pot = 0.0;
-                    for (i, (o, near)) in out.iter_mut().zip(closest).enumerate() {
-                        let d = squared_distance_fast(data.row(t * chunk + i), candidate);
-                        *o = if d < *near { d } else { *near };
-                        pot += *o;
+                    let mut pot = vec![0.0; candidates.len()];
+                    for (i, near) in closest.iter().enumerate() {
+                        let row = data.row(t * chunk + i);
+                        for (p, c) in pot.iter_mut().zip(candidates) {
+                            let d = squared_distance_fast(row, c);
+                            *p += if d < *near { d } else { *near };
+                        }
                     }
                     pot
                 })
@@ -419,22 +458,48 @@ fn candidate_potential(
         handles
             .into_iter()
             .map(|h| h.join().expect("no panic"))
-            .sum()
+            .fold(vec![0.0; candidates.len()], |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            })
     })
 }
 
+/// Lowers each row's distance to its nearest centre to its distance to `center` where
+/// that is nearer.
+fn update_closest(data: &Matrix, center: &[f64], closest: &mut [f64], threads: usize) {
+    let chunk = data.rows().div_ceil(threads.max(1));
+    std::thread::scope(|s| {
+        for (t, closest) in closest.chunks_mut(chunk).enumerate() {
+            s.spawn(move || {
+                for (i, near) in closest.iter_mut().enumerate() {
+                    let d = squared_distance_fast(data.row(t * chunk + i), center);
+                    if d < *near {
+                        *near = d;
+                    }
+                }
+            });
+        }
+    });
+}
+
 /// What one thread gathers in an assignment pass over its rows.
-struct Partial {
+pub(crate) struct Partial {
     sums: Vec<f64>,
     counts: Vec<usize>,
-    inertia: f64,
+    pub(crate) inertia: f64,
     /// Rows whose label differs from the one they had before this pass.
     changed: usize,
 }
 
 /// Assigns every row to its nearest centre (writing `labels` and `dist`) and gathers the
 /// per-cluster sums for the next centres, over `threads` threads.
-fn assign(data: &Matrix, centers: &Matrix, labels: &mut [usize], threads: usize) -> Partial {
+pub(crate) fn assign(
+    data: &Matrix,
+    centers: &Matrix,
+    labels: &mut [usize],
+    threads: usize,
+) -> Partial {
     let (k, d) = (centers.rows(), data.cols());
     let chunk = data.rows().div_ceil(threads);
     let blocks = &CenterBlocks::new(centers);
@@ -468,50 +533,16 @@ fn assign(data: &Matrix, centers: &Matrix, labels: &mut [usize], threads: usize)
     total
 }
 
-/// The assignment pass over the rows from `start`, compiled for the widest vector
-/// instructions this CPU has (AVX-512, else AVX2, else the baseline), chosen at run time.
-fn assign_rows(
-    data: &Matrix,
-    blocks: &CenterBlocks,
-    start: usize,
-    labels: &mut [usize],
-) -> Partial {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has just been found to support AVX-512F.
-            return unsafe { assign_rows_avx512(data, blocks, start, labels) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has just been found to support AVX2.
-            return unsafe { assign_rows_avx2(data, blocks, start, labels) };
-        }
-    }
-    assign_rows_generic(data, blocks, start, labels)
+widest_vectors! {
+    fn assign_rows(
+        data: &Matrix,
+        blocks: &CenterBlocks,
+        start: usize,
+        labels: &mut [usize],
+    ) -> Partial => assign_rows_generic
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn assign_rows_avx512(
-    data: &Matrix,
-    blocks: &CenterBlocks,
-    start: usize,
-    labels: &mut [usize],
-) -> Partial {
-    assign_rows_generic(data, blocks, start, labels)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn assign_rows_avx2(
-    data: &Matrix,
-    blocks: &CenterBlocks,
-    start: usize,
-    labels: &mut [usize],
-) -> Partial {
-    assign_rows_generic(data, blocks, start, labels)
-}
-
+/// The assignment pass over the rows from `start`.
 #[inline(always)]
 fn assign_rows_generic(
     data: &Matrix,
@@ -553,7 +584,13 @@ fn assign_rows_generic(
 /// Lloyd's algorithm from `centers`, with scikit-learn's stopping rule: stop when no label
 /// changes, or when the centres' total squared shift is at most `tol`; the final labels and
 /// inertia are those of the final centres.
-fn lloyd(data: &Matrix, mut centers: Matrix, max_iter: usize, tol: f64, threads: usize) -> KMeans {
+pub(crate) fn lloyd(
+    data: &Matrix,
+    mut centers: Matrix,
+    max_iter: usize,
+    tol: f64,
+    threads: usize,
+) -> KMeans {
     let (n, d, k) = (data.rows(), data.cols(), centers.rows());
     let mut labels = vec![usize::MAX; n];
     let mut iterations = 0;

@@ -11,6 +11,7 @@
 
 pub mod dbscan;
 pub mod error;
+pub mod hamerly;
 pub mod hierarchical;
 pub mod kmeans;
 pub mod matrix;

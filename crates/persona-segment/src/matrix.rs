@@ -116,3 +116,35 @@ pub fn squared_distance_fast(a: &[f64], b: &[f64]) -> f64 {
     }
     (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
+
+/// Defines `fn $name(args) -> ret` that calls `$kernel(args)` compiled for the widest vector
+/// instructions this CPU has (AVX-512, else AVX2, else the baseline), chosen at run time.
+/// `$kernel` must be `#[inline(always)]`, so that each copy is compiled with its
+/// instructions enabled. For the hot loops of distance computations.
+macro_rules! widest_vectors {
+    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $kernel:path) => {
+        $vis fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) -> $ret {
+                    $kernel($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) -> $ret {
+                    $kernel($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has just been found to support AVX-512F.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has just been found to support AVX2.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $kernel($($arg),*)
+        }
+    };
+}
+pub(crate) use widest_vectors;

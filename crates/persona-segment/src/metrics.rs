@@ -1,7 +1,7 @@
 //! Cluster quality: silhouette, Calinski-Harabasz and Davies-Bouldin, defined as
 //! scikit-learn defines them.
 
-use crate::matrix::squared_distance;
+use crate::matrix::{squared_distance, widest_vectors};
 use crate::{Matrix, SegmentError};
 
 /// Labels renumbered densely (0..k in order of first appearance) and k.
@@ -61,9 +61,9 @@ pub fn silhouette(data: &Matrix, labels: &[usize], threads: usize) -> Result<f64
                 s.spawn(move || {
                     let mut sum = 0.0;
                     let mut per_cluster = vec![0.0; k];
-                    for i in t * chunk..((t + 1) * chunk).min(n) {
-                        blocks.distance_sums(data.row(i), &mut per_cluster);
-                        let own = labels[i];
+                    let rows = t * chunk..((t + 1) * chunk).min(n);
+                    for (i, &own) in rows.clone().zip(&labels[rows]) {
+                        distance_sums(blocks, data.row(i), &mut per_cluster);
                         let sizes = &blocks.sizes;
                         if sizes[own] <= 1 {
                             continue;
@@ -104,6 +104,10 @@ struct ClusterBlocks {
 
 const LANES: usize = 8;
 
+widest_vectors! {
+    fn distance_sums(blocks: &ClusterBlocks, row: &[f64], out: &mut [f64]) -> () => ClusterBlocks::distance_sums_kernel
+}
+
 impl ClusterBlocks {
     fn new(data: &Matrix, labels: &[usize], k: usize) -> Self {
         let cols = data.cols();
@@ -139,37 +143,9 @@ impl ClusterBlocks {
         }
     }
 
-    /// `out[c]` = the sum of distances from `row` to the rows of cluster `c`, compiled for
-    /// the widest vector instructions this CPU has, chosen at run time.
-    fn distance_sums(&self, row: &[f64], out: &mut [f64]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU has just been found to support AVX-512F.
-                return unsafe { self.distance_sums_avx512(row, out) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has just been found to support AVX2.
-                return unsafe { self.distance_sums_avx2(row, out) };
-            }
-        }
-        self.distance_sums_generic(row, out)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn distance_sums_avx512(&self, row: &[f64], out: &mut [f64]) {
-        self.distance_sums_generic(row, out)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn distance_sums_avx2(&self, row: &[f64], out: &mut [f64]) {
-        self.distance_sums_generic(row, out)
-    }
-
+    /// `out[c]` = the sum of distances from `row` to the rows of cluster `c`.
     #[inline(always)]
-    fn distance_sums_generic(&self, row: &[f64], out: &mut [f64]) {
+    fn distance_sums_kernel(&self, row: &[f64], out: &mut [f64]) {
         let cols = self.cols;
         for (c, o) in out.iter_mut().enumerate() {
             let mut acc = [0.0; LANES];

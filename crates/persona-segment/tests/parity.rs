@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use persona_segment::kmeans::Init;
+use persona_segment::kmeans::{Algorithm, Init};
 use persona_segment::{KMeansParams, Matrix, metrics};
 use serde_json::Value;
 
@@ -56,12 +56,17 @@ fn kmeans_from_the_same_start_matches_scikit_learn() {
         let (data, want) = load(name);
         let k = want["k"].as_u64().unwrap() as usize;
         let init: Vec<Vec<f64>> = serde_json::from_value(want["init"].clone()).unwrap();
-        for threads in [1, 2] {
+        for (threads, algorithm) in [1, 2]
+            .into_iter()
+            .flat_map(|t| [(t, Algorithm::Lloyd), (t, Algorithm::Hamerly)])
+        {
             let fit = KMeansParams::new(k)
                 .init(Init::Centers(Matrix::from_rows(&init).unwrap()))
+                .algorithm(algorithm)
                 .threads(threads)
                 .fit(&data)
                 .unwrap();
+            let name = format!("{name}, {algorithm:?}, {threads} threads");
             assert_close(
                 &format!("{name} inertia"),
                 fit.inertia,
