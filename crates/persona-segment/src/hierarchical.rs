@@ -117,20 +117,35 @@ impl Dendrogram {
         if k == 0 || k > n {
             return Err(SegmentError::TooFewRows { k, rows: n });
         }
+        Ok(self.apply(n - k))
+    }
+
+    /// Flat clusters: the tree cut at `height`, keeping every merge at or below it
+    /// (scikit-learn's `distance_threshold`, which keeps those strictly below). Returns the
+    /// labels and the number of clusters.
+    pub fn cut_at(&self, height: f64) -> (Vec<usize>, usize) {
+        // Merge heights never fall (the reducible linkages here guarantee it).
+        let merges = self.merges.partition_point(|m| m.height <= height);
+        (self.apply(merges), self.rows - merges)
+    }
+
+    /// Labels after the first `merges` merges.
+    fn apply(&self, merges: usize) -> Vec<usize> {
+        let n = self.rows;
         let mut parent: Vec<usize> = (0..2 * n - 1).collect();
-        for (i, m) in self.merges.iter().take(n - k).enumerate() {
+        for (i, m) in self.merges.iter().take(merges).enumerate() {
             let (ra, rb) = (find(&mut parent, m.a), find(&mut parent, m.b));
             parent[ra] = n + i;
             parent[rb] = n + i;
         }
         let mut numbering = std::collections::HashMap::new();
-        Ok((0..n)
+        (0..n)
             .map(|row| {
                 let root = find(&mut parent, row);
                 let next = numbering.len();
                 *numbering.entry(root).or_insert(next)
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -156,6 +171,9 @@ mod tests {
             assert_eq!(*l, labels[i % 3], "row {i}");
         }
         assert_eq!(tree.cut(1).unwrap(), vec![0; 30]);
+        // The last two merges join groups 50 apart; every earlier one is far lower.
+        let (by_height, k) = tree.cut_at(tree.merges[26].height);
+        assert_eq!((by_height, k), (labels, 3));
     }
 }
 

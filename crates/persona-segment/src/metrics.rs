@@ -49,45 +49,54 @@ pub fn cluster_means(data: &Matrix, labels: &[usize], k: usize) -> (Vec<usize>, 
 /// mean distance to the rows of another cluster, and its coefficient `(b - a) / max(a, b)`;
 /// a row alone in its cluster scores 0.
 pub fn silhouette(data: &Matrix, labels: &[usize], threads: usize) -> Result<f64, SegmentError> {
+    let each = silhouette_samples(data, labels, threads)?;
+    Ok(each.iter().sum::<f64>() / each.len() as f64)
+}
+
+/// Each row's silhouette coefficient (see [`silhouette`]), as scikit-learn's
+/// `silhouette_samples`: averaged per cluster, it shows which clusters are well separated.
+pub fn silhouette_samples(
+    data: &Matrix,
+    labels: &[usize],
+    threads: usize,
+) -> Result<Vec<f64>, SegmentError> {
     let (labels, k) = dense_labels(data, labels)?;
     let n = data.rows();
     let blocks = ClusterBlocks::new(data, &labels, k);
     let threads = threads.max(1);
     let chunk = n.div_ceil(threads);
     let (labels, blocks) = (&labels, &blocks);
-    let total: f64 = std::thread::scope(|s| {
+    Ok(std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 s.spawn(move || {
-                    let mut sum = 0.0;
                     let mut per_cluster = vec![0.0; k];
                     let rows = t * chunk..((t + 1) * chunk).min(n);
-                    for (i, &own) in rows.clone().zip(&labels[rows]) {
-                        distance_sums(blocks, data.row(i), &mut per_cluster);
-                        let sizes = &blocks.sizes;
-                        if sizes[own] <= 1 {
-                            continue;
-                        }
-                        let a = per_cluster[own] / (sizes[own] - 1) as f64;
-                        let b = (0..k)
-                            .filter(|&c| c != own)
-                            .map(|c| per_cluster[c] / sizes[c] as f64)
-                            .fold(f64::INFINITY, f64::min);
-                        let m = a.max(b);
-                        if m > 0.0 {
-                            sum += (b - a) / m;
-                        }
-                    }
-                    sum
+                    let sizes = &blocks.sizes;
+                    rows.clone()
+                        .zip(&labels[rows])
+                        .map(|(i, &own)| {
+                            if sizes[own] <= 1 {
+                                return 0.0;
+                            }
+                            distance_sums(blocks, data.row(i), &mut per_cluster);
+                            let a = per_cluster[own] / (sizes[own] - 1) as f64;
+                            let b = (0..k)
+                                .filter(|&c| c != own)
+                                .map(|c| per_cluster[c] / sizes[c] as f64)
+                                .fold(f64::INFINITY, f64::min);
+                            let m = a.max(b);
+                            if m > 0.0 { (b - a) / m } else { 0.0 }
+                        })
+                        .collect::<Vec<f64>>()
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().expect("no panic"))
-            .sum()
-    });
-    Ok(total / n as f64)
+            .flat_map(|h| h.join().expect("no panic"))
+            .collect()
+    }))
 }
 
 /// Rows packed for the silhouette's distance sums: grouped by cluster, and within a cluster

@@ -193,6 +193,13 @@ pub struct ClusterArgs {
     /// `curves.rule`); not for dbscan, which finds it.
     #[arg(long)]
     pub k: Option<String>,
+    /// K-Means iterations: hamerly (bounds skip rows that cannot change cluster) or lloyd
+    /// (every row every time); both give the same clusters.
+    #[arg(long, default_value = "hamerly")]
+    pub kmeans_variant: String,
+    /// Hierarchical: cut the tree at this merge height instead of at --k clusters.
+    #[arg(long, conflicts_with = "k")]
+    pub cut_height: Option<f64>,
     /// DBSCAN's neighbourhood radius in scaled units, or `auto` to read it off the knee of
     /// the k-distance curve [default: auto].
     #[arg(long)]

@@ -268,6 +268,21 @@ fn every_algorithm_finds_the_groups_and_dbscan_marks_the_stragglers_as_noise() {
     assert_eq!(&labels[120..], ["-1", "-1"]);
     assert!(labels[..120].iter().all(|l| *l != "-1"));
 
+    // Cut by height, Ward's tree gives the three groups and the two stragglers alone.
+    let r = cluster_json(&[
+        "--input",
+        f,
+        "--algorithm",
+        "hierarchical",
+        "--cut-height",
+        "0.5",
+    ]);
+    assert_eq!(r["sizes"], serde_json::json!([40, 40, 40, 1, 1]), "{r}");
+    for c in r["clusters"].as_array().unwrap() {
+        for field in ["cohesion", "separation", "silhouette"] {
+            assert!(c[field].is_number(), "{field}: {c}");
+        }
+    }
     // Without the stragglers, mini-batch K-Means and hierarchical clustering choose k = 3.
     for algorithm in ["minibatch-kmeans", "hierarchical"] {
         let r = cluster_json(&[
@@ -320,6 +335,14 @@ fn bad_options_are_named() {
         ),
         (vec!["--k", "2", "--features", "a,zzz"], "no column \"zzz\""),
         (vec!["--k", "2", "--scale", "log"], "--scale"),
+        (
+            vec!["--k", "2", "--kmeans-variant", "elkan"],
+            "--kmeans-variant must be",
+        ),
+        (
+            vec!["--cut-height", "2"],
+            "--cut-height applies to --algorithm hierarchical",
+        ),
         (
             vec!["--k", "2", "--impute", "a=mode"],
             "--impute a: must be median",

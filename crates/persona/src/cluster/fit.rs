@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, bail};
 use persona_segment::dbscan::suggest_eps;
 use persona_segment::hierarchical::{Linkage, linkage};
+use persona_segment::kmeans;
 use persona_segment::select_k::{KRules, SILHOUETTE_TIE};
 use persona_segment::stability::bootstrap_stability;
 use persona_segment::{
@@ -79,7 +80,11 @@ impl Algorithm {
                 "--algorithm must be kmeans, minibatch-kmeans, hierarchical or dbscan, got {other:?}"
             ),
         };
+        if args.cut_height.is_some() && !matches!(algorithm, Algorithm::Hierarchical(_)) {
+            bail!("--cut-height applies to --algorithm hierarchical only");
+        }
         match (&algorithm, &args.k) {
+            (Algorithm::Hierarchical(_), None) if args.cut_height.is_some() => {}
             (Algorithm::Dbscan { .. }, Some(_)) => {
                 bail!("--k does not apply to dbscan, which finds the number of clusters itself")
             }
@@ -112,11 +117,26 @@ pub fn run(args: &ClusterArgs, algorithm: &Algorithm, scaled: &Matrix) -> anyhow
     if let Algorithm::Dbscan { eps, min_samples } = algorithm {
         return dbscan(scaled, *eps, *min_samples);
     }
+    let variant = match args.kmeans_variant.as_str() {
+        "hamerly" => kmeans::Algorithm::Hamerly,
+        "lloyd" => kmeans::Algorithm::Lloyd,
+        other => bail!("--kmeans-variant must be hamerly or lloyd, got {other:?}"),
+    };
     // A hierarchical tree is built once and cut at every k tried.
     let tree = match algorithm {
         Algorithm::Hierarchical(method) => Some(linkage(scaled, *method)?),
         _ => None,
     };
+    if let (Some(tree), Some(height)) = (&tree, args.cut_height) {
+        let (labels, k) = tree.cut_at(height);
+        let fit = KMeans::from_labels(scaled, labels, k)?;
+        return Ok(Outcome {
+            fit,
+            kept: None,
+            stability: None,
+            curves: BTreeMap::from([("cut_height".into(), height.into())]),
+        });
+    }
     let fit_k = |k: usize, m: &Matrix| -> Result<KMeans, SegmentError> {
         match algorithm {
             Algorithm::MiniBatch => MiniBatchParams::new(k).seed(args.seed).fit(m),
@@ -129,6 +149,7 @@ pub fn run(args: &ClusterArgs, algorithm: &Algorithm, scaled: &Matrix) -> anyhow
                 KMeans::from_labels(m, labels, k)
             }
             _ => KMeansParams::new(k)
+                .algorithm(variant)
                 .n_init(args.n_init)
                 .seed(args.seed)
                 .fit(m),

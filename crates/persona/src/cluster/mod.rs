@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, bail};
+use persona_segment::matrix::squared_distance;
 use persona_segment::prepare::PrepReport;
-use persona_segment::{Matrix, Model, Scaler, Scaling, metrics};
+use persona_segment::{KMeans, Matrix, Model, Scaler, Scaling, metrics};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
@@ -66,6 +67,12 @@ struct ClusterSummary {
     share: f64,
     /// Standardised difference of the cluster's mean from the overall mean, largest first.
     distinguishing: Vec<(String, f64)>,
+    /// Cohesion: the mean distance of the cluster's rows to its centre (scaled units).
+    cohesion: f64,
+    /// Separation: the distance from its centre to the nearest other centre (scaled units).
+    separation: f64,
+    /// Mean silhouette of its rows (of the sample, when the silhouette is sampled).
+    silhouette: f64,
 }
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
@@ -106,20 +113,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         None => (Cow::Borrowed(&all_data), Cow::Borrowed(&all_scaled)),
     };
     let k = fit.centers.rows();
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let (silhouette, sampled) = if k < 2 {
-        (f64::NAN, false)
-    } else if scaled.rows() > fit::SILHOUETTE_SAMPLE {
-        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-        let idx = sample(&mut rng, scaled.rows(), fit::SILHOUETTE_SAMPLE).into_vec();
-        let labels: Vec<usize> = idx.iter().map(|&i| fit.labels[i]).collect();
-        (
-            metrics::silhouette(&scaled.select(&idx), &labels, threads)?,
-            true,
-        )
-    } else {
-        (metrics::silhouette(&scaled, &fit.labels, threads)?, false)
-    };
+    let quality = quality(&scaled, &fit, args.seed)?;
     if k < 2 {
         eprintln!("warning: a single cluster; the quality metrics need two or more");
     }
@@ -140,7 +134,10 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     for i in 0..centers.rows() {
         preparation.inverse_row(centers.row_mut(i));
     }
-    let clusters = describe(&data, &fit.labels, &sizes, n, &features);
+    let mut clusters = describe(&data, &fit.labels, &sizes, n, &features);
+    for (c, (cohesion, separation, silhouette)) in clusters.iter_mut().zip(&quality.per_cluster) {
+        (c.cohesion, c.separation, c.silhouette) = (*cohesion, *separation, *silhouette);
+    }
     if let Some(path) = &args.model {
         let stored = StoredModel {
             algorithm: &args.algorithm,
@@ -175,8 +172,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         preparation: prep_report,
         labels_path: args.output.as_ref().map(|p| p.display().to_string()),
         inertia: fit.inertia,
-        silhouette,
-        silhouette_sampled: sampled,
+        silhouette: quality.silhouette,
+        silhouette_sampled: quality.sampled,
         calinski_harabasz: metrics::calinski_harabasz(&scaled, &fit.labels).unwrap_or(f64::NAN),
         davies_bouldin: metrics::davies_bouldin(&scaled, &fit.labels).unwrap_or(f64::NAN),
         iterations: fit.iterations,
@@ -288,13 +285,68 @@ fn print_table(r: &Report) {
     }
     for c in &r.clusters {
         println!(
-            "cluster {}: {} ({} rows, {:.1}%)",
+            "cluster {}: {} ({} rows, {:.1}%; cohesion {:.3}, separation {:.3}, silhouette {:.3})",
             c.label,
             c.name,
             c.size,
-            c.share * 100.0
+            c.share * 100.0,
+            c.cohesion,
+            c.separation,
+            c.silhouette
         );
     }
+}
+
+/// How well the clusters hold together and stand apart.
+struct Quality {
+    silhouette: f64,
+    sampled: bool,
+    /// Per cluster: cohesion, separation, mean silhouette.
+    per_cluster: Vec<(f64, f64, f64)>,
+}
+
+/// The silhouette (on a seeded sample above [`fit::SILHOUETTE_SAMPLE`] rows), and each
+/// cluster's cohesion, separation and mean silhouette.
+fn quality(scaled: &Matrix, fit: &KMeans, seed: u64) -> anyhow::Result<Quality> {
+    let k = fit.centers.rows();
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let sampled = scaled.rows() > fit::SILHOUETTE_SAMPLE;
+    let (rows, labels): (Cow<Matrix>, Vec<usize>) = if sampled {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let idx = sample(&mut rng, scaled.rows(), fit::SILHOUETTE_SAMPLE).into_vec();
+        let labels = idx.iter().map(|&i| fit.labels[i]).collect();
+        (Cow::Owned(scaled.select(&idx)), labels)
+    } else {
+        (Cow::Borrowed(scaled), fit.labels.clone())
+    };
+    let each = if k < 2 {
+        vec![f64::NAN; labels.len()]
+    } else {
+        metrics::silhouette_samples(&rows, &labels, threads)?
+    };
+    let mut per_cluster = vec![(0.0, f64::INFINITY, 0.0); k];
+    let mut counts = vec![(0usize, 0usize); k];
+    for (row, &l) in scaled.iter_rows().zip(&fit.labels) {
+        per_cluster[l].0 += squared_distance(row, fit.centers.row(l)).sqrt();
+        counts[l].0 += 1;
+    }
+    for (&s, &l) in each.iter().zip(&labels) {
+        per_cluster[l].2 += s;
+        counts[l].1 += 1;
+    }
+    for (c, q) in per_cluster.iter_mut().enumerate() {
+        q.0 /= counts[c].0.max(1) as f64;
+        q.2 /= counts[c].1.max(1) as f64;
+        for o in (0..k).filter(|&o| o != c) {
+            q.1 =
+                q.1.min(squared_distance(fit.centers.row(c), fit.centers.row(o)).sqrt());
+        }
+    }
+    Ok(Quality {
+        silhouette: each.iter().sum::<f64>() / each.len() as f64,
+        sampled,
+        per_cluster,
+    })
 }
 
 /// Size, share and the features that set each cluster apart, with a name made of them.
@@ -334,6 +386,9 @@ fn describe(
                 size,
                 share: size as f64 / total_rows as f64,
                 distinguishing: diffs,
+                cohesion: f64::NAN,
+                separation: f64::NAN,
+                silhouette: f64::NAN,
             }
         })
         .collect()
