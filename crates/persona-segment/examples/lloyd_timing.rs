@@ -18,10 +18,10 @@ fn main() {
     let mut values = Vec::with_capacity(n * d);
     for _ in 0..n {
         let c = &centres[rng.random_range(0..k)];
-        // A sum of uniforms: near enough to a Gaussian for timing.
+        // A sum of twelve uniforms: near enough to a unit Gaussian for timing.
         values.extend(
             c.iter()
-                .map(|x| x + (0..6).map(|_| rng.random::<f64>()).sum::<f64>() - 3.0),
+                .map(|x| x + (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0),
         );
     }
     let m = Matrix::new(n, d, values).unwrap();
