@@ -1,10 +1,13 @@
 //! Customer segmentation: the algorithms, and nothing else.
 //!
 //! This crate turns a table of customer features into segments: it prepares the columns
-//! ([`prepare`]: gaps, log1p, one-hot), scales the features ([`scale`]), clusters them ([`kmeans`], [`minibatch`], [`hierarchical`], [`dbscan`] on a [`spatial`] index), judges the result ([`metrics`]) and chooses the number of
-//! clusters ([`select_k`]). It has no
-//! server, async or storage dependency (as linfa's algorithm crates keep I/O out), so the
-//! `persona cluster` command, the live model training and outside tools call the same code.
+//! ([`prepare`]: gaps, log1p, one-hot), scales the features ([`scale`]), clusters them
+//! ([`kmeans`] with [`hamerly`]'s bounds, [`minibatch`], [`hierarchical`], [`dbscan`] on a
+//! [`spatial`] index), judges the result ([`metrics`], [`stability`]) and chooses the number
+//! of clusters ([`select_k`]); [`rfm`] scores customers by recency, frequency and monetary
+//! value. It has no server, async or storage dependency (as linfa's algorithm crates keep
+//! I/O out), so the `persona cluster` command, the live model training and outside tools
+//! call the same code.
 //!
 //! Results are checked against scikit-learn, the reference implementation, on fixtures the
 //! script in `tests/fixtures/` generated with it.
@@ -19,6 +22,7 @@ pub mod metrics;
 pub mod minibatch;
 pub mod model;
 pub mod prepare;
+pub mod rfm;
 pub mod scale;
 pub mod select_k;
 pub mod spatial;
