@@ -6,7 +6,7 @@
 //! only until `min_samples` is reached, a second joins core rows within `eps` of each other in
 //! a lock-free union-find shared by both threads, and a third gives each border row a
 //! cluster. Tree nodes narrower than `eps` are joined once up front and then stand in for
-//! all their rows ([`CompactNodes`]). The labels equal scikit-learn's exactly: clusters are numbered by their
+//! all their rows (`CompactNodes`). The labels equal scikit-learn's exactly: clusters are numbered by their
 //! lowest-numbered core row, and a border row within reach of several clusters joins the
 //! lowest-numbered, as scikit-learn's in-order expansion does.
 

@@ -2,7 +2,7 @@
 //! DBSCAN and its `eps` helper, and a work-sharing parallel map for running many queries.
 //!
 //! The tree splits each node's box along its widest side at the median, down to leaves of
-//! [`LEAF`] rows, and keeps the rows in tree order so that a leaf is one contiguous block. A
+//! `LEAF` rows, and keeps the rows in tree order so that a leaf is one contiguous block. A
 //! query skips a node whose box lies outside the ball and takes a node whose box lies wholly
 //! inside it without measuring a single row, which is what makes dense clusters cheap.
 
