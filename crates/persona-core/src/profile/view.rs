@@ -21,7 +21,7 @@ pub struct ProfileView {
 
 /// Every computed feature. Time-relative ones (`recency_days`, `days_since_last_seen`, the
 /// rolling windows) are relative to `as_of`; the others count all history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ComputedView {
     pub event_count: u64,
     pub first_seen: Option<DateTime<Utc>>,
