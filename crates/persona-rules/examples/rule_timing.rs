@@ -11,7 +11,10 @@ fn main() {
         user_id: Some("u1".into()),
         aliases: vec![],
         anonymous_ids: vec![],
-        traits: serde_json::json!({"country": "DE"}).as_object().unwrap().clone(),
+        traits: serde_json::json!({"country": "DE"})
+            .as_object()
+            .unwrap()
+            .clone(),
         computed: ComputedView {
             frequency: 4,
             monetary: 250.0,
