@@ -6,8 +6,8 @@
 //! while the upper bound stays below the lower bound (or below half the distance from its
 //! centre to the nearest other centre), the row's label cannot change, and the row is
 //! skipped without touching its features. The centres' sums are kept up to date by the
-//! rows that do move. A Lloyd iteration is bound by reading every row (96 bytes a row at 12
-//! features); here a settled row costs its 24 bytes of bounds and label.
+//! rows that do move. A settled row costs its 24 bytes of bounds and label instead of its
+//! features and k distances.
 
 use crate::Matrix;
 use crate::kmeans::{CenterBlocks, KMeans, assign, lloyd};

@@ -193,9 +193,10 @@ pub struct ClusterArgs {
     /// `curves.rule`); not for dbscan, which finds it.
     #[arg(long)]
     pub k: Option<String>,
-    /// K-Means iterations: hamerly (bounds skip rows that cannot change cluster) or lloyd
-    /// (every row every time); both give the same clusters.
-    #[arg(long, default_value = "hamerly")]
+    /// K-Means iterations: lloyd (every row every time) or hamerly (distance bounds skip
+    /// rows that cannot change cluster; pays with many clusters or features); both give the
+    /// same clusters.
+    #[arg(long, default_value = "lloyd")]
     pub kmeans_variant: String,
     /// Hierarchical: cut the tree at this merge height instead of at --k clusters.
     #[arg(long, conflicts_with = "k")]
