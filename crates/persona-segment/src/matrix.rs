@@ -122,7 +122,8 @@ pub fn squared_distance_fast(a: &[f64], b: &[f64]) -> f64 {
 /// `$kernel` must be `#[inline(always)]`, so that each copy is compiled with its
 /// instructions enabled. For the hot loops of distance computations.
 macro_rules! widest_vectors {
-    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $kernel:path) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty => $kernel:path) => {
+        $(#[$meta])*
         $vis fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
