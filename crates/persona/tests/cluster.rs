@@ -268,8 +268,11 @@ fn every_algorithm_finds_the_groups_and_dbscan_marks_the_stragglers_as_noise() {
     assert_eq!(&labels[120..], ["-1", "-1"]);
     assert!(labels[..120].iter().all(|l| *l != "-1"));
 
-    // Cut by height, Ward's tree gives the three groups and the two stragglers alone.
-    let r = cluster_json(&[
+    // Cut by height, Ward's tree gives the three groups and the two stragglers alone, and
+    // the over-segmentation guard says so.
+    let out = run(&[
+        "cluster",
+        "--json",
         "--input",
         f,
         "--algorithm",
@@ -277,6 +280,12 @@ fn every_algorithm_finds_the_groups_and_dbscan_marks_the_stragglers_as_noise() {
         "--cut-height",
         "0.5",
     ]);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warned.contains("cluster 3 holds 1 rows, under 2%"),
+        "{warned}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["sizes"], serde_json::json!([40, 40, 40, 1, 1]), "{r}");
     for c in r["clusters"].as_array().unwrap() {
         for field in ["cohesion", "separation", "silhouette"] {

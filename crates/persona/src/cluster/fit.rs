@@ -24,7 +24,7 @@ use crate::client::progress_bar;
 /// the exact value costs time quadratic in rows.
 pub const SILHOUETTE_SAMPLE: usize = 10_000;
 /// The over-segmentation guard: `--k auto` avoids a k with a cluster below this share...
-const MIN_SHARE: f64 = 0.02;
+pub const MIN_SHARE: f64 = 0.02;
 /// ...or a k whose bootstrap stability is below this (a common bar for the adjusted Rand
 /// index between refits), which is also where a warning is given.
 pub const MIN_STABILITY: f64 = 0.75;

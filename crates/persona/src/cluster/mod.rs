@@ -97,12 +97,20 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     } = input::read(&args)?;
     let scaler = Scaler::fit(&all_data, scaling);
     let all_scaled = scaler.transform(&all_data);
+    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
+        "{} on {} rows",
+        args.algorithm,
+        all_data.rows()
+    ));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let outcome = fit::run(&args, &algorithm, &all_scaled);
+    spinner.finish_and_clear();
     let fit::Outcome {
         fit,
         kept,
         stability,
         curves,
-    } = fit::run(&args, &algorithm, &all_scaled)?;
+    } = outcome?;
     let n = all_data.rows();
     // The rows in a cluster: all of them, or all but DBSCAN's noise.
     let (data, scaled) = match &kept {
@@ -130,6 +138,15 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         sizes[l] += 1;
     }
     let noise = kept.as_ref().map_or(0, |rows| n - rows.len());
+    // The over-segmentation guard for a k given by hand (`auto` avoids such k itself).
+    for (c, &size) in sizes.iter().enumerate() {
+        if (size as f64) < fit::MIN_SHARE * n as f64 {
+            eprintln!(
+                "warning: cluster {c} holds {size} rows, under {:.0}% of the {n}; fewer clusters may serve better",
+                fit::MIN_SHARE * 100.0
+            );
+        }
+    }
     let mut centers = scaler.inverse(&fit.centers);
     for i in 0..centers.rows() {
         preparation.inverse_row(centers.row_mut(i));
