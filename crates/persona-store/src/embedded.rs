@@ -14,10 +14,27 @@ use std::time::Duration;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use persona_core::profile::{Profile, codec};
 
-use crate::{ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError};
+use crate::{
+    ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, SegmentDef, SegmentId, StoreError,
+};
 
 const NEXT_ID: &str = "next_profile_id";
 const PROFILE_COUNT: &str = "profile_count";
+const NEXT_SEGMENT_ID: &str = "next_segment_id";
+const NEXT_OUTBOX_SEQ: &str = "next_outbox_seq";
+
+fn member_count_key(segment: SegmentId) -> String {
+    format!("members:{segment}")
+}
+
+/// Two big-endian numbers: a membership (segment, profile) or a history entry (profile,
+/// sequence), sorting by the first and then the second.
+fn pair_key(a: u64, b: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&a.to_be_bytes());
+    k[8..].copy_from_slice(&b.to_be_bytes());
+    k
+}
 /// Block cache for reads; the OS page cache holds the rest.
 const CACHE_BYTES: u64 = 256 << 20;
 
@@ -81,6 +98,16 @@ pub struct EmbeddedStore {
     events: Keyspace,
     /// Consumer offsets and counters.
     meta: Keyspace,
+    /// Segment id → definition (JSON).
+    segments: Keyspace,
+    /// [`pair_key`] (segment, profile) → nothing: the members of each segment.
+    members: Keyspace,
+    /// Sequence number → entry or exit event (JSON), for delivery.
+    outbox: Keyspace,
+    /// [`pair_key`] (profile, sequence) → the same event: each profile's history.
+    history: Keyspace,
+    /// Serialises segment creation, which reads and raises the next id.
+    segment_ids: Mutex<()>,
 }
 
 impl EmbeddedStore {
@@ -119,6 +146,11 @@ impl EmbeddedStore {
             profiles: ks("profiles")?,
             identities: ks("identities")?,
             events: ks("events")?,
+            segments: ks("segments")?,
+            members: ks("members")?,
+            outbox: ks("outbox")?,
+            history: ks("history")?,
+            segment_ids: Mutex::new(()),
             meta,
             db,
         })
@@ -136,7 +168,16 @@ impl EmbeddedStore {
     /// per keyspace. Compaction otherwise runs in the background as writes arrive; this is
     /// for maintenance windows and for benchmarks that must not measure a store mid-merge.
     pub fn compact(&self) -> Result<(), StoreError> {
-        for ks in [&self.profiles, &self.identities, &self.events, &self.meta] {
+        for ks in [
+            &self.profiles,
+            &self.identities,
+            &self.events,
+            &self.meta,
+            &self.segments,
+            &self.members,
+            &self.outbox,
+            &self.history,
+        ] {
             ks.rotate_memtable_and_wait().map_err(backend)?;
             ks.major_compact().map_err(backend)?;
         }
@@ -339,6 +380,33 @@ impl ProfileStore for EmbeddedStore {
         for (consumer, offset) in &changes.offsets {
             batch.insert(&self.meta, offset_key(consumer), offset.to_be_bytes());
         }
+        let mut counts: HashMap<SegmentId, i64> = HashMap::new();
+        for &(segment, profile, member) in &changes.memberships {
+            let key = pair_key(segment, profile);
+            if member {
+                batch.insert(&self.members, key, []);
+            } else {
+                batch.remove(&self.members, key);
+            }
+            *counts.entry(segment).or_default() += if member { 1 } else { -1 };
+        }
+        for (segment, delta) in counts {
+            let now = self.member_count(segment)? as i64 + delta;
+            batch.insert(
+                &self.meta,
+                member_count_key(segment),
+                (now.max(0) as u64).to_be_bytes(),
+            );
+        }
+        if !changes.outbox.is_empty() {
+            let mut seq = self.meta_u64(NEXT_OUTBOX_SEQ)?.unwrap_or(1);
+            for (profile, event) in &changes.outbox {
+                batch.insert(&self.outbox, seq.to_be_bytes(), event.as_slice());
+                batch.insert(&self.history, pair_key(*profile, seq), event.as_slice());
+                seq += 1;
+            }
+            batch.insert(&self.meta, NEXT_OUTBOX_SEQ, seq.to_be_bytes());
+        }
         batch.commit().map_err(backend)?;
         let mut applied = self.offsets.applied.lock().expect("not poisoned");
         for (consumer, offset) in &changes.offsets {
@@ -346,4 +414,103 @@ impl ProfileStore for EmbeddedStore {
         }
         Ok(())
     }
+
+    fn create_segment(&self, name: &str, rule: &str, at: i64) -> Result<SegmentDef, StoreError> {
+        let _one_at_a_time = self.segment_ids.lock().expect("not poisoned");
+        let id = self.meta_u64(NEXT_SEGMENT_ID)?.unwrap_or(1);
+        let def = SegmentDef {
+            id,
+            name: name.to_owned(),
+            rule: rule.to_owned(),
+            created_at: at,
+            updated_at: at,
+            version: 1,
+        };
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 2)
+            .durability(Some(PersistMode::SyncData));
+        batch.insert(&self.segments, id.to_be_bytes(), encode_segment(&def)?);
+        batch.insert(&self.meta, NEXT_SEGMENT_ID, (id + 1).to_be_bytes());
+        batch.commit().map_err(backend)?;
+        Ok(def)
+    }
+
+    fn update_segment(&self, def: &SegmentDef) -> Result<(), StoreError> {
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1)
+            .durability(Some(PersistMode::SyncData));
+        batch.insert(&self.segments, def.id.to_be_bytes(), encode_segment(def)?);
+        batch.commit().map_err(backend)
+    }
+
+    fn delete_segment(&self, id: SegmentId) -> Result<(), StoreError> {
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 2)
+            .durability(Some(PersistMode::SyncData));
+        batch.remove(&self.segments, id.to_be_bytes());
+        batch.remove(&self.meta, member_count_key(id));
+        for guard in self.members.prefix(id.to_be_bytes()) {
+            batch.remove(&self.members, guard.key().map_err(backend)?);
+        }
+        batch.commit().map_err(backend)
+    }
+
+    fn segments(&self) -> Result<Vec<SegmentDef>, StoreError> {
+        self.segments
+            .iter()
+            .map(|guard| {
+                let v = guard.value().map_err(backend)?;
+                serde_json::from_slice(&v).map_err(backend)
+            })
+            .collect()
+    }
+
+    fn members(
+        &self,
+        segment: SegmentId,
+        after: Option<ProfileId>,
+        limit: usize,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        let start = match after {
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(a) => a + 1,
+            None => 0,
+        };
+        let end = pair_key(segment, u64::MAX);
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for guard in self
+            .members
+            .range(pair_key(segment, start)..=end)
+            .take(limit)
+        {
+            out.push(u64_of(&guard.key().map_err(backend)?[8..])?);
+        }
+        Ok(out)
+    }
+
+    fn member_count(&self, segment: SegmentId) -> Result<u64, StoreError> {
+        Ok(self.meta_u64(&member_count_key(segment))?.unwrap_or(0))
+    }
+
+    fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let start = after.map_or(0, |a| a.saturating_add(1));
+        self.outbox
+            .range(start.to_be_bytes()..)
+            .take(limit)
+            .map(|guard| {
+                let (k, v) = guard.into_inner().map_err(backend)?;
+                Ok((u64_of(&k)?, v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn history(&self, profile: ProfileId, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.history
+            .prefix(profile.to_be_bytes())
+            .rev()
+            .take(limit)
+            .map(|guard| Ok(guard.value().map_err(backend)?.to_vec()))
+            .collect()
+    }
+}
+
+fn encode_segment(def: &SegmentDef) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(def).map_err(backend)
 }

@@ -19,6 +19,22 @@ pub use identity::IdentityKey;
 
 use persona_core::profile::Profile;
 
+/// A segment's number.
+pub type SegmentId = u64;
+
+/// A segment's definition as stored: its rule as written (the caller compiles and checks
+/// it; the store only keeps it). Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SegmentDef {
+    pub id: SegmentId,
+    pub name: String,
+    pub rule: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Raised on every change of the rule.
+    pub version: u64,
+}
+
 /// A profile's internal number. Identities (user and anonymous ids) point to it; merging
 /// two profiles re-points identities, so the number of a merged-away profile is retired.
 pub type ProfileId = u64;
@@ -56,6 +72,12 @@ pub struct ChangeSet {
     pub next_id: ProfileId,
     /// Consumer name and the log offset it has now consumed up to (exclusive).
     pub offsets: Vec<(String, u64)>,
+    /// Segment membership changes: (segment, profile, whether it is now a member). Only
+    /// real changes belong here: each moves the segment's member count by one.
+    pub memberships: Vec<(SegmentId, ProfileId, bool)>,
+    /// Entry and exit events, in order, each with the profile it concerns: appended to the
+    /// outbox (which the webhook stage delivers from) and to that profile's history.
+    pub outbox: Vec<(ProfileId, Vec<u8>)>,
     /// Whether the change must be on disk when `apply` returns. A change applied without
     /// it is visible to readers at once and atomic all the same, but a crash may undo it
     /// together with every later non-durable change (never partly): the stream stage then
@@ -74,6 +96,8 @@ impl ChangeSet {
         self.moved_events.clear();
         self.next_id = 0;
         self.offsets.clear();
+        self.memberships.clear();
+        self.outbox.clear();
         self.durable = false;
     }
 
@@ -84,6 +108,8 @@ impl ChangeSet {
             + self.links.len()
             + self.events.len()
             + self.offsets.len()
+            + self.memberships.len()
+            + 2 * self.outbox.len()
             + 3
     }
 
@@ -130,4 +156,34 @@ pub trait ProfileStore: Send + Sync + 'static {
 
     /// Applies a change set atomically and durably.
     fn apply(&self, changes: &ChangeSet) -> Result<(), StoreError>;
+
+    /// Stores a new segment under the next unused id and returns it.
+    fn create_segment(&self, name: &str, rule: &str, at: i64) -> Result<SegmentDef, StoreError>;
+
+    /// Replaces a segment's definition (its name or rule).
+    fn update_segment(&self, def: &SegmentDef) -> Result<(), StoreError>;
+
+    /// Deletes a segment with its membership.
+    fn delete_segment(&self, id: SegmentId) -> Result<(), StoreError>;
+
+    /// Every segment, by id.
+    fn segments(&self) -> Result<Vec<SegmentDef>, StoreError>;
+
+    /// Members of a segment in profile id order after `after`, at most `limit`.
+    fn members(
+        &self,
+        segment: SegmentId,
+        after: Option<ProfileId>,
+        limit: usize,
+    ) -> Result<Vec<ProfileId>, StoreError>;
+
+    /// How many members a segment has.
+    fn member_count(&self, segment: SegmentId) -> Result<u64, StoreError>;
+
+    /// Outbox entries after sequence number `after` (all when `None`), at most `limit`, in
+    /// order, with their sequence numbers.
+    fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+
+    /// A profile's most recent `limit` membership events, newest first.
+    fn history(&self, profile: ProfileId, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
 }

@@ -109,3 +109,78 @@ fn the_durable_offset_follows_the_background_sync() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn segments_members_and_the_outbox_are_kept_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profiles");
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        let big = store
+            .create_segment("big spenders", "computed.monetary > 200", 1_000)
+            .unwrap();
+        let recent = store
+            .create_segment("recent", "computed.recency_days <= 30", 2_000)
+            .unwrap();
+        assert_eq!((big.id, recent.id, big.version), (1, 2, 1));
+        let entered = |p: u64, s: u64| {
+            format!(r#"{{"event":"segment.entered","profile":{p},"segment":{s}}}"#)
+        };
+        store
+            .apply(&ChangeSet {
+                memberships: vec![(1, 7, true), (1, 3, true), (2, 3, true), (1, 9, true)],
+                outbox: vec![
+                    (7, entered(7, 1).into_bytes()),
+                    (3, entered(3, 1).into_bytes()),
+                ],
+                next_id: 10,
+                ..ChangeSet::default()
+            })
+            .unwrap();
+        store
+            .apply(&ChangeSet {
+                memberships: vec![(1, 9, false)],
+                outbox: vec![(9, b"{\"event\":\"segment.exited\"}".to_vec())],
+                next_id: 10,
+                ..ChangeSet::default()
+            })
+            .unwrap();
+        let mut renamed = big.clone();
+        renamed.name = "top spenders".into();
+        renamed.version = 2;
+        store.update_segment(&renamed).unwrap();
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    let defs = store.segments().unwrap();
+    assert_eq!(defs.len(), 2);
+    assert_eq!(
+        (defs[0].name.as_str(), defs[0].version),
+        ("top spenders", 2)
+    );
+    // Members in profile order, paged by the last one seen.
+    assert_eq!(store.members(1, None, 10).unwrap(), [3, 7]);
+    assert_eq!(store.members(1, Some(3), 10).unwrap(), [7]);
+    assert_eq!(store.members(1, None, 1).unwrap(), [3]);
+    assert_eq!(store.members(2, None, 10).unwrap(), [3]);
+    assert_eq!(
+        (
+            store.member_count(1).unwrap(),
+            store.member_count(2).unwrap()
+        ),
+        (2, 1)
+    );
+    // The outbox keeps order and numbers; each profile has its own history.
+    let outbox = store.outbox(None, 10).unwrap();
+    assert_eq!(outbox.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(store.outbox(Some(2), 10).unwrap().len(), 1);
+    assert_eq!(
+        store.history(9, 10).unwrap(),
+        [b"{\"event\":\"segment.exited\"}".to_vec()]
+    );
+    assert_eq!(store.history(3, 10).unwrap().len(), 1);
+    // Deleting a segment takes its members and count with it; ids are not reused.
+    store.delete_segment(1).unwrap();
+    assert!(store.members(1, None, 10).unwrap().is_empty());
+    assert_eq!(store.member_count(1).unwrap(), 0);
+    assert_eq!(store.create_segment("again", "true", 3_000).unwrap().id, 3);
+}
