@@ -1,12 +1,14 @@
 //! The read and admin API: what websites, CRMs and operators call.
 //!
-//! Today it serves profiles (`GET /v1/profiles/{key}`) and each profile's recent events
-//! (`GET /v1/profiles/{key}/events`), behind the admin token. It reads through the
+//! It serves profiles (`GET /v1/profiles/{key}`), each profile's recent events
+//! (`/events`) and segment history (`/history`), and rule segments (`/v1/segments`, CRUD and
+//! members), behind the admin token. It reads through the
 //! [`ProfileStore`] trait, so it serves the embedded store and the scale-out stores alike,
 //! and it reuses the collector's error type so every endpoint answers errors the same way.
 
 mod auth;
 mod profiles;
+mod segments;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::routing::get;
+use persona_rules::SegmentRegistry;
 use persona_store::ProfileStore;
 
 pub use persona_collector::ApiError;
@@ -29,6 +32,8 @@ pub struct ApiState {
     pub log_dir: PathBuf,
     pub admin_token: Arc<str>,
     pub stale: Staleness,
+    /// The segments in force, shared with the stream stage.
+    pub segments: Arc<SegmentRegistry>,
 }
 
 /// The API routes, to merge into the server's router.
@@ -36,6 +41,15 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/profiles/{key}", get(profiles::profile))
         .route("/v1/profiles/{key}/events", get(profiles::events))
+        .route("/v1/profiles/{key}/history", get(profiles::history))
+        .route("/v1/segments", get(segments::list).post(segments::create))
+        .route(
+            "/v1/segments/{id}",
+            get(segments::get)
+                .put(segments::update)
+                .delete(segments::delete),
+        )
+        .route("/v1/segments/{id}/members", get(segments::members))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

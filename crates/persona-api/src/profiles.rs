@@ -34,7 +34,7 @@ pub(crate) struct ProfileBody {
     stale: bool,
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     tracing::error!(error = %e, "profile store read failed");
     ApiError::unavailable(
         "store_unavailable",
@@ -79,10 +79,17 @@ pub(crate) async fn profile(
         }
     };
     let (_, profile) = lookup(&state, &key)?;
+    let live = state.segments.snapshot();
+    let segments = profile
+        .segments
+        .iter()
+        .filter_map(|id| live.iter().find(|s| s.def.id == *id))
+        .map(|s| serde_json::json!({ "id": s.def.id, "name": s.def.name }))
+        .collect();
     let body = ProfileBody {
         view: profile.view(as_of),
         rfm: None,
-        segments: Vec::new(),
+        segments,
         cluster: None,
         stale: (state.stale)(),
     };
@@ -156,4 +163,36 @@ pub(crate) async fn events(
         user_id: profile.user_id,
         events,
     }))
+}
+
+/// `GET /v1/profiles/{key}/history`: the profile's segment entries and exits, newest first.
+pub(crate) async fn history(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_EVENTS,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_EVENTS).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_EVENTS}, got {s:?}"),
+                )
+            })?,
+    };
+    let (id, profile) = lookup(&state, &key)?;
+    let history: Vec<Value> = state
+        .store
+        .history(id, limit)
+        .map_err(store_error)?
+        .iter()
+        .filter_map(|e| serde_json::from_slice(e).ok())
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "user_id": profile.user_id, "history": history }),
+    ))
 }

@@ -14,10 +14,12 @@
 //! `BETWEEN`, `LIKE`, `IS [NOT] NULL`, `IS TRUE/FALSE`, `+ - * /`. A time field compares with
 //! RFC 3339 or `YYYY-MM-DD` text.
 
+pub mod live;
 pub mod rule;
 pub mod schema;
 pub mod value;
 
+pub use live::{LiveSegment, Reason, SegmentRegistry};
 pub use rule::Rule;
 
 /// Why a rule cannot be compiled.

@@ -2,8 +2,12 @@
 //! change set. Identity resolution happens here, against the store plus this batch's links.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use chrono::Utc;
 use persona_core::profile::{Profile, codec};
+use persona_rules::live::{merged_away, reevaluate};
+use persona_rules::{LiveSegment, Reason};
 use persona_store::{ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError};
 
 /// What the processor keeps between batches: recently touched profiles (decoded) and
@@ -63,6 +67,10 @@ pub(crate) struct Batch<'s> {
     session_gap: i64,
     cache: &'s mut Cache,
     pub merges: u64,
+    /// The segments in force, evaluated on every changed profile at commit.
+    segments: Arc<Vec<LiveSegment>>,
+    /// Why this batch changes memberships (events, or a back-fill or sweep pass).
+    reason: Reason,
 }
 
 impl<'s> Batch<'s> {
@@ -71,6 +79,8 @@ impl<'s> Batch<'s> {
         cache: &'s mut Cache,
         next_id: ProfileId,
         session_gap: i64,
+        segments: Arc<Vec<LiveSegment>>,
+        reason: Reason,
     ) -> Self {
         cache.batch_no += 1;
         cache.dirty.clear();
@@ -82,6 +92,8 @@ impl<'s> Batch<'s> {
             session_gap,
             cache,
             merges: 0,
+            segments,
+            reason,
         }
     }
 
@@ -230,6 +242,13 @@ impl<'s> Batch<'s> {
         self.profile(from)?;
         self.profile(into)?;
         let (old, _) = self.cache.profiles.remove(&from).expect("loaded above");
+        merged_away(
+            from,
+            &old,
+            &self.segments,
+            Utc::now(),
+            &mut self.cache.changes,
+        );
         self.cache
             .profiles
             .get_mut(&into)
@@ -260,14 +279,21 @@ impl<'s> Batch<'s> {
             .push((consumer.to_owned(), offset));
     }
 
-    /// Writes the batch atomically; returns the next unused profile id.
+    /// Writes the batch atomically, with the memberships its changes lead to; returns the
+    /// next unused profile id.
     pub fn commit(self) -> Result<ProfileId, StoreError> {
         let cache = self.cache;
         let changes = &mut cache.changes;
+        let now = Utc::now();
         for id in &cache.dirty {
             // Absent: merged away within this batch.
-            if let Some((profile, _)) = cache.profiles.get(id) {
-                changes.profiles.push((*id, codec::encode(profile)));
+            if let Some((profile, _)) = cache.profiles.get_mut(id) {
+                let moved = (!self.segments.is_empty() || !profile.segments.is_empty())
+                    && reevaluate(*id, profile, &self.segments, now, self.reason, changes);
+                // A back-fill or sweep rewrites only the profiles whose memberships moved.
+                if self.reason == Reason::Event || moved {
+                    changes.profiles.push((*id, codec::encode(profile)));
+                }
             }
         }
         changes

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use persona_core::MessageType;
 use persona_core::profile::set_all;
 use persona_log::{CommitObserver, EventLog, LogError, LogReader, Record};
+use persona_rules::{Reason, SegmentRegistry};
 use persona_store::{EventRef, ProfileId, ProfileStore, StoreError};
 use serde::Deserialize;
 
@@ -26,6 +27,17 @@ pub const CONSUMER: &str = "processor";
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Pause before retrying after a failed batch.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Profiles a back-fill or sweep evaluates between two event batches.
+const PASS_CHUNK: usize = 2_000;
+/// How often rules that read time-relative fields are evaluated over every profile, so that
+/// customers leave "active in the last 30 days" without an event of their own.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// A pass of the segments over every profile, a chunk at a time.
+struct Pass {
+    reason: Reason,
+    after: Option<ProfileId>,
+}
 
 /// A batch could not be applied; nothing of it was stored.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +60,11 @@ pub struct Processor {
     cache: Cache,
     /// Set when a batch failed: the next step restores from the store first.
     needs_restore: bool,
+    segments: Arc<SegmentRegistry>,
+    /// The registry generation last back-filled.
+    seen_generation: u64,
+    pass: Option<Pass>,
+    last_sweep: Instant,
 }
 
 impl Processor {
@@ -70,9 +87,20 @@ impl Processor {
             metrics,
             cache: Cache::new(0, 0),
             needs_restore: false,
+            segments: Arc::new(SegmentRegistry::default()),
+            seen_generation: 0,
+            pass: None,
+            last_sweep: Instant::now(),
         };
         p.restore()?;
         Ok(p)
+    }
+
+    /// Evaluates the segments of `registry` on every profile change; a change of the
+    /// registry back-fills every profile.
+    pub fn with_segments(mut self, registry: Arc<SegmentRegistry>) -> Self {
+        self.segments = registry;
+        self
     }
 
     /// Positions the reader at the store's committed offset and refills the dedupe window
@@ -116,9 +144,72 @@ impl Processor {
             self.restore()?;
             self.needs_restore = false;
         }
-        let result = self.apply_batch();
+        let result = self.apply_batch().and_then(|read| {
+            // Segment passes run between batches, a chunk at a time, so events never wait
+            // behind a whole back-fill.
+            Ok(read + self.advance_pass()?)
+        });
         self.needs_restore = result.is_err();
         result
+    }
+
+    /// Starts a back-fill when the segments changed, or a sweep when one is due, and
+    /// evaluates the next chunk of profiles of the pass in progress; returns how many.
+    fn advance_pass(&mut self) -> Result<usize, ProcessorError> {
+        let generation = self.segments.generation();
+        if generation != self.seen_generation {
+            self.seen_generation = generation;
+            self.pass = Some(Pass {
+                reason: Reason::Backfill,
+                after: None,
+            });
+            self.last_sweep = Instant::now();
+        }
+        if self.pass.is_none() && self.last_sweep.elapsed() >= SWEEP_EVERY {
+            self.last_sweep = Instant::now();
+            if self
+                .segments
+                .snapshot()
+                .iter()
+                .any(|s| s.rule.time_relative())
+            {
+                self.pass = Some(Pass {
+                    reason: Reason::Sweep,
+                    after: None,
+                });
+            }
+        }
+        let Some(pass) = &mut self.pass else {
+            return Ok(0);
+        };
+        let ids: Vec<ProfileId> = self
+            .store
+            .scan(pass.after, PASS_CHUNK)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        let Some(&last) = ids.last() else {
+            self.pass = None;
+            return Ok(0);
+        };
+        pass.after = Some(last);
+        let reason = pass.reason;
+        let store = self.store.clone();
+        let mut cache = std::mem::replace(&mut self.cache, Cache::new(0, 0));
+        let mut batch = Batch::new(
+            &*store,
+            &mut cache,
+            self.next_id,
+            self.config.session_gap_ms,
+            self.segments.snapshot(),
+            reason,
+        );
+        for &id in &ids {
+            batch.profile(id)?;
+        }
+        self.next_id = batch.commit()?;
+        self.cache = cache;
+        Ok(ids.len())
     }
 
     /// The log offset below which the log may delete records: what the store has on disk,
@@ -143,6 +234,8 @@ impl Processor {
             &mut cache,
             self.next_id,
             self.config.session_gap_ms,
+            self.segments.snapshot(),
+            Reason::Event,
         );
         let mut applied = 0;
         let mut last_applied = None;

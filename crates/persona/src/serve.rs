@@ -93,6 +93,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     log.register_consumer(CONSUMER)?;
     let status = Arc::new(ProcessorStatus::default());
+    let segments = Arc::new(persona_rules::SegmentRegistry::from_defs(
+        store
+            .segments()
+            .context("cannot read the stored segments")?,
+    ));
     let processor = Processor::new(
         store.clone(),
         log.reader()?,
@@ -100,7 +105,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         status.clone(),
         processor_metrics,
     )
-    .context("cannot start the processor")?;
+    .context("cannot start the processor")?
+    .with_segments(segments.clone());
     // Dropped at the end of `run`: stops the processor after its batch in progress.
     let _processor = persona_stream::spawn(processor, log.clone(), wakeup)
         .context("cannot start the processor thread")?;
@@ -116,6 +122,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         log_dir: log_dir.clone(),
         admin_token: admin_token.into(),
         stale: Arc::new(move || check.stale()),
+        segments,
     });
     let app = persona_collector::router(collector_state).merge(api);
 

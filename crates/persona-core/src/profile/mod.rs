@@ -36,6 +36,9 @@ pub struct Profile {
     pub anonymous_ids: Vec<String>,
     pub traits: Traits,
     pub activity: Activity,
+    /// The rule segments the customer is in, by id, ascending: kept by the segment stage,
+    /// which compares them with a fresh evaluation to find entries and exits.
+    pub segments: Vec<u64>,
 }
 
 impl Profile {

@@ -149,6 +149,28 @@ impl Http {
 }
 
 impl Http {
+    /// Sends `method` with a JSON body (or none) and the admin token as Bearer auth, as the
+    /// admin API takes it; returns status and parsed body.
+    pub async fn admin(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<(StatusCode, serde_json::Value)> {
+        let req = Request::builder()
+            .method(method)
+            .uri(url)
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(
+                body.map_or_else(String::new, |b| b.to_string()),
+            )))?;
+        let resp = self.client.request(req).await?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+    }
+
     /// GETs with the admin token (when given) as Bearer auth; returns status and parsed body.
     pub async fn get(
         &self,

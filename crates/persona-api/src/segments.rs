@@ -1,0 +1,245 @@
+//! `/v1/segments`: rule segments created, read, changed and deleted, and their members.
+//!
+//! A change takes effect at once for every profile change after it; the stream stage then
+//! back-fills every stored profile, a chunk at a time between event batches, recording an
+//! entry or exit event for each membership that moves.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use persona_core::FieldError;
+use persona_rules::Rule;
+use persona_store::{SegmentDef, SegmentId};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::profiles::store_error;
+use crate::{ApiError, ApiState};
+
+const MAX_NAME_CHARS: usize = 200;
+const DEFAULT_MEMBERS: usize = 100;
+const MAX_MEMBERS: usize = 1000;
+
+#[derive(Deserialize)]
+pub(crate) struct SegmentRequest {
+    name: Option<Value>,
+    rule: Option<Value>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct SegmentBody {
+    id: SegmentId,
+    name: String,
+    rule: String,
+    version: u64,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+    /// Whether the rule reads a time-relative field, and so is re-evaluated by the sweep.
+    time_relative: bool,
+    /// Members so far (the back-fill after a change is counted as it goes).
+    members: u64,
+}
+
+fn body(state: &ApiState, def: SegmentDef) -> Result<SegmentBody, ApiError> {
+    let members = state.store.member_count(def.id).map_err(store_error)?;
+    let time_relative = Rule::compile(&def.rule).is_ok_and(|r| r.time_relative());
+    Ok(SegmentBody {
+        id: def.id,
+        members,
+        time_relative,
+        created_at: DateTime::from_timestamp_millis(def.created_at),
+        updated_at: DateTime::from_timestamp_millis(def.updated_at),
+        name: def.name,
+        rule: def.rule,
+        version: def.version,
+    })
+}
+
+fn invalid(field: &str, reason: String) -> ApiError {
+    ApiError::invalid(vec![FieldError::new(0, field, reason)])
+}
+
+fn text(v: &Option<Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(invalid(field, format!("must be a string, got {other}"))),
+    }
+}
+
+fn check_name(state: &ApiState, name: &str, except: Option<SegmentId>) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid(
+            "name",
+            format!("must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    let taken = state
+        .store
+        .segments()
+        .map_err(store_error)?
+        .into_iter()
+        .any(|s| s.name == name && Some(s.id) != except);
+    if taken {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("a segment named {name:?} exists"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_rule(rule: &str) -> Result<(), ApiError> {
+    Rule::compile(rule)
+        .map(|_| ())
+        .map_err(|e| invalid("rule", e.to_string()))
+}
+
+/// Puts the stored definitions in force for the stream stage.
+fn reload(state: &ApiState) -> Result<(), ApiError> {
+    state
+        .segments
+        .replace(state.store.segments().map_err(store_error)?);
+    Ok(())
+}
+
+fn find(state: &ApiState, id: &str) -> Result<SegmentDef, ApiError> {
+    let not_found = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no segment {id}"),
+        )
+    };
+    let id: SegmentId = id.parse().map_err(|_| not_found())?;
+    state
+        .store
+        .segments()
+        .map_err(store_error)?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or_else(not_found)
+}
+
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    Json(req): Json<SegmentRequest>,
+) -> Result<(StatusCode, Json<SegmentBody>), ApiError> {
+    let name = text(&req.name, "name")?.ok_or_else(|| invalid("name", "is required".into()))?;
+    let rule = text(&req.rule, "rule")?.ok_or_else(|| invalid("rule", "is required".into()))?;
+    check_rule(&rule)?;
+    check_name(&state, &name, None)?;
+    let def = state
+        .store
+        .create_segment(&name, &rule, Utc::now().timestamp_millis())
+        .map_err(store_error)?;
+    reload(&state)?;
+    Ok((StatusCode::CREATED, Json(body(&state, def)?)))
+}
+
+pub(crate) async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let segments = state
+        .store
+        .segments()
+        .map_err(store_error)?
+        .into_iter()
+        .map(|d| body(&state, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(serde_json::json!({ "segments": segments })))
+}
+
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<SegmentBody>, ApiError> {
+    let def = find(&state, &id)?;
+    Ok(Json(body(&state, def)?))
+}
+
+pub(crate) async fn update(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Json(req): Json<SegmentRequest>,
+) -> Result<Json<SegmentBody>, ApiError> {
+    let mut def = find(&state, &id)?;
+    if let Some(name) = text(&req.name, "name")? {
+        check_name(&state, &name, Some(def.id))?;
+        def.name = name;
+    }
+    if let Some(rule) = text(&req.rule, "rule")? {
+        check_rule(&rule)?;
+        if rule != def.rule {
+            def.rule = rule;
+            def.version += 1;
+        }
+    }
+    def.updated_at = Utc::now().timestamp_millis();
+    state.store.update_segment(&def).map_err(store_error)?;
+    reload(&state)?;
+    Ok(Json(body(&state, def)?))
+}
+
+pub(crate) async fn delete(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let def = find(&state, &id)?;
+    state.store.delete_segment(def.id).map_err(store_error)?;
+    reload(&state)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MembersQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub(crate) async fn members(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let def = find(&state, &id)?;
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_MEMBERS,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_MEMBERS).contains(&n) => n,
+            _ => {
+                return Err(invalid(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_MEMBERS}, got {s:?}"),
+                ));
+            }
+        },
+    };
+    let after = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<u64>().map_err(|_| {
+            invalid(
+                "cursor",
+                format!("must be a next_cursor this endpoint returned, got {c:?}"),
+            )
+        })?),
+    };
+    let ids = state
+        .store
+        .members(def.id, after, limit + 1)
+        .map_err(store_error)?;
+    let more = ids.len() > limit;
+    let mut members = Vec::with_capacity(limit.min(ids.len()));
+    for &pid in ids.iter().take(limit) {
+        let user_id = state
+            .store
+            .get(pid)
+            .map_err(store_error)?
+            .and_then(|p| p.user_id);
+        members.push(serde_json::json!({ "user_id": user_id, "profile_id": pid }));
+    }
+    let next = more.then(|| ids[limit - 1].to_string());
+    Ok(Json(
+        serde_json::json!({ "members": members, "next_cursor": next }),
+    ))
+}
