@@ -31,6 +31,9 @@ pub struct StreamConfig {
     /// Identities (user and anonymous ids) kept resolved between batches: about 80 bytes
     /// each, and a store read saved for every event of a known customer.
     pub identity_cache: usize,
+    /// How often segments whose rules read time-relative fields (`recency_days`, the
+    /// rolling windows) are evaluated again over every profile, in seconds.
+    pub segment_sweep_seconds: u64,
 }
 
 impl Default for StreamConfig {
@@ -60,6 +63,7 @@ impl Default for StreamConfig {
             batch_records: 16384,
             profile_cache: 50_000,
             identity_cache: 1_000_000,
+            segment_sweep_seconds: 60,
         }
     }
 }
@@ -88,6 +92,7 @@ pub struct ValidStreamConfig {
     pub(crate) batch_records: usize,
     pub(crate) profile_cache: usize,
     pub(crate) identity_cache: usize,
+    pub(crate) segment_sweep: std::time::Duration,
 }
 
 impl StreamConfig {
@@ -105,6 +110,9 @@ impl StreamConfig {
         }
         if self.batch_records == 0 {
             return Err(ConfigError::Zero("batch_records"));
+        }
+        if self.segment_sweep_seconds == 0 {
+            return Err(ConfigError::Zero("segment_sweep_seconds"));
         }
         Ok(ValidStreamConfig {
             bot_patterns: self
@@ -124,6 +132,7 @@ impl StreamConfig {
             batch_records: self.batch_records,
             profile_cache: self.profile_cache,
             identity_cache: self.identity_cache,
+            segment_sweep: std::time::Duration::from_secs(self.segment_sweep_seconds),
         })
     }
 }

@@ -29,9 +29,6 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Profiles a back-fill or sweep evaluates between two event batches.
 const PASS_CHUNK: usize = 2_000;
-/// How often rules that read time-relative fields are evaluated over every profile, so that
-/// customers leave "active in the last 30 days" without an event of their own.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// A pass of the segments over every profile, a chunk at a time.
 struct Pass {
@@ -165,7 +162,9 @@ impl Processor {
             });
             self.last_sweep = Instant::now();
         }
-        if self.pass.is_none() && self.last_sweep.elapsed() >= SWEEP_EVERY {
+        // Rules that read time-relative fields are evaluated over every profile now and then,
+        // so that customers leave "active in the last 30 days" without an event of their own.
+        if self.pass.is_none() && self.last_sweep.elapsed() >= self.config.segment_sweep {
             self.last_sweep = Instant::now();
             if self
                 .segments

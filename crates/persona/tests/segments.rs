@@ -209,3 +209,69 @@ async fn segments_are_back_filled_kept_live_and_report_each_entry_and_exit() {
     let (_, list) = http.get(&segments, Some(ADMIN)).await.unwrap();
     assert_eq!(list["segments"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn time_alone_moves_a_customer_out_of_a_recency_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("persona.toml");
+    std::fs::write(&config, "[processor]\nsegment_sweep_seconds = 1\n").unwrap();
+    let server = Server::start_with(
+        &dir.path().join("data"),
+        &[
+            "--write-key",
+            KEY,
+            "--admin-token",
+            ADMIN,
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (url, http) = (server.url(), Http::default());
+    // A purchase 30 days ago less 3 seconds: 29 whole days now, 30 in 3 seconds.
+    let at = chrono::Utc::now() - chrono::Duration::days(30) + chrono::Duration::seconds(3);
+    let (status, _) = http
+        .post(
+            &url,
+            "/v1/track",
+            KEY,
+            &json!({"userId": "u1", "event": "Order Completed", "timestamp": at.to_rfc3339(),
+                    "properties": {"revenue": 10}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    http.wait_processed(&url).await;
+    let (status, recent) = http
+        .admin(
+            "POST",
+            &format!("{url}/v1/segments"),
+            Some(&json!({"name": "bought this month", "rule": "computed.recency_days <= 29"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{recent}");
+    assert_eq!(recent["time_relative"], true);
+    members_reach(&http, &url, &recent["id"], 1).await;
+    // No event arrives; the sweep notices the day has turned.
+    let mut left = false;
+    for _ in 0..100 {
+        let (_, seg) = http
+            .get(&format!("{url}/v1/segments/{}", recent["id"]), Some(ADMIN))
+            .await
+            .unwrap();
+        if seg["members"] == 0 {
+            left = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left, "the customer is still a member after 10 s");
+    let (_, h) = http
+        .get(&format!("{url}/v1/profiles/u1/history"), Some(ADMIN))
+        .await
+        .unwrap();
+    assert_eq!(h["history"][0]["event"], "segment.exited");
+    assert_eq!(h["history"][0]["reason"], "sweep");
+    assert_eq!(h["history"].as_array().unwrap().len(), 2);
+}
