@@ -133,6 +133,13 @@ impl<'s> Batch<'s> {
         Ok(profile)
     }
 
+    /// Takes a profile just read from the store into the batch (a segment pass reads them
+    /// in bulk): the cached copy wins when there is one, as it may be newer.
+    pub fn adopt(&mut self, id: ProfileId, stored: Profile) -> Result<(), StoreError> {
+        self.cache.profiles.entry(id).or_insert((stored, 0));
+        self.profile(id).map(|_| ())
+    }
+
     fn create(&mut self, profile: Profile) -> ProfileId {
         let id = self.cache.changes.next_id;
         self.cache.changes.next_id += 1;

@@ -181,17 +181,13 @@ impl Processor {
         let Some(pass) = &mut self.pass else {
             return Ok(0);
         };
-        let ids: Vec<ProfileId> = self
-            .store
-            .scan(pass.after, PASS_CHUNK)?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        let Some(&last) = ids.last() else {
+        let stored = self.store.scan(pass.after, PASS_CHUNK)?;
+        let Some(&(last, _)) = stored.last() else {
             self.pass = None;
             return Ok(0);
         };
         pass.after = Some(last);
+        let count = stored.len();
         let reason = pass.reason;
         let store = self.store.clone();
         let mut cache = std::mem::replace(&mut self.cache, Cache::new(0, 0));
@@ -203,12 +199,12 @@ impl Processor {
             self.segments.snapshot(),
             reason,
         );
-        for &id in &ids {
-            batch.profile(id)?;
+        for (id, profile) in stored {
+            batch.adopt(id, profile)?;
         }
         self.next_id = batch.commit()?;
         self.cache = cache;
-        Ok(ids.len())
+        Ok(count)
     }
 
     /// The log offset below which the log may delete records: what the store has on disk,
