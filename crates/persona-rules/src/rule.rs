@@ -52,6 +52,8 @@ enum Node {
     Or(Box<Node>, Box<Node>),
     Not(Box<Node>),
     IsNull(Box<Node>),
+    /// `IS TRUE` / `IS FALSE`: never unknown (unknown IS TRUE is false).
+    Is(Box<Node>, bool),
     In(Box<Node>, Vec<Val<'static>>),
     Like(Box<Node>, Vec<char>),
 }
@@ -152,12 +154,8 @@ fn build(expr: &Expr, fields: &mut Vec<Field>) -> Result<Node, RuleError> {
         },
         Expr::IsNull(e) => Node::IsNull(b(e, fields)?),
         Expr::IsNotNull(e) => Node::Not(Box::new(Node::IsNull(b(e, fields)?))),
-        Expr::IsTrue(e) => Node::Cmp(Cmp::Eq, b(e, fields)?, Box::new(Node::Lit(Val::Bool(true)))),
-        Expr::IsFalse(e) => Node::Cmp(
-            Cmp::Eq,
-            b(e, fields)?,
-            Box::new(Node::Lit(Val::Bool(false))),
-        ),
+        Expr::IsTrue(e) => Node::Is(b(e, fields)?, true),
+        Expr::IsFalse(e) => Node::Is(b(e, fields)?, false),
         Expr::InList {
             expr,
             list,
@@ -167,6 +165,10 @@ fn build(expr: &Expr, fields: &mut Vec<Field>) -> Result<Node, RuleError> {
                 .iter()
                 .map(|e| match build(e, fields)? {
                     Node::Lit(v) => Ok(v),
+                    Node::Neg(inner) => match *inner {
+                        Node::Lit(Val::Num(x)) => Ok(Val::Num(-x)),
+                        _ => Err(unsupported("an IN list of anything but literals")),
+                    },
                     _ => Err(unsupported("an IN list of anything but literals")),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
@@ -300,6 +302,12 @@ fn type_of(node: &Node) -> Result<Type, RuleError> {
         }
         Node::IsNull(e) => {
             type_of(e)?;
+            Type::Bool
+        }
+        Node::Is(e, _) => {
+            if !matches!(type_of(e)?, Type::Bool | Type::Any) {
+                return Err(mismatch(e, "IS TRUE and IS FALSE need a condition"));
+            }
             Type::Bool
         }
         Node::In(e, values) => {
@@ -446,12 +454,19 @@ fn eval<'a>(node: &'a Node, p: &'a ProfileView) -> Val<'a> {
         },
         Node::Not(e) => from_truth(eval(e, p).truth().map(|b| !b)),
         Node::IsNull(e) => Val::Bool(eval(e, p) == Val::Null),
+        Node::Is(e, want) => Val::Bool(eval(e, p).truth() == Some(*want)),
+        // SQL: true if any item equals, else unknown if any comparison was, else false.
         Node::In(e, values) => {
             let v = eval(e, p);
-            if v == Val::Null {
-                return Val::Null;
+            let mut unknown = false;
+            for x in values {
+                match v.compare(x) {
+                    Some(Ordering::Equal) => return Val::Bool(true),
+                    None => unknown = true,
+                    Some(_) => {}
+                }
             }
-            Val::Bool(values.iter().any(|x| v.compare(x) == Some(Ordering::Equal)))
+            if unknown { Val::Null } else { Val::Bool(false) }
         }
         Node::Like(e, pattern) => match eval(e, p) {
             Val::Text(t) => Val::Bool(like(&t, pattern)),
@@ -460,19 +475,35 @@ fn eval<'a>(node: &'a Node, p: &'a ProfileView) -> Val<'a> {
     }
 }
 
-/// SQL LIKE: `%` any run of characters, `_` any one character, anything else itself.
+/// SQL LIKE: `%` any run of characters, `_` any one character, anything else itself. The
+/// usual wildcard match with one backtracking point, so time stays linear in the text times
+/// the pattern, whatever the pattern (a customer's trait must not stall the processor).
 fn like(text: &str, pattern: &[char]) -> bool {
-    let mut chars = text.chars();
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some(('%', rest)) => text
-            .char_indices()
-            .map(|(i, _)| i)
-            .chain([text.len()])
-            .any(|i| like(&text[i..], rest)),
-        Some(('_', rest)) => chars.next().is_some() && like(chars.as_str(), rest),
-        Some((c, rest)) => chars.next() == Some(*c) && like(chars.as_str(), rest),
+    let text: Vec<char> = text.chars().collect();
+    let (mut t, mut p) = (0, 0);
+    // The last `%` seen, and the text position its run was last extended to.
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('%') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == '_' || c == text[t] => {
+                t += 1;
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
     }
+    pattern[p..].iter().all(|&c| c == '%')
 }
 
 #[cfg(test)]
@@ -536,9 +567,25 @@ mod tests {
             ),
             ("user_id = 'u1'", true),
             ("computed.avg_order_value IS NULL", true),
+            ("NOT (traits.missing IS TRUE)", true),
+            ("traits.missing IS FALSE", false),
+            ("computed.frequency IN (-1, 4)", true),
+            ("traits.email LIKE 'ann@%.com'", true),
+            ("traits.email LIKE '%@%@%'", false),
+            ("traits.email LIKE 'ann%'", true),
+            ("traits.email LIKE '%z%'", false),
+            ("traits.address.city LIKE '%ö%'", true),
         ] {
             assert_eq!(check(sql), want, "{sql}");
         }
+    }
+
+    #[test]
+    fn like_takes_linear_time_on_a_pattern_that_backtracks() {
+        // Exponential for a naive matcher (about 10^10 steps); returns at once here.
+        let pattern: Vec<char> = "%a%a%a%a%a%a%a%a%a%b".chars().collect();
+        assert!(!like(&"a".repeat(60), &pattern));
+        assert!(like(&format!("{}b", "a".repeat(60)), &pattern));
     }
 
     #[test]
@@ -553,6 +600,9 @@ mod tests {
         assert!(!check("traits.missing = 'x' AND computed.frequency = 4"));
         // A trait holding a number compared with text is unknown, not an error.
         assert!(!check("traits.age = 'forty'"));
+        // IN is unknown when nothing matched but a comparison was unknown.
+        assert!(!check("traits.age NOT IN ('forty')"));
+        assert!(!check("NOT (computed.frequency IN (1, NULL))"));
         // Division by zero is unknown.
         assert!(!check("computed.monetary / computed.email_opens > 0"));
     }

@@ -302,12 +302,22 @@ pub fn suggest_eps(
         tree.kth_nearest(data.row(picked[i]), min_samples).sqrt()
     });
     dist.sort_by(f64::total_cmp);
-    let points: Vec<(f64, f64)> = dist
+    // Rows with min_samples exact duplicates (one-time buyers of one item) sit at distance 0;
+    // the knee is looked for among the rest, or eps would come out as 0.
+    let zeros = dist.partition_point(|&d| d == 0.0);
+    if zeros == dist.len() {
+        return Err(SegmentError::Param {
+            name: "eps",
+            rule: "given by hand when every sampled row has min_samples exact duplicates",
+            value: "auto".into(),
+        });
+    }
+    let points: Vec<(f64, f64)> = dist[zeros..]
         .iter()
         .enumerate()
         .map(|(i, &d)| (i as f64, d))
         .collect();
-    let at = knee_of_rising(&points).unwrap_or(dist.len() - 1);
+    let at = zeros + knee_of_rising(&points).unwrap_or(points.len() - 1);
     let thin = dist.len().div_ceil(200);
     Ok(EpsSuggestion {
         eps: dist[at],
@@ -429,6 +439,20 @@ mod tests {
                 "eps {eps}, min_samples {min_samples}"
             );
         }
+    }
+
+    #[test]
+    fn repeated_rows_do_not_make_the_suggestion_zero() {
+        // Most rows repeat one point (more than min_samples times); the rest spread out.
+        let mut rows = vec![vec![0.5, 0.5]; 300];
+        for i in 0..100 {
+            let t = f64::from(i) / 100.0;
+            rows.push(vec![t, 1.0 - t * t]);
+        }
+        let s = suggest_eps(&Matrix::from_rows(&rows).unwrap(), 4, 10_000, 2).unwrap();
+        assert!(s.eps > 0.0, "{s:?}");
+        let all_same = Matrix::from_rows(&vec![vec![1.0, 2.0]; 50]).unwrap();
+        assert!(suggest_eps(&all_same, 4, 10_000, 2).is_err());
     }
 
     #[test]

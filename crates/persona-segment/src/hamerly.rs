@@ -84,11 +84,13 @@ fn pass_kernel(shared: &Shared, rows: Rows) -> Delta {
             upper[i] += moved[a];
             lower[i] -= if a == top { second } else { moved[top] };
             let bound = lower[i].max(half_gap[a]);
-            if upper[i] <= bound {
+            // Strictly below: at equality another centre may be as near, and Lloyd gives
+            // the row to the lower-numbered of equals.
+            if upper[i] < bound {
                 continue;
             }
             upper[i] = squared_distance(row, centers.row(a)).sqrt();
-            if upper[i] <= bound {
+            if upper[i] < bound {
                 continue;
             }
         }
@@ -227,5 +229,30 @@ pub(crate) fn hamerly(
         labels,
         inertia,
         iterations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::kmeans::{Algorithm, Init};
+    use crate::{KMeansParams, Matrix};
+
+    #[test]
+    fn a_row_tied_between_two_centres_goes_to_the_lower_as_lloyd_gives_it() {
+        // After the first update the centres are 0 and 2: row 1 is exactly between them.
+        let data = Matrix::from_rows(&[vec![0.0], vec![1.0], vec![2.0], vec![3.0]]).unwrap();
+        let init = Init::Centers(Matrix::from_rows(&[vec![0.0], vec![1.5]]).unwrap());
+        let fit = |a| {
+            KMeansParams::new(2)
+                .init(init.clone())
+                .algorithm(a)
+                .fit(&data)
+                .unwrap()
+        };
+        let (lloyd, hamerly) = (fit(Algorithm::Lloyd), fit(Algorithm::Hamerly));
+        assert_eq!(lloyd.labels, [0, 0, 1, 1]);
+        assert_eq!(hamerly.labels, lloyd.labels);
+        assert_eq!(hamerly.inertia, lloyd.inertia);
+        assert_eq!(hamerly.iterations, lloyd.iterations);
     }
 }

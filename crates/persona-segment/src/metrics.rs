@@ -71,7 +71,8 @@ pub fn silhouette_samples(
             .map(|t| {
                 s.spawn(move || {
                     let mut per_cluster = vec![0.0; k];
-                    let rows = t * chunk..((t + 1) * chunk).min(n);
+                    // More threads than chunks of rows leaves the last ones empty.
+                    let rows = (t * chunk).min(n)..((t + 1) * chunk).min(n);
                     let sizes = &blocks.sizes;
                     rows.clone()
                         .zip(&labels[rows])

@@ -192,10 +192,10 @@ impl MiniBatchParams {
         let mut low: Vec<usize> = (0..counts.len())
             .filter(|&c| counts[c] < self.reassignment_ratio * max)
             .collect();
-        // Never more than half of the centres at once.
-        if low.len() > counts.len() / 2 {
+        // Never more than half the batch at once, the most starved first (as scikit-learn).
+        if low.len() > batch.len() / 2 {
             low.sort_by(|&a, &b| counts[a].total_cmp(&counts[b]));
-            low.truncate(counts.len() / 2);
+            low.truncate(batch.len() / 2);
         }
         if low.is_empty() {
             return;

@@ -314,7 +314,7 @@ fn every_algorithm_finds_the_groups_and_dbscan_marks_the_stragglers_as_noise() {
 fn bad_options_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("f.csv");
-    std::fs::write(&input, "a,b\n1,2\n3,4\n5,6\n").unwrap();
+    std::fs::write(&input, "a,b,c\n1,2,1\n3,4,n/a\n5,6,3\n").unwrap();
     let f = input.to_str().unwrap();
     for (args, expect) in [
         (vec!["--k", "many"], "--k must be a whole number or auto"),
@@ -359,6 +359,14 @@ fn bad_options_are_named() {
         (
             vec!["--k", "2", "--log1p", "zzz"],
             "column \"zzz\": is not one of",
+        ),
+        (
+            vec!["--cut-height=-1", "--algorithm", "hierarchical"],
+            "--cut-height must be",
+        ),
+        (
+            vec!["--k", "2", "--features", "a,c"],
+            "row 2: column \"c\" holds numbers, but here \"n/a\"",
         ),
         (vec!["--k", "9"], "k = 9 is more than the 3 rows"),
     ] {

@@ -83,6 +83,11 @@ impl Algorithm {
         if args.cut_height.is_some() && !matches!(algorithm, Algorithm::Hierarchical(_)) {
             bail!("--cut-height applies to --algorithm hierarchical only");
         }
+        if let Some(h) = args.cut_height
+            && !(h.is_finite() && h >= 0.0)
+        {
+            bail!("--cut-height must be a number of at least 0, got {h}");
+        }
         match (&algorithm, &args.k) {
             (Algorithm::Hierarchical(_), None) if args.cut_height.is_some() => {}
             (Algorithm::Dbscan { .. }, Some(_)) => {

@@ -56,6 +56,27 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Features> {
             args.input.display()
         );
     }
+    // A column named in --features that holds numbers and some text is a data problem (a
+    // stray "n/a"), not a category: say where, unless --categorical asks for categories.
+    for name in &args.features {
+        if args.categorical.contains(name) || numeric(name) {
+            continue;
+        }
+        let has_number = rows
+            .iter()
+            .any(|r| r.get(name).is_some_and(Value::is_number));
+        if let Some((i, v)) = rows
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| r.get(name).filter(|v| !v.is_number()).map(|v| (i, v)))
+            .filter(|_| has_number)
+        {
+            bail!(
+                "row {}: column {name:?} holds numbers, but here {v}; fix the cell, or name the column in --categorical",
+                i + 1
+            );
+        }
+    }
     let columns: Vec<Column> = chosen
         .iter()
         .map(|name| {

@@ -336,7 +336,13 @@ fn quality(scaled: &Matrix, fit: &KMeans, seed: u64) -> anyhow::Result<Quality> 
     } else {
         (Cow::Borrowed(scaled), fit.labels.clone())
     };
-    let each = if k < 2 {
+    // A sample can miss a small cluster; with fewer than two clusters in it (or one row a
+    // cluster) the silhouette is undefined and reported as such, not as a failure.
+    let distinct = labels
+        .iter()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let each = if k < 2 || distinct < 2 || distinct >= labels.len() {
         vec![f64::NAN; labels.len()]
     } else {
         metrics::silhouette_samples(&rows, &labels, threads)?
