@@ -4,28 +4,16 @@
 
 use std::time::Instant;
 
+use persona_segment::KMeansParams;
 use persona_segment::kmeans::{Algorithm, Init};
-use persona_segment::{KMeansParams, Matrix, Scaler, Scaling};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+
+#[path = "support/blobs.rs"]
+mod support;
+use support::blobs;
 
 fn main() {
     let (n, d, k) = (1_000_000, 12, 8);
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let centres: Vec<Vec<f64>> = (0..k)
-        .map(|_| (0..d).map(|_| rng.random_range(0.0..10.0)).collect())
-        .collect();
-    let mut values = Vec::with_capacity(n * d);
-    for _ in 0..n {
-        let c = &centres[rng.random_range(0..k)];
-        // A sum of twelve uniforms: near enough to a unit Gaussian for timing.
-        values.extend(
-            c.iter()
-                .map(|x| x + (0..12).map(|_| rng.random::<f64>()).sum::<f64>() - 6.0),
-        );
-    }
-    let m = Matrix::new(n, d, values).unwrap();
-    let m = Scaler::fit(&m, Scaling::MinMax).transform(&m);
+    let m = blobs(n, d, k, 12);
     let sweep = m.select(&(0..100_000).collect::<Vec<_>>());
     let bad = Init::Centers(m.select(&(0..k).collect::<Vec<_>>()));
     for algorithm in [Algorithm::Lloyd, Algorithm::Hamerly] {

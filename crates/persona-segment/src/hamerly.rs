@@ -10,7 +10,7 @@
 //! features and k distances.
 
 use crate::Matrix;
-use crate::kmeans::{CenterBlocks, KMeans, assign, lloyd};
+use crate::kmeans::{CenterBlocks, KMeans, finish, lloyd};
 use crate::matrix::{squared_distance, widest_vectors};
 
 /// What one thread changes in a pass: per-cluster sums and counts, and labels moved.
@@ -216,20 +216,7 @@ pub(crate) fn hamerly(
                     .sqrt();
         }
     }
-    let inertia = if strict {
-        data.iter_rows()
-            .zip(&labels)
-            .map(|(r, &c)| squared_distance(r, centers.row(c)))
-            .sum()
-    } else {
-        assign(data, &centers, &mut labels, threads.max(1)).inertia
-    };
-    KMeans {
-        centers,
-        labels,
-        inertia,
-        iterations,
-    }
+    finish(data, centers, labels, iterations, strict, threads)
 }
 
 #[cfg(test)]

@@ -208,19 +208,6 @@ impl KMeans {
     }
 }
 
-/// Every row's nearest of `centers`, and the inertia, in one pass over `threads` threads;
-/// no iteration (0 iterations).
-pub(crate) fn assign_all(data: &Matrix, centers: Matrix, threads: usize) -> KMeans {
-    let mut labels = vec![usize::MAX; data.rows()];
-    let inertia = assign(data, &centers, &mut labels, threads.max(1)).inertia;
-    KMeans {
-        centers,
-        labels,
-        inertia,
-        iterations: 0,
-    }
-}
-
 /// The nearest of `centers` to `row` (the first of equals) and its squared distance.
 pub(crate) fn nearest(centers: &Matrix, row: &[f64]) -> (usize, f64) {
     let mut best = (0, f64::INFINITY);
@@ -753,14 +740,27 @@ pub(crate) fn lloyd(
             break;
         }
     }
+    finish(data, centers, labels, iterations, strict, threads)
+}
+
+/// The result of an iteration that stopped: after a strict convergence (no label changed)
+/// the centres are their rows' means and one pass sums the inertia; after a stop by `tol`
+/// or `max_iter` the rows are assigned once more to the final centres, as scikit-learn does.
+pub(crate) fn finish(
+    data: &Matrix,
+    centers: Matrix,
+    mut labels: Vec<usize>,
+    iterations: usize,
+    strict: bool,
+    threads: usize,
+) -> KMeans {
     let inertia = if strict {
-        // Labels unchanged, so the centres are their means: one last pass for the inertia.
         data.iter_rows()
             .zip(&labels)
             .map(|(r, &c)| squared_distance(r, centers.row(c)))
             .sum()
     } else {
-        assign(data, &centers, &mut labels, threads).inertia
+        assign(data, &centers, &mut labels, threads.max(1)).inertia
     };
     KMeans {
         centers,

@@ -151,9 +151,15 @@ impl MiniBatchParams {
                 }
             }
         }
-        let mut fit = kmeans::assign_all(data, centers, self.threads);
-        fit.iterations = iterations;
-        Ok(fit)
+        // Labels and inertia from one full pass with the final centres.
+        Ok(kmeans::finish(
+            data,
+            centers,
+            vec![usize::MAX; n],
+            iterations,
+            false,
+            self.threads,
+        ))
     }
 
     /// The best of `n_init` k-means++ starts, judged on one random sample of `3 × batch`

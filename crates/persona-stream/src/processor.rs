@@ -156,7 +156,9 @@ impl Processor {
         let generation = self.segments.generation();
         if generation != self.seen_generation {
             self.seen_generation = generation;
-            self.pass = Some(Pass {
+            // With no segment there is nothing to back-fill (ids of deleted segments left in
+            // profiles are dropped at their next change, and hidden until then).
+            self.pass = (!self.segments.snapshot().is_empty()).then_some(Pass {
                 reason: Reason::Backfill,
                 after: None,
             });
@@ -189,6 +191,23 @@ impl Processor {
         pass.after = Some(last);
         let count = stored.len();
         let reason = pass.reason;
+        self.in_batch(reason, |_, batch| {
+            for (id, profile) in stored {
+                batch.adopt(id, profile)?;
+            }
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    /// Runs `fill` on a fresh batch over the processor's cache and commits it; returns what
+    /// `fill` returned and how long the commit took. On an error nothing is stored and the
+    /// cache is gone, which is why a failed step restores before the next.
+    fn in_batch<T>(
+        &mut self,
+        reason: Reason,
+        fill: impl FnOnce(&mut Self, &mut Batch<'_>) -> Result<T, ProcessorError>,
+    ) -> Result<(T, Duration), ProcessorError> {
         let store = self.store.clone();
         let mut cache = std::mem::replace(&mut self.cache, Cache::new(0, 0));
         let mut batch = Batch::new(
@@ -199,12 +218,12 @@ impl Processor {
             self.segments.snapshot(),
             reason,
         );
-        for (id, profile) in stored {
-            batch.adopt(id, profile)?;
-        }
+        let out = fill(self, &mut batch)?;
+        let committing = Instant::now();
         self.next_id = batch.commit()?;
+        let took = committing.elapsed();
         self.cache = cache;
-        Ok(count)
+        Ok((out, took))
     }
 
     /// The log offset below which the log may delete records: what the store has on disk,
@@ -222,39 +241,29 @@ impl Processor {
         if records.is_empty() {
             return Ok(0);
         }
-        let store = self.store.clone();
-        let mut cache = std::mem::replace(&mut self.cache, Cache::new(0, 0));
-        let mut batch = Batch::new(
-            &*store,
-            &mut cache,
-            self.next_id,
-            self.config.session_gap_ms,
-            self.segments.snapshot(),
-            Reason::Event,
-        );
-        let mut applied = 0;
-        let mut last_applied = None;
-        for r in &records {
-            if self.apply(&mut batch, r)? {
-                applied += 1;
-                last_applied = Some(r);
-            }
-        }
+        let taken = records.len();
+        let next = records[taken - 1].offset + 1;
+        let ((applied, last_applied, merges), committing) =
+            self.in_batch(Reason::Event, |p, batch| {
+                let mut applied = 0;
+                let mut last_applied = None;
+                for r in &records {
+                    if p.apply(batch, r)? {
+                        applied += 1;
+                        last_applied = Some(r);
+                    }
+                }
+                // The store syncs to disk on its own schedule; the log is the durable record.
+                batch.set_offset(CONSUMER, next);
+                Ok((applied, last_applied, batch.merges))
+            })?;
         // For the lag in seconds: when the newest applied event arrived. Read once a batch,
         // not once an event.
         let received = last_applied
             .and_then(|r| Event::parse(&r.payload).ok())
             .and_then(|e| e.received_at());
-        let taken = records.len();
-        let next = records[taken - 1].offset + 1;
-        batch.set_offset(CONSUMER, next);
-        let merges = batch.merges;
-        let committing = Instant::now();
-        // The store syncs to disk on its own schedule; the log is the durable record.
-        self.next_id = batch.commit()?;
-        self.cache = cache;
         self.metrics
-            .batch(taken, applied, merges, committing.elapsed().as_secs_f64());
+            .batch(taken, applied, merges, committing.as_secs_f64());
         self.status.set_applied(next, received);
         Ok(taken)
     }

@@ -9,7 +9,7 @@ mod common;
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::{Http, Server, run};
+use common::{Http, Server, exported_profiles_as_of, run_ok};
 use persona_segment::rfm::{RfmEdges, RfmValues};
 
 /// The scoring date: the day after CDNOW's last transaction month.
@@ -89,39 +89,17 @@ async fn cdnow_purchases_give_the_known_frequency_monetary_recency_and_rfm() {
     std::fs::write(&jsonl, lines.join("\n")).unwrap();
 
     let data = dir.path().join("data");
-    let out = run(&[
+    run_ok(&[
         "import",
         jsonl.to_str().unwrap(),
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut server = Server::start(&data);
     Http::default().wait_processed(&server.url()).await;
     server.stop();
 
-    let out = run(&[
-        "profiles",
-        "export",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let profiles: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let profiles = exported_profiles_as_of(&data, Some(AS_OF));
     assert_eq!(profiles.len(), truth.len());
     let as_of = chrono::DateTime::parse_from_rfc3339(AS_OF)
         .unwrap()

@@ -8,13 +8,7 @@ use common::run;
 fn cluster_json(args: &[&str]) -> serde_json::Value {
     let mut all = vec!["cluster", "--json"];
     all.extend_from_slice(args);
-    let out = run(&all);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&common::run_ok(&all)).unwrap()
 }
 
 #[test]

@@ -30,6 +30,17 @@ pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("persona runs")
 }
 
+/// Runs a `persona` command that must succeed (its stderr shown if not); returns stdout.
+pub fn run_ok(args: &[&str]) -> Vec<u8> {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "persona {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A running `persona serve`.
 pub struct Server {
     child: Child,
@@ -205,18 +216,19 @@ impl Http {
 
 /// `persona profiles export` of a stopped server, parsed.
 pub fn exported_profiles(data_dir: &Path) -> Vec<serde_json::Value> {
-    let out = run(&[
+    exported_profiles_as_of(data_dir, None)
+}
+
+/// The same, with time-relative fields as of `as_of` (RFC 3339) instead of now.
+pub fn exported_profiles_as_of(data_dir: &Path, as_of: Option<&str>) -> Vec<serde_json::Value> {
+    let mut args = vec![
         "profiles",
         "export",
         "--data-dir",
         data_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
+    ];
+    args.extend(as_of.iter().flat_map(|a| ["--as-of", a]));
+    String::from_utf8(run_ok(&args))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
