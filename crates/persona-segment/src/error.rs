@@ -13,6 +13,11 @@ pub enum SegmentError {
     },
     #[error("value at row {row}, column {col} is not a finite number")]
     NotFinite { row: usize, col: usize },
+    #[error(transparent)]
+    Spec(#[from] crate::pipeline::SpecError),
+    /// The data held no cluster the algorithm could find (all DBSCAN noise).
+    #[error("{0}")]
+    NoCluster(String),
     #[error("k must be at least 1, got {0}")]
     ZeroK(usize),
     #[error("k = {k} is more than the {rows} rows")]

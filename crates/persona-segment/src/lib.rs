@@ -4,7 +4,7 @@
 //! ([`prepare`]: gaps, log1p, one-hot), scales the features ([`scale`]), clusters them
 //! ([`kmeans`] with [`hamerly`]'s bounds, [`minibatch`], [`hierarchical`], [`dbscan`] on a
 //! [`spatial`] index), judges the result ([`metrics`], [`stability`]) and chooses the number
-//! of clusters ([`select_k`]); [`rfm`] scores customers by recency, frequency and monetary
+//! of clusters ([`select_k`]); [`pipeline`] runs all of it as one training run; [`rfm`] scores customers by recency, frequency and monetary
 //! value. It has no server, async or storage dependency (as linfa's algorithm crates keep
 //! I/O out), so the `persona cluster` command, the live model training and outside tools
 //! call the same code.
@@ -21,6 +21,7 @@ pub mod matrix;
 pub mod metrics;
 pub mod minibatch;
 pub mod model;
+pub mod pipeline;
 pub mod prepare;
 pub mod rfm;
 pub mod scale;

@@ -127,7 +127,7 @@ impl ColumnPrep {
 }
 
 /// What fitting did to each column, for the user to read.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PrepReport {
     /// Per column: how many values were missing and what filled them.
     pub imputed: Vec<(String, usize, String)>,

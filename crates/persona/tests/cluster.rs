@@ -311,12 +311,15 @@ fn bad_options_are_named() {
     std::fs::write(&input, "a,b,c\n1,2,1\n3,4,n/a\n5,6,3\n").unwrap();
     let f = input.to_str().unwrap();
     for (args, expect) in [
-        (vec!["--k", "many"], "--k must be a whole number or auto"),
+        (
+            vec!["--k", "many"],
+            "--k must be a whole number of at least 1 or auto",
+        ),
         (
             vec!["--k", "2", "--algorithm", "dbscan"],
             "--k does not apply to dbscan",
         ),
-        (vec![], "--k is required for --algorithm kmeans"),
+        (vec![], "--k is required for the kmeans algorithm"),
         (
             vec!["--algorithm", "dbscan", "--eps", "0"],
             "--eps must be a positive number",
@@ -344,7 +347,7 @@ fn bad_options_are_named() {
         ),
         (
             vec!["--cut-height", "2"],
-            "--cut-height applies to --algorithm hierarchical",
+            "--cut-height applies to the hierarchical algorithm",
         ),
         (
             vec!["--k", "2", "--impute", "a=mode"],

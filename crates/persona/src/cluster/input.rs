@@ -1,27 +1,14 @@
-//! The feature table of `persona cluster`: columns read from CSV or Parquet, typed, and put
-//! through a fitted [`Preparation`].
+//! The feature table of `persona cluster`: columns read from CSV or Parquet and typed.
 
-use std::collections::HashMap;
-
-use anyhow::{Context, bail};
-use persona_segment::prepare::{Impute, PrepOptions, PrepReport};
-use persona_segment::{Column, Matrix, Preparation, Values};
+use anyhow::bail;
+use persona_segment::{Column, Values};
 use serde_json::Value;
 
 use crate::cli::ClusterArgs;
 use crate::table;
 
-/// The prepared input: the fitted preparation, what it did, and the feature matrix in
-/// prepared (not yet scaled) units.
-pub struct Features {
-    pub preparation: Preparation,
-    pub report: PrepReport,
-    pub names: Vec<String>,
-    pub data: Matrix,
-}
-
-pub fn read(args: &ClusterArgs) -> anyhow::Result<Features> {
-    let opts = options(args)?;
+/// The chosen columns, numeric or categorical.
+pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
     let t = table::open(&args.input)?;
     let rows: Vec<table::Row> = t.rows.collect::<anyhow::Result<_>>()?;
     if rows.is_empty() {
@@ -105,36 +92,5 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Features> {
             }
         })
         .collect();
-    let (preparation, report) = Preparation::fit(&columns, &opts)?;
-    let data = preparation.transform(&columns)?;
-    Ok(Features {
-        names: preparation.feature_names(),
-        preparation,
-        report,
-        data,
-    })
-}
-
-fn options(args: &ClusterArgs) -> anyhow::Result<PrepOptions> {
-    let mut impute = HashMap::new();
-    for spec in &args.impute {
-        let (column, rule) = spec
-            .split_once('=')
-            .with_context(|| format!("--impute: {spec:?} must be COLUMN=RULE"))?;
-        let rule: Impute = rule
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--impute {column}: {e}"))?;
-        impute.insert(column.to_owned(), rule);
-    }
-    let log1p_auto = args.log1p.iter().any(|c| c == "auto");
-    Ok(PrepOptions {
-        impute,
-        log1p: args
-            .log1p
-            .iter()
-            .filter(|c| *c != "auto")
-            .cloned()
-            .collect(),
-        log1p_auto,
-    })
+    Ok(columns)
 }

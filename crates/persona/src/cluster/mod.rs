@@ -1,54 +1,25 @@
-//! `persona cluster`: reads a feature table, scales it, clusters it and describes each
-//! cluster in the units of the input.
+//! `persona cluster`: reads a feature table and runs [`persona_segment::pipeline`] on it:
+//! prepared, scaled, clustered and described in the units of the input.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::io::Write;
 
-use anyhow::{Context, bail};
-use persona_segment::matrix::squared_distance;
-use persona_segment::prepare::PrepReport;
-use persona_segment::{KMeans, Matrix, Model, Scaler, Scaling, metrics};
-use rand::SeedableRng;
-use rand::seq::index::sample;
-use rand_chacha::ChaCha8Rng;
+use anyhow::Context;
+use persona_segment::Model;
+use persona_segment::pipeline::{self, NumberOr, Summary, TrainSpec};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::ClusterArgs;
+use crate::client::progress_bar;
 
-mod fit;
 mod input;
 mod report;
 
-/// Features named per cluster.
-const DISTINGUISHING: usize = 3;
 #[derive(Serialize)]
-struct Report {
-    algorithm: String,
-    k: usize,
-    rows: usize,
-    features: Vec<String>,
-    scale: String,
-    /// Missing values filled, log1p and one-hot encoding, per column.
-    preparation: PrepReport,
+struct Report<'a> {
+    #[serde(flatten)]
+    summary: &'a Summary,
     labels_path: Option<String>,
-    inertia: f64,
-    silhouette: f64,
-    silhouette_sampled: bool,
-    /// DBSCAN: rows in no cluster (labelled -1).
-    noise: Option<usize>,
-    calinski_harabasz: f64,
-    davies_bouldin: f64,
-    iterations: usize,
-    /// Mean adjusted Rand index of refits on bootstrap resamples (1: perfectly stable); not
-    /// for DBSCAN.
-    stability: Option<f64>,
-    sizes: Vec<usize>,
-    /// Cluster centres in the input's units.
-    centers: Vec<BTreeMap<String, f64>>,
-    curves: BTreeMap<String, Value>,
-    clusters: Vec<ClusterSummary>,
 }
 
 /// What `--model` writes: the model and the name of each of its clusters.
@@ -59,107 +30,62 @@ struct StoredModel<'a> {
     model: Model,
 }
 
-#[derive(Serialize)]
-struct ClusterSummary {
-    label: usize,
-    name: String,
-    size: usize,
-    share: f64,
-    /// Standardised difference of the cluster's mean from the overall mean, largest first.
-    distinguishing: Vec<(String, f64)>,
-    /// Cohesion: the mean distance of the cluster's rows to its centre (scaled units).
-    cohesion: f64,
-    /// Separation: the distance from its centre to the nearest other centre (scaled units).
-    separation: f64,
-    /// Mean silhouette of its rows (of the sample, when the silhouette is sampled).
-    silhouette: f64,
-}
-
-pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
-    let algorithm = fit::Algorithm::parse(&args)?;
-    let scaling = match args.scale.as_str() {
-        "minmax" => Scaling::MinMax,
-        "zscore" => Scaling::ZScore,
-        "robust" => Scaling::Robust,
-        "none" => Scaling::None,
-        other => bail!("--scale must be minmax, zscore, robust or none, got {other:?}"),
+/// The flags as training settings; a bad one is named by its flag.
+fn spec(args: &ClusterArgs) -> anyhow::Result<TrainSpec> {
+    let spec = TrainSpec {
+        features: args.features.clone(),
+        categorical: args.categorical.clone(),
+        impute: args.impute.clone(),
+        log1p: args.log1p.clone(),
+        algorithm: args.algorithm.clone(),
+        linkage: args.linkage.clone(),
+        k: args.k.clone().map(NumberOr::Word),
+        kmeans_variant: args.kmeans_variant.clone(),
+        cut_height: args.cut_height,
+        eps: args.eps.clone().map(NumberOr::Word),
+        min_samples: args.min_samples,
+        k_max: args.k_max,
+        scale: args.scale.clone(),
+        seed: args.seed,
+        n_init: args.n_init,
     };
-    if args.model.is_some() && matches!(algorithm, fit::Algorithm::Dbscan { .. }) {
-        bail!(
+    let plan = spec
+        .plan()
+        .map_err(|e| anyhow::anyhow!("--{} {}", e.field.replace('_', "-"), e.reason))?;
+    if args.model.is_some() && !plan.assigns() {
+        anyhow::bail!(
             "--model: DBSCAN has no centres to assign new customers to; use kmeans, minibatch-kmeans or hierarchical"
         );
     }
-    let input::Features {
-        preparation,
-        report: prep_report,
-        names: features,
-        data: all_data,
-    } = input::read(&args)?;
-    let scaler = Scaler::fit(&all_data, scaling);
-    let all_scaled = scaler.transform(&all_data);
-    let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
-        "{} on {} rows",
-        args.algorithm,
-        all_data.rows()
-    ));
+    Ok(spec)
+}
+
+pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    let spec = spec(&args)?;
+    let columns = input::read(&args)?;
+    let rows = columns.first().map_or(0, |c| c.values.len());
+    let spinner = indicatif::ProgressBar::new_spinner()
+        .with_message(format!("{} on {rows} rows", args.algorithm));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let outcome = fit::run(&args, &algorithm, &all_scaled);
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let trained = pipeline::train(&columns, &spec, &mut |done, total| {
+        bar.get_or_insert_with(|| progress_bar(total as u64, "trying k"))
+            .set_position(done as u64);
+    });
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     spinner.finish_and_clear();
-    let fit::Outcome {
-        fit,
-        kept,
-        stability,
-        curves,
-    } = outcome?;
-    let n = all_data.rows();
-    // The rows in a cluster: all of them, or all but DBSCAN's noise.
-    let (data, scaled) = match &kept {
-        Some(rows) => (
-            Cow::Owned(all_data.select(rows)),
-            Cow::Owned(all_scaled.select(rows)),
-        ),
-        None => (Cow::Borrowed(&all_data), Cow::Borrowed(&all_scaled)),
-    };
-    let k = fit.centers.rows();
-    let quality = quality(&scaled, &fit, args.seed)?;
-    if k < 2 {
-        eprintln!("warning: a single cluster; the quality metrics need two or more");
-    }
-    if let Some(stability) = stability
-        && stability < fit::MIN_STABILITY
-    {
-        eprintln!(
-            "warning: the clusters are unstable (bootstrap adjusted Rand index {stability:.2} < {}); k = {k} may not suit this data",
-            fit::MIN_STABILITY
-        );
-    }
-    let mut sizes = vec![0usize; k];
-    for &l in &fit.labels {
-        sizes[l] += 1;
-    }
-    let noise = kept.as_ref().map_or(0, |rows| n - rows.len());
-    // The over-segmentation guard for a k given by hand (`auto` avoids such k itself).
-    for (c, &size) in sizes.iter().enumerate() {
-        if (size as f64) < fit::MIN_SHARE * n as f64 {
-            eprintln!(
-                "warning: cluster {c} holds {size} rows, under {:.0}% of the {n}; fewer clusters may serve better",
-                fit::MIN_SHARE * 100.0
-            );
-        }
-    }
-    let mut centers = scaler.inverse(&fit.centers);
-    for i in 0..centers.rows() {
-        preparation.inverse_row(centers.row_mut(i));
-    }
-    let mut clusters = describe(&data, &fit.labels, &sizes, n, &features);
-    for (c, (cohesion, separation, silhouette)) in clusters.iter_mut().zip(&quality.per_cluster) {
-        (c.cohesion, c.separation, c.silhouette) = (*cohesion, *separation, *silhouette);
+    let trained = trained.context(args.algorithm.clone())?;
+    let summary = &trained.summary;
+    for w in &summary.warnings {
+        eprintln!("warning: {w}");
     }
     if let Some(path) = &args.model {
         let stored = StoredModel {
             algorithm: &args.algorithm,
-            names: clusters.iter().map(|c| c.name.as_str()).collect(),
-            model: Model::new(preparation.clone(), scaler.clone(), &fit),
+            names: summary.clusters.iter().map(|c| c.name.as_str()).collect(),
+            model: trained.model().expect("checked: the algorithm has centres"),
         };
         std::fs::write(path, serde_json::to_vec_pretty(&stored)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -170,79 +96,59 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot create {}", path.display()))?,
         );
         writeln!(out, "label")?;
-        let mut at = fit.labels.iter();
-        for i in 0..n {
+        let mut at = trained.fit.labels.iter();
+        for i in 0..rows {
             // DBSCAN's noise rows are not in `fit`: they are written as -1.
-            match &kept {
-                Some(rows) if rows.binary_search(&i).is_err() => writeln!(out, "-1")?,
+            match &trained.kept {
+                Some(kept) if kept.binary_search(&i).is_err() => writeln!(out, "-1")?,
                 _ => writeln!(out, "{}", at.next().expect("a label per kept row"))?,
             }
         }
         out.flush()?;
     }
-    let report = Report {
-        algorithm: args.algorithm.clone(),
-        k,
-        rows: n,
-        noise: kept.is_some().then_some(noise),
-        scale: args.scale.clone(),
-        preparation: prep_report,
-        labels_path: args.output.as_ref().map(|p| p.display().to_string()),
-        inertia: fit.inertia,
-        silhouette: quality.silhouette,
-        silhouette_sampled: quality.sampled,
-        calinski_harabasz: metrics::calinski_harabasz(&scaled, &fit.labels).unwrap_or(f64::NAN),
-        davies_bouldin: metrics::davies_bouldin(&scaled, &fit.labels).unwrap_or(f64::NAN),
-        iterations: fit.iterations,
-        stability,
-        centers: centers
-            .iter_rows()
-            .map(|c| features.iter().cloned().zip(c.iter().copied()).collect())
-            .collect(),
-        sizes,
-        curves,
-        clusters,
-        features,
-    };
     if let Some(path) = &args.report {
         let page = report::render(&report::ReportInput {
             title: format!("persona cluster: {}", args.input.display()),
             summary: format!(
                 "{} with k = {} on {} rows and {} features ({} scaling): silhouette {:.3}, Calinski-Harabasz {:.1}, Davies-Bouldin {:.3}.",
-                report.algorithm,
-                report.k,
-                report.rows,
-                report.features.len(),
-                report.scale,
-                report.silhouette,
-                report.calinski_harabasz,
-                report.davies_bouldin
+                summary.algorithm,
+                summary.k,
+                summary.rows,
+                summary.features.len(),
+                summary.scale,
+                summary.silhouette,
+                summary.calinski_harabasz,
+                summary.davies_bouldin
             ),
-            features: &report.features,
-            curves: &report.curves,
-            chosen_k: report.k,
-            clusters: report
+            features: &summary.features,
+            curves: &summary.curves,
+            chosen_k: summary.k,
+            clusters: summary
                 .clusters
                 .iter()
                 .map(|c| (c.name.clone(), c.size))
                 .collect(),
-            noise,
-            data: &data,
-            scaled: &scaled,
-            labels: &fit.labels,
-            centers: &centers,
+            noise: summary.noise.unwrap_or(0),
+            data: &trained.data,
+            scaled: &trained.scaled,
+            labels: &trained.fit.labels,
+            centers: &trained.centers,
         });
         std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if args.json {
+        let report = Report {
+            summary,
+            labels_path: args.output.as_ref().map(|p| p.display().to_string()),
+        };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_table(&report);
+        print_table(summary);
     }
     Ok(())
 }
 
-fn print_table(r: &Report) {
+fn print_table(r: &Summary) {
     println!(
         "{}, k = {}, {} rows, {} features ({} scaling): inertia {:.4}, silhouette {:.4}{}, Calinski-Harabasz {:.2}, Davies-Bouldin {:.4}, {} iterations{}",
         r.algorithm,
@@ -312,107 +218,4 @@ fn print_table(r: &Report) {
             c.silhouette
         );
     }
-}
-
-/// How well the clusters hold together and stand apart.
-struct Quality {
-    silhouette: f64,
-    sampled: bool,
-    /// Per cluster: cohesion, separation, mean silhouette.
-    per_cluster: Vec<(f64, f64, f64)>,
-}
-
-/// The silhouette (on a seeded sample above [`fit::SILHOUETTE_SAMPLE`] rows), and each
-/// cluster's cohesion, separation and mean silhouette.
-fn quality(scaled: &Matrix, fit: &KMeans, seed: u64) -> anyhow::Result<Quality> {
-    let k = fit.centers.rows();
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let sampled = scaled.rows() > fit::SILHOUETTE_SAMPLE;
-    let (rows, labels): (Cow<Matrix>, Vec<usize>) = if sampled {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let idx = sample(&mut rng, scaled.rows(), fit::SILHOUETTE_SAMPLE).into_vec();
-        let labels = idx.iter().map(|&i| fit.labels[i]).collect();
-        (Cow::Owned(scaled.select(&idx)), labels)
-    } else {
-        (Cow::Borrowed(scaled), fit.labels.clone())
-    };
-    // A sample can miss a small cluster; with fewer than two clusters in it (or one row a
-    // cluster) the silhouette is undefined and reported as such, not as a failure.
-    let distinct = labels
-        .iter()
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    let each = if k < 2 || distinct < 2 || distinct >= labels.len() {
-        vec![f64::NAN; labels.len()]
-    } else {
-        metrics::silhouette_samples(&rows, &labels, threads)?
-    };
-    let mut per_cluster = vec![(0.0, f64::INFINITY, 0.0); k];
-    let mut counts = vec![(0usize, 0usize); k];
-    for (row, &l) in scaled.iter_rows().zip(&fit.labels) {
-        per_cluster[l].0 += squared_distance(row, fit.centers.row(l)).sqrt();
-        counts[l].0 += 1;
-    }
-    for (&s, &l) in each.iter().zip(&labels) {
-        per_cluster[l].2 += s;
-        counts[l].1 += 1;
-    }
-    for (c, q) in per_cluster.iter_mut().enumerate() {
-        q.0 /= counts[c].0.max(1) as f64;
-        q.2 /= counts[c].1.max(1) as f64;
-        for o in (0..k).filter(|&o| o != c) {
-            q.1 =
-                q.1.min(squared_distance(fit.centers.row(c), fit.centers.row(o)).sqrt());
-        }
-    }
-    Ok(Quality {
-        silhouette: each.iter().sum::<f64>() / each.len() as f64,
-        sampled,
-        per_cluster,
-    })
-}
-
-/// Size, share and the features that set each cluster apart, with a name made of them.
-fn describe(
-    data: &Matrix,
-    labels: &[usize],
-    sizes: &[usize],
-    total_rows: usize,
-    features: &[String],
-) -> Vec<ClusterSummary> {
-    let d = data.cols();
-    let z = Scaler::fit(data, Scaling::ZScore);
-    let (_, means) = metrics::cluster_means(data, labels, sizes.len());
-    means
-        .iter()
-        .enumerate()
-        .map(|(label, mean)| {
-            let size = sizes[label];
-            let mut diffs: Vec<(String, f64)> = (0..d)
-                .map(|j| (features[j].clone(), (mean[j] - z.offset[j]) / z.scale[j]))
-                .collect();
-            diffs.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-            diffs.truncate(DISTINGUISHING);
-            let name = diffs
-                .iter()
-                .filter(|(_, v)| v.abs() >= 0.25)
-                .map(|(f, v)| format!("{} {f}", if *v > 0.0 { "high" } else { "low" }))
-                .collect::<Vec<_>>()
-                .join(", ");
-            ClusterSummary {
-                label,
-                name: if name.is_empty() {
-                    "average".into()
-                } else {
-                    name
-                },
-                size,
-                share: size as f64 / total_rows as f64,
-                distinguishing: diffs,
-                cohesion: f64::NAN,
-                separation: f64::NAN,
-                silhouette: f64::NAN,
-            }
-        })
-        .collect()
 }

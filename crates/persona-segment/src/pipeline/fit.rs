@@ -1,24 +1,21 @@
-//! The clustering step of `persona cluster`: the algorithm named on the command line, k
-//! given or chosen, and the bootstrap stability of the result.
+//! The clustering step: the planned algorithm, k given or chosen, and the bootstrap
+//! stability of the result.
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail};
-use persona_segment::dbscan::suggest_eps;
-use persona_segment::hierarchical::{Linkage, linkage};
-use persona_segment::kmeans;
-use persona_segment::select_k::{KRules, SILHOUETTE_TIE};
-use persona_segment::stability::bootstrap_stability;
-use persona_segment::{
-    DbscanParams, KMeans, KMeansParams, KPoint, Matrix, MiniBatchParams, SegmentError, choose_k,
-};
 use rand::SeedableRng;
 use rand::seq::index::sample;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use crate::cli::ClusterArgs;
-use crate::client::progress_bar;
+use super::spec::{Algorithm, KPlan, Plan};
+use crate::dbscan::suggest_eps;
+use crate::hierarchical::linkage;
+use crate::select_k::{KRules, SILHOUETTE_TIE};
+use crate::stability::bootstrap_stability;
+use crate::{
+    DbscanParams, KMeans, KMeansParams, KPoint, Matrix, MiniBatchParams, SegmentError, choose_k,
+};
 
 /// Rows the silhouette is computed on; above this it is estimated on a seeded sample, as
 /// the exact value costs time quadratic in rows.
@@ -37,74 +34,6 @@ const STABILITY_ROWS_HIERARCHICAL: usize = 5_000;
 /// Rows whose k-distances make the curve `--eps` is read from.
 const EPS_SAMPLE: usize = 10_000;
 
-/// The algorithm and its own settings.
-pub enum Algorithm {
-    KMeans,
-    MiniBatch,
-    Hierarchical(Linkage),
-    Dbscan {
-        eps: Option<f64>,
-        min_samples: Option<usize>,
-    },
-}
-
-impl Algorithm {
-    pub fn parse(args: &ClusterArgs) -> anyhow::Result<Algorithm> {
-        let algorithm = match args.algorithm.as_str() {
-            "kmeans" => Algorithm::KMeans,
-            "minibatch-kmeans" => Algorithm::MiniBatch,
-            "hierarchical" => Algorithm::Hierarchical(match args.linkage.as_str() {
-                "ward" => Linkage::Ward,
-                "complete" => Linkage::Complete,
-                "average" => Linkage::Average,
-                "single" => Linkage::Single,
-                other => {
-                    bail!("--linkage must be ward, complete, average or single, got {other:?}")
-                }
-            }),
-            "dbscan" => Algorithm::Dbscan {
-                eps: match args.eps.as_deref() {
-                    None | Some("auto") => None,
-                    Some(v) => Some(
-                        v.parse::<f64>()
-                            .ok()
-                            .filter(|e| e.is_finite() && *e > 0.0)
-                            .with_context(|| {
-                                format!("--eps must be a positive number or auto, got {v:?}")
-                            })?,
-                    ),
-                },
-                min_samples: args.min_samples,
-            },
-            other => bail!(
-                "--algorithm must be kmeans, minibatch-kmeans, hierarchical or dbscan, got {other:?}"
-            ),
-        };
-        if args.cut_height.is_some() && !matches!(algorithm, Algorithm::Hierarchical(_)) {
-            bail!("--cut-height applies to --algorithm hierarchical only");
-        }
-        if let Some(h) = args.cut_height
-            && !(h.is_finite() && h >= 0.0)
-        {
-            bail!("--cut-height must be a number of at least 0, got {h}");
-        }
-        match (&algorithm, &args.k) {
-            (Algorithm::Hierarchical(_), None) if args.cut_height.is_some() => {}
-            (Algorithm::Dbscan { .. }, Some(_)) => {
-                bail!("--k does not apply to dbscan, which finds the number of clusters itself")
-            }
-            (Algorithm::Dbscan { .. }, None) => {}
-            (_, None) => bail!("--k is required for --algorithm {}", args.algorithm),
-            (_, Some(k)) if k == "auto" || k.parse::<usize>().is_ok() => {}
-            (_, Some(k)) => bail!("--k must be a whole number or auto, got {k:?}"),
-        }
-        if args.min_samples.is_some() && !matches!(algorithm, Algorithm::Dbscan { .. }) {
-            bail!("--min-samples applies to --algorithm dbscan only");
-        }
-        Ok(algorithm)
-    }
-}
-
 /// What the clustering step produced.
 pub struct Outcome {
     /// The clusters of the rows that belong to one (all rows, except DBSCAN's noise), with
@@ -116,23 +45,26 @@ pub struct Outcome {
     pub stability: Option<f64>,
     /// Curves over k (`--k auto`) or the k-distance curve (DBSCAN), for the report.
     pub curves: BTreeMap<String, Value>,
+    /// What a person should know about the result.
+    pub warnings: Vec<String>,
 }
 
-pub fn run(args: &ClusterArgs, algorithm: &Algorithm, scaled: &Matrix) -> anyhow::Result<Outcome> {
-    if let Algorithm::Dbscan { eps, min_samples } = algorithm {
-        return dbscan(scaled, *eps, *min_samples);
+/// Clusters `scaled` as `plan` says; `progress(done, total)` follows a search over k.
+pub fn run(
+    plan: &Plan,
+    scaled: &Matrix,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Outcome, SegmentError> {
+    if let Algorithm::Dbscan { eps, min_samples } = plan.algorithm {
+        return dbscan(scaled, eps, min_samples);
     }
-    let variant = match args.kmeans_variant.as_str() {
-        "hamerly" => kmeans::Algorithm::Hamerly,
-        "lloyd" => kmeans::Algorithm::Lloyd,
-        other => bail!("--kmeans-variant must be hamerly or lloyd, got {other:?}"),
-    };
+    let seed = plan.seed;
     // A hierarchical tree is built once and cut at every k tried.
-    let tree = match algorithm {
-        Algorithm::Hierarchical(method) => Some(linkage(scaled, *method)?),
+    let tree = match plan.algorithm {
+        Algorithm::Hierarchical(method) => Some(linkage(scaled, method)?),
         _ => None,
     };
-    if let (Some(tree), Some(height)) = (&tree, args.cut_height) {
+    if let (Some(tree), KPlan::CutHeight(height)) = (&tree, plan.k) {
         let (labels, k) = tree.cut_at(height);
         let fit = KMeans::from_labels(scaled, labels, k)?;
         return Ok(Outcome {
@@ -140,24 +72,26 @@ pub fn run(args: &ClusterArgs, algorithm: &Algorithm, scaled: &Matrix) -> anyhow
             kept: None,
             stability: None,
             curves: BTreeMap::from([("cut_height".into(), height.into())]),
+            warnings: Vec::new(),
         });
     }
     let fit_k = |k: usize, m: &Matrix| -> Result<KMeans, SegmentError> {
-        match algorithm {
-            Algorithm::MiniBatch => MiniBatchParams::new(k).seed(args.seed).fit(m),
+        match plan.algorithm {
+            Algorithm::MiniBatch => MiniBatchParams::new(k).seed(seed).fit(m),
             Algorithm::Hierarchical(method) => {
                 let labels = match &tree {
                     // The tree is of `scaled` itself, not of a resample of it.
                     Some(t) if std::ptr::eq(m, scaled) => t.cut(k)?,
-                    _ => linkage(m, *method)?.cut(k)?,
+                    _ => linkage(m, method)?.cut(k)?,
                 };
                 KMeans::from_labels(m, labels, k)
             }
-            _ => KMeansParams::new(k)
+            Algorithm::KMeans(variant) => KMeansParams::new(k)
                 .algorithm(variant)
-                .n_init(args.n_init)
-                .seed(args.seed)
+                .n_init(plan.n_init)
+                .seed(seed)
                 .fit(m),
+            Algorithm::Dbscan { .. } => unreachable!("handled above"),
         }
     };
     let stability_rows = {
@@ -168,41 +102,37 @@ pub fn run(args: &ClusterArgs, algorithm: &Algorithm, scaled: &Matrix) -> anyhow
         };
         let n = scaled.rows();
         if n > limit {
-            scaled
-                .select(&sample(&mut ChaCha8Rng::seed_from_u64(args.seed ^ 1), n, limit).into_vec())
+            scaled.select(&sample(&mut ChaCha8Rng::seed_from_u64(seed ^ 1), n, limit).into_vec())
         } else {
             scaled.clone()
         }
     };
-    let measure_stability = |k: usize| {
-        bootstrap_stability(
-            &stability_rows,
-            |m| fit_k(k, m),
-            STABILITY_RESAMPLES,
-            args.seed,
-        )
-    };
+    let measure_stability =
+        |k: usize| bootstrap_stability(&stability_rows, |m| fit_k(k, m), STABILITY_RESAMPLES, seed);
     let mut curves = BTreeMap::new();
-    let requested = args.k.as_deref().unwrap_or("auto");
-    let (k, stability) = match requested.parse::<usize>() {
-        Ok(k) => (k, None),
-        Err(_) => {
-            let bar = progress_bar((args.k_max.saturating_sub(1)) as u64, "trying k");
+    let mut warnings = Vec::new();
+    let (k, stability) = match plan.k {
+        KPlan::Fixed(k) => (k, None),
+        KPlan::Auto { max } => {
             let rules = KRules {
                 silhouette_rows: SILHOUETTE_SAMPLE,
                 min_share: MIN_SHARE,
                 min_stability: MIN_STABILITY,
-                seed: args.seed,
+                seed,
             };
+            let total = max.saturating_sub(1);
+            let mut done = 0;
             let choice = choose_k(
                 scaled,
-                2..=args.k_max,
+                2..=max,
                 |k| fit_k(k, scaled),
                 &measure_stability,
                 &rules,
-                |_| bar.inc(1),
+                |_| {
+                    done += 1;
+                    progress(done, total)
+                },
             )?;
-            bar.finish_and_clear();
             let series = |f: fn(&KPoint) -> Value| {
                 Value::from(choice.curve.iter().map(f).collect::<Vec<_>>())
             };
@@ -226,12 +156,11 @@ pub fn run(args: &ClusterArgs, algorithm: &Algorithm, scaled: &Matrix) -> anyhow
                 .into(),
             );
             if choice.guarded_out {
-                eprintln!(
-                    "warning: no k from 2 to {} keeps every cluster above {:.0}% of the rows with a stability of at least {MIN_STABILITY}; taking k = {} by silhouette alone",
-                    args.k_max,
+                warnings.push(format!(
+                    "no k from 2 to {max} keeps every cluster above {:.0}% of the rows with a stability of at least {MIN_STABILITY}; taking k = {} by silhouette alone",
                     MIN_SHARE * 100.0,
                     choice.k
-                );
+                ));
             }
             let measured = choice
                 .curve
@@ -240,8 +169,11 @@ pub fn run(args: &ClusterArgs, algorithm: &Algorithm, scaled: &Matrix) -> anyhow
                 .and_then(|p| p.stability);
             (choice.k, measured)
         }
+        KPlan::CutHeight(_) | KPlan::Found => {
+            unreachable!("the plan pairs these with their algorithms")
+        }
     };
-    let fit = fit_k(k, scaled).context(args.algorithm.clone())?;
+    let fit = fit_k(k, scaled)?;
     let stability = match stability {
         Some(s) => s,
         None => measure_stability(k)?,
@@ -251,6 +183,7 @@ pub fn run(args: &ClusterArgs, algorithm: &Algorithm, scaled: &Matrix) -> anyhow
         kept: None,
         stability: Some(stability),
         curves,
+        warnings,
     })
 }
 
@@ -258,7 +191,7 @@ fn dbscan(
     scaled: &Matrix,
     eps: Option<f64>,
     min_samples: Option<usize>,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome, SegmentError> {
     // Twice the dimensions: the usual advice for min_samples (Schubert et al. 2017).
     let min_samples = min_samples.unwrap_or((2 * scaled.cols()).max(3));
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
@@ -281,10 +214,10 @@ fn dbscan(
     curves.insert("min_samples".into(), min_samples.into());
     let found = DbscanParams::new(eps, min_samples).fit(scaled)?;
     if found.clusters == 0 {
-        bail!(
-            "DBSCAN found no cluster: all {} rows are noise at eps = {eps:.4} and min_samples = {min_samples}; raise --eps or lower --min-samples",
+        return Err(SegmentError::NoCluster(format!(
+            "DBSCAN found no cluster: all {} rows are noise at eps = {eps:.4} and min_samples = {min_samples}; raise eps or lower min_samples",
             scaled.rows()
-        );
+        )));
     }
     let kept: Vec<usize> = (0..scaled.rows())
         .filter(|&i| found.labels[i].is_some())
@@ -296,5 +229,6 @@ fn dbscan(
         kept: (kept.len() < scaled.rows()).then_some(kept),
         stability: None,
         curves,
+        warnings: Vec::new(),
     })
 }

@@ -1,0 +1,131 @@
+//! A whole training run, shared by `persona cluster` and the live models of the server:
+//! columns in; prepared, scaled, clustered (k given or chosen), judged and described; a
+//! [`Model`] out that places a new customer exactly as training placed its rows.
+
+mod fit;
+pub mod spec;
+mod summary;
+
+pub use fit::{MIN_SHARE, MIN_STABILITY, SILHOUETTE_SAMPLE};
+pub use spec::{NumberOr, Plan, SpecError, TrainSpec};
+pub use summary::{ClusterSummary, Summary};
+
+use crate::{Column, KMeans, Matrix, Model, Preparation, Scaler, SegmentError, metrics};
+
+/// What a training run produced.
+pub struct Trained {
+    pub summary: Summary,
+    pub preparation: Preparation,
+    pub scaler: Scaler,
+    /// The clusters of the rows in one (every row but DBSCAN's noise).
+    pub fit: KMeans,
+    /// The input row of each row of `fit`, when not every row is in a cluster.
+    pub kept: Option<Vec<usize>>,
+    /// The rows of `fit`, prepared (before scaling) and scaled.
+    pub data: Matrix,
+    pub scaled: Matrix,
+    /// Cluster centres in the input's units.
+    pub centers: Matrix,
+}
+
+impl Trained {
+    /// The model that assigns new customers; `None` for DBSCAN, which has no centres.
+    pub fn model(&self) -> Option<Model> {
+        (self.summary.algorithm != "dbscan")
+            .then(|| Model::new(self.preparation.clone(), self.scaler.clone(), &self.fit))
+    }
+}
+
+/// Trains on `columns` as `spec` says. `progress(done, total)` follows the search over k.
+pub fn train(
+    columns: &[Column],
+    spec: &TrainSpec,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Trained, SegmentError> {
+    let plan = spec.plan()?;
+    let (preparation, prep_report) = Preparation::fit(columns, &plan.prep)?;
+    let all_data = preparation.transform(columns)?;
+    let features = preparation.feature_names();
+    let scaler = Scaler::fit(&all_data, plan.scaling);
+    let all_scaled = scaler.transform(&all_data);
+    let fit::Outcome {
+        fit,
+        kept,
+        stability,
+        curves,
+        mut warnings,
+    } = fit::run(&plan, &all_scaled, progress)?;
+    let n = all_data.rows();
+    // The rows in a cluster: all of them, or all but DBSCAN's noise.
+    let (data, scaled) = match &kept {
+        Some(rows) => (all_data.select(rows), all_scaled.select(rows)),
+        None => (all_data, all_scaled),
+    };
+    let k = fit.centers.rows();
+    let quality = summary::quality(&scaled, &fit, plan.seed)?;
+    if k < 2 {
+        warnings.push("a single cluster; the quality metrics need two or more".into());
+    }
+    if let Some(stability) = stability
+        && stability < MIN_STABILITY
+    {
+        warnings.push(format!(
+            "the clusters are unstable (bootstrap adjusted Rand index {stability:.2} < {MIN_STABILITY}); k = {k} may not suit this data"
+        ));
+    }
+    let mut sizes = vec![0usize; k];
+    for &l in &fit.labels {
+        sizes[l] += 1;
+    }
+    // The over-segmentation guard for a k given by hand (`auto` avoids such k itself).
+    for (c, &size) in sizes.iter().enumerate() {
+        if (size as f64) < MIN_SHARE * n as f64 {
+            warnings.push(format!(
+                "cluster {c} holds {size} rows, under {:.0}% of the {n}; fewer clusters may serve better",
+                MIN_SHARE * 100.0
+            ));
+        }
+    }
+    let mut centers = scaler.inverse(&fit.centers);
+    for i in 0..centers.rows() {
+        preparation.inverse_row(centers.row_mut(i));
+    }
+    let mut clusters = summary::describe(&data, &fit.labels, &sizes, n, &features);
+    for (c, (cohesion, separation, silhouette)) in clusters.iter_mut().zip(&quality.per_cluster) {
+        (c.cohesion, c.separation, c.silhouette) = (*cohesion, *separation, *silhouette);
+    }
+    let summary = Summary {
+        algorithm: spec.algorithm.clone(),
+        k,
+        rows: n,
+        noise: kept.as_ref().map(|rows| n - rows.len()),
+        scale: spec.scale.clone(),
+        preparation: prep_report,
+        inertia: fit.inertia,
+        silhouette: quality.silhouette,
+        silhouette_sampled: quality.sampled,
+        calinski_harabasz: metrics::calinski_harabasz(&scaled, &fit.labels).unwrap_or(f64::NAN),
+        davies_bouldin: metrics::davies_bouldin(&scaled, &fit.labels).unwrap_or(f64::NAN),
+        iterations: fit.iterations,
+        stability,
+        centers: centers
+            .iter_rows()
+            .map(|c| features.iter().cloned().zip(c.iter().copied()).collect())
+            .collect(),
+        sizes,
+        curves,
+        clusters,
+        warnings,
+        features,
+    };
+    Ok(Trained {
+        summary,
+        preparation,
+        scaler,
+        fit,
+        kept,
+        data,
+        scaled,
+        centers,
+    })
+}
