@@ -2,11 +2,13 @@
 //!
 //! It serves profiles (`GET /v1/profiles/{key}`), each profile's recent events
 //! (`/events`) and segment history (`/history`), and rule segments (`/v1/segments`, CRUD and
-//! members), behind the admin token. It reads through the
+//! members) and cluster models (`/v1/models`: trained on the profiles, read, activated),
+//! behind the admin token. It reads through the
 //! [`ProfileStore`] trait, so it serves the embedded store and the scale-out stores alike,
 //! and it reuses the collector's error type so every endpoint answers errors the same way.
 
 mod auth;
+mod models;
 mod profiles;
 mod segments;
 
@@ -15,10 +17,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use persona_rules::SegmentRegistry;
 use persona_store::ProfileStore;
 
+pub use models::{ModelLock, load_models};
 pub use persona_collector::ApiError;
 
 /// Whether profiles may be missing recent events (the processor is failing or far behind).
@@ -32,8 +35,10 @@ pub struct ApiState {
     pub log_dir: PathBuf,
     pub admin_token: Arc<str>,
     pub stale: Staleness,
-    /// The segments in force, shared with the stream stage.
+    /// The segments and models in force, shared with the stream stage.
     pub segments: Arc<SegmentRegistry>,
+    /// Serialises changes of the stored models.
+    pub models_lock: Arc<ModelLock>,
 }
 
 /// The API routes, to merge into the server's router.
@@ -50,6 +55,10 @@ pub fn router(state: ApiState) -> Router {
                 .delete(segments::delete),
         )
         .route("/v1/segments/{id}/members", get(segments::members))
+        .route("/v1/models", get(models::list).post(models::create))
+        .route("/v1/models/{id}", get(models::get))
+        .route("/v1/models/{id}/curves", get(models::curves))
+        .route("/v1/models/{id}/activate", post(models::activate))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

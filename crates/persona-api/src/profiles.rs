@@ -29,7 +29,9 @@ pub(crate) struct ProfileBody {
     /// RFM scores, once RFM has been computed.
     rfm: Option<Value>,
     segments: Vec<Value>,
+    /// The customer's cluster in the first active model (by id), and in each of them.
     cluster: Option<Value>,
+    clusters: Vec<Value>,
     /// True when the processor is failing or far behind, so recent events may be missing.
     stale: bool,
 }
@@ -83,14 +85,29 @@ pub(crate) async fn profile(
     let segments = profile
         .segments
         .iter()
-        .filter_map(|id| live.iter().find(|s| s.def.id == *id))
+        .filter_map(|id| live.segments.iter().find(|s| s.def.id == *id))
         .map(|s| serde_json::json!({ "id": s.def.id, "name": s.def.name }))
+        .collect();
+    let clusters: Vec<Value> = profile
+        .clusters
+        .iter()
+        .filter_map(|&(model, cluster)| {
+            let m = live.model(model)?;
+            Some(serde_json::json!({
+                "model": m.name,
+                "model_id": m.id,
+                "version": m.version,
+                "cluster": cluster,
+                "name": m.cluster_name(cluster),
+            }))
+        })
         .collect();
     let body = ProfileBody {
         view: profile.view(as_of),
         rfm: None,
         segments,
-        cluster: None,
+        cluster: clusters.first().cloned(),
+        clusters,
         stale: (state.stale)(),
     };
     Ok(Json(body))

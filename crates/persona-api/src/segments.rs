@@ -101,7 +101,7 @@ fn check_rule(rule: &str) -> Result<(), ApiError> {
 fn reload(state: &ApiState) -> Result<(), ApiError> {
     state
         .segments
-        .replace(state.store.segments().map_err(store_error)?);
+        .replace_segments(state.store.segments().map_err(store_error)?);
     Ok(())
 }
 

@@ -19,7 +19,7 @@ pub mod rule;
 pub mod schema;
 pub mod value;
 
-pub use live::{LiveSegment, Reason, SegmentRegistry};
+pub use live::{Live, LiveModel, LiveSegment, ModelDoc, ModelStatus, Reason, SegmentRegistry};
 pub use rule::Rule;
 
 /// Why a rule cannot be compiled.

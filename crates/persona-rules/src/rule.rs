@@ -71,16 +71,7 @@ impl Rule {
         if sql.trim().is_empty() {
             return Err(RuleError::new("the rule is empty".into()));
         }
-        let dialect = GenericDialect {};
-        let expr = Parser::new(&dialect)
-            .try_with_sql(sql)
-            .and_then(|mut p| {
-                let e = p.parse_expr()?;
-                // Anything after the expression is an error, not silently ignored.
-                p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
-                Ok(e)
-            })
-            .map_err(|e| RuleError::new(format!("not a SQL expression: {e}")))?;
+        let expr = parse(sql)?;
         let mut fields = Vec::new();
         let root = resolve_times(build(&expr, &mut fields)?)?;
         let ty = type_of(&root)?;
@@ -111,6 +102,38 @@ impl Rule {
     pub fn time_relative(&self) -> bool {
         self.fields.iter().any(Field::time_relative)
     }
+}
+
+fn parse(sql: &str) -> Result<Expr, RuleError> {
+    let dialect = GenericDialect {};
+    Parser::new(&dialect)
+        .try_with_sql(sql)
+        .and_then(|mut p| {
+            let e = p.parse_expr()?;
+            // Anything after the expression is an error, not silently ignored.
+            p.expect_token(&sqlparser::tokenizer::Token::EOF)?;
+            Ok(e)
+        })
+        .map_err(|e| RuleError::new(format!("not a SQL expression: {e}")))
+}
+
+/// A profile field named as a rule names it (`computed.monetary`,
+/// `computed.events."Order Completed"`, `traits.age`), for a model's features.
+pub fn parse_field(name: &str) -> Result<Field, RuleError> {
+    let named = |reason: String| RuleError {
+        field: Some(name.to_owned()),
+        reason,
+    };
+    let parts = match parse(name).map_err(|e| named(e.reason))? {
+        Expr::Identifier(id) => vec![id.value],
+        Expr::CompoundIdentifier(ids) => ids.into_iter().map(|i| i.value).collect(),
+        _ => {
+            return Err(named(
+                "is not a profile field; name one such as computed.monetary or traits.age".into(),
+            ));
+        }
+    };
+    Field::resolve(&parts).map_err(named)
 }
 
 fn build(expr: &Expr, fields: &mut Vec<Field>) -> Result<Node, RuleError> {

@@ -106,8 +106,10 @@ pub struct EmbeddedStore {
     outbox: Keyspace,
     /// [`pair_key`] (profile, sequence) → the same event: each profile's history.
     history: Keyspace,
-    /// Serialises segment creation, which reads and raises the next id.
-    segment_ids: Mutex<()>,
+    /// `kind`, a zero byte and the big-endian id → a document the caller reads.
+    documents: Keyspace,
+    /// Serialises the handing out of segment and document ids (read, then raise).
+    id_counters: Mutex<()>,
 }
 
 impl EmbeddedStore {
@@ -150,7 +152,8 @@ impl EmbeddedStore {
             members: ks("members")?,
             outbox: ks("outbox")?,
             history: ks("history")?,
-            segment_ids: Mutex::new(()),
+            documents: ks("documents")?,
+            id_counters: Mutex::new(()),
             meta,
             db,
         })
@@ -177,6 +180,7 @@ impl EmbeddedStore {
             &self.members,
             &self.outbox,
             &self.history,
+            &self.documents,
         ] {
             ks.rotate_memtable_and_wait().map_err(backend)?;
             ks.major_compact().map_err(backend)?;
@@ -416,7 +420,7 @@ impl ProfileStore for EmbeddedStore {
     }
 
     fn create_segment(&self, name: &str, rule: &str, at: i64) -> Result<SegmentDef, StoreError> {
-        let _one_at_a_time = self.segment_ids.lock().expect("not poisoned");
+        let _one_at_a_time = self.id_counters.lock().expect("not poisoned");
         let id = self.meta_u64(NEXT_SEGMENT_ID)?.unwrap_or(1);
         let def = SegmentDef {
             id,
@@ -439,6 +443,35 @@ impl ProfileStore for EmbeddedStore {
             .durability(Some(PersistMode::SyncData));
         batch.insert(&self.segments, def.id.to_be_bytes(), encode_segment(def)?);
         batch.commit().map_err(backend)
+    }
+
+    fn next_document_id(&self, kind: &str) -> Result<u64, StoreError> {
+        let _one_at_a_time = self.id_counters.lock().expect("not poisoned");
+        let key = format!("next_document_id:{kind}");
+        let id = self.meta_u64(&key)?.unwrap_or(1);
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1)
+            .durability(Some(PersistMode::SyncData));
+        batch.insert(&self.meta, key, (id + 1).to_be_bytes());
+        batch.commit().map_err(backend)?;
+        Ok(id)
+    }
+
+    fn put_document(&self, kind: &str, id: u64, body: &[u8]) -> Result<(), StoreError> {
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1)
+            .durability(Some(PersistMode::SyncData));
+        batch.insert(&self.documents, document_key(kind, id), body);
+        batch.commit().map_err(backend)
+    }
+
+    fn documents(&self, kind: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let prefix = document_key(kind, 0);
+        self.documents
+            .prefix(&prefix[..prefix.len() - 8])
+            .map(|guard| {
+                let (k, v) = guard.into_inner().map_err(backend)?;
+                Ok((u64_of(&k[k.len() - 8..])?, v.to_vec()))
+            })
+            .collect()
     }
 
     fn delete_segment(&self, id: SegmentId) -> Result<(), StoreError> {
@@ -509,6 +542,14 @@ impl ProfileStore for EmbeddedStore {
             .map(|guard| Ok(guard.value().map_err(backend)?.to_vec()))
             .collect()
     }
+}
+
+fn document_key(kind: &str, id: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(kind.len() + 9);
+    k.extend_from_slice(kind.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
 }
 
 fn encode_segment(def: &SegmentDef) -> Result<Vec<u8>, StoreError> {

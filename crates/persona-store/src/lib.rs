@@ -186,4 +186,14 @@ pub trait ProfileStore: Send + Sync + 'static {
 
     /// A profile's most recent `limit` membership events, newest first.
     fn history(&self, profile: ProfileId, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
+
+    /// A new number for a document of `kind`, never handed out before.
+    fn next_document_id(&self, kind: &str) -> Result<u64, StoreError>;
+
+    /// Stores a document (a trained model, a set of RFM edges) of `kind` under `id`,
+    /// replacing any, durably. The store does not read it.
+    fn put_document(&self, kind: &str, id: u64, body: &[u8]) -> Result<(), StoreError>;
+
+    /// Every document of `kind`, by id.
+    fn documents(&self, kind: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 }

@@ -184,3 +184,31 @@ fn segments_members_and_the_outbox_are_kept_and_survive_reopening() {
     assert_eq!(store.member_count(1).unwrap(), 0);
     assert_eq!(store.create_segment("again", "true", 3_000).unwrap().id, 3);
 }
+
+#[test]
+fn documents_are_kept_by_kind_and_id_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        let first = store.next_document_id("model").unwrap();
+        let second = store.next_document_id("model").unwrap();
+        assert_eq!((first, second), (1, 2));
+        // Each kind counts on its own; a kind that starts with another's name is apart.
+        assert_eq!(store.next_document_id("models").unwrap(), 1);
+        store.put_document("model", first, b"one").unwrap();
+        store.put_document("model", second, b"two").unwrap();
+        store.put_document("models", 1, b"other kind").unwrap();
+        store
+            .put_document("model", first, b"one, retrained")
+            .unwrap();
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(
+        store.documents("model").unwrap(),
+        [(1, b"one, retrained".to_vec()), (2, b"two".to_vec())]
+    );
+    assert_eq!(store.documents("models").unwrap().len(), 1);
+    assert!(store.documents("rfm").unwrap().is_empty());
+    assert_eq!(store.next_document_id("model").unwrap(), 3);
+}

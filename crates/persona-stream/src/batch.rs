@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use persona_core::profile::{Profile, codec};
 use persona_rules::live::{merged_away, reevaluate};
-use persona_rules::{LiveSegment, Reason};
+use persona_rules::{Live, Reason};
 use persona_store::{ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError};
 
 /// What the processor keeps between batches: recently touched profiles (decoded) and
@@ -67,8 +67,8 @@ pub(crate) struct Batch<'s> {
     session_gap: i64,
     cache: &'s mut Cache,
     pub merges: u64,
-    /// The segments in force, evaluated on every changed profile at commit.
-    segments: Arc<Vec<LiveSegment>>,
+    /// The segments and models in force, evaluated on every changed profile at commit.
+    live: Arc<Live>,
     /// Why this batch changes memberships (events, or a back-fill or sweep pass).
     reason: Reason,
 }
@@ -79,7 +79,7 @@ impl<'s> Batch<'s> {
         cache: &'s mut Cache,
         next_id: ProfileId,
         session_gap: i64,
-        segments: Arc<Vec<LiveSegment>>,
+        live: Arc<Live>,
         reason: Reason,
     ) -> Self {
         cache.batch_no += 1;
@@ -92,7 +92,7 @@ impl<'s> Batch<'s> {
             session_gap,
             cache,
             merges: 0,
-            segments,
+            live,
             reason,
         }
     }
@@ -249,13 +249,7 @@ impl<'s> Batch<'s> {
         self.profile(from)?;
         self.profile(into)?;
         let (old, _) = self.cache.profiles.remove(&from).expect("loaded above");
-        merged_away(
-            from,
-            &old,
-            &self.segments,
-            Utc::now(),
-            &mut self.cache.changes,
-        );
+        merged_away(from, &old, &self.live, Utc::now(), &mut self.cache.changes);
         self.cache
             .profiles
             .get_mut(&into)
@@ -295,8 +289,10 @@ impl<'s> Batch<'s> {
         for id in &cache.dirty {
             // Absent: merged away within this batch.
             if let Some((profile, _)) = cache.profiles.get_mut(id) {
-                let moved = (!self.segments.is_empty() || !profile.segments.is_empty())
-                    && reevaluate(*id, profile, &self.segments, now, self.reason, changes);
+                let moved = (!self.live.is_empty()
+                    || !profile.segments.is_empty()
+                    || !profile.clusters.is_empty())
+                    && reevaluate(*id, profile, &self.live, now, self.reason, changes);
                 // A back-fill or sweep rewrites only the profiles whose memberships moved.
                 if self.reason == Reason::Event || moved {
                     changes.profiles.push((*id, codec::encode(profile)));

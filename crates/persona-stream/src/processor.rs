@@ -156,7 +156,7 @@ impl Processor {
         let generation = self.segments.generation();
         if generation != self.seen_generation {
             self.seen_generation = generation;
-            // With no segment there is nothing to back-fill (ids of deleted segments left in
+            // With no segment or model there is nothing to back-fill (ids of deleted segments left in
             // profiles are dropped at their next change, and hidden until then).
             self.pass = (!self.segments.snapshot().is_empty()).then_some(Pass {
                 reason: Reason::Backfill,
@@ -164,16 +164,11 @@ impl Processor {
             });
             self.last_sweep = Instant::now();
         }
-        // Rules that read time-relative fields are evaluated over every profile now and then,
+        // Rules and models that read time-relative fields are evaluated over every profile now and then,
         // so that customers leave "active in the last 30 days" without an event of their own.
         if self.pass.is_none() && self.last_sweep.elapsed() >= self.config.segment_sweep {
             self.last_sweep = Instant::now();
-            if self
-                .segments
-                .snapshot()
-                .iter()
-                .any(|s| s.rule.time_relative())
-            {
+            if self.segments.snapshot().time_relative() {
                 self.pass = Some(Pass {
                     reason: Reason::Sweep,
                     after: None,

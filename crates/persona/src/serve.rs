@@ -93,10 +93,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     log.register_consumer(CONSUMER)?;
     let status = Arc::new(ProcessorStatus::default());
-    let segments = Arc::new(persona_rules::SegmentRegistry::from_defs(
+    let models = persona_api::load_models(&*store).context("cannot read the stored models")?;
+    let segments = Arc::new(persona_rules::SegmentRegistry::from_stored(
         store
             .segments()
             .context("cannot read the stored segments")?,
+        &models,
     ));
     let processor = Processor::new(
         store.clone(),
@@ -123,6 +125,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         admin_token: admin_token.into(),
         stale: Arc::new(move || check.stale()),
         segments,
+        models_lock: Arc::default(),
     });
     let app = persona_collector::router(collector_state).merge(api);
 

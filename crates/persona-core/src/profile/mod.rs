@@ -39,6 +39,9 @@ pub struct Profile {
     /// The rule segments the customer is in, by id, ascending: kept by the segment stage,
     /// which compares them with a fresh evaluation to find entries and exits.
     pub segments: Vec<u64>,
+    /// The customer's cluster in each active cluster model, as (model id, cluster), by
+    /// model id: kept by the segment stage like `segments`.
+    pub clusters: Vec<(u64, u32)>,
 }
 
 impl Profile {

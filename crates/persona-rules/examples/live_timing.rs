@@ -1,14 +1,18 @@
-//! Times the segment stage's work for one changed profile: the profile's view, 100 rule
-//! segments evaluated on it and the membership diff (`reevaluate`), beside one rule alone:
-//! `cargo run --release --example rule_timing`.
+//! Times the segment stage's work for one changed profile, the issue's "work added per
+//! event": the profile's view, 100 rule segments and an active K-Means model (k = 8, 20
+//! features) evaluated on it, and the entry and exit events (`reevaluate`); beside one rule
+//! alone and the model alone: `cargo run --release -p persona-rules --example live_timing`.
 
 use std::time::Instant;
 
 use chrono::Utc;
 use persona_core::profile::{ComputedView, Profile, ProfileView};
-use persona_rules::live::reevaluate;
-use persona_rules::{LiveSegment, Reason, Rule};
+use persona_rules::live::{ModelDoc, ModelStatus, reevaluate};
+use persona_rules::{Live, LiveModel, LiveSegment, Reason, Rule};
+use persona_segment::pipeline::{NumberOr, TrainSpec, train};
+use persona_segment::{Column, Values};
 use persona_store::{ChangeSet, SegmentDef};
+use rand::{Rng, SeedableRng};
 
 fn main() {
     let view = ProfileView {
@@ -66,6 +70,11 @@ fn main() {
             }
         })
         .collect();
+    let model = model_of_20_features();
+    let live = Live {
+        segments,
+        models: vec![model.clone()],
+    };
     let mut profile = Profile {
         user_id: Some("u1".into()),
         ..Profile::default()
@@ -83,15 +92,72 @@ fn main() {
         reevaluate(
             1,
             &mut profile,
-            &segments,
+            &live,
             Utc::now(),
             Reason::Event,
             &mut changes,
         );
     }
     println!(
-        "{:.2} µs for one changed profile against 100 segments (view, evaluation, diff; {} membership changes the last time)",
+        "{:.2} µs for one changed profile against 100 segments and the model (view, evaluation, assignment, diff, events; {} events the last time)",
         t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds),
-        changes.memberships.len()
+        changes.outbox.len()
     );
+    let t = Instant::now();
+    let mut sum = 0;
+    for _ in 0..n {
+        sum += model.assign(std::hint::black_box(&view)).unwrap_or(0);
+    }
+    println!(
+        "{:.0} ns an assignment by the model alone (cluster sum {sum})",
+        t.elapsed().as_secs_f64() * 1e9 / f64::from(n)
+    );
+}
+
+/// A K-Means model with k = 8 on 20 computed features, trained on random customers.
+fn model_of_20_features() -> LiveModel {
+    let features: Vec<String> = persona_rules::schema::COMPUTED
+        .iter()
+        .filter(|f| f.ty == persona_rules::schema::Type::Number)
+        .take(20)
+        .map(|f| format!("computed.{}", f.name))
+        .collect();
+    assert_eq!(features.len(), 20);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let columns: Vec<Column> = features
+        .iter()
+        .map(|name| Column {
+            name: name.clone(),
+            values: Values::Numeric(
+                (0..5_000)
+                    .map(|_| Some(rng.random_range(0.0..100.0)))
+                    .collect(),
+            ),
+        })
+        .collect();
+    let spec = TrainSpec {
+        features: features.clone(),
+        k: Some(NumberOr::Number(8)),
+        ..TrainSpec::default()
+    };
+    let trained = train(&columns, &spec, &mut |_, _| {}).unwrap();
+    let doc = ModelDoc {
+        id: 1,
+        name: "customers".into(),
+        version: 1,
+        status: ModelStatus::Ready,
+        active: true,
+        created_at: Utc::now(),
+        trained_at: Some(Utc::now()),
+        training_seconds: None,
+        profiles: Some(5_000),
+        model: trained.model(),
+        summary: Some(trained.summary),
+        spec,
+        progress: None,
+        error: None,
+    };
+    LiveModel::from_doc(&doc)
+        .unwrap()
+        .expect("active and ready")
 }

@@ -1,0 +1,346 @@
+//! `/v1/models`: cluster models trained on the current profiles, read with their metrics,
+//! curves, centres and cluster names, and activated.
+//!
+//! Training runs on a thread of its own (`POST` answers 202 at once; `GET` shows the
+//! progress). It reads every profile's features as of now, runs the same training as
+//! `persona cluster` and stores the model, version-numbered within its name. One model per
+//! name is active: a newly trained one takes over unless `"activate": false`, and the stream
+//! stage then places every customer in its nearest cluster (a back-fill pass now, and every
+//! profile change after), with a `segment.entered` / `segment.exited` event per move.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use persona_core::FieldError;
+use persona_rules::live::models::{FeatureTable, MODEL_DOCUMENT, feature};
+use persona_rules::{ModelDoc, ModelStatus, SegmentRegistry};
+use persona_segment::pipeline::{TrainSpec, train};
+use persona_store::{ProfileStore, StoreError};
+use serde_json::Value;
+
+use crate::profiles::store_error;
+use crate::{ApiError, ApiState};
+
+const MAX_NAME_CHARS: usize = 200;
+/// Profiles read per store scan while collecting features.
+const SCAN_CHUNK: usize = 10_000;
+/// How often a training run writes its progress into the stored model.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Serialises changes of the stored models (a read, then a write of several).
+#[derive(Default)]
+pub struct ModelLock(Mutex<()>);
+
+fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
+    ApiError::invalid(vec![FieldError::new(0, field, reason.into())])
+}
+
+fn not_found(id: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no model with id {id}"),
+    )
+}
+
+/// Every stored model. Training that a restart interrupted is marked failed, so that no
+/// model stays "training" for ever.
+pub fn load_models(store: &dyn ProfileStore) -> Result<Vec<ModelDoc>, StoreError> {
+    let mut docs = read_models(store)?;
+    for doc in &mut docs {
+        if doc.status == ModelStatus::Training {
+            doc.status = ModelStatus::Failed;
+            doc.progress = None;
+            doc.error = Some("training was interrupted by a restart; train it again".into());
+            write_model(store, doc)?;
+        }
+    }
+    Ok(docs)
+}
+
+fn read_models(store: &dyn ProfileStore) -> Result<Vec<ModelDoc>, StoreError> {
+    store
+        .documents(MODEL_DOCUMENT)?
+        .into_iter()
+        .map(|(id, body)| {
+            serde_json::from_slice(&body)
+                .map_err(|e| StoreError::Backend(format!("model {id} is unreadable: {e}")))
+        })
+        .collect()
+}
+
+fn write_model(store: &dyn ProfileStore, doc: &ModelDoc) -> Result<(), StoreError> {
+    let body = serde_json::to_vec(doc).expect("a model serialises");
+    store.put_document(MODEL_DOCUMENT, doc.id, &body)
+}
+
+/// The model as the API shows it: everything but the fitted numbers, whose centres are in
+/// the summary in the features' own units.
+fn shown(doc: &ModelDoc) -> Value {
+    let mut v = serde_json::to_value(doc).expect("a model serialises");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("model");
+    }
+    v
+}
+
+fn find(state: &ApiState, id: u64) -> Result<ModelDoc, ApiError> {
+    read_models(&*state.store)
+        .map_err(store_error)?
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| not_found(id))
+}
+
+pub(crate) async fn create(
+    State(state): State<ApiState>,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Value::Object(mut fields) = body else {
+        return Err(invalid("body", "must be a JSON object"));
+    };
+    let name = match fields.remove("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= MAX_NAME_CHARS => s,
+        Some(Value::String(_)) | None => {
+            return Err(invalid(
+                "name",
+                format!("is required, 1 to {MAX_NAME_CHARS} characters"),
+            ));
+        }
+        Some(other) => return Err(invalid("name", format!("must be a string, got {other}"))),
+    };
+    let activate = match fields.remove("activate") {
+        None => true,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(invalid(
+                "activate",
+                format!("must be true or false, got {other}"),
+            ));
+        }
+    };
+    let spec: TrainSpec = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| invalid("body", e.to_string()))?;
+    if spec.features.is_empty() {
+        return Err(invalid(
+            "features",
+            "name the profile fields to cluster on, such as [\"computed.frequency\", \"computed.monetary\", \"computed.recency_days\"]",
+        ));
+    }
+    for (i, f) in spec.features.iter().enumerate() {
+        feature(f).map_err(|e| invalid(&format!("features[{i}]"), e.to_string()))?;
+    }
+    let plan = spec
+        .plan()
+        .map_err(|e| invalid(e.field, e.reason.clone()))?;
+    if !plan.assigns() {
+        return Err(invalid(
+            "algorithm",
+            "dbscan has no centres to place new customers by; use kmeans, minibatch-kmeans or hierarchical (or persona cluster for DBSCAN)",
+        ));
+    }
+    let store = state.store.clone();
+    let doc = {
+        let _one_at_a_time = state.models_lock.0.lock().expect("not poisoned");
+        let existing = read_models(&*store).map_err(store_error)?;
+        let version = existing
+            .iter()
+            .filter(|m| m.name == name)
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let doc = ModelDoc {
+            id: store
+                .next_document_id(MODEL_DOCUMENT)
+                .map_err(store_error)?,
+            name,
+            version,
+            status: ModelStatus::Training,
+            active: false,
+            created_at: Utc::now(),
+            trained_at: None,
+            training_seconds: None,
+            profiles: None,
+            spec,
+            progress: Some("starting".into()),
+            error: None,
+            summary: None,
+            model: None,
+        };
+        write_model(&*store, &doc).map_err(store_error)?;
+        doc
+    };
+    let shown_now = shown(&doc);
+    let (registry, lock) = (state.segments.clone(), state.models_lock.clone());
+    std::thread::Builder::new()
+        .name(format!("persona-train-{}", doc.id))
+        .spawn(move || run_training(&*store, &registry, &lock, doc, activate))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("cannot start training: {e}"),
+            )
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(shown_now)))
+}
+
+/// Trains `doc` and stores the outcome, trained or failed; activates it when asked.
+fn run_training(
+    store: &dyn ProfileStore,
+    registry: &SegmentRegistry,
+    lock: &ModelLock,
+    mut doc: ModelDoc,
+    activate: bool,
+) {
+    let started = Instant::now();
+    let outcome = train_on_profiles(store, &mut doc);
+    doc.progress = None;
+    doc.training_seconds = Some(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(()) => {
+            doc.status = ModelStatus::Ready;
+            doc.trained_at = Some(Utc::now());
+            tracing::info!(model = doc.id, name = %doc.name, version = doc.version, seconds = doc.training_seconds, "model trained");
+        }
+        Err(e) => {
+            tracing::warn!(model = doc.id, error = %e, "model training failed");
+            doc.status = ModelStatus::Failed;
+            doc.error = Some(e);
+        }
+    }
+    let ready = doc.status == ModelStatus::Ready;
+    let stored = if activate && ready {
+        make_active(store, registry, lock, doc).map(|_| ())
+    } else {
+        write_model(store, &doc)
+    };
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "cannot store a trained model");
+    }
+}
+
+/// Reads the features of every profile and trains; fills in the summary and the model.
+fn train_on_profiles(store: &dyn ProfileStore, doc: &mut ModelDoc) -> Result<(), String> {
+    let features = doc
+        .spec
+        .features
+        .iter()
+        .map(|f| feature(f).map(|field| (f.clone(), field)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut table = FeatureTable::new(features, &doc.spec.categorical);
+    let total = store.count().map_err(|e| e.to_string())?;
+    let now = Utc::now();
+    let mut after = None;
+    let mut reported = Instant::now();
+    loop {
+        let chunk = store.scan(after, SCAN_CHUNK).map_err(|e| e.to_string())?;
+        let Some(&(last, _)) = chunk.last() else {
+            break;
+        };
+        after = Some(last);
+        for (_, profile) in &chunk {
+            table.push(&profile.view(now));
+        }
+        if reported.elapsed() >= PROGRESS_EVERY {
+            reported = Instant::now();
+            doc.progress = Some(format!("reading profiles: {} of {total}", table.rows()));
+            let _ = write_model(store, doc);
+        }
+    }
+    if table.rows() == 0 {
+        return Err("there are no profiles to train on yet".into());
+    }
+    doc.profiles = Some(table.rows());
+    doc.progress = Some(format!("clustering {} profiles", table.rows()));
+    let _ = write_model(store, doc);
+    let columns = table.finish();
+    let mut last_report = Instant::now();
+    let trained = train(&columns, &doc.spec.clone(), &mut |done, total| {
+        if last_report.elapsed() >= PROGRESS_EVERY {
+            last_report = Instant::now();
+            doc.progress = Some(format!("trying k: {done} of {total}"));
+            let _ = write_model(store, doc);
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    doc.model = trained.model();
+    doc.summary = Some(trained.summary);
+    Ok(())
+}
+
+/// Makes `doc` the one active model of its name, stores it, and puts it in force.
+fn make_active(
+    store: &dyn ProfileStore,
+    registry: &SegmentRegistry,
+    lock: &ModelLock,
+    mut doc: ModelDoc,
+) -> Result<ModelDoc, StoreError> {
+    let _one_at_a_time = lock.0.lock().expect("not poisoned");
+    let mut all = read_models(store)?;
+    for other in &mut all {
+        if other.name == doc.name && other.id != doc.id && other.active {
+            other.active = false;
+            write_model(store, other)?;
+        }
+    }
+    doc.active = true;
+    write_model(store, &doc)?;
+    match all.iter_mut().find(|m| m.id == doc.id) {
+        Some(m) => *m = doc.clone(),
+        None => all.push(doc.clone()),
+    }
+    registry.replace_models(&all);
+    Ok(doc)
+}
+
+pub(crate) async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let models = read_models(&*state.store).map_err(store_error)?;
+    Ok(Json(serde_json::json!({
+        "models": models.iter().map(shown).collect::<Vec<_>>()
+    })))
+}
+
+pub(crate) async fn get(
+    State(state): State<ApiState>,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(shown(&find(&state, id)?)))
+}
+
+/// The curves over k (or the k-distance curve) the model's k was chosen by.
+pub(crate) async fn curves(
+    State(state): State<ApiState>,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    let doc = find(&state, id)?;
+    let curves = doc.summary.map(|s| s.curves).unwrap_or_default();
+    Ok(Json(serde_json::json!({ "id": id, "curves": curves })))
+}
+
+/// Makes a trained model the active one of its name (a rollback to an earlier version).
+pub(crate) async fn activate(
+    State(state): State<ApiState>,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    let doc = find(&state, id)?;
+    if doc.status != ModelStatus::Ready {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!(
+                "model {id} is {}, not trained; only a trained model can be active",
+                serde_json::to_value(doc.status).expect("serialises")
+            ),
+        ));
+    }
+    let doc = make_active(&*state.store, &state.segments, &state.models_lock, doc)
+        .map_err(store_error)?;
+    Ok(Json(shown(&doc)))
+}

@@ -1,0 +1,233 @@
+//! What is evaluated on every profile change: the rule segments and the active cluster
+//! models, shared between the API (which changes them) and the stream stage (which
+//! evaluates them), and the evaluation of one profile that yields its entries and exits.
+
+mod events;
+pub mod models;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use persona_core::profile::Profile;
+use persona_store::{ChangeSet, ProfileId, SegmentDef, SegmentId};
+use serde::Serialize;
+
+use self::events::{Member, record};
+pub use self::models::{LiveModel, ModelDoc, ModelStatus};
+use crate::Rule;
+
+/// A segment with its compiled rule.
+#[derive(Debug, Clone)]
+pub struct LiveSegment {
+    pub def: SegmentDef,
+    pub rule: Rule,
+}
+
+/// Everything in force at one moment.
+#[derive(Debug, Default)]
+pub struct Live {
+    pub segments: Vec<LiveSegment>,
+    /// The active models, by id.
+    pub models: Vec<LiveModel>,
+}
+
+impl Live {
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.models.is_empty()
+    }
+
+    /// Whether time alone can change a membership, so a sweep must evaluate again.
+    pub fn time_relative(&self) -> bool {
+        self.segments.iter().any(|s| s.rule.time_relative())
+            || self.models.iter().any(LiveModel::time_relative)
+    }
+
+    pub fn model(&self, id: u64) -> Option<&LiveModel> {
+        self.models.iter().find(|m| m.id == id)
+    }
+}
+
+/// The segments and models in force. Readers take a snapshot; every change raises the
+/// generation, by which the stream stage knows to back-fill.
+#[derive(Debug, Default)]
+pub struct SegmentRegistry {
+    current: RwLock<Arc<Live>>,
+    generation: AtomicU64,
+}
+
+impl SegmentRegistry {
+    /// The registry of stored definitions. A stored rule or model that no longer compiles
+    /// (written by another version) is left out with an error in the log rather than
+    /// stopping the server.
+    pub fn from_stored(defs: Vec<SegmentDef>, models: &[ModelDoc]) -> Self {
+        let registry = SegmentRegistry::default();
+        registry.replace(Some(defs), Some(models));
+        registry
+    }
+
+    pub fn snapshot(&self) -> Arc<Live> {
+        self.current.read().expect("not poisoned").clone()
+    }
+
+    /// Puts these segment definitions in force.
+    pub fn replace_segments(&self, defs: Vec<SegmentDef>) {
+        self.replace(Some(defs), None);
+    }
+
+    /// Puts the active ones of these models in force.
+    pub fn replace_models(&self, models: &[ModelDoc]) {
+        self.replace(None, Some(models));
+    }
+
+    fn replace(&self, defs: Option<Vec<SegmentDef>>, models: Option<&[ModelDoc]>) {
+        let mut current = self.current.write().expect("not poisoned");
+        let segments = match defs {
+            None => current.segments.clone(),
+            Some(defs) => defs
+                .into_iter()
+                .filter_map(|def| match Rule::compile(&def.rule) {
+                    Ok(rule) => Some(LiveSegment { def, rule }),
+                    Err(e) => {
+                        tracing::error!(segment = def.id, error = %e, "a stored segment rule does not compile; leaving it out");
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let models = match models {
+            None => current.models.clone(),
+            Some(docs) => {
+                let mut live: Vec<LiveModel> = docs
+                    .iter()
+                    .filter_map(|doc| match LiveModel::from_doc(doc) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::error!(model = doc.id, error = %e, "a stored model reads an unknown field; leaving it out");
+                            None
+                        }
+                    })
+                    .collect();
+                live.sort_by_key(|m| m.id);
+                live
+            }
+        };
+        *current = Arc::new(Live { segments, models });
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Raised by every change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// Why a membership changed, as the entry and exit events say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The customer's own events changed the profile.
+    Event,
+    /// A new or changed segment or model was evaluated over every profile.
+    Backfill,
+    /// Time passed: a time-relative rule or feature was evaluated again.
+    Sweep,
+    /// The profile was merged into another (its memberships end; the other's are evaluated).
+    Merged,
+}
+
+/// Evaluates every segment and active model on `profile` as of `at`, records each entry
+/// and exit in `changes`, and updates `profile.segments` and `profile.clusters`; true when
+/// they changed. Segments and models no longer in force are dropped silently (deleting a
+/// segment removed its members already; a model's successor announces its own clusters).
+pub fn reevaluate(
+    id: ProfileId,
+    profile: &mut Profile,
+    live: &Live,
+    at: DateTime<Utc>,
+    reason: Reason,
+    changes: &mut ChangeSet,
+) -> bool {
+    let view = profile.view(at);
+    let mut segments: Vec<SegmentId> = live
+        .segments
+        .iter()
+        .filter(|s| s.rule.matches(&view))
+        .map(|s| s.def.id)
+        .collect();
+    let clusters: Vec<(u64, u32)> = live
+        .models
+        .iter()
+        .filter_map(|m| m.assign(&view).map(|c| (m.id, c)))
+        .collect();
+    drop(view);
+    segments.sort_unstable();
+    if segments == profile.segments && clusters == profile.clusters {
+        return false;
+    }
+    let who = (id, profile.user_id.as_deref());
+    for s in &live.segments {
+        let was = profile.segments.binary_search(&s.def.id).is_ok();
+        let is = segments.binary_search(&s.def.id).is_ok();
+        if was != is {
+            record(
+                changes,
+                who,
+                Member::Rule(s.def.id, &s.def.name),
+                is,
+                at,
+                reason,
+            );
+        }
+    }
+    for m in &live.models {
+        let cluster_in = |list: &[(u64, u32)]| list.iter().find(|c| c.0 == m.id).map(|c| c.1);
+        let (was, is) = (cluster_in(&profile.clusters), cluster_in(&clusters));
+        if was != is {
+            if let Some(c) = was {
+                record(changes, who, Member::Cluster(m, c), false, at, reason);
+            }
+            if let Some(c) = is {
+                record(changes, who, Member::Cluster(m, c), true, at, reason);
+            }
+        }
+    }
+    profile.segments = segments;
+    profile.clusters = clusters;
+    true
+}
+
+/// Ends every membership of a profile merged into another.
+pub fn merged_away(
+    id: ProfileId,
+    profile: &Profile,
+    live: &Live,
+    at: DateTime<Utc>,
+    changes: &mut ChangeSet,
+) {
+    let who = (id, profile.user_id.as_deref());
+    for s in &live.segments {
+        if profile.segments.binary_search(&s.def.id).is_ok() {
+            record(
+                changes,
+                who,
+                Member::Rule(s.def.id, &s.def.name),
+                false,
+                at,
+                Reason::Merged,
+            );
+        }
+    }
+    for &(model, cluster) in &profile.clusters {
+        if let Some(m) = live.model(model) {
+            record(
+                changes,
+                who,
+                Member::Cluster(m, cluster),
+                false,
+                at,
+                Reason::Merged,
+            );
+        }
+    }
+}
