@@ -2,7 +2,7 @@
 //!
 //! It serves profiles (`GET /v1/profiles/{key}`), each profile's recent events
 //! (`/events`) and segment history (`/history`), and rule segments (`/v1/segments`, CRUD and
-//! members) and cluster models (`/v1/models`: trained on the profiles, read, activated),
+//! members), RFM edges (`/v1/rfm`) and cluster models (`/v1/models`: trained on the profiles, read, activated),
 //! behind the admin token. It reads through the
 //! [`ProfileStore`] trait, so it serves the embedded store and the scale-out stores alike,
 //! and it reuses the collector's error type so every endpoint answers errors the same way.
@@ -10,6 +10,7 @@
 mod auth;
 mod models;
 mod profiles;
+mod rfm;
 mod segments;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use persona_store::ProfileStore;
 
 pub use models::{ModelLock, load_models};
 pub use persona_collector::ApiError;
+pub use rfm::{load_rfm, refit_rfm};
 
 /// Whether profiles may be missing recent events (the processor is failing or far behind).
 pub type Staleness = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -55,6 +57,7 @@ pub fn router(state: ApiState) -> Router {
                 .delete(segments::delete),
         )
         .route("/v1/segments/{id}/members", get(segments::members))
+        .route("/v1/rfm", get(rfm::get).post(rfm::refit))
         .route("/v1/models", get(models::list).post(models::create))
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/models/{id}/curves", get(models::curves))

@@ -26,7 +26,7 @@ pub(crate) struct ProfileQuery {
 pub(crate) struct ProfileBody {
     #[serde(flatten)]
     view: ProfileView,
-    /// RFM scores, once RFM has been computed.
+    /// RFM scores against the edges in force, for a customer who purchased.
     rfm: Option<Value>,
     segments: Vec<Value>,
     /// The customer's cluster in the first active model (by id), and in each of them.
@@ -102,9 +102,17 @@ pub(crate) async fn profile(
             }))
         })
         .collect();
+    let view = profile.view(as_of);
+    let rfm = state.segments.rfm().and_then(|fit| {
+        let s = fit.score(&view.computed)?;
+        Some(serde_json::json!({
+            "r": s.r, "f": s.f, "m": s.m, "score": s.score, "segment": s.segment,
+            "version": fit.edges.version, "fitted_at": fit.fitted_at,
+        }))
+    });
     let body = ProfileBody {
-        view: profile.view(as_of),
-        rfm: None,
+        view,
+        rfm,
         segments,
         cluster: clusters.first().cloned(),
         clusters,

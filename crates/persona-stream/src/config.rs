@@ -34,6 +34,9 @@ pub struct StreamConfig {
     /// How often segments whose rules read time-relative fields (`recency_days`, the
     /// rolling windows) are evaluated again over every profile, in seconds.
     pub segment_sweep_seconds: u64,
+    /// How often the RFM quintile edges are fitted again over every purchasing customer,
+    /// in hours (`POST /v1/rfm` fits them at any time).
+    pub rfm_refit_hours: u64,
 }
 
 impl Default for StreamConfig {
@@ -64,6 +67,7 @@ impl Default for StreamConfig {
             profile_cache: 50_000,
             identity_cache: 1_000_000,
             segment_sweep_seconds: 60,
+            rfm_refit_hours: 24,
         }
     }
 }
@@ -93,6 +97,7 @@ pub struct ValidStreamConfig {
     pub(crate) profile_cache: usize,
     pub(crate) identity_cache: usize,
     pub(crate) segment_sweep: std::time::Duration,
+    pub rfm_refit: std::time::Duration,
 }
 
 impl StreamConfig {
@@ -114,6 +119,9 @@ impl StreamConfig {
         if self.segment_sweep_seconds == 0 {
             return Err(ConfigError::Zero("segment_sweep_seconds"));
         }
+        if self.rfm_refit_hours == 0 {
+            return Err(ConfigError::Zero("rfm_refit_hours"));
+        }
         Ok(ValidStreamConfig {
             bot_patterns: self
                 .bot_user_agents
@@ -133,6 +141,7 @@ impl StreamConfig {
             profile_cache: self.profile_cache,
             identity_cache: self.identity_cache,
             segment_sweep: std::time::Duration::from_secs(self.segment_sweep_seconds),
+            rfm_refit: std::time::Duration::from_secs(self.rfm_refit_hours * 3600),
         })
     }
 }

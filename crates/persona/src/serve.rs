@@ -10,6 +10,7 @@ use persona_api::ApiState;
 use persona_collector::StageCheck;
 use persona_collector::{CollectorConfig, CollectorState, LogMetrics, Metrics};
 use persona_log::EventLog;
+use persona_rules::SegmentRegistry;
 use persona_store::{EmbeddedStore, ProfileStore};
 use persona_stream::{CONSUMER, Processor, ProcessorMetrics, ProcessorStatus, Wakeup};
 use serde_json::json;
@@ -100,6 +101,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("cannot read the stored segments")?,
         &models,
     ));
+    if let Some(fit) = persona_api::load_rfm(&*store).context("cannot read the RFM edges")? {
+        segments.set_rfm(fit);
+    }
+    let rfm_refit = processor_config.rfm_refit;
     let processor = Processor::new(
         store.clone(),
         log.reader()?,
@@ -119,6 +124,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let collector_state =
         CollectorState::new(log.clone(), collector, metrics).with_stage(check.clone());
+    let rfm = rfm_loop(store.clone(), segments.clone(), rfm_refit);
     let api = persona_api::router(ApiState {
         store,
         log_dir: log_dir.clone(),
@@ -139,6 +145,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, data_dir = %data_dir.display(), next_offset = log.next_offset(), "serving");
 
     tokio::spawn(retention_loop(log.clone()));
+    tokio::spawn(rfm);
     if settings.demo {
         tokio::spawn(crate::simulate::demo(
             format!("http://{addr}"),
@@ -171,6 +178,37 @@ fn secret(data_dir: &std::path::Path, file: &str, what: &str) -> anyhow::Result<
         tracing::info!(file = %data_dir.join(file).display(), "using the saved {what}");
     }
     Ok(value)
+}
+
+/// Until RFM has been fitted once, a fit is tried this often (there may be no purchase yet).
+const RFM_FIRST_FIT_RETRY: Duration = Duration::from_secs(60);
+
+/// Fits the RFM edges again every `every`, and soon after start when there are none.
+async fn rfm_loop(store: Arc<dyn ProfileStore>, registry: Arc<SegmentRegistry>, every: Duration) {
+    loop {
+        let wait = match registry.rfm() {
+            None => RFM_FIRST_FIT_RETRY,
+            Some(fit) => {
+                let age = (chrono::Utc::now() - fit.fitted_at)
+                    .to_std()
+                    .unwrap_or_default();
+                every.saturating_sub(age)
+            }
+        };
+        tokio::time::sleep(wait).await;
+        let (store, registry) = (store.clone(), registry.clone());
+        let fitted = tokio::task::spawn_blocking(move || {
+            persona_api::refit_rfm(&*store, &registry, chrono::Utc::now())
+        })
+        .await;
+        let failure = match fitted {
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(error = %failure, "the scheduled RFM fit failed; trying again soon");
+        tokio::time::sleep(RFM_FIRST_FIT_RETRY).await;
+    }
 }
 
 async fn retention_loop(log: Arc<EventLog>) {

@@ -9,8 +9,9 @@ mod common;
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::{Http, Server, exported_profiles_as_of, run_ok};
+use common::{ADMIN, Http, Server, exported_profiles_as_of, run_ok};
 use persona_segment::rfm::{RfmEdges, RfmValues};
+use serde_json::json;
 
 /// The scoring date: the day after CDNOW's last transaction month.
 const AS_OF: &str = "1998-07-01T00:00:00Z";
@@ -96,7 +97,33 @@ async fn cdnow_purchases_give_the_known_frequency_monetary_recency_and_rfm() {
         data.to_str().unwrap(),
     ]);
     let mut server = Server::start(&data);
-    Http::default().wait_processed(&server.url()).await;
+    let (url, http) = (server.url(), Http::default());
+    http.wait_processed(&url).await;
+    // The server's own RFM: a batch fit over every purchasing customer, and every 25th
+    // customer's scores as the profile API shows them.
+    let (status, fit) = http
+        .admin(
+            "POST",
+            &format!("{url}/v1/rfm"),
+            Some(&json!({ "as_of": AS_OF })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{fit}");
+    let mut sampled: Vec<&String> = truth.keys().collect();
+    sampled.sort();
+    let mut served = HashMap::new();
+    for user in sampled.into_iter().step_by(25) {
+        let (status, p) = http
+            .get(
+                &format!("{url}/v1/profiles/{user}?as_of={AS_OF}"),
+                Some(ADMIN),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{p}");
+        served.insert(user.clone(), p["rfm"].clone());
+    }
     server.stop();
 
     let profiles = exported_profiles_as_of(&data, Some(AS_OF));
@@ -179,6 +206,25 @@ for i, r in enumerate(rows):
             )
         })
         .collect();
+    // The served fit has the same edges, and each served profile numpy's scores.
+    assert_eq!(fit["edges"]["customers"], truth.len());
+    for (name, want) in [
+        ("recency_days", edges.recency_days),
+        ("frequency", edges.frequency),
+        ("monetary", edges.monetary),
+    ] {
+        assert_eq!(fit["edges"][name], json!(want), "{name}");
+    }
+    assert!(served.len() > 900);
+    for (user, rfm) in &served {
+        let ((r, f, m), segment) = &numpy[user];
+        assert_eq!(
+            (&rfm["r"], &rfm["f"], &rfm["m"], &rfm["segment"]),
+            (&json!(r), &json!(f), &json!(m), &json!(segment)),
+            "{user}"
+        );
+        assert_eq!(rfm["version"], fit["edges"]["version"]);
+    }
     let mut segments: HashMap<&str, usize> = HashMap::new();
     for (user, v) in &values {
         let s = edges.score(v);

@@ -4,6 +4,7 @@
 
 mod events;
 pub mod models;
+pub mod rfm;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use self::events::{Member, record};
 pub use self::models::{LiveModel, ModelDoc, ModelStatus};
+pub use self::rfm::RfmFit;
 use crate::Rule;
 
 /// A segment with its compiled rule.
@@ -54,6 +56,9 @@ impl Live {
 pub struct SegmentRegistry {
     current: RwLock<Arc<Live>>,
     generation: AtomicU64,
+    /// The RFM edges in force. Scores are computed when a profile is read, so a new fit
+    /// needs no pass over the profiles.
+    rfm: RwLock<Option<Arc<RfmFit>>>,
 }
 
 impl SegmentRegistry {
@@ -116,7 +121,15 @@ impl SegmentRegistry {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Raised by every change.
+    pub fn rfm(&self) -> Option<Arc<RfmFit>> {
+        self.rfm.read().expect("not poisoned").clone()
+    }
+
+    pub fn set_rfm(&self, fit: RfmFit) {
+        *self.rfm.write().expect("not poisoned") = Some(Arc::new(fit));
+    }
+
+    /// Raised by every change of the segments or models.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
