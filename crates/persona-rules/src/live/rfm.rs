@@ -23,7 +23,7 @@ pub struct RfmFit {
 /// A customer's RFM values; `None` for a customer who never purchased.
 pub fn values(computed: &ComputedView) -> Option<RfmValues> {
     let recency = computed.recency_days?;
-    (computed.frequency > 0).then(|| RfmValues {
+    (computed.frequency > 0).then_some(RfmValues {
         recency_days: recency as f64,
         frequency: computed.frequency as f64,
         monetary: computed.monetary,
