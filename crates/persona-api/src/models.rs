@@ -78,12 +78,19 @@ fn write_model(store: &dyn ProfileStore, doc: &ModelDoc) -> Result<(), StoreErro
     store.put_document(MODEL_DOCUMENT, doc.id, &body)
 }
 
-/// The model as the API shows it: everything but the fitted numbers, whose centres are in
-/// the summary in the features' own units.
-fn shown(doc: &ModelDoc) -> Value {
+/// The model as the API shows it: everything but the fitted numbers (whose centres are in
+/// the summary in the features' own units), and for the active model how far placing
+/// every customer has come.
+fn shown(doc: &ModelDoc, registry: &SegmentRegistry) -> Value {
     let mut v = serde_json::to_value(doc).expect("a model serialises");
     if let Some(o) = v.as_object_mut() {
         o.remove("model");
+        if doc.active {
+            o.insert(
+                "backfill".into(),
+                serde_json::to_value(registry.backfill(true, doc.id)).expect("serialises"),
+            );
+        }
     }
     v
 }
@@ -175,7 +182,7 @@ pub(crate) async fn create(
         write_model(&*store, &doc).map_err(store_error)?;
         doc
     };
-    let shown_now = shown(&doc);
+    let shown_now = shown(&doc, &state.segments);
     let (registry, lock) = (state.segments.clone(), state.models_lock.clone());
     std::thread::Builder::new()
         .name(format!("persona-train-{}", doc.id))
@@ -303,7 +310,7 @@ fn make_active(
 pub(crate) async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     let models = read_models(&*state.store).map_err(store_error)?;
     Ok(Json(serde_json::json!({
-        "models": models.iter().map(shown).collect::<Vec<_>>()
+        "models": models.iter().map(|m| shown(m, &state.segments)).collect::<Vec<_>>()
     })))
 }
 
@@ -311,7 +318,7 @@ pub(crate) async fn get(
     State(state): State<ApiState>,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(shown(&find(&state, id)?)))
+    Ok(Json(shown(&find(&state, id)?, &state.segments)))
 }
 
 /// The curves over k (or the k-distance curve) the model's k was chosen by.
@@ -342,5 +349,5 @@ pub(crate) async fn activate(
     }
     let doc = make_active(&*state.store, &state.segments, &state.models_lock, doc)
         .map_err(store_error)?;
-    Ok(Json(shown(&doc)))
+    Ok(Json(shown(&doc, &state.segments)))
 }

@@ -4,18 +4,21 @@
 //! back-fills every stored profile, a chunk at a time between event batches, recording an
 //! entry or exit event for each membership that moves.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use persona_core::FieldError;
 use persona_rules::Rule;
+use persona_rules::live::Backfill;
 use persona_store::{SegmentDef, SegmentId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::profiles::store_error;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, guard};
 
 const MAX_NAME_CHARS: usize = 200;
 const DEFAULT_MEMBERS: usize = 100;
@@ -39,15 +42,34 @@ pub(crate) struct SegmentBody {
     time_relative: bool,
     /// Members so far (the back-fill after a change is counted as it goes).
     members: u64,
+    /// How far the back-fill after the last change has come.
+    backfill: Backfill,
+    /// The over-segmentation guard's findings: tiny, or mostly inside another segment.
+    warnings: Vec<String>,
 }
 
-fn body(state: &ApiState, def: SegmentDef) -> Result<SegmentBody, ApiError> {
+/// The guard's warnings for every segment in force, from a thread that may block.
+async fn warnings(state: &ApiState) -> Result<HashMap<SegmentId, Vec<String>>, ApiError> {
+    let (store, live) = (state.store.clone(), state.segments.snapshot());
+    tokio::task::spawn_blocking(move || guard::warnings(&*store, &live))
+        .await
+        .expect("the guard does not panic")
+        .map_err(store_error)
+}
+
+fn body(
+    state: &ApiState,
+    def: SegmentDef,
+    warnings: &mut HashMap<SegmentId, Vec<String>>,
+) -> Result<SegmentBody, ApiError> {
     let members = state.store.member_count(def.id).map_err(store_error)?;
     let time_relative = Rule::compile(&def.rule).is_ok_and(|r| r.time_relative());
     Ok(SegmentBody {
         id: def.id,
         members,
         time_relative,
+        backfill: state.segments.backfill(false, def.id),
+        warnings: warnings.remove(&def.id).unwrap_or_default(),
         created_at: DateTime::from_timestamp_millis(def.created_at),
         updated_at: DateTime::from_timestamp_millis(def.updated_at),
         name: def.name,
@@ -136,16 +158,18 @@ pub(crate) async fn create(
         .create_segment(&name, &rule, Utc::now().timestamp_millis())
         .map_err(store_error)?;
     reload(&state)?;
-    Ok((StatusCode::CREATED, Json(body(&state, def)?)))
+    let mut warned = warnings(&state).await?;
+    Ok((StatusCode::CREATED, Json(body(&state, def, &mut warned)?)))
 }
 
 pub(crate) async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
+    let mut warned = warnings(&state).await?;
     let segments = state
         .store
         .segments()
         .map_err(store_error)?
         .into_iter()
-        .map(|d| body(&state, d))
+        .map(|d| body(&state, d, &mut warned))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(serde_json::json!({ "segments": segments })))
 }
@@ -155,7 +179,8 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<SegmentBody>, ApiError> {
     let def = find(&state, &id)?;
-    Ok(Json(body(&state, def)?))
+    let mut warned = warnings(&state).await?;
+    Ok(Json(body(&state, def, &mut warned)?))
 }
 
 pub(crate) async fn update(
@@ -178,7 +203,8 @@ pub(crate) async fn update(
     def.updated_at = Utc::now().timestamp_millis();
     state.store.update_segment(&def).map_err(store_error)?;
     reload(&state)?;
-    Ok(Json(body(&state, def)?))
+    let mut warned = warnings(&state).await?;
+    Ok(Json(body(&state, def, &mut warned)?))
 }
 
 pub(crate) async fn delete(

@@ -34,6 +34,19 @@ const PASS_CHUNK: usize = 2_000;
 struct Pass {
     reason: Reason,
     after: Option<ProfileId>,
+    started: Instant,
+    profiles: u64,
+}
+
+impl Pass {
+    fn new(reason: Reason) -> Pass {
+        Pass {
+            reason,
+            after: None,
+            started: Instant::now(),
+            profiles: 0,
+        }
+    }
 }
 
 /// A batch could not be applied; nothing of it was stored.
@@ -158,21 +171,17 @@ impl Processor {
             self.seen_generation = generation;
             // With no segment or model there is nothing to back-fill (ids of deleted segments left in
             // profiles are dropped at their next change, and hidden until then).
-            self.pass = (!self.segments.snapshot().is_empty()).then_some(Pass {
-                reason: Reason::Backfill,
-                after: None,
-            });
+            self.pass = (!self.segments.snapshot().is_empty()).then(|| Pass::new(Reason::Backfill));
             self.last_sweep = Instant::now();
+            self.announce_pass(generation)?;
         }
         // Rules and models that read time-relative fields are evaluated over every profile now and then,
         // so that customers leave "active in the last 30 days" without an event of their own.
         if self.pass.is_none() && self.last_sweep.elapsed() >= self.config.segment_sweep {
             self.last_sweep = Instant::now();
             if self.segments.snapshot().time_relative() {
-                self.pass = Some(Pass {
-                    reason: Reason::Sweep,
-                    after: None,
-                });
+                self.pass = Some(Pass::new(Reason::Sweep));
+                self.announce_pass(generation)?;
             }
         }
         let Some(pass) = &mut self.pass else {
@@ -180,11 +189,16 @@ impl Processor {
         };
         let stored = self.store.scan(pass.after, PASS_CHUNK)?;
         let Some(&(last, _)) = stored.last() else {
+            let seconds = pass.started.elapsed().as_secs_f64();
+            tracing::info!(reason = ?pass.reason, profiles = pass.profiles, seconds, "segment pass over every profile done");
             self.pass = None;
+            self.segments.pass_finished();
             return Ok(0);
         };
         pass.after = Some(last);
         let count = stored.len();
+        pass.profiles += count as u64;
+        self.segments.pass_advanced(count as u64);
         let reason = pass.reason;
         self.in_batch(reason, |_, batch| {
             for (id, profile) in stored {
@@ -193,6 +207,16 @@ impl Processor {
             Ok(())
         })?;
         Ok(count)
+    }
+
+    /// Tells the registry (and so the API's progress report) that a pass begins.
+    fn announce_pass(&self, generation: u64) -> Result<(), ProcessorError> {
+        if let Some(pass) = &self.pass {
+            let total = self.store.count()?;
+            tracing::info!(reason = ?pass.reason, profiles = total, "segment pass over every profile starts");
+            self.segments.pass_started(pass.reason, generation, total);
+        }
+        Ok(())
     }
 
     /// Runs `fill` on a fresh batch over the processor's cache and commits it; returns what

@@ -420,3 +420,97 @@ async fn live_membership_equals_a_batch_filter_over_the_stored_profiles() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_guard_warns_of_tiny_and_overlapping_segments_and_the_backfill_reports_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    let (url, http) = (server.url(), Http::default());
+    // 300 one-time buyers and one big spender.
+    let mut batch: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"type": "track", "userId": format!("c{i}"), "event": "Order Completed",
+                   "messageId": format!("c{i}"), "properties": {"revenue": 50}})
+        })
+        .collect();
+    batch.push(
+        json!({"type": "track", "userId": "whale", "event": "Order Completed",
+                      "messageId": "whale", "properties": {"revenue": 10000}}),
+    );
+    let (status, _) = http
+        .post(&url, "/v1/batch", KEY, &json!({ "batch": batch }))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    http.wait_processed(&url).await;
+
+    let segments = format!("{url}/v1/segments");
+    let mut ids = Vec::new();
+    for (name, rule) in [
+        ("buyers", "computed.frequency >= 1"),
+        ("spenders", "computed.monetary > 0"),
+        ("whales", "computed.monetary > 5000"),
+        ("nobody", "computed.frequency > 100"),
+        ("half", "user_id LIKE 'c1%'"),
+    ] {
+        let (status, s) = http
+            .admin(
+                "POST",
+                &segments,
+                Some(&json!({"name": name, "rule": rule})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{s}");
+        ids.push(s["id"].clone());
+    }
+    // Warnings are there at once, estimated on a sample; the back-fill ends in its time.
+    let (_, listed) = http.get(&segments, Some(ADMIN)).await.unwrap();
+    let warned = |name: &str| -> Vec<String> {
+        let s = listed["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
+        s["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(warned("buyers").is_empty(), "{listed}");
+    let spenders = warned("spenders");
+    assert_eq!(spenders.len(), 1, "{spenders:?}");
+    assert!(
+        spenders[0].starts_with("overlaps heavily with \"buyers\"")
+            && spenders[0].contains(": 100% of the customers"),
+        "{spenders:?}"
+    );
+    let whales = warned("whales");
+    assert!(
+        whales[0].starts_with("tiny: matches about 0.33%"),
+        "{whales:?}"
+    );
+    assert!(warned("nobody")[0].starts_with("matches none"));
+    // c1, c10..c19, c100..c199: 111 of 301, all inside "buyers": a hierarchy, not a
+    // near-duplicate.
+    assert!(warned("half").is_empty(), "{:?}", warned("half"));
+    for id in &ids {
+        let mut state = Value::Null;
+        for _ in 0..250 {
+            let (_, s) = http
+                .get(&format!("{segments}/{id}"), Some(ADMIN))
+                .await
+                .unwrap();
+            state = s["backfill"].clone();
+            if state["state"] == "done" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(state["state"], "done", "{id}: {state}");
+    }
+    members_reach(&http, &url, &ids[0], 301).await;
+}

@@ -6,8 +6,9 @@ mod events;
 pub mod models;
 pub mod rfm;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use persona_core::profile::Profile;
@@ -59,6 +60,37 @@ pub struct SegmentRegistry {
     /// The RFM edges in force. Scores are computed when a profile is read, so a new fit
     /// needs no pass over the profiles.
     rfm: RwLock<Option<Arc<RfmFit>>>,
+    /// The generation in which each segment (or model) last changed, to tell whether its
+    /// back-fill is done: `(false, segment id)`, `(true, model id)`.
+    changed: Mutex<HashMap<(bool, u64), u64>>,
+    /// The pass over every profile in progress, as the stream stage reports it.
+    pass: Mutex<PassProgress>,
+    /// The newest generation whose back-fill pass has finished.
+    backfilled: AtomicU64,
+}
+
+/// How far a pass over every profile has come.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassProgress {
+    /// `None` when no pass is running.
+    pub reason: Option<Reason>,
+    pub generation: u64,
+    pub profiles_done: u64,
+    pub profiles_total: u64,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Where the back-fill of one segment or model stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Backfill {
+    /// Waiting for the pass in progress (for an earlier change) to end.
+    Queued,
+    Running {
+        profiles_done: u64,
+        profiles_total: u64,
+    },
+    Done,
 }
 
 impl SegmentRegistry {
@@ -87,6 +119,8 @@ impl SegmentRegistry {
 
     fn replace(&self, defs: Option<Vec<SegmentDef>>, models: Option<&[ModelDoc]>) {
         let mut current = self.current.write().expect("not poisoned");
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        let mut changed = self.changed.lock().expect("not poisoned");
         let segments = match defs {
             None => current.segments.clone(),
             Some(defs) => defs
@@ -117,8 +151,67 @@ impl SegmentRegistry {
                 live
             }
         };
+        for s in &segments {
+            let before = current.segments.iter().find(|o| o.def.id == s.def.id);
+            if before.is_none_or(|o| o.def.version != s.def.version) {
+                changed.insert((false, s.def.id), generation);
+            }
+        }
+        for m in &models {
+            if current.model(m.id).is_none() {
+                changed.insert((true, m.id), generation);
+            }
+        }
         *current = Arc::new(Live { segments, models });
-        self.generation.fetch_add(1, Ordering::Release);
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// The stream stage starts a pass over `total` profiles.
+    pub fn pass_started(&self, reason: Reason, generation: u64, total: u64) {
+        *self.pass.lock().expect("not poisoned") = PassProgress {
+            reason: Some(reason),
+            generation,
+            profiles_done: 0,
+            profiles_total: total,
+            started_at: Some(Utc::now()),
+        };
+    }
+
+    /// The pass in progress evaluated `n` more profiles.
+    pub fn pass_advanced(&self, n: u64) {
+        self.pass.lock().expect("not poisoned").profiles_done += n;
+    }
+
+    /// The pass in progress went over every profile.
+    pub fn pass_finished(&self) {
+        let mut pass = self.pass.lock().expect("not poisoned");
+        if pass.reason == Some(Reason::Backfill) {
+            self.backfilled.fetch_max(pass.generation, Ordering::AcqRel);
+        }
+        *pass = PassProgress::default();
+    }
+
+    pub fn pass(&self) -> PassProgress {
+        self.pass.lock().expect("not poisoned").clone()
+    }
+
+    /// Where the back-fill after the last change of a segment (`model`: false) or model
+    /// stands.
+    pub fn backfill(&self, model: bool, id: u64) -> Backfill {
+        let Some(&changed) = self.changed.lock().expect("not poisoned").get(&(model, id)) else {
+            return Backfill::Queued;
+        };
+        if self.backfilled.load(Ordering::Acquire) >= changed {
+            return Backfill::Done;
+        }
+        let pass = self.pass();
+        match pass.reason {
+            Some(Reason::Backfill) if pass.generation >= changed => Backfill::Running {
+                profiles_done: pass.profiles_done,
+                profiles_total: pass.profiles_total,
+            },
+            _ => Backfill::Queued,
+        }
     }
 
     pub fn rfm(&self) -> Option<Arc<RfmFit>> {
