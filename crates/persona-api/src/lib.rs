@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use persona_rules::SegmentRegistry;
 use persona_store::ProfileStore;
 
-pub use models::{ModelLock, load_models};
+pub use models::{ModelLock, load_models, train_on_profiles};
 pub use persona_collector::ApiError;
 pub use rfm::{load_rfm, refit_rfm};
 

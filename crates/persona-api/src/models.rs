@@ -232,8 +232,9 @@ fn run_training(
     }
 }
 
-/// Reads the features of every profile and trains; fills in the summary and the model.
-fn train_on_profiles(store: &dyn ProfileStore, doc: &mut ModelDoc) -> Result<(), String> {
+/// Reads the features of every profile as of now and trains as `doc.spec` says; fills in
+/// the summary and the model, and writes progress into the stored model as it goes.
+pub fn train_on_profiles(store: &dyn ProfileStore, doc: &mut ModelDoc) -> Result<(), String> {
     let features = doc
         .spec
         .features

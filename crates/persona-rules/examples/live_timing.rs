@@ -47,27 +47,18 @@ fn main() {
     );
 
     // 100 segments of the shapes people write, with thresholds spread so some match.
-    let shapes = [
-        "computed.frequency >= {}",
-        "computed.monetary > {} AND traits.country = 'DE'",
-        "computed.recency_days <= {} AND computed.frequency >= 2",
-        "computed.events.\"Product Viewed\" >= {} OR computed.email_clicks > 0",
-        "traits.country IN ('DE', 'AT', 'CH') AND computed.sessions >= {}",
-    ];
-    let segments: Vec<LiveSegment> = (0..100u64)
-        .map(|i| {
-            let rule = shapes[i as usize % shapes.len()].replace("{}", &(i * 3).to_string());
-            LiveSegment {
-                rule: Rule::compile(&rule).unwrap(),
-                def: SegmentDef {
-                    id: i + 1,
-                    name: format!("segment {i}"),
-                    rule,
-                    created_at: 0,
-                    updated_at: 0,
-                    version: 1,
-                },
-            }
+    let segments: Vec<LiveSegment> = (1..)
+        .zip(persona_rules::bench::typical_rules(100))
+        .map(|(i, rule)| LiveSegment {
+            rule: Rule::compile(&rule).unwrap(),
+            def: SegmentDef {
+                id: i,
+                name: format!("segment {i}"),
+                rule,
+                created_at: 0,
+                updated_at: 0,
+                version: 1,
+            },
         })
         .collect();
     let model = model_of_20_features();

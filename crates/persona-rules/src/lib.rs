@@ -14,6 +14,7 @@
 //! `BETWEEN`, `LIKE`, `IS [NOT] NULL`, `IS TRUE/FALSE`, `+ - * /`. A time field compares with
 //! RFC 3339 or `YYYY-MM-DD` text.
 
+pub mod bench;
 pub mod live;
 pub mod rule;
 pub mod schema;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
+use persona_core::parallel::split_work;
 use persona_core::profile::{Profile, codec};
 use persona_rules::live::{merged_away, reevaluate};
 use persona_rules::{Live, Reason};
@@ -24,10 +25,12 @@ pub(crate) struct Cache {
     /// Most identities kept between batches.
     identity_capacity: usize,
     batch_no: u64,
-    /// Profiles changed in the current batch.
-    dirty: Vec<ProfileId>,
     /// Identity links made in the current batch.
     links: HashMap<String, ProfileId>,
+    /// Profiles a segment pass brought in that were not cached: dropped after the batch,
+    /// so a pass over every profile neither evicts the customers active now nor churns
+    /// hundreds of megabytes through the allocator.
+    passing: Vec<ProfileId>,
     changes: ChangeSet,
 }
 
@@ -39,8 +42,8 @@ impl Cache {
             capacity,
             identity_capacity,
             batch_no: 0,
-            dirty: Vec::new(),
             links: HashMap::new(),
+            passing: Vec::new(),
             changes: ChangeSet::default(),
         }
     }
@@ -48,6 +51,9 @@ impl Cache {
     /// After a commit: this batch's links become stored identities, and the profile cache
     /// is trimmed to the profiles of this batch when it has grown past its capacity.
     fn committed(&mut self) {
+        for id in self.passing.drain(..) {
+            self.profiles.remove(&id);
+        }
         self.identities.extend(self.links.drain());
         if self.identities.len() > self.identity_capacity {
             self.identities.clear();
@@ -61,6 +67,9 @@ impl Cache {
         }
     }
 }
+
+/// Touched profiles one thread evaluates at least at commit, so a thread pays for its start.
+const EVALUATE_PART: usize = 128;
 
 pub(crate) struct Batch<'s> {
     store: &'s dyn ProfileStore,
@@ -83,8 +92,8 @@ impl<'s> Batch<'s> {
         reason: Reason,
     ) -> Self {
         cache.batch_no += 1;
-        cache.dirty.clear();
         cache.links.clear();
+        cache.passing.clear();
         cache.changes.clear();
         cache.changes.next_id = next_id;
         Batch {
@@ -126,17 +135,18 @@ impl<'s> Batch<'s> {
             self.cache.profiles.insert(id, (p, 0));
         }
         let (profile, touched) = self.cache.profiles.get_mut(&id).expect("inserted above");
-        if *touched != batch_no {
-            *touched = batch_no;
-            self.cache.dirty.push(id);
-        }
+        // Marked with this batch: the profiles written at commit.
+        *touched = batch_no;
         Ok(profile)
     }
 
     /// Takes a profile just read from the store into the batch (a segment pass reads them
     /// in bulk): the cached copy wins when there is one, as it may be newer.
     pub fn adopt(&mut self, id: ProfileId, stored: Profile) -> Result<(), StoreError> {
-        self.cache.profiles.entry(id).or_insert((stored, 0));
+        if let std::collections::hash_map::Entry::Vacant(e) = self.cache.profiles.entry(id) {
+            e.insert((stored, 0));
+            self.cache.passing.push(id);
+        }
         self.profile(id).map(|_| ())
     }
 
@@ -147,7 +157,6 @@ impl<'s> Batch<'s> {
         self.cache
             .profiles
             .insert(id, (profile, self.cache.batch_no));
-        self.cache.dirty.push(id);
         id
     }
 
@@ -284,20 +293,35 @@ impl<'s> Batch<'s> {
     /// next unused profile id.
     pub fn commit(self) -> Result<ProfileId, StoreError> {
         let cache = self.cache;
-        let changes = &mut cache.changes;
         let now = Utc::now();
-        for id in &cache.dirty {
-            // Absent: merged away within this batch.
-            if let Some((profile, _)) = cache.profiles.get_mut(id) {
-                let moved = (!self.live.is_empty()
+        let (live, reason, batch_no) = (&*self.live, self.reason, cache.batch_no);
+        // The profiles this batch touched (those merged away are gone from the cache),
+        // evaluated and encoded on every core: each is independent of the others.
+        let mut touched: Vec<(ProfileId, &mut Profile)> = cache
+            .profiles
+            .iter_mut()
+            .filter(|(_, (_, t))| *t == batch_no)
+            .map(|(id, (p, _))| (*id, p))
+            .collect();
+        let parts = split_work(&mut touched, EVALUATE_PART, |part| {
+            let mut out = ChangeSet::default();
+            for (id, profile) in part.iter_mut() {
+                let moved = (!live.is_empty()
                     || !profile.segments.is_empty()
                     || !profile.clusters.is_empty())
-                    && reevaluate(*id, profile, &self.live, now, self.reason, changes);
+                    && reevaluate(*id, profile, live, now, reason, &mut out);
                 // A back-fill or sweep rewrites only the profiles whose memberships moved.
-                if self.reason == Reason::Event || moved {
-                    changes.profiles.push((*id, codec::encode(profile)));
+                if reason == Reason::Event || moved {
+                    out.profiles.push((*id, codec::encode(profile)));
                 }
             }
+            out
+        });
+        let changes = &mut cache.changes;
+        for mut part in parts {
+            changes.profiles.append(&mut part.profiles);
+            changes.memberships.append(&mut part.memberships);
+            changes.outbox.append(&mut part.outbox);
         }
         changes
             .links

@@ -28,7 +28,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Pause before retrying after a failed batch.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Profiles a back-fill or sweep evaluates between two event batches.
-const PASS_CHUNK: usize = 2_000;
+const PASS_CHUNK: usize = 4_000;
 
 /// A pass of the segments over every profile, a chunk at a time.
 struct Pass {

@@ -258,6 +258,9 @@ pub enum BenchCommand {
     Profiles(BenchProfilesArgs),
     /// K-Means, the elbow sweep and the silhouette beside scikit-learn on the same data.
     Cluster(BenchClusterArgs),
+    /// Live segments: back-fill over a big store, live model training beside `persona
+    /// cluster`, and the work 100 rule segments and a model add to each event.
+    Segments(BenchSegmentsArgs),
     /// (internal) A server whose handler does nothing: the ceiling for `bench ingest`.
     #[command(hide = true)]
     NoopServer(NoopServerArgs),
@@ -345,6 +348,19 @@ pub struct BenchClusterArgs {
     /// A Python with numpy and scikit-learn.
     #[arg(long, env = "PERSONA_PYTHON", default_value = "python3")]
     pub python: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BenchSegmentsArgs {
+    /// Customers in the store the back-fill and the training run over.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub profiles: usize,
+    /// Customers of simulated traffic replayed with and without segments.
+    #[arg(long, default_value_t = 20_000)]
+    pub replay_customers: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -68,6 +68,9 @@ fn main() -> std::process::ExitCode {
                 command: BenchCommand::Profiles(args),
             } => bench::profiles::profiles(args).await,
             Command::Bench {
+                command: BenchCommand::Segments(args),
+            } => bench::segments::segments(args).await,
+            Command::Bench {
                 command: BenchCommand::Cluster(args),
             } => bench::cluster::cluster(args),
         }

@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod ingest;
 pub mod profiles;
+pub mod segments;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use persona_collector::normalize::{Envelope, normalize};
 use persona_log::{EventLog, LogConfig, LogReader};
+use persona_rules::SegmentRegistry;
 use persona_store::{EmbeddedStore, ProfileStore};
 use persona_stream::{Processor, ProcessorMetrics, ProcessorStatus, StreamConfig};
 use rand::{Rng, SeedableRng};
@@ -33,10 +34,10 @@ use crate::cli::BenchProfilesArgs;
 use crate::client::progress_bar;
 
 #[derive(Debug, Serialize)]
-struct Replay {
-    events: u64,
-    seconds: f64,
-    events_per_sec: f64,
+pub(super) struct Replay {
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_sec: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,7 +63,7 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
     let simulated = {
         let dir = tempfile::tempdir()?;
         build_simulated_log(&dir.path().join("log"), args.simulated_customers).await?;
-        replay(dir.path()).await?
+        replay(dir.path(), None).await?
     };
     eprintln!(
         "replay of simulated traffic: {} events in {:.1} s = {:.0} events/s",
@@ -85,7 +86,7 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
         if !log_dir.exists() || persona_log::LogStats::read(&log_dir)?.records == 0 {
             build_log(&log_dir, args.profiles, args.events_per_profile).await?;
         }
-        Some(replay(&data).await?)
+        Some(replay(&data, None).await?)
     };
     if args.replay_only {
         if let Some(r) = &replay {
@@ -318,7 +319,7 @@ async fn build_log(dir: &Path, profiles: usize, events: usize) -> anyhow::Result
 }
 
 /// Writes the simulator's traffic for `customers` over 90 days, validated as `import` does.
-async fn build_simulated_log(dir: &Path, customers: usize) -> anyhow::Result<()> {
+pub(super) async fn build_simulated_log(dir: &Path, customers: usize) -> anyhow::Result<()> {
     let start = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
     let period = persona_simulate::Period {
         start,
@@ -345,8 +346,12 @@ async fn build_simulated_log(dir: &Path, customers: usize) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Runs a fresh processor over the whole log, as a restart with an empty store would.
-async fn replay(data: &Path) -> anyhow::Result<Replay> {
+/// Runs a fresh processor over the whole log, as a restart with an empty store would,
+/// evaluating the segments and models of `registry` when given.
+pub(super) async fn replay(
+    data: &Path,
+    registry: Option<Arc<SegmentRegistry>>,
+) -> anyhow::Result<Replay> {
     let data = data.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let store = Arc::new(EmbeddedStore::open(data.join("profiles"))?);
@@ -359,6 +364,9 @@ async fn replay(data: &Path) -> anyhow::Result<Replay> {
             Arc::new(ProcessorStatus::default()),
             ProcessorMetrics::new(),
         )?;
+        if let Some(registry) = registry {
+            p = p.with_segments(registry);
+        }
         let started = Instant::now();
         let events = p.run_to_end()?;
         let seconds = started.elapsed().as_secs_f64();
