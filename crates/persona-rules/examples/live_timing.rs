@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use persona_core::profile::{ComputedView, Profile, ProfileView};
-use persona_rules::live::{ModelDoc, ModelStatus, reevaluate};
+use persona_rules::live::{ModelDoc, ModelStatus, Scope, reevaluate};
 use persona_rules::{Live, LiveModel, LiveSegment, Reason, Rule};
 use persona_segment::pipeline::{NumberOr, TrainSpec, train};
 use persona_segment::{Column, Values};
@@ -86,6 +86,7 @@ fn main() {
             &live,
             Utc::now(),
             Reason::Event,
+            &Scope::All,
             &mut changes,
         );
     }

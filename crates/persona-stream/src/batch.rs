@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use persona_core::parallel::split_work;
 use persona_core::profile::{Profile, codec};
-use persona_rules::live::{merged_away, reevaluate};
+use persona_rules::live::{Scope, merged_away, reevaluate};
 use persona_rules::{Live, Reason};
 use persona_store::{ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError};
 
@@ -80,6 +80,8 @@ pub(crate) struct Batch<'s> {
     live: Arc<Live>,
     /// Why this batch changes memberships (events, or a back-fill or sweep pass).
     reason: Reason,
+    /// The segments and models it evaluates.
+    scope: &'s Scope,
 }
 
 impl<'s> Batch<'s> {
@@ -90,6 +92,7 @@ impl<'s> Batch<'s> {
         session_gap: i64,
         live: Arc<Live>,
         reason: Reason,
+        scope: &'s Scope,
     ) -> Self {
         cache.batch_no += 1;
         cache.links.clear();
@@ -103,6 +106,7 @@ impl<'s> Batch<'s> {
             merges: 0,
             live,
             reason,
+            scope,
         }
     }
 
@@ -294,7 +298,8 @@ impl<'s> Batch<'s> {
     pub fn commit(self) -> Result<ProfileId, StoreError> {
         let cache = self.cache;
         let now = Utc::now();
-        let (live, reason, batch_no) = (&*self.live, self.reason, cache.batch_no);
+        let (live, reason, scope, batch_no) =
+            (&*self.live, self.reason, self.scope, cache.batch_no);
         // The profiles this batch touched (those merged away are gone from the cache). A
         // segment pass evaluates and encodes them on every core, each independent of the
         // others; an event batch keeps to one, as the store's background work needs the
@@ -315,7 +320,7 @@ impl<'s> Batch<'s> {
                 let moved = (!live.is_empty()
                     || !profile.segments.is_empty()
                     || !profile.clusters.is_empty())
-                    && reevaluate(*id, profile, live, now, reason, &mut out);
+                    && reevaluate(*id, profile, live, now, reason, scope, &mut out);
                 // A back-fill or sweep rewrites only the profiles whose memberships moved.
                 if reason == Reason::Event || moved {
                     out.profiles.push((*id, codec::encode(profile)));

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use persona_core::MessageType;
 use persona_core::profile::set_all;
 use persona_log::{CommitObserver, EventLog, LogError, LogReader, Record};
+use persona_rules::live::Scope;
 use persona_rules::{Reason, SegmentRegistry};
 use persona_store::{EventRef, ProfileId, ProfileStore, StoreError};
 use serde::Deserialize;
@@ -33,15 +34,17 @@ const PASS_CHUNK: usize = 4_000;
 /// A pass of the segments over every profile, a chunk at a time.
 struct Pass {
     reason: Reason,
+    scope: Scope,
     after: Option<ProfileId>,
     started: Instant,
     profiles: u64,
 }
 
 impl Pass {
-    fn new(reason: Reason) -> Pass {
+    fn new(reason: Reason, scope: Scope) -> Pass {
         Pass {
             reason,
+            scope,
             after: None,
             started: Instant::now(),
             profiles: 0,
@@ -171,7 +174,8 @@ impl Processor {
             self.seen_generation = generation;
             // With no segment or model there is nothing to back-fill (ids of deleted segments left in
             // profiles are dropped at their next change, and hidden until then).
-            self.pass = (!self.segments.snapshot().is_empty()).then(|| Pass::new(Reason::Backfill));
+            self.pass = (!self.segments.snapshot().is_empty())
+                .then(|| Pass::new(Reason::Backfill, self.segments.backfill_scope()));
             self.last_sweep = Instant::now();
             self.announce_pass(generation)?;
         }
@@ -180,7 +184,7 @@ impl Processor {
         if self.pass.is_none() && self.last_sweep.elapsed() >= self.config.segment_sweep {
             self.last_sweep = Instant::now();
             if self.segments.snapshot().time_relative() {
-                self.pass = Some(Pass::new(Reason::Sweep));
+                self.pass = Some(Pass::new(Reason::Sweep, Scope::TimeRelative));
                 self.announce_pass(generation)?;
             }
         }
@@ -199,8 +203,8 @@ impl Processor {
         let count = stored.len();
         pass.profiles += count as u64;
         self.segments.pass_advanced(count as u64);
-        let reason = pass.reason;
-        self.in_batch(reason, |_, batch| {
+        let (reason, scope) = (pass.reason, pass.scope.clone());
+        self.in_batch(reason, &scope, |_, batch| {
             for (id, profile) in stored {
                 batch.adopt(id, profile)?;
             }
@@ -225,6 +229,7 @@ impl Processor {
     fn in_batch<T>(
         &mut self,
         reason: Reason,
+        scope: &Scope,
         fill: impl FnOnce(&mut Self, &mut Batch<'_>) -> Result<T, ProcessorError>,
     ) -> Result<(T, Duration), ProcessorError> {
         let store = self.store.clone();
@@ -236,6 +241,7 @@ impl Processor {
             self.config.session_gap_ms,
             self.segments.snapshot(),
             reason,
+            scope,
         );
         let out = fill(self, &mut batch)?;
         let committing = Instant::now();
@@ -263,7 +269,7 @@ impl Processor {
         let taken = records.len();
         let next = records[taken - 1].offset + 1;
         let ((applied, last_applied, merges), committing) =
-            self.in_batch(Reason::Event, |p, batch| {
+            self.in_batch(Reason::Event, &Scope::All, |p, batch| {
                 let mut applied = 0;
                 let mut last_applied = None;
                 for r in &records {

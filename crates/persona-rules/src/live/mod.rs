@@ -6,7 +6,7 @@ mod events;
 pub mod models;
 pub mod rfm;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -222,9 +222,63 @@ impl SegmentRegistry {
         *self.rfm.write().expect("not poisoned") = Some(Arc::new(fit));
     }
 
+    /// What a back-fill must evaluate: the segments and models changed since the last
+    /// back-fill finished.
+    pub fn backfill_scope(&self) -> Scope {
+        let done = self.backfilled.load(Ordering::Acquire);
+        let mut segments = HashSet::new();
+        let mut models = HashSet::new();
+        for (&(model, id), &generation) in self.changed.lock().expect("not poisoned").iter() {
+            if generation > done {
+                if model {
+                    models.insert(id);
+                } else {
+                    segments.insert(id);
+                }
+            }
+        }
+        Scope::Changed { segments, models }
+    }
+
     /// Raised by every change of the segments or models.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// Which segments and models an evaluation covers; the others keep the memberships the
+/// profile has.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Scope {
+    /// Every one: a profile changed.
+    #[default]
+    All,
+    /// A back-fill: those changed since the last back-fill finished (the rest are up to
+    /// date, kept so by events and sweeps). With 100 segments in force, a new one costs one
+    /// rule per profile, not 101.
+    Changed {
+        segments: HashSet<SegmentId>,
+        models: HashSet<u64>,
+    },
+    /// A sweep: those that time alone can move.
+    TimeRelative,
+}
+
+impl Scope {
+    fn segment(&self, s: &LiveSegment) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Changed { segments, .. } => segments.contains(&s.def.id),
+            Scope::TimeRelative => s.rule.time_relative(),
+        }
+    }
+
+    fn model(&self, m: &LiveModel) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Changed { models, .. } => models.contains(&m.id),
+            Scope::TimeRelative => m.time_relative(),
+        }
     }
 }
 
@@ -242,9 +296,9 @@ pub enum Reason {
     Merged,
 }
 
-/// Evaluates every segment and active model on `profile` as of `at`, records each entry
-/// and exit in `changes`, and updates `profile.segments` and `profile.clusters`; true when
-/// they changed. Segments and models no longer in force are dropped silently (deleting a
+/// Evaluates the segments and active models in `scope` on `profile` as of `at`, records
+/// each entry and exit in `changes`, and updates `profile.segments` and `profile.clusters`;
+/// true when they changed. Segments and models no longer in force are dropped silently (deleting a
 /// segment removed its members already; a model's successor announces its own clusters).
 pub fn reevaluate(
     id: ProfileId,
@@ -252,19 +306,34 @@ pub fn reevaluate(
     live: &Live,
     at: DateTime<Utc>,
     reason: Reason,
+    scope: &Scope,
     changes: &mut ChangeSet,
 ) -> bool {
     let view = profile.view(at);
+    let was_in = |id: SegmentId| profile.segments.binary_search(&id).is_ok();
     let mut segments: Vec<SegmentId> = live
         .segments
         .iter()
-        .filter(|s| s.rule.matches(&view))
+        .filter(|s| {
+            if scope.segment(s) {
+                s.rule.matches(&view)
+            } else {
+                was_in(s.def.id)
+            }
+        })
         .map(|s| s.def.id)
         .collect();
     let clusters: Vec<(u64, u32)> = live
         .models
         .iter()
-        .filter_map(|m| m.assign(&view).map(|c| (m.id, c)))
+        .filter_map(|m| {
+            let cluster = if scope.model(m) {
+                m.assign(&view)
+            } else {
+                profile.clusters.iter().find(|c| c.0 == m.id).map(|c| c.1)
+            };
+            cluster.map(|c| (m.id, c))
+        })
         .collect();
     drop(view);
     segments.sort_unstable();
@@ -335,5 +404,80 @@ pub fn merged_away(
                 Reason::Merged,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(id: SegmentId, rule: &str) -> LiveSegment {
+        LiveSegment {
+            rule: Rule::compile(rule).unwrap(),
+            def: SegmentDef {
+                id,
+                name: format!("s{id}"),
+                rule: rule.into(),
+                created_at: 0,
+                updated_at: 0,
+                version: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_scoped_evaluation_moves_only_what_it_covers() {
+        let live = Live {
+            segments: vec![
+                segment(1, "computed.frequency >= 1"),
+                segment(2, "computed.monetary > 10"),
+                segment(3, "computed.recency_days <= 30"),
+            ],
+            models: vec![],
+        };
+        let mut p = Profile::default();
+        p.activity.purchases = 1;
+        p.activity.revenue_micros = 50_000_000;
+        p.activity.last_purchase = Some(Utc::now().timestamp_millis());
+        let mut changes = ChangeSet::default();
+        let at = Utc::now();
+        let back_fill = Scope::Changed {
+            segments: HashSet::from([2]),
+            models: HashSet::new(),
+        };
+        assert!(reevaluate(
+            7,
+            &mut p,
+            &live,
+            at,
+            Reason::Backfill,
+            &back_fill,
+            &mut changes
+        ));
+        assert_eq!(p.segments, [2]);
+        assert_eq!(changes.memberships, [(2, 7, true)]);
+        // A sweep evaluates the time-relative rule only.
+        changes.clear();
+        reevaluate(
+            7,
+            &mut p,
+            &live,
+            at,
+            Reason::Sweep,
+            &Scope::TimeRelative,
+            &mut changes,
+        );
+        assert_eq!(p.segments, [2, 3]);
+        // A profile change evaluates all of them.
+        reevaluate(
+            7,
+            &mut p,
+            &live,
+            at,
+            Reason::Event,
+            &Scope::All,
+            &mut changes,
+        );
+        assert_eq!(p.segments, [1, 2, 3]);
     }
 }

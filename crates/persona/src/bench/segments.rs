@@ -39,6 +39,7 @@ const CATEGORIES: [&str; 5] = ["shoes", "shirts", "bags", "home", "sale"];
 #[derive(Debug, Serialize)]
 struct Backfill {
     rule: String,
+    segments_in_force: usize,
     profiles: u64,
     entered: u64,
     seconds: f64,
@@ -150,14 +151,27 @@ fn stored_phases(
     .with_segments(registry.clone());
     let mut backfill = Vec::new();
     let mut rules = Vec::new();
-    for rule in ["computed.monetary > 400", "computed.event_count >= 1"] {
-        rules.push(rule.to_owned());
+    // A segment a fifth of the customers enter, then one all of them enter, then 100 at
+    // once, then one more with those 102 in force (only the new one is evaluated).
+    let typical = persona_rules::bench::typical_rules(100);
+    let steps: [&[String]; 4] = [
+        &["computed.monetary > 400".into()],
+        &["computed.event_count >= 1".into()],
+        &typical,
+        &["computed.monetary > 400 AND computed.sessions >= 2".into()],
+    ];
+    for step in steps {
+        rules.extend_from_slice(step);
         registry.replace_segments(definitions(&rules));
         let started = Instant::now();
         processor.run_to_end()?;
         let seconds = started.elapsed().as_secs_f64();
         let b = Backfill {
-            rule: rule.to_owned(),
+            rule: match step {
+                [one] => one.clone(),
+                many => format!("{} segments at once", many.len()),
+            },
+            segments_in_force: rules.len(),
             profiles: profiles as u64,
             entered: store.member_count(rules.len() as u64)?,
             seconds,
@@ -387,8 +401,8 @@ fn print_report(r: &Report) {
     println!("profiles: {}", r.profiles);
     for b in &r.backfill {
         println!(
-            "back-fill of a new segment `{}`: {} profiles in {:.2} s ({:.0} profiles/s), {} entered",
-            b.rule, b.profiles, b.seconds, b.profiles_per_sec, b.entered
+            "back-fill of `{}` ({} segments in force): {} profiles in {:.2} s ({:.0} profiles/s), {} entered (the last)",
+            b.rule, b.segments_in_force, b.profiles, b.seconds, b.profiles_per_sec, b.entered
         );
     }
     let t = &r.training;
