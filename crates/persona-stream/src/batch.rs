@@ -25,6 +25,8 @@ pub(crate) struct Cache {
     /// Most identities kept between batches.
     identity_capacity: usize,
     batch_no: u64,
+    /// Profiles changed in the current batch, in the order first touched.
+    dirty: Vec<ProfileId>,
     /// Identity links made in the current batch.
     links: HashMap<String, ProfileId>,
     /// Profiles a segment pass brought in that were not cached: dropped after the batch,
@@ -42,6 +44,7 @@ impl Cache {
             capacity,
             identity_capacity,
             batch_no: 0,
+            dirty: Vec::new(),
             links: HashMap::new(),
             passing: Vec::new(),
             changes: ChangeSet::default(),
@@ -95,6 +98,7 @@ impl<'s> Batch<'s> {
         scope: &'s Scope,
     ) -> Self {
         cache.batch_no += 1;
+        cache.dirty.clear();
         cache.links.clear();
         cache.passing.clear();
         cache.changes.clear();
@@ -139,8 +143,10 @@ impl<'s> Batch<'s> {
             self.cache.profiles.insert(id, (p, 0));
         }
         let (profile, touched) = self.cache.profiles.get_mut(&id).expect("inserted above");
-        // Marked with this batch: the profiles written at commit.
-        *touched = batch_no;
+        if *touched != batch_no {
+            *touched = batch_no;
+            self.cache.dirty.push(id);
+        }
         Ok(profile)
     }
 
@@ -161,6 +167,7 @@ impl<'s> Batch<'s> {
         self.cache
             .profiles
             .insert(id, (profile, self.cache.batch_no));
+        self.cache.dirty.push(id);
         id
     }
 
@@ -300,40 +307,49 @@ impl<'s> Batch<'s> {
         let now = Utc::now();
         let (live, reason, scope, batch_no) =
             (&*self.live, self.reason, self.scope, cache.batch_no);
-        // The profiles this batch touched (those merged away are gone from the cache). A
-        // segment pass evaluates and encodes them on every core, each independent of the
-        // others; an event batch keeps to one, as the store's background work needs the
-        // other (measured: event replay lost about 15% on two cores when split).
-        let mut touched: Vec<(ProfileId, &mut Profile)> = cache
-            .profiles
-            .iter_mut()
-            .filter(|(_, (_, t))| *t == batch_no)
-            .map(|(id, (p, _))| (*id, p))
-            .collect();
-        let min_part = match reason {
-            Reason::Event => usize::MAX,
-            _ => EVALUATE_PART,
+        let settle = |id: ProfileId, profile: &mut Profile, out: &mut ChangeSet| {
+            let moved =
+                (!live.is_empty() || !profile.segments.is_empty() || !profile.clusters.is_empty())
+                    && reevaluate(id, profile, live, now, reason, scope, out);
+            // A back-fill or sweep rewrites only the profiles whose memberships moved.
+            if reason == Reason::Event || moved {
+                out.profiles.push((id, codec::encode(profile)));
+            }
         };
-        let parts = split_work(&mut touched, min_part, |part| {
-            let mut out = ChangeSet::default();
-            for (id, profile) in part.iter_mut() {
-                let moved = (!live.is_empty()
-                    || !profile.segments.is_empty()
-                    || !profile.clusters.is_empty())
-                    && reevaluate(*id, profile, live, now, reason, scope, &mut out);
-                // A back-fill or sweep rewrites only the profiles whose memberships moved.
-                if reason == Reason::Event || moved {
-                    out.profiles.push((*id, codec::encode(profile)));
+        if reason == Reason::Event {
+            // On one core, in the order the events touched them: splitting an event batch
+            // cost replay throughput on two cores, where the store's background work needs
+            // the second.
+            for id in &cache.dirty {
+                // Absent: merged away within this batch.
+                if let Some((profile, _)) = cache.profiles.get_mut(id) {
+                    settle(*id, profile, &mut cache.changes);
                 }
             }
-            out
-        });
-        let changes = &mut cache.changes;
-        for mut part in parts {
-            changes.profiles.append(&mut part.profiles);
-            changes.memberships.append(&mut part.memberships);
-            changes.outbox.append(&mut part.outbox);
+        } else {
+            // A segment pass evaluates and encodes its profiles on every core, each
+            // independent of the others.
+            let mut touched: Vec<(ProfileId, &mut Profile)> = cache
+                .profiles
+                .iter_mut()
+                .filter(|(_, (_, t))| *t == batch_no)
+                .map(|(id, (p, _))| (*id, p))
+                .collect();
+            let parts = split_work(&mut touched, EVALUATE_PART, |part| {
+                let mut out = ChangeSet::default();
+                for (id, profile) in part.iter_mut() {
+                    settle(*id, profile, &mut out);
+                }
+                out
+            });
+            let changes = &mut cache.changes;
+            for mut part in parts {
+                changes.profiles.append(&mut part.profiles);
+                changes.memberships.append(&mut part.memberships);
+                changes.outbox.append(&mut part.outbox);
+            }
         }
+        let changes = &mut cache.changes;
         changes
             .links
             .extend(cache.links.iter().map(|(k, id)| (k.clone(), *id)));

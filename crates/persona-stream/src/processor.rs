@@ -172,10 +172,12 @@ impl Processor {
         let generation = self.segments.generation();
         if generation != self.seen_generation {
             self.seen_generation = generation;
-            // With no segment or model there is nothing to back-fill (ids of deleted segments left in
-            // profiles are dropped at their next change, and hidden until then).
-            self.pass = (!self.segments.snapshot().is_empty())
-                .then(|| Pass::new(Reason::Backfill, self.segments.backfill_scope()));
+            // With nothing new or changed there is nothing to back-fill: ids of deleted
+            // segments and models left in profiles are dropped at their next change, and
+            // hidden until then.
+            let scope = self.segments.backfill_scope();
+            self.pass = (!self.segments.snapshot().is_empty() && !scope.is_empty())
+                .then(|| Pass::new(Reason::Backfill, scope));
             self.last_sweep = Instant::now();
             self.announce_pass(generation)?;
         }

@@ -265,6 +265,11 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Whether it covers nothing (a back-fill after a deletion only).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Scope::Changed { segments, models } if segments.is_empty() && models.is_empty())
+    }
+
     fn segment(&self, s: &LiveSegment) -> bool {
         match self {
             Scope::All => true,

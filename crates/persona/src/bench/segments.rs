@@ -41,6 +41,7 @@ struct Backfill {
     rule: String,
     segments_in_force: usize,
     profiles: u64,
+    /// Entries into the segments of this step (each a membership and an event).
     entered: u64,
     seconds: f64,
     profiles_per_sec: f64,
@@ -173,7 +174,9 @@ fn stored_phases(
             },
             segments_in_force: rules.len(),
             profiles: profiles as u64,
-            entered: store.member_count(rules.len() as u64)?,
+            entered: (rules.len() - step.len() + 1..=rules.len())
+                .map(|id| store.member_count(id as u64))
+                .sum::<Result<u64, _>>()?,
             seconds,
             profiles_per_sec: profiles as f64 / seconds,
         };
@@ -401,7 +404,7 @@ fn print_report(r: &Report) {
     println!("profiles: {}", r.profiles);
     for b in &r.backfill {
         println!(
-            "back-fill of `{}` ({} segments in force): {} profiles in {:.2} s ({:.0} profiles/s), {} entered (the last)",
+            "back-fill of `{}` ({} segments in force): {} profiles in {:.2} s ({:.0} profiles/s), {} entries",
             b.rule, b.segments_in_force, b.profiles, b.seconds, b.profiles_per_sec, b.entered
         );
     }
