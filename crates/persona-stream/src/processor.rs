@@ -201,10 +201,7 @@ impl Processor {
             self.segments.pass_finished();
             return Ok(0);
         };
-        pass.after = Some(last);
         let count = stored.len();
-        pass.profiles += count as u64;
-        self.segments.pass_advanced(count as u64);
         let (reason, scope) = (pass.reason, pass.scope.clone());
         self.in_batch(reason, &scope, |_, batch| {
             for (id, profile) in stored {
@@ -212,6 +209,12 @@ impl Processor {
             }
             Ok(())
         })?;
+        // Only once the chunk is stored: after a failed commit the pass retries it.
+        if let Some(pass) = &mut self.pass {
+            pass.after = Some(last);
+            pass.profiles += count as u64;
+        }
+        self.segments.pass_advanced(count as u64);
         Ok(count)
     }
 
