@@ -19,7 +19,7 @@ use persona_core::FieldError;
 use persona_rules::live::models::{FeatureTable, MODEL_DOCUMENT, feature};
 use persona_rules::{ModelDoc, ModelStatus, SegmentRegistry};
 use persona_segment::pipeline::{TrainSpec, train};
-use persona_store::{ProfileStore, StoreError};
+use persona_store::{ProfileStore, StoreError, for_each_page};
 use serde_json::Value;
 
 use crate::profiles::store_error;
@@ -245,15 +245,9 @@ pub fn train_on_profiles(store: &dyn ProfileStore, doc: &mut ModelDoc) -> Result
     let mut table = FeatureTable::new(features, &doc.spec.categorical);
     let total = store.count().map_err(|e| e.to_string())?;
     let now = Utc::now();
-    let mut after = None;
     let mut reported = Instant::now();
-    loop {
-        let chunk = store.scan(after, SCAN_CHUNK).map_err(|e| e.to_string())?;
-        let Some(&(last, _)) = chunk.last() else {
-            break;
-        };
-        after = Some(last);
-        for (_, profile) in &chunk {
+    for_each_page(store, SCAN_CHUNK, |page| {
+        for (_, profile) in page {
             table.push(&profile.view(now));
         }
         if reported.elapsed() >= PROGRESS_EVERY {
@@ -261,7 +255,9 @@ pub fn train_on_profiles(store: &dyn ProfileStore, doc: &mut ModelDoc) -> Result
             doc.progress = Some(format!("reading profiles: {} of {total}", table.rows()));
             let _ = write_model(store, doc);
         }
-    }
+        Ok::<_, StoreError>(())
+    })
+    .map_err(|e| e.to_string())?;
     if table.rows() == 0 {
         return Err("there are no profiles to train on yet".into());
     }

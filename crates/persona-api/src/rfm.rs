@@ -11,7 +11,7 @@ use persona_rules::SegmentRegistry;
 use persona_rules::live::RfmFit;
 use persona_rules::live::rfm::{RFM_DOCUMENT, values};
 use persona_segment::rfm::RfmEdges;
-use persona_store::{ProfileStore, StoreError};
+use persona_store::{ProfileStore, StoreError, for_each_page};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -39,19 +39,13 @@ pub fn refit_rfm(
     as_of: DateTime<Utc>,
 ) -> Result<Option<RfmFit>, StoreError> {
     let mut customers = Vec::new();
-    let mut after = None;
-    loop {
-        let chunk = store.scan(after, SCAN_CHUNK)?;
-        let Some(&(last, _)) = chunk.last() else {
-            break;
-        };
-        after = Some(last);
+    for_each_page(store, SCAN_CHUNK, |page| {
         customers.extend(
-            chunk
-                .iter()
+            page.iter()
                 .filter_map(|(_, p)| values(&p.view(as_of).computed)),
         );
-    }
+        Ok::<_, StoreError>(())
+    })?;
     let version = store.next_document_id(RFM_DOCUMENT)?;
     let Ok(edges) = RfmEdges::fit(&customers, version) else {
         return Ok(None);

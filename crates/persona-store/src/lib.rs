@@ -118,6 +118,24 @@ impl ChangeSet {
     }
 }
 
+/// Walks every profile in id order, a page of at most `page` at a time, handing each page
+/// to `visit`; an error from either ends the walk. For exports, fits and training runs.
+pub fn for_each_page<E: From<StoreError>>(
+    store: &dyn ProfileStore,
+    page: usize,
+    mut visit: impl FnMut(&[(ProfileId, Profile)]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut after = None;
+    loop {
+        let chunk = store.scan(after, page)?;
+        let Some(&(last, _)) = chunk.last() else {
+            return Ok(());
+        };
+        after = Some(last);
+        visit(&chunk)?;
+    }
+}
+
 /// Storage of profiles. Reads may run concurrently with each other and with `apply`.
 pub trait ProfileStore: Send + Sync + 'static {
     /// The profile an identity belongs to.

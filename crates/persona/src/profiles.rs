@@ -89,17 +89,14 @@ pub fn export(args: ProfilesExportArgs) -> anyhow::Result<()> {
     };
     let mut out = BufWriter::new(out);
     let bar = progress_bar(store.count()?, "exporting");
-    let mut after = None;
-    loop {
-        let page = store.scan(after, 10_000)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(*last);
-        for (_, p) in &page {
+    persona_store::for_each_page(&store, 10_000, |page| {
+        for (_, p) in page {
             serde_json::to_writer(&mut out, &p.view(as_of))?;
             out.write_all(b"\n")?;
         }
         bar.inc(page.len() as u64);
-    }
+        anyhow::Ok(())
+    })?;
     out.flush()?;
     bar.finish_and_clear();
     Ok(())

@@ -368,17 +368,12 @@ fn export_features(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut table = FeatureTable::new(fields, &[]);
     let now = Utc::now();
-    let mut after = None;
-    loop {
-        let chunk = store.scan(after, WRITE_CHUNK)?;
-        let Some(&(last, _)) = chunk.last() else {
-            break;
-        };
-        after = Some(last);
-        for (_, p) in &chunk {
+    persona_store::for_each_page(store, WRITE_CHUNK, |page| {
+        for (_, p) in page {
             table.push(&p.view(now));
         }
-    }
+        anyhow::Ok(())
+    })?;
     let rows = table.rows();
     let columns = table.finish();
     let mut w = csv::Writer::from_path(path)?;
