@@ -15,7 +15,7 @@ mod rfm;
 mod segments;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::middleware;
@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use persona_rules::SegmentRegistry;
 use persona_store::ProfileStore;
 
-pub use models::{ModelLock, load_models, train_on_profiles};
+pub use models::{load_models, train_on_profiles};
 pub use persona_collector::ApiError;
 pub use rfm::{load_rfm, refit_rfm};
 
@@ -41,7 +41,25 @@ pub struct ApiState {
     /// The segments and models in force, shared with the stream stage.
     pub segments: Arc<SegmentRegistry>,
     /// Serialises changes of the stored models.
-    pub models_lock: Arc<ModelLock>,
+    pub models_lock: Arc<WriteLock>,
+    /// Serialises changes of the stored segments, from the read of the definition to the
+    /// registry's reload, so that the last change stored is the one in force.
+    pub segments_lock: Arc<WriteLock>,
+}
+
+/// One writer at a time over a read-modify-write of stored definitions. Held only around
+/// short store calls, never across an await.
+#[derive(Default)]
+pub struct WriteLock(Mutex<()>);
+
+impl WriteLock {
+    pub fn hold(&self) -> MutexGuard<'_, ()> {
+        // A panic while held is a bug logged already; the next writer reads the stored
+        // state afresh, so the lock itself stays usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// The API routes, to merge into the server's router.

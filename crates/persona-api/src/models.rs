@@ -8,7 +8,7 @@
 //! stage then places every customer in its nearest cluster (a back-fill pass now, and every
 //! profile change after), with a `segment.entered` / `segment.exited` event per move.
 
-use std::sync::Mutex;
+use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -18,22 +18,24 @@ use chrono::Utc;
 use persona_core::FieldError;
 use persona_rules::live::models::{FeatureTable, MODEL_DOCUMENT, feature};
 use persona_rules::{ModelDoc, ModelStatus, SegmentRegistry};
-use persona_segment::pipeline::{TrainSpec, train};
+use persona_segment::pipeline::spec::KPlan;
+use persona_segment::pipeline::{Plan, TrainSpec, train};
 use persona_store::{ProfileStore, StoreError, for_each_page};
 use serde_json::Value;
 
 use crate::profiles::store_error;
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, WriteLock};
 
 const MAX_NAME_CHARS: usize = 200;
+/// The most clusters a live model may have, given or tried: each is a segment a person
+/// acts on, and each tried k is a full training on every profile.
+const MAX_LIVE_K: usize = 100;
+/// The most K-Means restarts per k (each one a full fit).
+const MAX_N_INIT: usize = 50;
 /// Profiles read per store scan while collecting features.
 const SCAN_CHUNK: usize = 10_000;
 /// How often a training run writes its progress into the stored model.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-/// Serialises changes of the stored models (a read, then a write of several).
-#[derive(Default)]
-pub struct ModelLock(Mutex<()>);
 
 fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
     ApiError::invalid(vec![FieldError::new(0, field, reason.into())])
@@ -62,15 +64,21 @@ pub fn load_models(store: &dyn ProfileStore) -> Result<Vec<ModelDoc>, StoreError
     Ok(docs)
 }
 
+/// Every stored model that reads back. One that does not (written by a later version of
+/// persona, say) is left in the store, logged and passed over, so that it cannot take the
+/// other models and the server's start with it.
 fn read_models(store: &dyn ProfileStore) -> Result<Vec<ModelDoc>, StoreError> {
-    store
+    Ok(store
         .documents(MODEL_DOCUMENT)?
         .into_iter()
-        .map(|(id, body)| {
-            serde_json::from_slice(&body)
-                .map_err(|e| StoreError::Backend(format!("model {id} is unreadable: {e}")))
+        .filter_map(|(id, body)| match serde_json::from_slice(&body) {
+            Ok(doc) => Some(doc),
+            Err(e) => {
+                tracing::warn!(model = id, error = %e, "a stored model is unreadable; passing over it");
+                None
+            }
         })
-        .collect()
+        .collect())
 }
 
 fn write_model(store: &dyn ProfileStore, doc: &ModelDoc) -> Result<(), StoreError> {
@@ -150,10 +158,23 @@ pub(crate) async fn create(
             "dbscan has no centres to place new customers by; use kmeans, minibatch-kmeans or hierarchical (or persona cluster for DBSCAN)",
         ));
     }
+    check_live_limits(&plan)?;
     let store = state.store.clone();
     let doc = {
-        let _one_at_a_time = state.models_lock.0.lock().expect("not poisoned");
+        let _one_at_a_time = state.models_lock.hold();
         let existing = read_models(&*store).map_err(store_error)?;
+        // Training takes every core it can; a second one at the same time would only
+        // slow both (and the stream stage beside them).
+        if let Some(running) = existing.iter().find(|m| m.status == ModelStatus::Training) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "training_in_progress",
+                format!(
+                    "model {} ({:?}) is training; wait until GET /v1/models/{} shows it ready or failed",
+                    running.id, running.name, running.id
+                ),
+            ));
+        }
         let version = existing
             .iter()
             .filter(|m| m.name == name)
@@ -197,16 +218,56 @@ pub(crate) async fn create(
     Ok((StatusCode::ACCEPTED, Json(shown_now)))
 }
 
+/// Refuses settings a live model cannot use or that would train for hours.
+fn check_live_limits(plan: &Plan) -> Result<(), ApiError> {
+    match plan.k {
+        KPlan::Fixed(k) if k < 2 => {
+            return Err(invalid(
+                "k",
+                "must be at least 2 for a live model: one cluster places every customer alike",
+            ));
+        }
+        KPlan::Fixed(k) | KPlan::Auto { max: k } if k > MAX_LIVE_K => {
+            let field = if matches!(plan.k, KPlan::Fixed(_)) {
+                "k"
+            } else {
+                "k_max"
+            };
+            return Err(invalid(
+                field,
+                format!("must be at most {MAX_LIVE_K} for a live model, got {k}"),
+            ));
+        }
+        _ => {}
+    }
+    if plan.n_init > MAX_N_INIT {
+        return Err(invalid(
+            "n_init",
+            format!("must be at most {MAX_N_INIT}, got {}", plan.n_init),
+        ));
+    }
+    Ok(())
+}
+
 /// Trains `doc` and stores the outcome, trained or failed; activates it when asked.
 fn run_training(
     store: &dyn ProfileStore,
     registry: &SegmentRegistry,
-    lock: &ModelLock,
+    lock: &WriteLock,
     mut doc: ModelDoc,
     activate: bool,
 ) {
     let started = Instant::now();
-    let outcome = train_on_profiles(store, &mut doc);
+    // A bug in training must fail this model, not leave it "training" until a restart.
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| train_on_profiles(store, &mut doc)))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(format!("training stopped on an internal error: {what}"))
+        });
     doc.progress = None;
     doc.training_seconds = Some(started.elapsed().as_secs_f64());
     match outcome {
@@ -274,6 +335,12 @@ pub fn train_on_profiles(store: &dyn ProfileStore, doc: &mut ModelDoc) -> Result
         }
     })
     .map_err(|e| e.to_string())?;
+    if trained.summary.k < 2 {
+        return Err(format!(
+            "training found a single cluster in {} profiles; a live model needs two or more (give k, or a lower cut_height)",
+            trained.summary.rows
+        ));
+    }
     doc.model = trained.model();
     doc.summary = Some(trained.summary);
     Ok(())
@@ -283,10 +350,10 @@ pub fn train_on_profiles(store: &dyn ProfileStore, doc: &mut ModelDoc) -> Result
 fn make_active(
     store: &dyn ProfileStore,
     registry: &SegmentRegistry,
-    lock: &ModelLock,
+    lock: &WriteLock,
     mut doc: ModelDoc,
 ) -> Result<ModelDoc, StoreError> {
-    let _one_at_a_time = lock.0.lock().expect("not poisoned");
+    let _one_at_a_time = lock.hold();
     let mut all = read_models(store)?;
     for other in &mut all {
         if other.name == doc.name && other.id != doc.id && other.active {

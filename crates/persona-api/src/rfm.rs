@@ -39,13 +39,28 @@ pub fn refit_rfm(
     as_of: DateTime<Utc>,
 ) -> Result<Option<RfmFit>, StoreError> {
     let mut customers = Vec::new();
+    let mut unusable = 0usize;
     for_each_page(store, SCAN_CHUNK, |page| {
-        customers.extend(
-            page.iter()
-                .filter_map(|(_, p)| values(&p.view(as_of).computed)),
-        );
+        for v in page
+            .iter()
+            .filter_map(|(_, p)| values(&p.view(as_of).computed))
+        {
+            // A revenue so large that the sum overflowed cannot place an edge; such a
+            // customer is scored against the others' edges, not fitted on.
+            if v.monetary.is_finite() {
+                customers.push(v);
+            } else {
+                unusable += 1;
+            }
+        }
         Ok::<_, StoreError>(())
     })?;
+    if unusable > 0 {
+        tracing::warn!(
+            customers = unusable,
+            "RFM fit passes over customers whose spend is not a finite number"
+        );
+    }
     let version = store.next_document_id(RFM_DOCUMENT)?;
     let Ok(edges) = RfmEdges::fit(&customers, version) else {
         return Ok(None);
@@ -61,7 +76,9 @@ pub fn refit_rfm(
         &serde_json::to_vec(&fit).expect("serialises"),
     )?;
     tracing::info!(version, customers = customers.len(), "RFM edges fitted");
-    registry.set_rfm(fit.clone());
+    if !registry.set_rfm(fit.clone()) {
+        tracing::info!(version, "a newer RFM fit finished first and stays in force");
+    }
     Ok(Some(fit))
 }
 

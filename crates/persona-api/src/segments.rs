@@ -119,7 +119,8 @@ fn check_rule(rule: &str) -> Result<(), ApiError> {
         .map_err(|e| invalid("rule", e.to_string()))
 }
 
-/// Puts the stored definitions in force for the stream stage.
+/// Puts the stored definitions in force for the stream stage. Called with the segments'
+/// write lock held, so that a slower writer cannot put an older list in force.
 fn reload(state: &ApiState) -> Result<(), ApiError> {
     state
         .segments
@@ -152,12 +153,16 @@ pub(crate) async fn create(
     let name = text(&req.name, "name")?.ok_or_else(|| invalid("name", "is required".into()))?;
     let rule = text(&req.rule, "rule")?.ok_or_else(|| invalid("rule", "is required".into()))?;
     check_rule(&rule)?;
-    check_name(&state, &name, None)?;
-    let def = state
-        .store
-        .create_segment(&name, &rule, Utc::now().timestamp_millis())
-        .map_err(store_error)?;
-    reload(&state)?;
+    let def = {
+        let _one_writer = state.segments_lock.hold();
+        check_name(&state, &name, None)?;
+        let def = state
+            .store
+            .create_segment(&name, &rule, Utc::now().timestamp_millis())
+            .map_err(store_error)?;
+        reload(&state)?;
+        def
+    };
     let mut warned = warnings(&state).await?;
     Ok((StatusCode::CREATED, Json(body(&state, def, &mut warned)?)))
 }
@@ -188,21 +193,28 @@ pub(crate) async fn update(
     Path(id): Path<String>,
     Json(req): Json<SegmentRequest>,
 ) -> Result<Json<SegmentBody>, ApiError> {
-    let mut def = find(&state, &id)?;
-    if let Some(name) = text(&req.name, "name")? {
-        check_name(&state, &name, Some(def.id))?;
-        def.name = name;
+    let (name, rule) = (text(&req.name, "name")?, text(&req.rule, "rule")?);
+    if let Some(rule) = &rule {
+        check_rule(rule)?;
     }
-    if let Some(rule) = text(&req.rule, "rule")? {
-        check_rule(&rule)?;
-        if rule != def.rule {
+    let def = {
+        let _one_writer = state.segments_lock.hold();
+        let mut def = find(&state, &id)?;
+        if let Some(name) = name {
+            check_name(&state, &name, Some(def.id))?;
+            def.name = name;
+        }
+        if let Some(rule) = rule
+            && rule != def.rule
+        {
             def.rule = rule;
             def.version += 1;
         }
-    }
-    def.updated_at = Utc::now().timestamp_millis();
-    state.store.update_segment(&def).map_err(store_error)?;
-    reload(&state)?;
+        def.updated_at = Utc::now().timestamp_millis();
+        state.store.update_segment(&def).map_err(store_error)?;
+        reload(&state)?;
+        def
+    };
     let mut warned = warnings(&state).await?;
     Ok(Json(body(&state, def, &mut warned)?))
 }
@@ -211,6 +223,7 @@ pub(crate) async fn delete(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    let _one_writer = state.segments_lock.hold();
     let def = find(&state, &id)?;
     state.store.delete_segment(def.id).map_err(store_error)?;
     reload(&state)?;

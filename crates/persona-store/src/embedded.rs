@@ -12,11 +12,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
-use persona_core::parallel::split_work;
-use persona_core::profile::{Profile, codec};
+use persona_core::profile::Profile;
 
 use crate::{
     ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, SegmentDef, SegmentId, StoreError,
+    decode_profile,
 };
 
 const NEXT_ID: &str = "next_profile_id";
@@ -244,13 +244,6 @@ impl Drop for Syncer {
     }
 }
 
-/// Profiles a scan decodes on one thread at least, so a thread pays for its start.
-const DECODE_PART: usize = 256;
-
-fn decode(id: ProfileId, bytes: &[u8]) -> Result<Profile, StoreError> {
-    codec::decode(bytes).map_err(|source| StoreError::Decode { id, source })
-}
-
 impl ProfileStore for EmbeddedStore {
     fn resolve(&self, key: &IdentityKey<'_>) -> Result<Option<ProfileId>, StoreError> {
         self.identities
@@ -264,7 +257,7 @@ impl ProfileStore for EmbeddedStore {
         self.profiles
             .get(id.to_be_bytes())
             .map_err(backend)?
-            .map(|v| decode(id, &v))
+            .map(|v| decode_profile(id, &v))
             .transpose()
     }
 
@@ -280,7 +273,7 @@ impl ProfileStore for EmbeddedStore {
         Ok(snap
             .get(&self.profiles, id.to_be_bytes())
             .map_err(backend)?
-            .map(|v| decode(id, &v))
+            .map(|v| decode_profile(id, &v))
             .transpose()?
             .map(|p| (id, p)))
     }
@@ -299,31 +292,20 @@ impl ProfileStore for EmbeddedStore {
         Ok(out)
     }
 
-    fn scan(
+    fn scan_encoded(
         &self,
         after: Option<ProfileId>,
         limit: usize,
-    ) -> Result<Vec<(ProfileId, Profile)>, StoreError> {
-        let mut out = Vec::with_capacity(limit.min(4096));
+    ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError> {
         let start = match after {
-            Some(u64::MAX) => return Ok(out),
+            Some(u64::MAX) => return Ok(Vec::new()),
             Some(a) => a + 1,
             None => 0,
         };
-        let mut raw = Vec::with_capacity(limit.min(4096));
+        let mut out = Vec::with_capacity(limit.min(4096));
         for guard in self.profiles.range(start.to_be_bytes()..).take(limit) {
             let (k, v) = guard.into_inner().map_err(backend)?;
-            raw.push((u64_of(&k)?, v));
-        }
-        // Decoding is most of a scan's time, and each profile decodes on its own.
-        for part in split_work(&mut raw, DECODE_PART, |part| {
-            let mut decoded = Vec::with_capacity(part.len());
-            for (id, v) in part.iter() {
-                decoded.push((*id, decode(*id, v)?));
-            }
-            Ok::<_, StoreError>(decoded)
-        }) {
-            out.append(&mut part?);
+            out.push((u64_of(&k)?, v.to_vec()));
         }
         Ok(out)
     }

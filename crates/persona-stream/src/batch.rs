@@ -9,7 +9,9 @@ use persona_core::parallel::split_work;
 use persona_core::profile::{Profile, codec};
 use persona_rules::live::{Scope, merged_away, reevaluate};
 use persona_rules::{Live, Reason};
-use persona_store::{ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError};
+use persona_store::{
+    ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError, decode_profile,
+};
 
 /// What the processor keeps between batches: recently touched profiles (decoded) and
 /// identities, and the batch's buffers. Keeping them is coherent because the processor is
@@ -29,10 +31,6 @@ pub(crate) struct Cache {
     dirty: Vec<ProfileId>,
     /// Identity links made in the current batch.
     links: HashMap<String, ProfileId>,
-    /// Profiles a segment pass brought in that were not cached: dropped after the batch,
-    /// so a pass over every profile neither evicts the customers active now nor churns
-    /// hundreds of megabytes through the allocator.
-    passing: Vec<ProfileId>,
     changes: ChangeSet,
 }
 
@@ -46,7 +44,6 @@ impl Cache {
             batch_no: 0,
             dirty: Vec::new(),
             links: HashMap::new(),
-            passing: Vec::new(),
             changes: ChangeSet::default(),
         }
     }
@@ -54,9 +51,6 @@ impl Cache {
     /// After a commit: this batch's links become stored identities, and the profile cache
     /// is trimmed to the profiles of this batch when it has grown past its capacity.
     fn committed(&mut self) {
-        for id in self.passing.drain(..) {
-            self.profiles.remove(&id);
-        }
         self.identities.extend(self.links.drain());
         if self.identities.len() > self.identity_capacity {
             self.identities.clear();
@@ -85,6 +79,8 @@ pub(crate) struct Batch<'s> {
     reason: Reason,
     /// The segments and models it evaluates.
     scope: &'s Scope,
+    /// A segment pass: the chunk of stored profiles it goes over, as stored.
+    pass_chunk: Vec<(ProfileId, Vec<u8>)>,
 }
 
 impl<'s> Batch<'s> {
@@ -100,7 +96,6 @@ impl<'s> Batch<'s> {
         cache.batch_no += 1;
         cache.dirty.clear();
         cache.links.clear();
-        cache.passing.clear();
         cache.changes.clear();
         cache.changes.next_id = next_id;
         Batch {
@@ -111,6 +106,7 @@ impl<'s> Batch<'s> {
             live,
             reason,
             scope,
+            pass_chunk: Vec::new(),
         }
     }
 
@@ -150,14 +146,9 @@ impl<'s> Batch<'s> {
         Ok(profile)
     }
 
-    /// Takes a profile just read from the store into the batch (a segment pass reads them
-    /// in bulk): the cached copy wins when there is one, as it may be newer.
-    pub fn adopt(&mut self, id: ProfileId, stored: Profile) -> Result<(), StoreError> {
-        if let std::collections::hash_map::Entry::Vacant(e) = self.cache.profiles.entry(id) {
-            e.insert((stored, 0));
-            self.cache.passing.push(id);
-        }
-        self.profile(id).map(|_| ())
+    /// Makes this batch a segment pass over `chunk`, stored profiles read in bulk.
+    pub fn pass_over(&mut self, chunk: Vec<(ProfileId, Vec<u8>)>) {
+        self.pass_chunk = chunk;
     }
 
     fn create(&mut self, profile: Profile) -> ProfileId {
@@ -305,8 +296,7 @@ impl<'s> Batch<'s> {
     pub fn commit(self) -> Result<ProfileId, StoreError> {
         let cache = self.cache;
         let now = Utc::now();
-        let (live, reason, scope, batch_no) =
-            (&*self.live, self.reason, self.scope, cache.batch_no);
+        let (live, reason, scope) = (&*self.live, self.reason, self.scope);
         let settle = |id: ProfileId, profile: &mut Profile, out: &mut ChangeSet| {
             let moved =
                 (!live.is_empty() || !profile.segments.is_empty() || !profile.clusters.is_empty())
@@ -327,23 +317,29 @@ impl<'s> Batch<'s> {
                 }
             }
         } else {
-            // A segment pass evaluates and encodes its profiles on every core, each
-            // independent of the others.
-            let mut touched: Vec<(ProfileId, &mut Profile)> = cache
-                .profiles
-                .iter_mut()
-                .filter(|(_, (_, t))| *t == batch_no)
-                .map(|(id, (p, _))| (*id, p))
-                .collect();
-            let parts = split_work(&mut touched, EVALUATE_PART, |part| {
-                let mut out = ChangeSet::default();
-                for (id, profile) in part.iter_mut() {
-                    settle(*id, profile, &mut out);
+            let mut chunk = self.pass_chunk;
+            // A cached profile is the copy later events change: evaluate that one in place
+            // (it is what the store holds, the processor being the only writer).
+            chunk.retain(|(id, _)| match cache.profiles.get_mut(id) {
+                Some((profile, _)) => {
+                    settle(*id, profile, &mut cache.changes);
+                    false
                 }
-                out
+                None => true,
+            });
+            // The others are decoded, evaluated, encoded when they moved and dropped on
+            // every core, each on one thread: a pass over a million profiles never holds
+            // more than a chunk, and never churns them through the cache.
+            let parts = split_work(&mut chunk, EVALUATE_PART, |part| {
+                let mut out = ChangeSet::default();
+                for (id, bytes) in part.iter() {
+                    settle(*id, &mut decode_profile(*id, bytes)?, &mut out);
+                }
+                Ok::<_, StoreError>(out)
             });
             let changes = &mut cache.changes;
-            for mut part in parts {
+            for part in parts {
+                let mut part = part?;
                 changes.profiles.append(&mut part.profiles);
                 changes.memberships.append(&mut part.memberships);
                 changes.outbox.append(&mut part.outbox);

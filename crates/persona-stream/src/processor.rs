@@ -34,6 +34,8 @@ const PASS_CHUNK: usize = 4_000;
 /// A pass of the segments over every profile, a chunk at a time.
 struct Pass {
     reason: Reason,
+    /// The registry generation it started at: a back-fill brings every change up to it.
+    generation: u64,
     scope: Scope,
     after: Option<ProfileId>,
     started: Instant,
@@ -41,9 +43,10 @@ struct Pass {
 }
 
 impl Pass {
-    fn new(reason: Reason, scope: Scope) -> Pass {
+    fn new(reason: Reason, generation: u64, scope: Scope) -> Pass {
         Pass {
             reason,
+            generation,
             scope,
             after: None,
             started: Instant::now(),
@@ -78,6 +81,8 @@ pub struct Processor {
     seen_generation: u64,
     pass: Option<Pass>,
     last_sweep: Instant,
+    /// A sweep gave way to a back-fill and starts again once it is done.
+    sweep_due: bool,
 }
 
 impl Processor {
@@ -104,6 +109,7 @@ impl Processor {
             seen_generation: 0,
             pass: None,
             last_sweep: Instant::now(),
+            sweep_due: false,
         };
         p.restore()?;
         Ok(p)
@@ -169,44 +175,22 @@ impl Processor {
     /// Starts a back-fill when the segments changed, or a sweep when one is due, and
     /// evaluates the next chunk of profiles of the pass in progress; returns how many.
     fn advance_pass(&mut self) -> Result<usize, ProcessorError> {
-        let generation = self.segments.generation();
-        if generation != self.seen_generation {
-            self.seen_generation = generation;
-            // With nothing new or changed there is nothing to back-fill: ids of deleted
-            // segments and models left in profiles are dropped at their next change, and
-            // hidden until then.
-            let scope = self.segments.backfill_scope();
-            self.pass = (!self.segments.snapshot().is_empty() && !scope.is_empty())
-                .then(|| Pass::new(Reason::Backfill, scope));
-            self.last_sweep = Instant::now();
-            self.announce_pass(generation)?;
-        }
-        // Rules and models that read time-relative fields are evaluated over every profile now and then,
-        // so that customers leave "active in the last 30 days" without an event of their own.
-        if self.pass.is_none() && self.last_sweep.elapsed() >= self.config.segment_sweep {
-            self.last_sweep = Instant::now();
-            if self.segments.snapshot().time_relative() {
-                self.pass = Some(Pass::new(Reason::Sweep, Scope::TimeRelative));
-                self.announce_pass(generation)?;
-            }
-        }
+        self.start_pass()?;
         let Some(pass) = &mut self.pass else {
             return Ok(0);
         };
-        let stored = self.store.scan(pass.after, PASS_CHUNK)?;
+        let stored = self.store.scan_encoded(pass.after, PASS_CHUNK)?;
         let Some(&(last, _)) = stored.last() else {
             let seconds = pass.started.elapsed().as_secs_f64();
             tracing::info!(reason = ?pass.reason, profiles = pass.profiles, seconds, "segment pass over every profile done");
+            self.segments.pass_finished(pass.reason, pass.generation);
             self.pass = None;
-            self.segments.pass_finished();
             return Ok(0);
         };
         let count = stored.len();
         let (reason, scope) = (pass.reason, pass.scope.clone());
         self.in_batch(reason, &scope, |_, batch| {
-            for (id, profile) in stored {
-                batch.adopt(id, profile)?;
-            }
+            batch.pass_over(stored);
             Ok(())
         })?;
         // Only once the chunk is stored: after a failed commit the pass retries it.
@@ -218,13 +202,49 @@ impl Processor {
         Ok(count)
     }
 
-    /// Tells the registry (and so the API's progress report) that a pass begins.
-    fn announce_pass(&self, generation: u64) -> Result<(), ProcessorError> {
-        if let Some(pass) = &self.pass {
-            let total = self.store.count()?;
-            tracing::info!(reason = ?pass.reason, profiles = total, "segment pass over every profile starts");
-            self.segments.pass_started(pass.reason, generation, total);
+    /// Starts a back-fill when the segments or models changed, or a sweep when one is due,
+    /// unless a back-fill is under way.
+    ///
+    /// A back-fill runs to its end: changes made meanwhile are newer than the generation
+    /// it started at, so the next back-fill takes them up and nothing done is done again.
+    /// A sweep gives way to a back-fill (a new segment should fill quickly) and starts
+    /// again after it.
+    fn start_pass(&mut self) -> Result<(), ProcessorError> {
+        let generation = self.segments.generation();
+        let sweeping = matches!(&self.pass, Some(p) if p.reason == Reason::Sweep);
+        if generation != self.seen_generation && (self.pass.is_none() || sweeping) {
+            self.seen_generation = generation;
+            // With nothing new or changed there is nothing to back-fill: ids of deleted
+            // segments and models left in profiles are dropped at their next change, and
+            // hidden until then.
+            let scope = self.segments.backfill_scope();
+            if !self.segments.snapshot().is_empty() && !scope.is_empty() {
+                self.sweep_due |= sweeping;
+                return self.begin(Pass::new(Reason::Backfill, generation, scope));
+            }
         }
+        // Rules and models that read time-relative fields are evaluated over every profile
+        // now and then, so that customers leave "active in the last 30 days" without an
+        // event of their own.
+        let due = self.sweep_due || self.last_sweep.elapsed() >= self.config.segment_sweep;
+        if self.pass.is_none() && due {
+            self.last_sweep = Instant::now();
+            self.sweep_due = false;
+            if self.segments.snapshot().time_relative() {
+                return self.begin(Pass::new(Reason::Sweep, generation, Scope::TimeRelative));
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `pass` the one in progress and tells the registry (and so the API's progress
+    /// report).
+    fn begin(&mut self, pass: Pass) -> Result<(), ProcessorError> {
+        let total = self.store.count()?;
+        tracing::info!(reason = ?pass.reason, profiles = total, "segment pass over every profile starts");
+        self.segments
+            .pass_started(pass.reason, pass.generation, total);
+        self.pass = Some(pass);
         Ok(())
     }
 

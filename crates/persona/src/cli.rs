@@ -361,6 +361,9 @@ pub struct BenchSegmentsArgs {
     /// Customers of simulated traffic replayed with and without segments.
     #[arg(long, default_value_t = 20_000)]
     pub replay_customers: usize,
+    /// Measure the back-fills only (no training, no replay).
+    #[arg(long)]
+    pub backfill_only: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -132,6 +132,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         stale: Arc::new(move || check.stale()),
         segments,
         models_lock: Arc::default(),
+        segments_lock: Arc::default(),
     });
     let app = persona_collector::router(collector_state).merge(api);
 

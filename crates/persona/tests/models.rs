@@ -93,6 +93,22 @@ async fn a_model_is_trained_on_the_profiles_and_places_every_customer_live() {
             "algorithm",
         ),
         (json!({"k": 3, "features": ["computed.frequency"]}), "name"),
+        (
+            json!({"name": "value", "k": 1, "features": ["computed.frequency"]}),
+            "k",
+        ),
+        (
+            json!({"name": "value", "k": 5000, "features": ["computed.frequency"]}),
+            "k",
+        ),
+        (
+            json!({"name": "value", "k": "auto", "k_max": 5000, "features": ["computed.frequency"]}),
+            "k_max",
+        ),
+        (
+            json!({"name": "value", "k": 3, "n_init": 5000, "features": ["computed.frequency"]}),
+            "n_init",
+        ),
     ] {
         let (status, err) = http.admin("POST", &models, Some(&body)).await.unwrap();
         assert_eq!(status, 400, "{body}: {err}");
@@ -223,6 +239,23 @@ async fn a_model_is_trained_on_the_profiles_and_places_every_customer_live() {
         })
         .collect();
     assert_eq!(active, [(1, false), (2, true)]);
+
+    // A tree cut above its root is one cluster: training fails and says why, the model in
+    // force stays, and every model still reads back.
+    let one = json!({"name": "value", "features": ["computed.frequency"],
+                     "algorithm": "hierarchical", "cut_height": 1e9});
+    let (status, third) = http.admin("POST", &models, Some(&one)).await.unwrap();
+    assert_eq!(status, 202, "{third}");
+    let third = trained(&http, &url, &third["id"]).await;
+    assert_eq!(third["status"], "failed", "{third}");
+    assert!(
+        third["error"].as_str().unwrap().contains("single cluster"),
+        "{third}"
+    );
+    let (status, list) = http.get(&models, Some(ADMIN)).await.unwrap();
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["models"].as_array().unwrap().len(), 3);
+    assert_eq!(list["models"][1]["active"], true);
 
     // Rolling back to version 1 puts it in force again.
     let (status, back) = http

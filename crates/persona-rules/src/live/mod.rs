@@ -182,13 +182,13 @@ impl SegmentRegistry {
         self.pass.lock().expect("not poisoned").profiles_done += n;
     }
 
-    /// The pass in progress went over every profile.
-    pub fn pass_finished(&self) {
-        let mut pass = self.pass.lock().expect("not poisoned");
-        if pass.reason == Some(Reason::Backfill) {
-            self.backfilled.fetch_max(pass.generation, Ordering::AcqRel);
+    /// The pass that started at `generation` went over every profile: a back-fill has
+    /// brought every change up to that generation into force.
+    pub fn pass_finished(&self, reason: Reason, generation: u64) {
+        if reason == Reason::Backfill {
+            self.backfilled.fetch_max(generation, Ordering::AcqRel);
         }
-        *pass = PassProgress::default();
+        *self.pass.lock().expect("not poisoned") = PassProgress::default();
     }
 
     pub fn pass(&self) -> PassProgress {
@@ -218,8 +218,18 @@ impl SegmentRegistry {
         self.rfm.read().expect("not poisoned").clone()
     }
 
-    pub fn set_rfm(&self, fit: RfmFit) {
-        *self.rfm.write().expect("not poisoned") = Some(Arc::new(fit));
+    /// Puts `fit` in force unless a newer version is already (two fits that overlap end
+    /// in either order); whether it was.
+    pub fn set_rfm(&self, fit: RfmFit) -> bool {
+        let mut slot = self.rfm.write().expect("not poisoned");
+        if slot
+            .as_ref()
+            .is_some_and(|now| now.edges.version > fit.edges.version)
+        {
+            return false;
+        }
+        *slot = Some(Arc::new(fit));
+        true
     }
 
     /// What a back-fill must evaluate: the segments and models changed since the last

@@ -129,3 +129,29 @@ pub fn train(
         centers,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Values;
+
+    /// One cluster has no silhouette and no nearest other centre: the summary says so
+    /// with `null` and still reads back, as a stored model must.
+    #[test]
+    fn undefined_metrics_survive_a_round_trip_through_json() {
+        let columns = vec![Column {
+            name: "a".into(),
+            values: Values::Numeric(vec![Some(1.0); 20]),
+        }];
+        let spec: TrainSpec = serde_json::from_str(r#"{"k": 1}"#).unwrap();
+        let summary = train(&columns, &spec, &mut |_, _| {}).unwrap().summary;
+        assert!(summary.silhouette.is_nan());
+        assert!(summary.clusters[0].separation.is_infinite());
+        let json = serde_json::to_value(&summary).unwrap();
+        assert!(json["silhouette"].is_null());
+        assert!(json["clusters"][0]["separation"].is_null());
+        let back: Summary = serde_json::from_value(json).unwrap();
+        assert!(back.silhouette.is_nan() && back.clusters[0].separation.is_nan());
+        assert_eq!(back.sizes, vec![20]);
+    }
+}

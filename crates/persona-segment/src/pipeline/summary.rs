@@ -21,6 +21,24 @@ const DISTINGUISHING: usize = 3;
 /// overall mean.
 const NAMING_GAP: f64 = 0.25;
 
+/// A metric that may be undefined (the silhouette of one cluster, the separation of a
+/// cluster with no neighbour). JSON has no NaN or infinity: such a value is written as
+/// `null` and read back as NaN, so that a stored model always reads back.
+mod metric {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match x.is_finite() {
+            true => s.serialize_f64(*x),
+            false => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// The result of a training run, as `persona cluster --json` prints it and
 /// `GET /v1/models/{id}` returns it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,12 +50,16 @@ pub struct Summary {
     pub scale: String,
     /// Missing values filled, log1p and one-hot encoding, per column.
     pub preparation: PrepReport,
+    #[serde(with = "metric")]
     pub inertia: f64,
+    #[serde(with = "metric")]
     pub silhouette: f64,
     pub silhouette_sampled: bool,
     /// DBSCAN: rows in no cluster (labelled -1).
     pub noise: Option<usize>,
+    #[serde(with = "metric")]
     pub calinski_harabasz: f64,
+    #[serde(with = "metric")]
     pub davies_bouldin: f64,
     pub iterations: usize,
     /// Mean adjusted Rand index of refits on bootstrap resamples (1: perfectly stable); not
@@ -61,10 +83,13 @@ pub struct ClusterSummary {
     /// Standardised difference of the cluster's mean from the overall mean, largest first.
     pub distinguishing: Vec<(String, f64)>,
     /// Cohesion: the mean distance of the cluster's rows to its centre (scaled units).
+    #[serde(with = "metric")]
     pub cohesion: f64,
     /// Separation: the distance from its centre to the nearest other centre (scaled units).
+    #[serde(with = "metric")]
     pub separation: f64,
     /// Mean silhouette of its rows (of the sample, when the silhouette is sampled).
+    #[serde(with = "metric")]
     pub silhouette: f64,
 }
 

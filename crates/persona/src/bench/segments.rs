@@ -71,21 +71,42 @@ struct PerEvent {
 struct Report {
     profiles: u64,
     backfill: Vec<Backfill>,
-    training: Training,
-    per_event: PerEvent,
+    /// Absent with `--backfill-only`.
+    training: Option<Training>,
+    per_event: Option<PerEvent>,
 }
 
 pub async fn segments(args: BenchSegmentsArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().to_path_buf();
-    let (backfill, training, model) = {
+    let (backfill, trained) = {
         let data = data.clone();
-        let profiles = args.profiles;
+        let (profiles, train) = (args.profiles, !args.backfill_only);
         let exe = std::env::current_exe()?;
-        tokio::task::spawn_blocking(move || stored_phases(&data, profiles, &exe)).await??
+        tokio::task::spawn_blocking(move || stored_phases(&data, profiles, train.then_some(&*exe)))
+            .await??
     };
-    let simulated = dir.path().join("simulated");
-    build_simulated_log(&simulated.join("log"), args.replay_customers).await?;
+    let mut report = Report {
+        profiles: args.profiles as u64,
+        backfill,
+        training: None,
+        per_event: None,
+    };
+    if let Some((training, model)) = trained {
+        report.training = Some(training);
+        report.per_event = Some(per_event(dir.path(), args.replay_customers, model).await?);
+    }
+    print_report(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// The simulator's traffic replayed plain, then with 100 rule segments and `model` in force.
+async fn per_event(dir: &Path, customers: usize, model: ModelDoc) -> anyhow::Result<PerEvent> {
+    let simulated = dir.join("simulated");
+    build_simulated_log(&simulated.join("log"), customers).await?;
     let plain = replay(&simulated, None).await?;
     std::fs::remove_dir_all(simulated.join("profiles"))?;
     let registry = Arc::new(SegmentRegistry::default());
@@ -93,22 +114,12 @@ pub async fn segments(args: BenchSegmentsArgs) -> anyhow::Result<()> {
     registry.replace_segments(definitions(&rules));
     registry.replace_models(&[model]);
     let with = replay(&simulated, Some(registry)).await?;
-    let report = Report {
-        profiles: args.profiles as u64,
-        backfill,
-        training,
-        per_event: PerEvent {
-            added_micros_per_event: (with.seconds - plain.seconds) * 1e6 / plain.events as f64,
-            plain,
-            with_segments_and_model: with,
-            segments: rules.len(),
-        },
-    };
-    print_report(&report);
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
-    }
-    Ok(())
+    Ok(PerEvent {
+        added_micros_per_event: (with.seconds - plain.seconds) * 1e6 / plain.events as f64,
+        plain,
+        with_segments_and_model: with,
+        segments: rules.len(),
+    })
 }
 
 fn definitions(rules: &[String]) -> Vec<SegmentDef> {
@@ -125,12 +136,13 @@ fn definitions(rules: &[String]) -> Vec<SegmentDef> {
         .collect()
 }
 
-/// The phases over the big store: build it, back-fill, train. Returns the trained model.
+/// The phases over the big store: build it, back-fill, and train unless `exe` (for
+/// `persona cluster`) is `None`. Returns the trained model too.
 fn stored_phases(
     data: &Path,
     profiles: usize,
-    exe: &Path,
-) -> anyhow::Result<(Vec<Backfill>, Training, ModelDoc)> {
+    exe: Option<&Path>,
+) -> anyhow::Result<(Vec<Backfill>, Option<(Training, ModelDoc)>)> {
     let store = Arc::new(EmbeddedStore::open(data.join("profiles"))?);
     build_store(&*store, profiles)?;
     store.compact()?;
@@ -186,8 +198,8 @@ fn stored_phases(
         );
         backfill.push(b);
     }
-    let (training, model) = training(&*store, data, exe)?;
-    Ok((backfill, training, model))
+    let trained = exe.map(|exe| training(&*store, data, exe)).transpose()?;
+    Ok((backfill, trained))
 }
 
 /// Writes `n` customers with varied behaviour over the last 120 days into the store.
@@ -403,12 +415,13 @@ fn print_report(r: &Report) {
             b.rule, b.segments_in_force, b.profiles, b.seconds, b.profiles_per_sec, b.entered
         );
     }
-    let t = &r.training;
-    println!(
-        "model training on {} profiles, {} features, k = {}: live {:.2} s, persona cluster {:.2} s, ratio {:.2}",
-        t.profiles, t.features, t.k, t.live_seconds, t.cluster_command_seconds, t.ratio
-    );
-    let e = &r.per_event;
+    if let Some(t) = &r.training {
+        println!(
+            "model training on {} profiles, {} features, k = {}: live {:.2} s, persona cluster {:.2} s, ratio {:.2}",
+            t.profiles, t.features, t.k, t.live_seconds, t.cluster_command_seconds, t.ratio
+        );
+    }
+    let Some(e) = &r.per_event else { return };
     println!(
         "replay of simulated traffic, {} events: {:.0} events/s plain, {:.0} events/s with {} rule segments and the model; work added per event {:.2} µs",
         e.plain.events,
