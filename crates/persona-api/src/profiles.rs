@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use persona_core::FieldError;
 use persona_core::profile::{Profile, ProfileView};
@@ -23,9 +24,9 @@ pub(crate) struct ProfileQuery {
 
 /// The profile body of the public interface: the view plus the segment-stage fields.
 #[derive(Serialize)]
-pub(crate) struct ProfileBody {
+pub(crate) struct ProfileBody<'a> {
     #[serde(flatten)]
-    view: ProfileView,
+    view: ProfileView<'a>,
     /// RFM scores against the edges in force, for a customer who purchased.
     rfm: Option<Value>,
     segments: Vec<Value>,
@@ -73,7 +74,7 @@ pub(crate) async fn profile(
     State(state): State<ApiState>,
     Path(key): Path<String>,
     Query(q): Query<ProfileQuery>,
-) -> Result<Json<ProfileBody>, ApiError> {
+) -> Result<Response, ApiError> {
     let as_of = match q.as_of.as_deref() {
         None => Utc::now(),
         Some(s) => {
@@ -118,7 +119,8 @@ pub(crate) async fn profile(
         clusters,
         stale: (state.stale)(),
     };
-    Ok(Json(body))
+    // Written out here, while the profile the view borrows from is at hand.
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]

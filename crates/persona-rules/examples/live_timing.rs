@@ -17,12 +17,13 @@ use rand::{Rng, SeedableRng};
 fn main() {
     let view = ProfileView {
         user_id: Some("u1".into()),
-        aliases: vec![],
-        anonymous_ids: vec![],
+        aliases: Default::default(),
+        anonymous_ids: Default::default(),
         traits: serde_json::json!({"country": "DE"})
             .as_object()
             .unwrap()
-            .clone(),
+            .clone()
+            .into(),
         computed: ComputedView {
             frequency: 4,
             monetary: 250.0,

@@ -537,22 +537,23 @@ mod tests {
 
     use super::*;
 
-    fn profile() -> ProfileView {
+    fn profile() -> ProfileView<'static> {
         let day = |d: u32| Utc.with_ymd_and_hms(2026, 11, d, 12, 0, 0).unwrap();
         ProfileView {
             user_id: Some("u1".into()),
-            aliases: vec![],
-            anonymous_ids: vec![],
+            aliases: Default::default(),
+            anonymous_ids: Default::default(),
             traits: json!({"country": "DE", "age": 41, "vip": true, "address": {"city": "Köln"}, "email": "ann@example.com"})
                 .as_object()
                 .unwrap()
-                .clone(),
+                .clone()
+                .into(),
             computed: ComputedView {
                 frequency: 4,
                 monetary: 250.0,
                 recency_days: Some(12),
                 first_seen: Some(day(1)),
-                events: [("Order Completed".to_string(), 4)].into(),
+                events: std::borrow::Cow::Owned([("Order Completed".to_string(), 4)].into()),
                 ..ComputedView::default()
             },
             as_of: day(20),

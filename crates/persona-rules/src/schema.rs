@@ -50,7 +50,7 @@ pub struct ComputedField {
     pub ty: Type,
     /// Relative to `as_of`, so it changes with time alone and needs the sweep.
     pub time_relative: bool,
-    read: fn(&ComputedView) -> Val<'_>,
+    read: for<'a> fn(&'a ComputedView<'_>) -> Val<'a>,
 }
 
 impl PartialEq for ComputedField {

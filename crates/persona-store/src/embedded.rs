@@ -16,7 +16,7 @@ use persona_core::profile::Profile;
 
 use crate::{
     ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, SegmentDef, SegmentId, StoreError,
-    decode_profile,
+    VisitEncoded, decode_profile,
 };
 
 const NEXT_ID: &str = "next_profile_id";
@@ -308,6 +308,22 @@ impl ProfileStore for EmbeddedStore {
             out.push((u64_of(&k)?, v.to_vec()));
         }
         Ok(out)
+    }
+
+    fn visit_encoded(
+        &self,
+        first: ProfileId,
+        last: ProfileId,
+        visit: &mut VisitEncoded<'_>,
+    ) -> Result<(), StoreError> {
+        for guard in self
+            .profiles
+            .range(first.to_be_bytes()..=last.to_be_bytes())
+        {
+            let (k, v) = guard.into_inner().map_err(backend)?;
+            visit(u64_of(&k)?, &v)?;
+        }
+        Ok(())
     }
 
     fn count(&self) -> Result<u64, StoreError> {

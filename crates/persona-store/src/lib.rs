@@ -44,6 +44,9 @@ pub struct SegmentDef {
     pub version: u64,
 }
 
+/// What [`ProfileStore::visit_encoded`] hands each stored profile to.
+pub type VisitEncoded<'a> = dyn FnMut(ProfileId, &[u8]) -> Result<(), StoreError> + 'a;
+
 /// A profile's internal number. Identities (user and anonymous ids) point to it; merging
 /// two profiles re-points identities, so the number of a merged-away profile is retired.
 pub type ProfileId = u64;
@@ -108,6 +111,19 @@ impl ChangeSet {
         self.memberships.clear();
         self.outbox.clear();
         self.durable = false;
+    }
+
+    /// Moves the profile, identity, event, membership and outbox writes of `other` into
+    /// this change set (not its id counter, offsets or durability, which are this one's).
+    pub fn absorb(&mut self, other: &mut ChangeSet) {
+        self.profiles.append(&mut other.profiles);
+        self.removed.append(&mut other.removed);
+        self.created += std::mem::take(&mut other.created);
+        self.links.append(&mut other.links);
+        self.events.append(&mut other.events);
+        self.moved_events.append(&mut other.moved_events);
+        self.memberships.append(&mut other.memberships);
+        self.outbox.append(&mut other.outbox);
     }
 
     /// Writes in the change set, for sizing a write batch.
@@ -180,13 +196,23 @@ pub trait ProfileStore: Send + Sync + 'static {
     }
 
     /// Profiles in id order after `after`, at most `limit`, as stored (see
-    /// `persona_core::profile::codec`): for a segment pass, which decodes, evaluates and
-    /// drops each profile on one thread.
+    /// `persona_core::profile::codec`).
     fn scan_encoded(
         &self,
         after: Option<ProfileId>,
         limit: usize,
     ) -> Result<Vec<(ProfileId, Vec<u8>)>, StoreError>;
+
+    /// Hands every profile with an id from `first` to `last` (both included) to `visit`
+    /// as stored, in id order; an error from `visit` ends the walk. For a segment pass,
+    /// which walks several id ranges at once, each on a thread that reads, decodes,
+    /// evaluates and drops its profiles.
+    fn visit_encoded(
+        &self,
+        first: ProfileId,
+        last: ProfileId,
+        visit: &mut VisitEncoded<'_>,
+    ) -> Result<(), StoreError>;
 
     /// How many profiles there are.
     fn count(&self) -> Result<u64, StoreError>;

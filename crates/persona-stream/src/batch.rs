@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use persona_core::parallel::split_work;
+use persona_core::parallel::{cores, split_work};
 use persona_core::profile::{Profile, codec};
 use persona_rules::live::{Scope, merged_away, reevaluate};
 use persona_rules::{Live, Reason};
@@ -65,8 +65,30 @@ impl Cache {
     }
 }
 
-/// Profiles one thread evaluates at least in a pass's commit, so a thread pays for its start.
-const EVALUATE_PART: usize = 128;
+/// What a commit did.
+pub(crate) struct Committed {
+    /// The next unused profile id.
+    pub next_id: ProfileId,
+    /// A segment pass: the stored profiles it went over.
+    pub passed: u64,
+}
+
+/// What one thread of a segment pass found in its id range.
+#[derive(Default)]
+struct PassPart {
+    changes: ChangeSet,
+    /// Profiles the processor has cached, left for the cached copy.
+    cached: Vec<ProfileId>,
+    passed: u64,
+}
+
+impl PassPart {
+    fn absorb(&mut self, mut other: PassPart) {
+        self.changes.absorb(&mut other.changes);
+        self.cached.append(&mut other.cached);
+        self.passed += other.passed;
+    }
+}
 
 pub(crate) struct Batch<'s> {
     store: &'s dyn ProfileStore,
@@ -79,8 +101,8 @@ pub(crate) struct Batch<'s> {
     reason: Reason,
     /// The segments and models it evaluates.
     scope: &'s Scope,
-    /// A segment pass: the chunk of stored profiles it goes over, as stored.
-    pass_chunk: Vec<(ProfileId, Vec<u8>)>,
+    /// A segment pass: the ids it goes over, first and last included.
+    pass_range: Option<(ProfileId, ProfileId)>,
 }
 
 impl<'s> Batch<'s> {
@@ -106,7 +128,7 @@ impl<'s> Batch<'s> {
             live,
             reason,
             scope,
-            pass_chunk: Vec::new(),
+            pass_range: None,
         }
     }
 
@@ -146,9 +168,10 @@ impl<'s> Batch<'s> {
         Ok(profile)
     }
 
-    /// Makes this batch a segment pass over `chunk`, stored profiles read in bulk.
-    pub fn pass_over(&mut self, chunk: Vec<(ProfileId, Vec<u8>)>) {
-        self.pass_chunk = chunk;
+    /// Makes this batch a segment pass over the stored profiles with ids from `first` to
+    /// `last`.
+    pub fn pass_over(&mut self, first: ProfileId, last: ProfileId) {
+        self.pass_range = Some((first, last));
     }
 
     fn create(&mut self, profile: Profile) -> ProfileId {
@@ -291,9 +314,9 @@ impl<'s> Batch<'s> {
             .push((consumer.to_owned(), offset));
     }
 
-    /// Writes the batch atomically, with the memberships its changes lead to; returns the
-    /// next unused profile id.
-    pub fn commit(self) -> Result<ProfileId, StoreError> {
+    /// Writes the batch atomically, with the memberships its changes lead to.
+    pub fn commit(self) -> Result<Committed, StoreError> {
+        let mut passed = 0;
         let cache = self.cache;
         let now = Utc::now();
         let (live, reason, scope) = (&*self.live, self.reason, self.scope);
@@ -306,7 +329,7 @@ impl<'s> Batch<'s> {
                 out.profiles.push((id, codec::encode(profile)));
             }
         };
-        if reason == Reason::Event {
+        if self.pass_range.is_none() {
             // On one core, in the order the events touched them: splitting an event batch
             // cost replay throughput on two cores, where the store's background work needs
             // the second.
@@ -316,33 +339,33 @@ impl<'s> Batch<'s> {
                     settle(*id, profile, &mut cache.changes);
                 }
             }
-        } else {
-            let mut chunk = self.pass_chunk;
-            // A cached profile is the copy later events change: evaluate that one in place
-            // (it is what the store holds, the processor being the only writer).
-            chunk.retain(|(id, _)| match cache.profiles.get_mut(id) {
-                Some((profile, _)) => {
-                    settle(*id, profile, &mut cache.changes);
-                    false
+        } else if let Some((first, last)) = self.pass_range {
+            // One part of the id range per core. Each thread reads, decodes, evaluates,
+            // encodes (when memberships moved) and drops its profiles: a pass over a
+            // million profiles keeps every core busy, never holds more than a chunk, and
+            // never churns them through the cache. (Writing one chunk while the next is
+            // evaluated measured no faster on two cores: they are busy already.)
+            let (store, cached) = (self.store, &cache.profiles);
+            let mut ranges = split_range(first, last, cores());
+            let parts = split_work(&mut ranges, 1, |ranges| {
+                let mut part = PassPart::default();
+                for &(a, b) in ranges.iter() {
+                    part.absorb(pass_range(store, cached, &settle, a, b)?);
                 }
-                None => true,
+                Ok::<_, StoreError>(part)
             });
-            // The others are decoded, evaluated, encoded when they moved and dropped on
-            // every core, each on one thread: a pass over a million profiles never holds
-            // more than a chunk, and never churns them through the cache.
-            let parts = split_work(&mut chunk, EVALUATE_PART, |part| {
-                let mut out = ChangeSet::default();
-                for (id, bytes) in part.iter() {
-                    settle(*id, &mut decode_profile(*id, bytes)?, &mut out);
-                }
-                Ok::<_, StoreError>(out)
-            });
-            let changes = &mut cache.changes;
+            let mut in_cache = Vec::new();
             for part in parts {
                 let mut part = part?;
-                changes.profiles.append(&mut part.profiles);
-                changes.memberships.append(&mut part.memberships);
-                changes.outbox.append(&mut part.outbox);
+                cache.changes.absorb(&mut part.changes);
+                in_cache.append(&mut part.cached);
+                passed += part.passed;
+            }
+            // A cached profile is the copy later events change: evaluate that one in place
+            // (it holds what the store holds, the processor being the only writer).
+            for id in in_cache {
+                let (profile, _) = cache.profiles.get_mut(&id).expect("seen in the cache");
+                settle(id, profile, &mut cache.changes);
             }
         }
         let changes = &mut cache.changes;
@@ -352,6 +375,52 @@ impl<'s> Batch<'s> {
         self.store.apply(changes)?;
         let next_id = changes.next_id;
         cache.committed();
-        Ok(next_id)
+        Ok(Committed { next_id, passed })
+    }
+}
+
+/// Goes over the stored profiles with ids `first..=last` on this thread, settling each
+/// with `settle` (cached ones are left for their cached copy).
+fn pass_range(
+    store: &dyn ProfileStore,
+    cached: &HashMap<ProfileId, (Profile, u64)>,
+    settle: &(impl Fn(ProfileId, &mut Profile, &mut ChangeSet) + Sync),
+    first: ProfileId,
+    last: ProfileId,
+) -> Result<PassPart, StoreError> {
+    let mut part = PassPart::default();
+    store.visit_encoded(first, last, &mut |id, bytes| {
+        part.passed += 1;
+        if cached.contains_key(&id) {
+            part.cached.push(id);
+        } else {
+            settle(id, &mut decode_profile(id, bytes)?, &mut part.changes);
+        }
+        Ok(())
+    })?;
+    Ok(part)
+}
+
+/// `first..=last` in `parts` contiguous ranges of about equal length (fewer when shorter).
+fn split_range(first: ProfileId, last: ProfileId, parts: usize) -> Vec<(ProfileId, ProfileId)> {
+    let len = last.saturating_sub(first) + 1;
+    let size = len.div_ceil(parts.max(1) as u64);
+    (0..parts as u64)
+        .map(|i| first + i * size)
+        .take_while(|&a| a <= last)
+        .map(|a| (a, (a + size - 1).min(last)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_range;
+
+    #[test]
+    fn id_ranges_split_into_contiguous_parts() {
+        assert_eq!(split_range(1, 10, 2), [(1, 5), (6, 10)]);
+        assert_eq!(split_range(1, 11, 2), [(1, 6), (7, 11)]);
+        assert_eq!(split_range(5, 5, 4), [(5, 5)]);
+        assert_eq!(split_range(1, 3, 8), [(1, 1), (2, 2), (3, 3)]);
     }
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::days::Days;
 use super::sessions::Sessions;
 
 /// Milliseconds in a day.
@@ -65,6 +66,14 @@ pub struct DayCounts {
     pub revenue_micros: i64,
 }
 
+impl DayCounts {
+    pub fn add(&mut self, other: &DayCounts) {
+        self.events += other.events;
+        self.purchases += other.purchases;
+        self.revenue_micros = self.revenue_micros.saturating_add(other.revenue_micros);
+    }
+}
+
 /// The behavioural state of one profile.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -90,7 +99,7 @@ pub struct Activity {
     pub app_opens: u64,
     /// Day (days since the Unix epoch, UTC) → counts, for the last [`WINDOW_DAYS`] days up to
     /// the latest event seen.
-    pub days: BTreeMap<i64, DayCounts>,
+    pub days: Days,
 }
 
 /// Largest revenue of one purchase taken as given; larger values (a sender's unit
@@ -181,7 +190,7 @@ impl Activity {
         self.email_opens += other.email_opens;
         self.email_clicks += other.email_clicks;
         self.app_opens += other.app_opens;
-        for (&day, counts) in &other.days {
+        for (day, counts) in other.days.iter() {
             self.add_day(day, *counts);
         }
     }
@@ -195,29 +204,14 @@ impl Activity {
         if day < oldest_kept {
             return;
         }
-        let slot = self.days.entry(day).or_default();
-        slot.events += counts.events;
-        slot.purchases += counts.purchases;
-        slot.revenue_micros = slot.revenue_micros.saturating_add(counts.revenue_micros);
-        while self
-            .days
-            .first_key_value()
-            .is_some_and(|(&d, _)| d < oldest_kept)
-        {
-            self.days.pop_first();
-        }
+        self.days.add(day, counts);
+        self.days.keep_from(oldest_kept);
     }
 
     /// Sums the day buckets in the `days` days ending with `as_of`'s day.
     pub fn window(&self, as_of: i64, days: i64) -> DayCounts {
         let last = day_of(as_of);
-        let mut sum = DayCounts::default();
-        for (_, c) in self.days.range(last - days + 1..=last) {
-            sum.events += c.events;
-            sum.purchases += c.purchases;
-            sum.revenue_micros = sum.revenue_micros.saturating_add(c.revenue_micros);
-        }
-        sum
+        self.days.sum(last - days + 1, last)
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod activity;
 pub mod codec;
+mod days;
 mod sessions;
 mod traits;
 mod view;
@@ -18,7 +19,7 @@ pub use activity::{
 };
 pub use sessions::{MAX_KEPT_SESSIONS, Sessions};
 pub use traits::{Trait, Traits, set_all, set_trait};
-pub use view::{ComputedView, ProfileView};
+pub use view::{ComputedView, ProfileView, TraitValues};
 
 /// The default inactivity gap that ends a session: 30 minutes, as Google Analytics and
 /// Segment's session tooling use.

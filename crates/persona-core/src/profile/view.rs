@@ -1,28 +1,65 @@
 //! The read-time shape of a profile, with time-relative values computed against `as_of`.
+//!
+//! A view borrows the profile's ids, traits and name counts rather than copying them: the
+//! segment stage builds one for every profile a back-fill goes over, and most of what it
+//! would copy is never read.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::{DAY_MS, Profile};
+use super::{DAY_MS, Profile, Traits};
 
 /// A profile as the API shows it (the API adds `rfm`, `segments`, `cluster`, `stale`).
 #[derive(Debug, Clone, Serialize)]
-pub struct ProfileView {
-    pub user_id: Option<String>,
-    pub aliases: Vec<String>,
-    pub anonymous_ids: Vec<String>,
-    pub traits: Map<String, Value>,
-    pub computed: ComputedView,
+pub struct ProfileView<'a> {
+    pub user_id: Option<Cow<'a, str>>,
+    pub aliases: Cow<'a, [String]>,
+    pub anonymous_ids: Cow<'a, [String]>,
+    pub traits: TraitValues<'a>,
+    pub computed: ComputedView<'a>,
     pub as_of: DateTime<Utc>,
+}
+
+/// The value of each trait, by name: the stored traits without their write times, or
+/// values given as they are.
+#[derive(Debug, Clone)]
+pub enum TraitValues<'a> {
+    Stored(&'a Traits),
+    Given(Map<String, Value>),
+}
+
+impl TraitValues<'_> {
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        match self {
+            TraitValues::Stored(t) => t.get(name).map(|t| &t.value),
+            TraitValues::Given(m) => m.get(name),
+        }
+    }
+}
+
+impl From<Map<String, Value>> for TraitValues<'_> {
+    fn from(values: Map<String, Value>) -> Self {
+        TraitValues::Given(values)
+    }
+}
+
+impl Serialize for TraitValues<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TraitValues::Stored(t) => s.collect_map(t.iter().map(|(k, t)| (k, &t.value))),
+            TraitValues::Given(m) => m.serialize(s),
+        }
+    }
 }
 
 /// Every computed feature. Time-relative ones (`recency_days`, `days_since_last_seen`, the
 /// rolling windows) are relative to `as_of`; the others count all history.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct ComputedView {
+pub struct ComputedView<'a> {
     pub event_count: u64,
     pub first_seen: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
@@ -36,10 +73,10 @@ pub struct ComputedView {
     pub avg_order_value: Option<f64>,
     pub first_purchase: Option<DateTime<Utc>>,
     pub last_purchase: Option<DateTime<Utc>>,
-    pub events: BTreeMap<String, u64>,
+    pub events: Cow<'a, BTreeMap<String, u64>>,
     pub page_views: u64,
     pub screen_views: u64,
-    pub page_categories: BTreeMap<String, u64>,
+    pub page_categories: Cow<'a, BTreeMap<String, u64>>,
     pub sessions: u64,
     pub time_on_site_seconds: f64,
     pub avg_session_seconds: Option<f64>,
@@ -71,21 +108,17 @@ fn money(micros: i64) -> f64 {
 
 impl Profile {
     /// The profile as of `as_of`.
-    pub fn view(&self, as_of: DateTime<Utc>) -> ProfileView {
+    pub fn view(&self, as_of: DateTime<Utc>) -> ProfileView<'_> {
         let now = as_of.timestamp_millis();
         let a = &self.activity;
         let sessions = a.sessions.count();
         let on_site = a.sessions.total_ms() as f64 / 1000.0;
         let (w7, w30, w90) = (a.window(now, 7), a.window(now, 30), a.window(now, 90));
         ProfileView {
-            user_id: self.user_id.clone(),
-            aliases: self.aliases.clone(),
-            anonymous_ids: self.anonymous_ids.clone(),
-            traits: self
-                .traits
-                .iter()
-                .map(|(k, t)| (k.clone(), t.value.clone()))
-                .collect(),
+            user_id: self.user_id.as_deref().map(Cow::Borrowed),
+            aliases: Cow::Borrowed(&self.aliases),
+            anonymous_ids: Cow::Borrowed(&self.anonymous_ids),
+            traits: TraitValues::Stored(&self.traits),
             computed: ComputedView {
                 event_count: a.event_count,
                 first_seen: time(a.first_seen),
@@ -98,10 +131,10 @@ impl Profile {
                     .then(|| money(a.revenue_micros) / a.purchases as f64),
                 first_purchase: time(a.first_purchase),
                 last_purchase: time(a.last_purchase),
-                events: a.events.clone(),
+                events: Cow::Borrowed(&a.events),
                 page_views: a.page_views,
                 screen_views: a.screen_views,
-                page_categories: a.page_categories.clone(),
+                page_categories: Cow::Borrowed(&a.page_categories),
                 sessions,
                 time_on_site_seconds: on_site,
                 avg_session_seconds: (sessions > 0).then(|| on_site / sessions as f64),

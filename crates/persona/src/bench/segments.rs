@@ -136,13 +136,12 @@ fn definitions(rules: &[String]) -> Vec<SegmentDef> {
         .collect()
 }
 
+/// The back-fills, and the training with the model it made (absent with `--backfill-only`).
+type StoredPhases = (Vec<Backfill>, Option<(Training, ModelDoc)>);
+
 /// The phases over the big store: build it, back-fill, and train unless `exe` (for
 /// `persona cluster`) is `None`. Returns the trained model too.
-fn stored_phases(
-    data: &Path,
-    profiles: usize,
-    exe: Option<&Path>,
-) -> anyhow::Result<(Vec<Backfill>, Option<(Training, ModelDoc)>)> {
+fn stored_phases(data: &Path, profiles: usize, exe: Option<&Path>) -> anyhow::Result<StoredPhases> {
     let store = Arc::new(EmbeddedStore::open(data.join("profiles"))?);
     build_store(&*store, profiles)?;
     store.compact()?;
