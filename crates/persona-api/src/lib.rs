@@ -47,6 +47,11 @@ pub struct ApiState {
     pub segments_lock: Arc<WriteLock>,
 }
 
+/// 404 with the error body: `message` says what is not there.
+pub(crate) fn not_found(message: String) -> ApiError {
+    ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", message)
+}
+
 /// One writer at a time over a read-modify-write of stored definitions. Held only around
 /// short store calls, never across an await.
 #[derive(Default)]

@@ -41,14 +41,6 @@ fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
     ApiError::invalid(vec![FieldError::new(0, field, reason.into())])
 }
 
-fn not_found(id: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no model with id {id}"),
-    )
-}
-
 /// Every stored model. Training that a restart interrupted is marked failed, so that no
 /// model stays "training" for ever.
 pub fn load_models(store: &dyn ProfileStore) -> Result<Vec<ModelDoc>, StoreError> {
@@ -103,12 +95,15 @@ fn shown(doc: &ModelDoc, registry: &SegmentRegistry) -> Value {
     v
 }
 
-fn find(state: &ApiState, id: u64) -> Result<ModelDoc, ApiError> {
+/// The stored model `id` names; 404 for an id that is not a model's, a number or not.
+fn find(state: &ApiState, id: &str) -> Result<ModelDoc, ApiError> {
+    let unknown = || crate::not_found(format!("no model with id {id}"));
+    let id: u64 = id.parse().map_err(|_| unknown())?;
     read_models(&*state.store)
         .map_err(store_error)?
         .into_iter()
         .find(|m| m.id == id)
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(unknown)
 }
 
 pub(crate) async fn create(
@@ -380,33 +375,34 @@ pub(crate) async fn list(State(state): State<ApiState>) -> Result<Json<Value>, A
 
 pub(crate) async fn get(
     State(state): State<ApiState>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(shown(&find(&state, id)?, &state.segments)))
+    Ok(Json(shown(&find(&state, &id)?, &state.segments)))
 }
 
 /// The curves over k (or the k-distance curve) the model's k was chosen by.
 pub(crate) async fn curves(
     State(state): State<ApiState>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let doc = find(&state, id)?;
+    let doc = find(&state, &id)?;
     let curves = doc.summary.map(|s| s.curves).unwrap_or_default();
-    Ok(Json(serde_json::json!({ "id": id, "curves": curves })))
+    Ok(Json(serde_json::json!({ "id": doc.id, "curves": curves })))
 }
 
 /// Makes a trained model the active one of its name (a rollback to an earlier version).
 pub(crate) async fn activate(
     State(state): State<ApiState>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let doc = find(&state, id)?;
+    let doc = find(&state, &id)?;
     if doc.status != ModelStatus::Ready {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_ready",
             format!(
-                "model {id} is {}, not trained; only a trained model can be active",
+                "model {} is {}, not trained; only a trained model can be active",
+                doc.id,
                 serde_json::to_value(doc.status).expect("serialises")
             ),
         ));

@@ -129,13 +129,7 @@ fn reload(state: &ApiState) -> Result<(), ApiError> {
 }
 
 fn find(state: &ApiState, id: &str) -> Result<SegmentDef, ApiError> {
-    let not_found = || {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no segment {id}"),
-        )
-    };
+    let not_found = || crate::not_found(format!("no segment {id}"));
     let id: SegmentId = id.parse().map_err(|_| not_found())?;
     state
         .store

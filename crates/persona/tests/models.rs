@@ -264,9 +264,12 @@ async fn a_model_is_trained_on_the_profiles_and_places_every_customer_live() {
         .unwrap();
     assert_eq!(status, 200, "{back}");
     clustered(&http, &url, "mid3", &first["id"]).await;
-    let (status, _) = http
-        .get(&format!("{models}/999"), Some(ADMIN))
-        .await
-        .unwrap();
-    assert_eq!(status, 404);
+    for unknown in ["999", "abc"] {
+        let (status, err) = http
+            .get(&format!("{models}/{unknown}"), Some(ADMIN))
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "{unknown}: {err}");
+        assert_eq!(err["error"]["code"], "not_found", "{unknown}: {err}");
+    }
 }
