@@ -11,15 +11,15 @@ use persona_rules::SegmentRegistry;
 use persona_rules::live::RfmFit;
 use persona_rules::live::rfm::{RFM_DOCUMENT, values};
 use persona_segment::rfm::RfmEdges;
-use persona_store::{ProfileStore, StoreError, for_each_page};
+use persona_store::{ProfileStore, StoreError, for_each_profile_on_one_core};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::profiles::store_error;
 use crate::{ApiError, ApiState};
 
-/// Profiles read per store scan.
-const SCAN_CHUNK: usize = 10_000;
+/// Profile ids read per store read.
+const SCAN_CHUNK: u64 = 10_000;
 
 /// The newest stored fit.
 pub fn load_rfm(store: &dyn ProfileStore) -> Result<Option<RfmFit>, StoreError> {
@@ -40,20 +40,19 @@ pub fn refit_rfm(
 ) -> Result<Option<RfmFit>, StoreError> {
     let mut customers = Vec::new();
     let mut unusable = 0usize;
-    for_each_page(store, SCAN_CHUNK, |page| {
-        for v in page
-            .iter()
-            .filter_map(|(_, p)| values(&p.view(as_of).computed))
-        {
-            // A revenue so large that the sum overflowed cannot place an edge; such a
-            // customer is scored against the others' edges, not fitted on.
-            if v.monetary.is_finite() {
-                customers.push(v);
-            } else {
-                unusable += 1;
-            }
+    // On one core: the fit runs on a schedule while events arrive, and the stream stage's
+    // freshness matters more than the fit's few seconds.
+    for_each_profile_on_one_core(store, SCAN_CHUNK, |_, p| {
+        let Some(v) = values(&p.view(as_of).computed) else {
+            return;
+        };
+        // A spend that is not a finite number cannot place an edge; such a customer is
+        // scored against the others' edges, not fitted on.
+        if v.monetary.is_finite() {
+            customers.push(v);
+        } else {
+            unusable += 1;
         }
-        Ok::<_, StoreError>(())
     })?;
     if unusable > 0 {
         tracing::warn!(

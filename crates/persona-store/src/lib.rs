@@ -161,6 +161,27 @@ pub fn for_each_page<E: From<StoreError>>(
     }
 }
 
+/// Walks every profile in id order on the calling thread alone, reading `page` ids at a
+/// time: for background jobs (the scheduled RFM fit) that should leave the other cores to
+/// the stream stage rather than finish sooner.
+pub fn for_each_profile_on_one_core(
+    store: &dyn ProfileStore,
+    page: u64,
+    mut visit: impl FnMut(ProfileId, &Profile),
+) -> Result<(), StoreError> {
+    let end = store.next_id()?;
+    let mut first = 0;
+    while first < end {
+        let last = first.saturating_add(page.max(1) - 1).min(end - 1);
+        store.visit_encoded(first, last, &mut |id, bytes| {
+            visit(id, &decode_profile(id, bytes)?);
+            Ok(())
+        })?;
+        first = last + 1;
+    }
+    Ok(())
+}
+
 /// Storage of profiles. Reads may run concurrently with each other and with `apply`.
 pub trait ProfileStore: Send + Sync + 'static {
     /// The profile an identity belongs to.
