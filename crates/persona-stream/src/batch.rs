@@ -9,9 +9,7 @@ use persona_core::parallel::{cores, split_work};
 use persona_core::profile::{Profile, codec};
 use persona_rules::live::{Scope, merged_away, reevaluate};
 use persona_rules::{Live, Reason};
-use persona_store::{
-    ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError, decode_profile,
-};
+use persona_store::{ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError};
 
 /// What the processor keeps between batches: recently touched profiles (decoded) and
 /// identities, and the batch's buffers. Keeping them is coherent because the processor is
@@ -320,14 +318,14 @@ impl<'s> Batch<'s> {
         let cache = self.cache;
         let now = Utc::now();
         let (live, reason, scope) = (&*self.live, self.reason, self.scope);
+        // Evaluates the segments on one profile, recording entries and exits; whether the
+        // profile must be written: every one an event changed, and in a back-fill or sweep
+        // those whose memberships moved.
         let settle = |id: ProfileId, profile: &mut Profile, out: &mut ChangeSet| {
             let moved =
                 (!live.is_empty() || !profile.segments.is_empty() || !profile.clusters.is_empty())
                     && reevaluate(id, profile, live, now, reason, scope, out);
-            // A back-fill or sweep rewrites only the profiles whose memberships moved.
-            if reason == Reason::Event || moved {
-                out.profiles.push((id, codec::encode(profile)));
-            }
+            reason == Reason::Event || moved
         };
         if self.pass_range.is_none() {
             // On one core, in the order the events touched them: splitting an event batch
@@ -335,8 +333,10 @@ impl<'s> Batch<'s> {
             // the second.
             for id in &cache.dirty {
                 // Absent: merged away within this batch.
-                if let Some((profile, _)) = cache.profiles.get_mut(id) {
-                    settle(*id, profile, &mut cache.changes);
+                if let Some((profile, _)) = cache.profiles.get_mut(id)
+                    && settle(*id, profile, &mut cache.changes)
+                {
+                    cache.changes.profiles.push((*id, codec::encode(profile)));
                 }
             }
         } else if let Some((first, last)) = self.pass_range {
@@ -365,7 +365,9 @@ impl<'s> Batch<'s> {
             // (it holds what the store holds, the processor being the only writer).
             for id in in_cache {
                 let (profile, _) = cache.profiles.get_mut(&id).expect("seen in the cache");
-                settle(id, profile, &mut cache.changes);
+                if settle(id, profile, &mut cache.changes) {
+                    cache.changes.profiles.push((id, codec::encode(profile)));
+                }
             }
         }
         let changes = &mut cache.changes;
@@ -380,11 +382,11 @@ impl<'s> Batch<'s> {
 }
 
 /// Goes over the stored profiles with ids `first..=last` on this thread, settling each
-/// with `settle` (cached ones are left for their cached copy).
+/// with `settle` and writing those it says to (cached ones are left for their cached copy).
 fn pass_range(
     store: &dyn ProfileStore,
     cached: &HashMap<ProfileId, (Profile, u64)>,
-    settle: &(impl Fn(ProfileId, &mut Profile, &mut ChangeSet) + Sync),
+    settle: &(impl Fn(ProfileId, &mut Profile, &mut ChangeSet) -> bool + Sync),
     first: ProfileId,
     last: ProfileId,
 ) -> Result<PassPart, StoreError> {
@@ -394,7 +396,17 @@ fn pass_range(
         if cached.contains_key(&id) {
             part.cached.push(id);
         } else {
-            settle(id, &mut decode_profile(id, bytes)?, &mut part.changes);
+            // Read without the ids no rule reads; written back, when memberships moved, by
+            // copying the stored bytes up to the memberships.
+            let (mut profile, memberships) = codec::decode_for_pass(bytes)
+                .map_err(|source| StoreError::Decode { id, source })?;
+            if settle(id, &mut profile, &mut part.changes) {
+                let stored = match memberships {
+                    Some(m) => codec::reencode_memberships(bytes, m, &profile),
+                    None => codec::encode(&profile),
+                };
+                part.changes.profiles.push((id, stored));
+            }
         }
         Ok(())
     })?;

@@ -8,6 +8,9 @@
 //! Anything else (a removed, reordered or retyped field) needs a new version byte and a
 //! migration in [`decode`]. Version 1 records (MessagePack with field names) still decode.
 
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
 use super::Profile;
 
 /// The schema version written by this build.
@@ -45,6 +48,64 @@ pub fn decode(bytes: &[u8]) -> Result<Profile, DecodeError> {
         Some((1 | 2, rest)) => Ok(rmp_serde::from_slice(rest)?),
         Some((&v, _)) => Err(DecodeError::UnknownVersion(v)),
     }
+}
+
+/// Where a current-version record's memberships (`segments`, `clusters`) begin, so that a
+/// segment pass rewrites only those: see [`decode_for_pass`].
+#[derive(Debug, Clone, Copy)]
+pub struct Memberships {
+    at: usize,
+}
+
+/// The fields a compact record of this build holds (user id to clusters).
+const FIELDS: u8 = 7;
+/// Fields up to and including `activity`; the memberships follow.
+const BEFORE_MEMBERSHIPS: u8 = 5;
+/// MessagePack's marker of an array of up to 15 items, the length in its low four bits.
+const FIXARRAY: u8 = 0x90;
+
+/// Decodes a stored profile for a segment pass: everything but its aliases and anonymous
+/// ids, which no rule or model reads (they come out empty). For a current-version record
+/// it also says where the memberships begin, so that [`reencode_memberships`] writes the
+/// profile back by copying the rest of the bytes instead of encoding it all again. Other
+/// records decode whole, without that.
+pub fn decode_for_pass(bytes: &[u8]) -> Result<(Profile, Option<Memberships>), DecodeError> {
+    let fields = match bytes {
+        [SCHEMA_VERSION, m, ..] if m & 0xf0 == FIXARRAY => m & 0x0f,
+        _ => 0,
+    };
+    if !(BEFORE_MEMBERSHIPS..=FIELDS).contains(&fields) {
+        return decode(bytes).map(|p| (p, None));
+    }
+    let mut de = rmp_serde::Deserializer::new(&bytes[2..]);
+    let mut p = Profile {
+        user_id: Deserialize::deserialize(&mut de)?,
+        ..Profile::default()
+    };
+    IgnoredAny::deserialize(&mut de)?;
+    IgnoredAny::deserialize(&mut de)?;
+    p.traits = Deserialize::deserialize(&mut de)?;
+    p.activity = Deserialize::deserialize(&mut de)?;
+    let at = bytes.len() - de.get_ref().len();
+    if fields > BEFORE_MEMBERSHIPS {
+        p.segments = Deserialize::deserialize(&mut de)?;
+    }
+    if fields > BEFORE_MEMBERSHIPS + 1 {
+        p.clusters = Deserialize::deserialize(&mut de)?;
+    }
+    Ok((p, Some(Memberships { at })))
+}
+
+/// The stored form of `profile`, read from `bytes` by [`decode_for_pass`], after a pass
+/// changed its memberships: the stored bytes up to them, then its memberships. Equal to
+/// [`encode`] of the whole profile.
+pub fn reencode_memberships(bytes: &[u8], m: Memberships, profile: &Profile) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    out.extend_from_slice(&[SCHEMA_VERSION, FIXARRAY | FIELDS]);
+    out.extend_from_slice(&bytes[2..m.at]);
+    rmp_serde::encode::write(&mut out, &profile.segments).expect("ids always serialise");
+    rmp_serde::encode::write(&mut out, &profile.clusters).expect("ids always serialise");
+    out
 }
 
 #[cfg(test)]
@@ -93,5 +154,47 @@ mod tests {
                 added_later: vec![7]
             }
         );
+    }
+
+    /// A pass reads a record without its ids and writes back new memberships by copying
+    /// the rest: the bytes must be exactly what encoding the whole profile gives.
+    #[test]
+    fn a_pass_rewrites_memberships_exactly_as_a_full_encode() {
+        use super::super::{Observation, ObservedKind, set_all};
+        use super::{decode_for_pass, encode, reencode_memberships};
+
+        let mut p = super::Profile {
+            user_id: Some("ann".into()),
+            aliases: vec!["ann-old".into()],
+            anonymous_ids: vec!["a1".into(), "a2".into()],
+            segments: vec![3],
+            ..Default::default()
+        };
+        let serde_json::Value::Object(traits) = serde_json::json!({"country": "DE", "age": 41})
+        else {
+            unreachable!()
+        };
+        set_all(&mut p.traits, &traits, 1_000);
+        for at in [1_000, 90_000_000, 200_000_000] {
+            let kind = ObservedKind::Track {
+                name: "Order Completed",
+                purchase: Some(12.5),
+                email: None,
+                app_open: false,
+            };
+            p.activity.observe(&Observation { at, kind }, 1_800_000);
+        }
+        let stored = encode(&p);
+        let (mut read, m) = decode_for_pass(&stored).unwrap();
+        assert_eq!(
+            (read.user_id.as_deref(), &read.traits),
+            (Some("ann"), &p.traits)
+        );
+        assert_eq!((&read.activity, &read.segments), (&p.activity, &p.segments));
+        assert!(read.aliases.is_empty() && read.anonymous_ids.is_empty());
+        read.segments = vec![3, 9];
+        read.clusters = vec![(1, 4)];
+        (p.segments, p.clusters) = (read.segments.clone(), read.clusters.clone());
+        assert_eq!(reencode_memberships(&stored, m.unwrap(), &read), encode(&p));
     }
 }
