@@ -215,25 +215,25 @@ pub(crate) async fn create(
 
 /// Refuses settings a live model cannot use or that would train for hours.
 fn check_live_limits(plan: &Plan) -> Result<(), ApiError> {
-    match plan.k {
-        KPlan::Fixed(k) if k < 2 => {
+    // A tree's cut height finds k itself; training refuses it a single cluster.
+    let given = match plan.k {
+        KPlan::Fixed(k) => Some(("k", k)),
+        KPlan::Auto { max } => Some(("k_max", max)),
+        _ => None,
+    };
+    if let Some((field, k)) = given {
+        if k < 2 {
             return Err(invalid(
-                "k",
+                field,
                 "must be at least 2 for a live model: one cluster places every customer alike",
             ));
         }
-        KPlan::Fixed(k) | KPlan::Auto { max: k } if k > MAX_LIVE_K => {
-            let field = if matches!(plan.k, KPlan::Fixed(_)) {
-                "k"
-            } else {
-                "k_max"
-            };
+        if k > MAX_LIVE_K {
             return Err(invalid(
                 field,
                 format!("must be at most {MAX_LIVE_K} for a live model, got {k}"),
             ));
         }
-        _ => {}
     }
     if plan.n_init > MAX_N_INIT {
         return Err(invalid(

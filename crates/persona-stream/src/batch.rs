@@ -327,46 +327,49 @@ impl<'s> Batch<'s> {
                     && reevaluate(id, profile, live, now, reason, scope, out);
             reason == Reason::Event || moved
         };
-        if self.pass_range.is_none() {
-            // On one core, in the order the events touched them: splitting an event batch
-            // cost replay throughput on two cores, where the store's background work needs
-            // the second.
-            for id in &cache.dirty {
-                // Absent: merged away within this batch.
-                if let Some((profile, _)) = cache.profiles.get_mut(id)
-                    && settle(*id, profile, &mut cache.changes)
-                {
-                    cache.changes.profiles.push((*id, codec::encode(profile)));
+        match self.pass_range {
+            None => {
+                // On one core, in the order the events touched them: splitting an event batch
+                // cost replay throughput on two cores, where the store's background work needs
+                // the second.
+                for id in &cache.dirty {
+                    // Absent: merged away within this batch.
+                    if let Some((profile, _)) = cache.profiles.get_mut(id)
+                        && settle(*id, profile, &mut cache.changes)
+                    {
+                        cache.changes.profiles.push((*id, codec::encode(profile)));
+                    }
                 }
             }
-        } else if let Some((first, last)) = self.pass_range {
-            // One part of the id range per core. Each thread reads, decodes, evaluates,
-            // encodes (when memberships moved) and drops its profiles: a pass over a
-            // million profiles keeps every core busy, never holds more than a chunk, and
-            // never churns them through the cache. (Writing one chunk while the next is
-            // evaluated measured no faster on two cores: they are busy already.)
-            let (store, cached) = (self.store, &cache.profiles);
-            let mut ranges = split_range(first, last, cores());
-            let parts = split_work(&mut ranges, 1, |ranges| {
-                let mut part = PassPart::default();
-                for &(a, b) in ranges.iter() {
-                    part.absorb(pass_range(store, cached, &settle, a, b)?);
+            Some((first, last)) => {
+                // One part of the id range per core. Each thread reads, decodes, evaluates,
+                // writes back (when memberships moved) and drops its profiles: a pass over a
+                // million profiles keeps every core busy, never holds more than a chunk, and
+                // never churns them through the cache. (Writing one chunk while the next is
+                // evaluated measured no faster on two cores: they are busy already.)
+                let (store, cached) = (self.store, &cache.profiles);
+                let mut ranges = split_range(first, last, cores());
+                let parts = split_work(&mut ranges, 1, |ranges| {
+                    let mut part = PassPart::default();
+                    for &(a, b) in ranges.iter() {
+                        part.absorb(pass_range(store, cached, &settle, a, b)?);
+                    }
+                    Ok::<_, StoreError>(part)
+                });
+                let mut in_cache = Vec::new();
+                for part in parts {
+                    let mut part = part?;
+                    cache.changes.absorb(&mut part.changes);
+                    in_cache.append(&mut part.cached);
+                    passed += part.passed;
                 }
-                Ok::<_, StoreError>(part)
-            });
-            let mut in_cache = Vec::new();
-            for part in parts {
-                let mut part = part?;
-                cache.changes.absorb(&mut part.changes);
-                in_cache.append(&mut part.cached);
-                passed += part.passed;
-            }
-            // A cached profile is the copy later events change: evaluate that one in place
-            // (it holds what the store holds, the processor being the only writer).
-            for id in in_cache {
-                let (profile, _) = cache.profiles.get_mut(&id).expect("seen in the cache");
-                if settle(id, profile, &mut cache.changes) {
-                    cache.changes.profiles.push((id, codec::encode(profile)));
+                // A cached profile is the copy later events change: evaluate that one in place
+                // (it holds what the store holds, the processor being the only writer).
+                for id in in_cache {
+                    let (profile, _) = cache.profiles.get_mut(&id).expect("seen in the cache");
+                    if settle(id, profile, &mut cache.changes) {
+                        cache.changes.profiles.push((id, codec::encode(profile)));
+                    }
                 }
             }
         }
