@@ -238,6 +238,13 @@ pub trait ProfileStore: Send + Sync + 'static {
     /// How many profiles there are.
     fn count(&self) -> Result<u64, StoreError>;
 
+    /// Reads what profile lookups need (identities, then profiles) into the store's own
+    /// cache, up to what the cache holds, so that reads after a start do not each wait for
+    /// the disk; returns the bytes read. Stores without a cache of their own do nothing.
+    fn warm_cache(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     /// The log offset a consumer has applied up to (exclusive), if it ever committed.
     fn offset(&self, consumer: &str) -> Result<Option<u64>, StoreError>;
 

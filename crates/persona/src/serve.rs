@@ -92,6 +92,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         EmbeddedStore::open(&store_path)
             .with_context(|| format!("cannot open the profile store {}", store_path.display()))?,
     );
+    warm_store_cache(store.clone());
     log.register_consumer(CONSUMER)?;
     let status = Arc::new(ProcessorStatus::default());
     let models = persona_api::load_models(&*store).context("cannot read the stored models")?;
@@ -179,6 +180,29 @@ fn secret(data_dir: &std::path::Path, file: &str, what: &str) -> anyhow::Result<
         tracing::info!(file = %data_dir.join(file).display(), "using the saved {what}");
     }
     Ok(value)
+}
+
+/// Reads the profiles into the store's cache on a thread of its own, so the profile API
+/// answers from memory soon after a start instead of waiting for the disk on each first
+/// read (as PostgreSQL's pg_prewarm does for its buffers).
+fn warm_store_cache(store: Arc<dyn ProfileStore>) {
+    let warm = move || {
+        let started = std::time::Instant::now();
+        match store.warm_cache() {
+            Ok(bytes) => tracing::info!(
+                mib = bytes >> 20,
+                seconds = started.elapsed().as_secs_f64(),
+                "read the profiles into the store's cache"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read the profiles into the store's cache"),
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("persona-store-warm".into())
+        .spawn(warm)
+    {
+        tracing::warn!(error = %e, "cannot start warming the store's cache");
+    }
 }
 
 /// Until RFM has been fitted once, a fit is tried this often (there may be no purchase yet).
