@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Phase, Req, Server, WRITE_KEY, closed_loop, open_loop};
+use super::{Phase, Req, Server, WRITE_KEY, task_load};
 use crate::cli::{BenchIngestArgs, NoopServerArgs};
 /// Distinct request bodies cycled through, so no two consecutive requests are identical.
 const BODIES: usize = 512;
@@ -51,33 +51,56 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let batches = bodies(args.batch_size);
     let mut phases = Vec::new();
     let warm = Duration::from_secs(1);
-    closed_loop(noop.addr, &singles, args.single_connections, warm, 1).await?;
-    let noop_single =
-        closed_loop(noop.addr, &singles, args.single_connections, duration, 1).await?;
+    task_load(noop.addr, &singles, args.single_connections, warm, None, 1).await?;
+    let noop_single = task_load(
+        noop.addr,
+        &singles,
+        args.single_connections,
+        duration,
+        None,
+        1,
+    )
+    .await?;
     let noop_single = noop_single.named("no-op axum, single events");
-    closed_loop(persona.addr, &singles, args.single_connections, warm, 1).await?;
-    let single = closed_loop(persona.addr, &singles, args.single_connections, duration, 1)
-        .await?
-        .named("persona, single events, max load");
-    // Latency is judged at half of the load persona sustains, as capacity planning would.
-    let half = single.requests_per_sec / 2.0;
-    let paced = open_loop(
+    task_load(
+        persona.addr,
+        &singles,
+        args.single_connections,
+        warm,
+        None,
+        1,
+    )
+    .await?;
+    let single = task_load(
         persona.addr,
         &singles,
         args.single_connections,
         duration,
-        half,
+        None,
+        1,
+    )
+    .await?
+    .named("persona, single events, max load");
+    // Latency is judged at half of the load persona sustains, as capacity planning would.
+    let half = single.requests_per_sec / 2.0;
+    let paced = task_load(
+        persona.addr,
+        &singles,
+        args.single_connections,
+        duration,
+        Some(half),
         1,
     )
     .await?
     .named(&format!(
         "persona, single events paced at {half:.0}/s (half its max)"
     ));
-    let batch = closed_loop(
+    let batch = task_load(
         persona.addr,
         &batches,
         args.batch_connections,
         duration,
+        None,
         args.batch_size,
     )
     .await?

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod ingest;
+mod paced;
 pub mod profiles;
 pub mod segments;
 
@@ -21,6 +22,8 @@ use hyper::client::conn::http1;
 use hyper::{Request, header};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
+
+pub use paced::open_loop;
 
 pub const WRITE_KEY: &str = "bench-write-key";
 pub const ADMIN_TOKEN: &str = "bench-admin-token";
@@ -107,114 +110,92 @@ impl Samples {
             _ => self.errors += 1,
         }
     }
-}
 
-/// `connections` clients each send the next request as soon as the last is answered.
-pub async fn closed_loop(
-    addr: SocketAddr,
-    requests: &[Req],
-    connections: usize,
-    duration: Duration,
-    events_per_request: usize,
-) -> anyhow::Result<Phase> {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..connections {
-        let requests = requests.to_vec();
-        tasks.spawn(async move {
-            let mut conn = Conn::open(addr).await?;
-            let mut s = Samples::default();
-            let mut i = w;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                s.record(t, conn.send(&requests[i % requests.len()]).await);
-                i += connections;
+    fn absorb(&mut self, other: Samples) {
+        self.latencies_us.extend(other.latencies_us);
+        self.errors += other.errors;
+    }
+
+    /// The phase these samples make, over the time since `started`.
+    fn phase(self, started: Instant, connections: usize, events_per_request: usize) -> Phase {
+        let Samples {
+            latencies_us: mut all,
+            errors,
+        } = self;
+        let seconds = started.elapsed().as_secs_f64();
+        all.sort_unstable();
+        let pct = |q: f64| {
+            if all.is_empty() {
+                0.0
+            } else {
+                all[((all.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
             }
-            anyhow::Ok(s)
-        });
-    }
-    collect(tasks, started, connections, events_per_request).await
-}
-
-/// Requests at a fixed total `rate`, spread over `connections`; latency counts from when
-/// each request was due, so a stall is not hidden by sending less (coordinated omission).
-pub async fn open_loop(
-    addr: SocketAddr,
-    requests: &[Req],
-    connections: usize,
-    duration: Duration,
-    rate: f64,
-    events_per_request: usize,
-) -> anyhow::Result<Phase> {
-    let started = Instant::now();
-    let interval = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..connections {
-        let requests = requests.to_vec();
-        tasks.spawn(async move {
-            let mut conn = Conn::open(addr).await?;
-            let mut s = Samples::default();
-            let offset = interval.mul_f64(w as f64 / connections as f64);
-            let mut due = started + offset;
-            let mut i = w;
-            let mut previous_done = started;
-            while due < started + duration {
-                tokio::time::sleep_until(due.into()).await;
-                // Late because the server held the previous request: count from when this one
-                // was due. Late only by the timer's millisecond granularity: count from now.
-                let from = if previous_done > due {
-                    due
-                } else {
-                    Instant::now()
-                };
-                let answer = conn.send(&requests[i % requests.len()]).await;
-                s.record(from, answer);
-                previous_done = Instant::now();
-                due += interval;
-                i += connections;
-            }
-            anyhow::Ok(s)
-        });
-    }
-    collect(tasks, started, connections, events_per_request).await
-}
-
-async fn collect(
-    mut tasks: tokio::task::JoinSet<anyhow::Result<Samples>>,
-    started: Instant,
-    connections: usize,
-    events_per_request: usize,
-) -> anyhow::Result<Phase> {
-    let mut all = Vec::new();
-    let mut errors = 0;
-    while let Some(done) = tasks.join_next().await {
-        let s = done??;
-        all.extend(s.latencies_us);
-        errors += s.errors;
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    let pct = |q: f64| {
-        if all.is_empty() {
-            0.0
-        } else {
-            all[((all.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0
+        };
+        Phase {
+            name: String::new(),
+            connections,
+            requests: all.len(),
+            errors,
+            seconds,
+            requests_per_sec: all.len() as f64 / seconds,
+            events_per_sec: (all.len() * events_per_request) as f64 / seconds,
+            p50_ms: pct(0.50),
+            p90_ms: pct(0.90),
+            p99_ms: pct(0.99),
+            max_ms: pct(1.0),
         }
-    };
-    Ok(Phase {
-        name: String::new(),
-        connections,
-        requests: all.len(),
-        errors,
-        seconds,
-        requests_per_sec: all.len() as f64 / seconds,
-        events_per_sec: (all.len() * events_per_request) as f64 / seconds,
-        p50_ms: pct(0.50),
-        p90_ms: pct(0.90),
-        p99_ms: pct(0.99),
-        max_ms: pct(1.0),
-    })
+    }
+}
+
+/// `connections` tasks on the runtime, each with a keep-alive connection. Without a `rate`
+/// each sends its next request as soon as the last is answered (closed loop); with one they
+/// send `rate` requests a second in all, counted as [`open_loop`] counts them: for many
+/// connections, where threads would queue for the CPU (see the `paced` module).
+pub async fn task_load(
+    addr: SocketAddr,
+    requests: &[Req],
+    connections: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    events_per_request: usize,
+) -> anyhow::Result<Phase> {
+    let started = Instant::now();
+    let end = started + duration;
+    let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r.max(1.0)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..connections {
+        let requests = requests.to_vec();
+        tasks.spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let mut s = Samples::default();
+            let mut due = started
+                + interval
+                    .unwrap_or_default()
+                    .mul_f64(w as f64 / connections as f64);
+            let mut previous_done = started;
+            for i in (w..).step_by(connections) {
+                let from = match interval {
+                    None if Instant::now() >= end => break,
+                    None => Instant::now(),
+                    Some(_) if due >= end => break,
+                    Some(interval) => {
+                        tokio::time::sleep_until(due.into()).await;
+                        let from = paced::count_from(previous_done, due);
+                        due += interval;
+                        from
+                    }
+                };
+                s.record(from, conn.send(&requests[i % requests.len()]).await);
+                previous_done = Instant::now();
+            }
+            anyhow::Ok(s)
+        });
+    }
+    let mut all = Samples::default();
+    while let Some(done) = tasks.join_next().await {
+        all.absorb(done??);
+    }
+    Ok(all.phase(started, connections, events_per_request))
 }
 
 impl Phase {

@@ -110,13 +110,6 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
     }
 
     let exe = std::env::current_exe()?;
-    let mut server = Server::start(
-        Command::new(&exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--write-key", WRITE_KEY])
-            .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
-            .arg(&data)
-            .env("PERSONA_LOG", "warn"),
-    )?;
     let mut noop = Server::start(Command::new(&exe).args(["bench", "noop-server"]))?;
     let duration = Duration::from_secs_f64(args.seconds);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -144,12 +137,22 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
         args.read_rate
     ));
     noop.stop();
-    // Warm the connections and the page cache a little, as a running site would have.
+    // Started only now, so that its start-up (opening the store, warming the store's cache)
+    // does not share the cores with the no-op handler's measurement.
+    let mut server = Server::start(
+        Command::new(&exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--write-key", WRITE_KEY])
+            .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
+            .arg(&data)
+            .env("PERSONA_LOG", "warn"),
+    )?;
+    // Warm the connections a little, as a running site would have, and give the start-up
+    // time to finish.
     open_loop(
         server.addr,
         &reads,
         args.connections,
-        Duration::from_secs(2),
+        Duration::from_secs(3),
         args.read_rate,
         1,
     )
