@@ -34,6 +34,20 @@ pub enum Command {
     },
     /// Segment customers: cluster a feature table (CSV or Parquet) and describe the clusters.
     Cluster(Box<ClusterArgs>),
+    /// Rule segments of a running server (its /v1/segments API).
+    Segments {
+        #[command(flatten)]
+        server: AdminArgs,
+        #[command(subcommand)]
+        command: SegmentsCommand,
+    },
+    /// Cluster models of a running server (its /v1/models API).
+    Models {
+        #[command(flatten)]
+        server: AdminArgs,
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Inspect the event log.
     Log {
         #[command(subcommand)]
@@ -376,6 +390,102 @@ pub struct NoopServerArgs {
 }
 
 /// The data folder used when none is given.
+/// Which running server an admin command talks to, and with which token.
+#[derive(Args)]
+pub struct AdminArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "PERSONA_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    /// Its admin token [default: the one `serve` saved in --data-dir].
+    #[arg(long, global = true, env = "PERSONA_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// Where to find the saved admin token when --admin-token is not given.
+    #[arg(
+        long,
+        global = true,
+        env = "PERSONA_DATA_DIR",
+        default_value = "./persona-data"
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum SegmentsCommand {
+    /// Every segment with its member count and warnings.
+    List,
+    /// One segment.
+    Get { id: u64 },
+    /// A new segment; its membership is back-filled over every profile.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// A SQL boolean expression over profile fields, e.g.
+        /// "computed.frequency >= 3 AND traits.country = 'DE'".
+        #[arg(long)]
+        rule: String,
+    },
+    /// Renames a segment or changes its rule.
+    Update {
+        id: u64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        rule: Option<String>,
+    },
+    /// Deletes a segment with its membership.
+    Delete { id: u64 },
+    /// A page of a segment's members.
+    Members {
+        id: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Every model with its status and version.
+    List,
+    /// One model: metrics, centres, cluster names, training progress.
+    Get { id: u64 },
+    /// A model's quality curves over k.
+    Curves { id: u64 },
+    /// Makes a model the active one of its name (e.g. to roll back).
+    Activate { id: u64 },
+    /// Trains a model on the stored profiles (in the background; `get` shows progress).
+    Train(TrainArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The model's name; a new training of a name gets the next version.
+    #[arg(long)]
+    pub name: String,
+    /// Profile fields as rules name them, e.g. computed.frequency,computed.monetary.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub features: Vec<String>,
+    /// kmeans, minibatch-kmeans or hierarchical [server default: kmeans].
+    #[arg(long)]
+    pub algorithm: Option<String>,
+    /// A number of clusters, or `auto` to choose it.
+    #[arg(long)]
+    pub k: String,
+    /// Seed of the random starts, for a repeatable model [server default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Keep the model of this name now active in force.
+    #[arg(long)]
+    pub no_activate: bool,
+}
+
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("./persona-data")
 }

@@ -43,6 +43,24 @@ impl BatchOutcome {
     }
 }
 
+/// An HTTP client with pooled keep-alive connections, and `target` without a trailing
+/// slash, once `target` is known to be an http:// URL with a host.
+pub fn http_client(target: &str) -> anyhow::Result<(Client<HttpConnector, Full<Bytes>>, String)> {
+    let base = target.trim_end_matches('/').to_string();
+    let uri: Uri = base
+        .parse()
+        .with_context(|| format!("invalid target URL {target:?}"))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        bail!("target must be an http:// URL with a host, got {target:?}");
+    }
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector);
+    Ok((client, base))
+}
+
 /// Sends to one server with one write key over pooled keep-alive connections.
 #[derive(Clone)]
 pub struct Sender {
@@ -53,18 +71,7 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(target: &str, write_key: &str) -> anyhow::Result<Self> {
-        let base = target.trim_end_matches('/').to_string();
-        let uri: Uri = base
-            .parse()
-            .with_context(|| format!("invalid target URL {target:?}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            bail!("target must be an http:// URL with a host, got {target:?}");
-        }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let (client, base) = http_client(target)?;
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{write_key}:"))

@@ -5,6 +5,7 @@
 //! `serve`, `simulate`, `import`, `import-profiles`, `profiles export|stats`, `log stats` and
 //! `bench ingest|processor`.
 
+mod admin;
 mod bench;
 mod cli;
 mod client;
@@ -55,6 +56,8 @@ fn main() -> std::process::ExitCode {
                 command: ProfilesCommand::Stats(args),
             } => profiles::stats(args),
             Command::Cluster(args) => cluster::run(*args),
+            Command::Segments { server, command } => admin::segments(server, command).await,
+            Command::Models { server, command } => admin::models(server, command).await,
             Command::Log {
                 command: LogCommand::Stats(args),
             } => logcmd::stats(args),
