@@ -17,6 +17,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -34,19 +35,20 @@ pub async fn open_loop(
     rate: f64,
     events_per_request: usize,
 ) -> anyhow::Result<Phase> {
-    let requests: Vec<Vec<u8>> = requests.iter().map(raw_request).collect();
+    // Shared by the connection threads, not copied for each.
+    let requests: Arc<[Vec<u8>]> = requests.iter().map(raw_request).collect();
     tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let interval = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
         let end = started + duration;
         let threads: Vec<_> = (0..connections)
             .map(|w| {
-                let requests = requests.clone();
+                let requests = Arc::clone(&requests);
                 let first = started + interval.mul_f64(w as f64 / connections as f64);
                 std::thread::spawn(move || {
                     let sends = (w..)
                         .step_by(connections)
-                        .map(|i| &requests[i % requests.len()]);
+                        .map(|i| requests[i % requests.len()].as_slice());
                     paced_connection(addr, sends, first, interval, end)
                 })
             })
@@ -66,7 +68,7 @@ pub async fn open_loop(
 /// One connection sending `sends` in turn, the first at `first`, then every `interval`.
 fn paced_connection<'a>(
     addr: SocketAddr,
-    mut sends: impl Iterator<Item = &'a Vec<u8>>,
+    mut sends: impl Iterator<Item = &'a [u8]>,
     first: Instant,
     interval: Duration,
     end: Instant,
