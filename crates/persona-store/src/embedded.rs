@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use persona_core::profile::Profile;
 
+use crate::background;
 use crate::{
     ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, SegmentDef, SegmentId, StoreError,
     VisitEncoded, decode_profile,
@@ -227,6 +228,11 @@ impl Syncer {
                         continue;
                     }
                     synced_at = Instant::now();
+                    // fjall may start workers after the store opens: checked every sync.
+                    background::lower_priority(
+                        background::FJALL_WORKERS,
+                        background::BACKGROUND_NICE,
+                    );
                     // Batches applied before the sync starts are on disk once it returns.
                     let applied = offsets.applied.lock().expect("not poisoned").clone();
                     match db.persist(PersistMode::SyncData) {

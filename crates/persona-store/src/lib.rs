@@ -9,6 +9,7 @@
 //! the same trait. This crate knows nothing about events, HTTP or async runtimes:
 //! the stream stage decides what a profile contains, this crate only keeps it.
 
+mod background;
 mod embedded;
 mod error;
 mod identity;
