@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 
+use super::scrape::{Histogram, metrics_page};
 use super::{Phase, Req, Server, WRITE_KEY, task_load};
 use crate::cli::{BenchIngestArgs, NoopServerArgs};
 /// Distinct request bodies cycled through, so no two consecutive requests are identical.
@@ -19,6 +20,71 @@ const BODIES: usize = 512;
 struct Report {
     phases: Vec<Phase>,
     single_vs_noop_ratio: f64,
+    paced_server_side: ServerSide,
+}
+
+/// What the server's own histograms saw of the paced phase: a slow answer that the server
+/// timed as fast was slow in the load generator or the kernel, not in persona.
+#[derive(Debug, Serialize)]
+struct ServerSide {
+    /// `/v1/track` requests, timed from routing to the response.
+    requests: u64,
+    /// Upper bound of the histogram bucket holding the 99th percentile.
+    request_p99_at_most_ms: f64,
+    requests_over_10ms: u64,
+    fsyncs: u64,
+    fsync_p99_at_most_ms: f64,
+    fsyncs_over_10ms: u64,
+    #[serde(skip)]
+    histograms: (Histogram, Histogram),
+}
+
+impl ServerSide {
+    async fn read(addr: std::net::SocketAddr) -> anyhow::Result<Self> {
+        let page = metrics_page(addr).await?;
+        let requests = Histogram::parse(
+            &page,
+            "persona_http_request_duration_seconds",
+            &[r#"path="/v1/track""#],
+        );
+        let fsyncs = Histogram::parse(&page, "persona_log_fsync_duration_seconds", &[]);
+        Ok(Self::of(requests, fsyncs))
+    }
+
+    fn of(requests: Histogram, fsyncs: Histogram) -> Self {
+        ServerSide {
+            requests: requests.count(),
+            request_p99_at_most_ms: requests.quantile_bound_ms(0.99),
+            requests_over_10ms: requests.above(0.01),
+            fsyncs: fsyncs.count(),
+            fsync_p99_at_most_ms: fsyncs.quantile_bound_ms(0.99),
+            fsyncs_over_10ms: fsyncs.above(0.01),
+            histograms: (requests, fsyncs),
+        }
+    }
+
+    fn since(&self, earlier: &ServerSide) -> Self {
+        Self::of(
+            self.histograms.0.since(&earlier.histograms.0),
+            self.histograms.1.since(&earlier.histograms.1),
+        )
+    }
+}
+
+impl std::fmt::Display for ServerSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "paced phase as persona timed it: {} requests, p99 at most {:.2} ms, {} over 10 ms; \
+             {} fsyncs, p99 at most {:.2} ms, {} over 10 ms",
+            self.requests,
+            self.request_p99_at_most_ms,
+            self.requests_over_10ms,
+            self.fsyncs,
+            self.fsync_p99_at_most_ms,
+            self.fsyncs_over_10ms
+        )
+    }
 }
 
 pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
@@ -83,6 +149,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     .named("persona, single events, max load");
     // Latency is judged at half of the load persona sustains, as capacity planning would.
     let half = single.requests_per_sec / 2.0;
+    let before = ServerSide::read(persona.addr).await?;
     let paced = task_load(
         persona.addr,
         &singles,
@@ -95,6 +162,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     .named(&format!(
         "persona, single events paced at {half:.0}/s (half its max)"
     ));
+    let paced_server_side = ServerSide::read(persona.addr).await?.since(&before);
     let batch = task_load(
         persona.addr,
         &batches,
@@ -133,6 +201,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         "single-event requests/s, persona vs no-op handler: {:.2}",
         ratio
     );
+    println!("{paced_server_side}");
     println!(
         "log after the run: {} records durable in {} segments, {} bytes",
         stats.records, stats.segments, stats.bytes
@@ -140,6 +209,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let report = Report {
         phases,
         single_vs_noop_ratio: ratio,
+        paced_server_side,
     };
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod ingest;
 mod paced;
 pub mod profiles;
+mod scrape;
 pub mod segments;
 
 use std::io::{BufRead, BufReader};
