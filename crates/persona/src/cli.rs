@@ -294,6 +294,10 @@ pub struct BenchIngestArgs {
     /// Messages per batch.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
+    /// Rounds of the single-event phases, no-op and persona taking turns; the ratio is
+    /// the median round's.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
     /// Write the results as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
