@@ -381,6 +381,18 @@ async fn live_membership_equals_a_batch_filter_over_the_stored_profiles() {
         members.sort();
         live.push(members);
     }
+    // RFM, fitted by the server at a fixed time after every event.
+    let as_of = (chrono::Utc::now() + chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let (status, fit) = http
+        .admin(
+            "POST",
+            &format!("{url}/v1/rfm"),
+            Some(&json!({ "as_of": as_of })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{fit}");
     server.stop();
 
     // The same predicates, written out by hand over the exported profiles.
@@ -419,6 +431,65 @@ async fn live_membership_equals_a_batch_filter_over_the_stored_profiles() {
             "{name} is empty: the simulation should fill it"
         );
     }
+
+    // Every purchasing customer's served RFM scores equal a batch recomputation: quintile
+    // edges over all purchasers (linear interpolation, as numpy's percentile), then scores.
+    let at_fit = common::exported_profiles_as_of(&data, Some(&as_of));
+    let buyers: Vec<(&str, [f64; 3])> = at_fit
+        .iter()
+        .filter(|p| p["computed"]["frequency"].as_f64().unwrap_or(0.0) >= 1.0)
+        .map(|p| {
+            let c = &p["computed"];
+            let v = |f: &str| c[f].as_f64().unwrap();
+            (
+                p["user_id"].as_str().unwrap_or_default(),
+                [v("recency_days"), v("frequency"), v("monetary")],
+            )
+        })
+        .collect();
+    assert_eq!(fit["edges"]["customers"], buyers.len());
+    let edges: Vec<[f64; 4]> = (0..3)
+        .map(|k| {
+            let mut col: Vec<f64> = buyers.iter().map(|b| b.1[k]).collect();
+            col.sort_by(f64::total_cmp);
+            [0.2, 0.4, 0.6, 0.8].map(|q| {
+                let pos = q * (col.len() - 1) as f64;
+                let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+                col[lo] + (pos - lo as f64) * (col[hi] - col[lo])
+            })
+        })
+        .collect();
+    let above = |x: f64, e: &[f64; 4]| e.iter().filter(|&&edge| x > edge).count() as u64;
+    let server = Server::start(&data);
+    let url = server.url();
+    let mut checked = 0;
+    for (user, [recency, frequency, monetary]) in buyers.iter().filter(|b| !b.0.is_empty()) {
+        let (status, p) = http
+            .get(
+                &format!("{url}/v1/profiles/{user}?as_of={as_of}"),
+                Some(ADMIN),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{p}");
+        let want = json!({
+            "r": 5 - above(*recency, &edges[0]),
+            "f": 1 + above(*frequency, &edges[1]),
+            "m": 1 + above(*monetary, &edges[2]),
+        });
+        let rfm = &p["rfm"];
+        assert_eq!(
+            json!({"r": rfm["r"], "f": rfm["f"], "m": rfm["m"]}),
+            want,
+            "{user}"
+        );
+        assert_eq!(rfm["version"], fit["edges"]["version"], "{user}");
+        checked += 1;
+    }
+    assert!(
+        checked >= 20,
+        "only {checked} purchasing customers to check"
+    );
 }
 
 #[tokio::test]
