@@ -113,7 +113,9 @@ pub async fn segments(args: AdminArgs, command: SegmentsCommand) -> anyhow::Resu
         SegmentsCommand::Members { id, limit, cursor } => {
             let mut path = format!("/v1/segments/{id}/members?limit={limit}");
             if let Some(c) = cursor {
-                path.push_str(&format!("&cursor={c}"));
+                // Whatever was typed reaches the server as the cursor, not as more query.
+                path.push_str("&cursor=");
+                path.extend(form_urlencoded::byte_serialize(c.as_bytes()));
             }
             api.call(Method::GET, &path, None).await?
         }

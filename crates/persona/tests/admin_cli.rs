@@ -129,6 +129,31 @@ async fn segments_and_models_from_the_command_line() {
     });
     let (_, page, _) = admin(&url, d, &["segments", "members", &id]);
     assert_eq!(member_ids(&page), ["c2", "c3", "c4", "c5"], "{page}");
+    // Paging with the cursor the server returned; a typed cursor cannot smuggle in query.
+    let (_, first, _) = admin(&url, d, &["segments", "members", &id, "--limit", "3"]);
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (ok, rest, err) = admin(
+        &url,
+        d,
+        &[
+            "segments", "members", &id, "--limit", "3", "--cursor", &cursor,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(member_ids(&rest), ["c5"], "{rest}");
+    assert_eq!(rest["next_cursor"], Value::Null);
+    let (ok, _, err) = admin(
+        &url,
+        d,
+        &[
+            "segments",
+            "members",
+            &id,
+            "--cursor",
+            &format!("{cursor}&limit=1"),
+        ],
+    );
+    assert!(!ok && err.contains("cursor"), "{err}");
 
     let (ok, _, err) = admin(&url, d, &["segments", "delete", &id]);
     assert!(ok, "{err}");
