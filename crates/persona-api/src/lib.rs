@@ -52,6 +52,25 @@ pub(crate) fn not_found(message: String) -> ApiError {
     ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", message)
 }
 
+/// Runs `work` on tokio's blocking threads and waits for it there.
+///
+/// For store calls that may wait for the disk: a change of a definition syncs it, and a
+/// page of members reads one profile per member, each a disk read when the OS has evicted
+/// it. On the two async workers that wait would hold up every acknowledgement of ingested
+/// events queued behind it.
+pub(crate) async fn off_workers<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        tracing::error!(error = %e, "store work off the async workers panicked");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    })?
+}
+
 /// One writer at a time over a read-modify-write of stored definitions. Held only around
 /// short store calls, never across an await.
 #[derive(Default)]

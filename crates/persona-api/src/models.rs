@@ -24,7 +24,7 @@ use persona_store::{ProfileStore, StoreError, for_each_page};
 use serde_json::Value;
 
 use crate::profiles::store_error;
-use crate::{ApiError, ApiState, WriteLock};
+use crate::{ApiError, ApiState, WriteLock, off_workers};
 
 const MAX_NAME_CHARS: usize = 200;
 /// The most clusters a live model may have, given or tried: each is a segment a person
@@ -154,9 +154,9 @@ pub(crate) async fn create(
         ));
     }
     check_live_limits(&plan)?;
-    let store = state.store.clone();
-    let doc = {
-        let _one_at_a_time = state.models_lock.hold();
+    let (store, lock) = (state.store.clone(), state.models_lock.clone());
+    let doc = off_workers(move || {
+        let _one_at_a_time = lock.hold();
         let existing = read_models(&*store).map_err(store_error)?;
         // Training takes every core it can; a second one at the same time would only
         // slow both (and the stream stage beside them).
@@ -196,8 +196,10 @@ pub(crate) async fn create(
             model: None,
         };
         write_model(&*store, &doc).map_err(store_error)?;
-        doc
-    };
+        Ok(doc)
+    })
+    .await?;
+    let store = state.store.clone();
     let shown_now = shown(&doc, &state.segments);
     let (registry, lock) = (state.segments.clone(), state.models_lock.clone());
     std::thread::Builder::new()
@@ -407,7 +409,12 @@ pub(crate) async fn activate(
             ),
         ));
     }
-    let doc = make_active(&*state.store, &state.segments, &state.models_lock, doc)
-        .map_err(store_error)?;
+    let (store, registry, lock) = (
+        state.store.clone(),
+        state.segments.clone(),
+        state.models_lock.clone(),
+    );
+    let doc = off_workers(move || make_active(&*store, &registry, &lock, doc).map_err(store_error))
+        .await?;
     Ok(Json(shown(&doc, &state.segments)))
 }

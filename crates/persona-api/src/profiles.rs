@@ -11,7 +11,7 @@ use persona_store::{IdentityKey, ProfileId, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{ApiError, ApiState};
+use crate::{ApiError, ApiState, off_workers};
 
 /// Events returned when `limit` is not given, and the most that may be asked for.
 const DEFAULT_EVENTS: usize = 50;
@@ -156,7 +156,7 @@ pub(crate) async fn events(
     let refs = state.store.recent_events(id, limit).map_err(store_error)?;
     let dir = state.log_dir.clone();
     // One small file read per event: off the async workers.
-    let events = tokio::task::spawn_blocking(move || {
+    let events = off_workers(move || {
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             match persona_log::read_at(&dir, r.offset, r.position) {
@@ -175,17 +175,9 @@ pub(crate) async fn events(
                 Err(e) => tracing::warn!(offset = r.offset, error = %e, "cannot read an event"),
             }
         }
-        out
+        Ok(out)
     })
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "event reader panicked");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
-    })?;
+    .await?;
     Ok(Json(EventsBody {
         user_id: profile.user_id,
         events,

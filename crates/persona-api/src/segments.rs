@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::profiles::store_error;
-use crate::{ApiError, ApiState, guard};
+use crate::{ApiError, ApiState, guard, off_workers};
 
 const MAX_NAME_CHARS: usize = 200;
 const DEFAULT_MEMBERS: usize = 100;
@@ -147,7 +147,9 @@ pub(crate) async fn create(
     let name = text(&req.name, "name")?.ok_or_else(|| invalid("name", "is required".into()))?;
     let rule = text(&req.rule, "rule")?.ok_or_else(|| invalid("rule", "is required".into()))?;
     check_rule(&rule)?;
-    let def = {
+    let writer = state.clone();
+    let def = off_workers(move || {
+        let state = writer;
         let _one_writer = state.segments_lock.hold();
         check_name(&state, &name, None)?;
         let def = state
@@ -155,8 +157,9 @@ pub(crate) async fn create(
             .create_segment(&name, &rule, Utc::now().timestamp_millis())
             .map_err(store_error)?;
         reload(&state)?;
-        def
-    };
+        Ok(def)
+    })
+    .await?;
     let mut warned = warnings(&state).await?;
     Ok((StatusCode::CREATED, Json(body(&state, def, &mut warned)?)))
 }
@@ -191,7 +194,9 @@ pub(crate) async fn update(
     if let Some(rule) = &rule {
         check_rule(rule)?;
     }
-    let def = {
+    let writer = state.clone();
+    let def = off_workers(move || {
+        let state = writer;
         let _one_writer = state.segments_lock.hold();
         let mut def = find(&state, &id)?;
         if let Some(name) = name {
@@ -207,8 +212,9 @@ pub(crate) async fn update(
         def.updated_at = Utc::now().timestamp_millis();
         state.store.update_segment(&def).map_err(store_error)?;
         reload(&state)?;
-        def
-    };
+        Ok(def)
+    })
+    .await?;
     let mut warned = warnings(&state).await?;
     Ok(Json(body(&state, def, &mut warned)?))
 }
@@ -217,10 +223,13 @@ pub(crate) async fn delete(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let _one_writer = state.segments_lock.hold();
-    let def = find(&state, &id)?;
-    state.store.delete_segment(def.id).map_err(store_error)?;
-    reload(&state)?;
+    off_workers(move || {
+        let _one_writer = state.segments_lock.hold();
+        let def = find(&state, &id)?;
+        state.store.delete_segment(def.id).map_err(store_error)?;
+        reload(&state)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -257,22 +266,20 @@ pub(crate) async fn members(
             )
         })?),
     };
-    let ids = state
-        .store
-        .members(def.id, after, limit + 1)
-        .map_err(store_error)?;
-    let more = ids.len() > limit;
-    let mut members = Vec::with_capacity(limit.min(ids.len()));
-    for &pid in ids.iter().take(limit) {
-        let user_id = state
-            .store
-            .get(pid)
-            .map_err(store_error)?
-            .and_then(|p| p.user_id);
-        members.push(serde_json::json!({ "user_id": user_id, "profile_id": pid }));
-    }
-    let next = more.then(|| ids[limit - 1].to_string());
-    Ok(Json(
-        serde_json::json!({ "members": members, "next_cursor": next }),
-    ))
+    let store = state.store.clone();
+    let page = off_workers(move || {
+        let ids = store
+            .members(def.id, after, limit + 1)
+            .map_err(store_error)?;
+        let more = ids.len() > limit;
+        let mut members = Vec::with_capacity(limit.min(ids.len()));
+        for &pid in ids.iter().take(limit) {
+            let user_id = store.get(pid).map_err(store_error)?.and_then(|p| p.user_id);
+            members.push(serde_json::json!({ "user_id": user_id, "profile_id": pid }));
+        }
+        let next = more.then(|| ids[limit - 1].to_string());
+        Ok(serde_json::json!({ "members": members, "next_cursor": next }))
+    })
+    .await?;
+    Ok(Json(page))
 }
