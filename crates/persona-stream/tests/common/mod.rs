@@ -24,8 +24,10 @@ pub fn append(log_dir: &Path, messages: &[Value]) {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let n = normalize(m.clone(), None, i, &envelope).expect("valid test message");
-            serde_json::to_vec(&n.body).unwrap()
+            let raw = serde_json::value::to_raw_value(m).unwrap();
+            normalize(&raw, None, i, &envelope)
+                .expect("valid test message")
+                .json
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
