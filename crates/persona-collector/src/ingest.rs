@@ -10,12 +10,11 @@ use chrono::Utc;
 use persona_core::time::parse_timestamp;
 use persona_core::{FieldError, MessageType};
 use persona_log::AppendError;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::body::{basic_auth_key, read_body};
 use crate::error::ApiError;
-use crate::normalize::{Envelope, Field, Fields, JsonKind, normalize, normalize_fields};
+use crate::normalize::{Envelope, normalize, type_name};
 use crate::state::CollectorState;
 
 /// Handles one call of type `kind`, or a batch when `kind` is `None`.
@@ -66,7 +65,23 @@ async fn ingest_inner(
                 _ => e,
             })?;
     state.metrics.ingested_bytes.inc_by(bytes.len() as u64);
-    let mut body = read_object(&bytes)?;
+    let mut body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(o)) => o,
+        Ok(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("body must be a JSON object, got {}", type_name(&other)),
+            ));
+        }
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("body is not valid JSON: {e}"),
+            ));
+        }
+    };
 
     let write_key = authenticate(state, header_key, &mut body)?;
     let envelope = envelope(
@@ -77,26 +92,18 @@ async fn ingest_inner(
         write_key,
     )?;
     let messages = match kind {
-        Some(_) => vec![Message::Read(body)],
-        None => {
-            let items = match body.remove("batch") {
-                Some(v) if JsonKind::of(v.get()) == JsonKind::Array => serde_json::from_str::<
-                    Vec<&RawValue>,
-                >(v.get())
-                .map_err(|e| invalid_field("batch", &format!("is not a valid array: {e}")))?,
-                Some(v) => {
-                    return Err(invalid_field(
-                        "batch",
-                        &format!("must be an array, got {}", JsonKind::of(v.get()).name()),
-                    ));
-                }
-                None => return Err(invalid_field("batch", "is required")),
-            };
-            if items.is_empty() {
-                return Err(invalid_field("batch", "must not be empty"));
+        Some(_) => vec![Value::Object(body)],
+        None => match body.remove("batch") {
+            Some(Value::Array(items)) if !items.is_empty() => items,
+            Some(Value::Array(_)) => return Err(invalid_field("batch", "must not be empty")),
+            Some(v) => {
+                return Err(invalid_field(
+                    "batch",
+                    &format!("must be an array, got {}", type_name(&v)),
+                ));
             }
-            items.into_iter().map(Message::Raw).collect()
-        }
+            None => return Err(invalid_field("batch", "is required")),
+        },
     };
     let total = messages.len();
 
@@ -108,7 +115,7 @@ async fn ingest_inner(
     let measure_items = kind.is_none() && bytes.len() > state.config.max_message_bytes;
     for (index, msg) in messages.into_iter().enumerate() {
         if measure_items {
-            let size = msg.size();
+            let size = json_len(&msg);
             if size > state.config.max_message_bytes {
                 errors.push(FieldError::new(
                     index,
@@ -118,18 +125,14 @@ async fn ingest_inner(
                         state.config.max_message_bytes / 1024
                     ),
                 ));
-                state.metrics.count_messages(msg.claimed_kind(), false, 1);
+                state.metrics.count_messages(batch_kind(&msg), false, 1);
                 continue;
             }
         }
-        let claimed = kind.map_or_else(|| msg.claimed_kind(), MessageType::as_str);
-        let normalized = match msg {
-            Message::Read(fields) => normalize_fields(fields, kind, index, &envelope),
-            Message::Raw(raw) => normalize(raw, kind, index, &envelope),
-        };
-        match normalized {
+        let claimed = kind.map_or_else(|| batch_kind(&msg), MessageType::as_str);
+        match normalize(msg, kind, index, &envelope) {
             Ok(n) => {
-                payloads.push(n.json);
+                payloads.push(serde_json::to_vec(&n.body).expect("JSON values serialise"));
                 kinds.push(n.kind.as_str());
             }
             Err(e) => {
@@ -200,11 +203,12 @@ fn count_accepted(state: &CollectorState, mut kinds: Vec<&'static str>) {
 fn authenticate(
     state: &CollectorState,
     header_key: Option<String>,
-    body: &mut Fields<'_>,
+    body: &mut Map<String, Value>,
 ) -> Result<String, ApiError> {
-    let body_key = body
-        .remove("writeKey")
-        .and_then(|v| Field::of(v).as_str().map(|s| s.into_owned()));
+    let body_key = match body.remove("writeKey") {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
     let Some(key) = header_key.or(body_key) else {
         return Err(ApiError::unauthorized(
             "missing write key: send it as the Basic auth user name or as writeKey in the body",
@@ -219,7 +223,7 @@ fn authenticate(
 fn envelope(
     headers: &HeaderMap,
     extensions: &axum::http::Extensions,
-    body: &mut Fields<'_>,
+    body: &mut Map<String, Value>,
     kind: Option<MessageType>,
     write_key: String,
 ) -> Result<Envelope, ApiError> {
@@ -232,39 +236,29 @@ fn envelope(
     };
     if kind.is_none() {
         // Batch-level fields apply to every message that lacks its own.
-        if let Some(v) = body.remove("sentAt").map(Field::of) {
-            match (v.kind(), v.as_str()) {
-                (JsonKind::Null, _) => {}
-                (_, Some(s)) => {
-                    env.sent_at =
-                        Some(parse_timestamp(&s).map_err(|r| invalid_field("sentAt", &r))?)
-                }
-                (other, None) => {
-                    return Err(invalid_field(
-                        "sentAt",
-                        &format!("must be an ISO-8601 string, got {}", other.name()),
-                    ));
-                }
+        match body.remove("sentAt") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                env.sent_at = Some(parse_timestamp(&s).map_err(|r| invalid_field("sentAt", &r))?)
+            }
+            Some(v) => {
+                return Err(invalid_field(
+                    "sentAt",
+                    &format!("must be an ISO-8601 string, got {}", type_name(&v)),
+                ));
             }
         }
-        if let Some(v) = body.remove("context") {
-            match JsonKind::of(v.get()) {
-                JsonKind::Null => {}
-                JsonKind::Object => {
-                    env.context = serde_json::from_str::<Map<String, Value>>(v.get()).ok()
-                }
-                other => {
-                    return Err(invalid_field(
-                        "context",
-                        &format!("must be an object, got {}", other.name()),
-                    ));
-                }
+        match body.remove("context") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(o)) => env.context = Some(o),
+            Some(v) => {
+                return Err(invalid_field(
+                    "context",
+                    &format!("must be an object, got {}", type_name(&v)),
+                ));
             }
         }
-        env.integrations = body
-            .remove("integrations")
-            .filter(|v| JsonKind::of(v.get()) == JsonKind::Object)
-            .and_then(|v| serde_json::from_str(v.get()).ok());
+        env.integrations = body.remove("integrations").filter(Value::is_object);
     }
     Ok(env)
 }
@@ -315,54 +309,27 @@ fn append_error(e: AppendError) -> ApiError {
     }
 }
 
-/// The body's top-level fields; 400 naming why when it is not a JSON object.
-fn read_object(bytes: &[u8]) -> Result<Fields<'_>, ApiError> {
-    let invalid = |message| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message);
-    // Read as an object straight away: that is what every valid request sends. Only a
-    // refused body is read again, to say what it was instead.
-    if let Ok(fields) = serde_json::from_slice::<Fields>(bytes) {
-        return Ok(fields);
-    }
-    match serde_json::from_slice::<&RawValue>(bytes) {
-        Err(e) => Err(invalid(format!("body is not valid JSON: {e}"))),
-        Ok(raw) => Err(invalid(format!(
-            "body must be a JSON object, got {}",
-            JsonKind::of(raw.get()).name()
-        ))),
-    }
+/// The `type` a batch item claims, for counting rejects ("unknown" when it has none).
+fn batch_kind(msg: &Value) -> &'static str {
+    msg.get("type")
+        .and_then(Value::as_str)
+        .and_then(MessageType::parse)
+        .map_or("unknown", MessageType::as_str)
 }
 
-/// One message of a request: a single call's body, already read, or a batch item.
-enum Message<'a> {
-    Read(Fields<'a>),
-    Raw(&'a RawValue),
-}
-
-impl Message<'_> {
-    /// Its size as sent, in bytes.
-    fn size(&self) -> usize {
-        match self {
-            Message::Read(fields) => fields.to_json().len(),
-            Message::Raw(raw) => raw.get().len(),
+/// Serialised size of a JSON value, without keeping the bytes.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
-
-    /// The `type` it claims, for counting rejects ("unknown" when it has none).
-    fn claimed_kind(&self) -> &'static str {
-        let claimed = match self {
-            Message::Read(fields) => fields
-                .get("type")
-                .and_then(Field::as_str)
-                .map(|s| s.into_owned()),
-            Message::Raw(raw) => Fields::of_object(raw).and_then(|f| {
-                f.get("type")
-                    .and_then(Field::as_str)
-                    .map(|s| s.into_owned())
-            }),
-        };
-        claimed
-            .as_deref()
-            .and_then(MessageType::parse)
-            .map_or("unknown", MessageType::as_str)
-    }
+    let mut c = Count(0);
+    serde_json::to_writer(&mut c, v).expect("counting cannot fail");
+    c.0
 }

@@ -1,19 +1,12 @@
 //! Validation and normalisation of one Segment-spec message, as Segment's API does it.
 //!
-//! Pure functions over JSON text: the HTTP handlers and `persona import` share them, so a
-//! message is accepted or rejected for the same reasons whichever way it arrives. Only the
-//! top level of a message is read into fields ([`Fields`]); nested objects go to the log as
-//! the sender wrote them.
-
-mod fields;
+//! Pure functions over JSON: the HTTP handlers and `persona import` share them, so a
+//! message is accepted or rejected for the same reasons whichever way it arrives.
 
 use chrono::{DateTime, Datelike, Utc};
 use persona_core::time::{format_timestamp, parse_timestamp};
 use persona_core::{FieldError, MessageType};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-
-pub use fields::{Field, Fields, JsonKind, quoted};
 
 /// What the request around a message contributes to it.
 #[derive(Debug, Clone, Default)]
@@ -39,45 +32,30 @@ pub struct Envelope {
 #[derive(Debug, Clone)]
 pub struct Normalized {
     pub kind: MessageType,
-    /// The normalised message as compact JSON at its top level; nested objects are kept
-    /// as the sender wrote them.
-    pub json: Vec<u8>,
+    pub body: Map<String, Value>,
 }
 
 const IDENTITY_FIELDS: [&str; 2] = ["userId", "anonymousId"];
 const OBJECT_FIELDS: [&str; 4] = ["properties", "traits", "context", "integrations"];
 const TIME_FIELDS: [&str; 3] = ["timestamp", "originalTimestamp", "sentAt"];
 
-/// Validates the JSON value `msg` and returns it normalised, or every problem found in it.
+/// Validates `msg` and returns it normalised, or every problem found in it.
 ///
 /// `kind` is the endpoint's call type; `None` for batch items, which name theirs in `type`.
 /// `index` is the message's position, used in the errors.
 pub fn normalize(
-    msg: &RawValue,
+    msg: Value,
     kind: Option<MessageType>,
     index: usize,
     env: &Envelope,
 ) -> Result<Normalized, Vec<FieldError>> {
-    match Fields::of_object(msg) {
-        Some(body) => normalize_fields(body, kind, index, env),
-        None => Err(vec![FieldError::new(
+    let Value::Object(mut body) = msg else {
+        return Err(vec![FieldError::new(
             index,
             "",
-            format!(
-                "must be a JSON object, got {}",
-                JsonKind::of(msg.get()).name()
-            ),
-        )]),
-    }
-}
-
-/// [`normalize`] for a message whose top level is already read.
-pub fn normalize_fields(
-    mut body: Fields<'_>,
-    kind: Option<MessageType>,
-    index: usize,
-    env: &Envelope,
-) -> Result<Normalized, Vec<FieldError>> {
+            format!("must be a JSON object, got {}", type_name(&msg)),
+        )]);
+    };
     let mut errors = Vec::new();
     let err = |field: &str, reason: String| FieldError::new(index, field, reason);
 
@@ -88,24 +66,22 @@ pub fn normalize_fields(
                 errors.push(err("type", "is required in a batch item".into()));
                 None
             }
-            Some(v) => match v.as_str() {
-                Some(s) => MessageType::parse(&s).or_else(|| {
-                    errors.push(err(
-                        "type",
-                        format!(
-                            "must be one of track, identify, page, screen, group, alias; got {s:?}"
-                        ),
-                    ));
-                    None
-                }),
-                None => {
-                    errors.push(err(
-                        "type",
-                        format!("must be a string, got {}", v.kind().name()),
-                    ));
-                    None
-                }
-            },
+            Some(Value::String(s)) => MessageType::parse(s).or_else(|| {
+                errors.push(err(
+                    "type",
+                    format!(
+                        "must be one of track, identify, page, screen, group, alias; got {s:?}"
+                    ),
+                ));
+                None
+            }),
+            Some(v) => {
+                errors.push(err(
+                    "type",
+                    format!("must be a string, got {}", type_name(v)),
+                ));
+                None
+            }
         },
     };
 
@@ -119,7 +95,7 @@ pub fn normalize_fields(
             errors.push(err(field, reason));
         }
     }
-    if !IDENTITY_FIELDS.iter().any(|f| body.contains(f)) {
+    if !IDENTITY_FIELDS.iter().any(|f| body.contains_key(*f)) {
         errors.push(err(
             "userId",
             "either userId or anonymousId is required".into(),
@@ -128,16 +104,16 @@ pub fn normalize_fields(
     if let Some(k) = kind {
         for field in k.required_fields() {
             if *field == "event" {
-                match body.get("event").map(|v| (v, v.as_str())) {
-                    Some((_, Some(s))) if !s.trim().is_empty() => {}
-                    Some((_, Some(_))) => errors.push(err("event", "must not be empty".into())),
-                    Some((v, None)) => errors.push(err(
+                match body.get("event") {
+                    Some(Value::String(s)) if !s.trim().is_empty() => {}
+                    Some(Value::String(_)) => errors.push(err("event", "must not be empty".into())),
+                    Some(v) => errors.push(err(
                         "event",
-                        format!("must be a string, got {}", v.kind().name()),
+                        format!("must be a string, got {}", type_name(v)),
                     )),
                     None => errors.push(err("event", "is required for track calls".into())),
                 }
-            } else if !body.contains(field) {
+            } else if !body.contains_key(*field) {
                 errors.push(err(field, format!("is required for {k} calls")));
             }
         }
@@ -146,41 +122,40 @@ pub fn normalize_fields(
         if field == "event" && kind == Some(MessageType::Track) {
             continue; // checked above, with the stricter rule for track calls
         }
-        match body.get(field).map(Field::kind) {
-            Some(JsonKind::String) | None => {}
-            Some(JsonKind::Null) if field != "event" => {
+        match body.get(field) {
+            Some(Value::String(_)) | None => {}
+            Some(Value::Null) if field != "event" => {
                 body.remove(field);
             }
-            Some(other) => errors.push(err(
+            Some(v) => errors.push(err(
                 field,
-                format!("must be a string, got {}", other.name()),
+                format!("must be a string, got {}", type_name(v)),
             )),
         }
     }
     for field in OBJECT_FIELDS {
-        match body.get(field).map(Field::kind) {
-            Some(JsonKind::Object) | None => {}
-            Some(JsonKind::Null) => {
+        match body.get(field) {
+            Some(Value::Object(_)) | None => {}
+            Some(Value::Null) => {
                 body.remove(field);
             }
-            Some(other) => errors.push(err(
+            Some(v) => errors.push(err(
                 field,
-                format!("must be an object, got {}", other.name()),
+                format!("must be an object, got {}", type_name(v)),
             )),
         }
     }
     let mut times = [None, None, None];
     for (slot, field) in times.iter_mut().zip(TIME_FIELDS) {
-        let Some(v) = body.get(field) else { continue };
-        match (v.kind(), v.as_str()) {
-            (JsonKind::Null, _) => {}
-            (_, Some(s)) => match parse_timestamp(&s) {
+        match body.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => match parse_timestamp(s) {
                 Ok(t) => *slot = Some(t),
                 Err(reason) => errors.push(err(field, reason)),
             },
-            (other, None) => errors.push(err(
+            Some(v) => errors.push(err(
                 field,
-                format!("must be an ISO-8601 string, got {}", other.name()),
+                format!("must be an ISO-8601 string, got {}", type_name(v)),
             )),
         }
     }
@@ -212,109 +187,101 @@ pub fn normalize_fields(
     };
     let original = original.or(timestamp);
 
-    body.set_str("type", kind.as_str());
-    let has_id = body
-        .get("messageId")
-        .and_then(Field::as_str)
-        .is_some_and(|s| !s.is_empty());
-    if !has_id {
-        body.set_str("messageId", &uuid::Uuid::new_v4().to_string());
+    body.insert("type".into(), kind.as_str().into());
+    if !matches!(body.get("messageId"), Some(Value::String(s)) if !s.is_empty()) {
+        body.insert("messageId".into(), uuid::Uuid::new_v4().to_string().into());
     }
-    body.set_str("receivedAt", &format_timestamp(env.received_at));
-    body.set_str("timestamp", &format_timestamp(corrected));
+    body.insert(
+        "receivedAt".into(),
+        format_timestamp(env.received_at).into(),
+    );
+    body.insert("timestamp".into(), format_timestamp(corrected).into());
     match original {
-        Some(t) => body.set_str("originalTimestamp", &format_timestamp(t)),
-        None => {
-            body.remove("originalTimestamp");
-        }
+        Some(t) => body.insert("originalTimestamp".into(), format_timestamp(t).into()),
+        None => body.remove("originalTimestamp"),
     };
     match sent_at {
-        Some(t) => body.set_str("sentAt", &format_timestamp(t)),
-        None => {
-            body.remove("sentAt");
-        }
+        Some(t) => body.insert("sentAt".into(), format_timestamp(t).into()),
+        None => body.remove("sentAt"),
     };
     merge_envelope(&mut body, env);
-    if kind == MessageType::Identify && !body.contains("traits") {
+    if kind == MessageType::Identify && !body.contains_key("traits") {
         // RudderStack's SDKs send identify traits only as `context.traits`; Segment's send
         // them as `traits`. Downstream reads `traits`, so copy them there (context is kept).
-        let traits = body
+        if let Some(traits) = body
             .get("context")
-            .and_then(|c| Fields::of_object(raw(c.json())?))
-            .and_then(|c| c.get("traits").map(|t| (t.kind(), t.json().to_owned())));
-        if let Some((JsonKind::Object, traits)) = traits {
-            body.set_json("traits", traits);
+            .and_then(|c| c.get("traits"))
+            .filter(|t| t.is_object())
+        {
+            body.insert("traits".into(), traits.clone());
         }
     }
     body.remove("writeKey");
     if let Some(key) = &env.write_key {
-        body.set_str("writeKey", key);
+        body.insert("writeKey".into(), key.clone().into());
     }
-    Ok(Normalized {
-        kind,
-        json: body.to_json().into_bytes(),
-    })
+    Ok(Normalized { kind, body })
 }
 
-/// `json` (text that is known to be valid) as a raw value to read fields of.
-fn raw(json: &str) -> Option<&RawValue> {
-    serde_json::from_str(json).ok()
-}
-
-/// Adds the batch's `context` keys and the client's address to the message's `context`,
-/// and the batch's `integrations` when the message has none.
-fn merge_envelope(body: &mut Fields<'_>, env: &Envelope) {
-    if env.context.is_some() || env.client_ip.is_some() {
-        let had_context = body.contains("context");
-        let merged = {
-            let mut context = body
-                .get("context")
-                .and_then(|c| Fields::of_object(raw(c.json())?))
-                .unwrap_or_default();
-            for (k, v) in env.context.iter().flatten() {
-                context.set_json_if_absent(k.as_str(), || v.to_string());
-            }
-            if let Some(ip) = &env.client_ip {
-                context.set_json_if_absent("ip", || quoted(ip));
-            }
-            (had_context || !context.is_empty()).then(|| context.to_json())
-        };
-        if let Some(merged) = merged {
-            body.set_json("context", merged);
+fn merge_envelope(body: &mut Map<String, Value>, env: &Envelope) {
+    let has_context = body.contains_key("context");
+    let context = body
+        .entry("context")
+        .or_insert_with(|| Value::Object(Map::new()))
+        .as_object_mut()
+        .expect("checked to be an object");
+    if let Some(batch) = &env.context {
+        for (k, v) in batch {
+            context.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
+    if let Some(ip) = &env.client_ip {
+        context.entry("ip").or_insert_with(|| ip.clone().into());
+    }
+    if !has_context && context.is_empty() {
+        body.remove("context");
+    }
     if let Some(integrations) = &env.integrations {
-        body.set_json_if_absent("integrations", || integrations.to_string());
+        body.entry("integrations")
+            .or_insert_with(|| integrations.clone());
     }
 }
 
 /// Turns a numeric identifier into a string; rejects other types and empty strings.
 /// An absent, null or empty identifier is removed, so later checks see it as missing.
-fn coerce_id(body: &mut Fields<'_>, field: &str) -> Result<(), String> {
-    let Some(v) = body.get(field) else {
-        return Ok(());
-    };
-    match v.kind() {
-        JsonKind::Null => {}
-        JsonKind::String => {
-            let s = v.as_str().unwrap_or_default();
-            if s.trim().is_empty() {
-                // removed below
-            } else if s.len() > 1024 {
-                return Err(format!("is {} characters long; the limit is 1024", s.len()));
-            } else {
-                return Ok(());
-            }
+fn coerce_id(body: &mut Map<String, Value>, field: &str) -> Result<(), String> {
+    match body.get(field) {
+        None => Ok(()),
+        Some(Value::Null) => {
+            body.remove(field);
+            Ok(())
         }
-        JsonKind::Number => {
-            let n = v.number_text().unwrap_or_default();
-            body.set_str(field.to_owned(), &n);
-            return Ok(());
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            body.remove(field);
+            Ok(())
         }
-        other => return Err(format!("must be a string, got {}", other.name())),
+        Some(Value::String(s)) if s.len() > 1024 => {
+            Err(format!("is {} characters long; the limit is 1024", s.len()))
+        }
+        Some(Value::String(_)) => Ok(()),
+        Some(Value::Number(n)) => {
+            let s = n.to_string();
+            body.insert(field.into(), s.into());
+            Ok(())
+        }
+        Some(v) => Err(format!("must be a string, got {}", type_name(v))),
     }
-    body.remove(field);
-    Ok(())
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]

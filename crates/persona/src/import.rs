@@ -127,15 +127,14 @@ async fn into_log(
             ..Default::default()
         };
         let normalized = item.map_err(|p| vec![p]).and_then(|v| {
-            let raw = serde_json::value::to_raw_value(&v).map_err(|e| vec![e.to_string()])?;
-            normalize(&raw, None, n, &envelope).map_err(|errs| {
+            normalize(v, None, n, &envelope).map_err(|errs| {
                 errs.iter()
                     .map(|e| format!("{unit} {n}: `{}` {}", e.field, e.reason))
                     .collect()
             })
         });
         match normalized {
-            Ok(m) => pending.push(m.json),
+            Ok(m) => pending.push(serde_json::to_vec(&m.body)?),
             Err(problems) => {
                 summary.rejected += 1;
                 summary.problems.extend(problems);

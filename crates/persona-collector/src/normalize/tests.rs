@@ -1,49 +1,6 @@
 use super::*;
 use serde_json::json;
 
-/// What the normaliser wrote, read back as a tree.
-#[derive(Debug)]
-struct Out {
-    kind: MessageType,
-    body: Value,
-}
-
-/// [`super::normalize`] over a message given as a tree.
-fn normalize(
-    msg: Value,
-    kind: Option<MessageType>,
-    index: usize,
-    env: &Envelope,
-) -> Result<Out, Vec<FieldError>> {
-    let text = msg.to_string();
-    let raw: &RawValue = serde_json::from_str(&text).unwrap();
-    super::normalize(raw, kind, index, env).map(|n| Out {
-        kind: n.kind,
-        body: serde_json::from_slice(&n.json).expect("the normaliser writes JSON"),
-    })
-}
-
-#[test]
-fn nested_objects_go_to_the_log_as_written_and_other_values_are_refused() {
-    let text = r#"{"userId": "u", "event": "x",
-        "properties": {"a" : [1, 2.50], "b": "\u00e9"}}"#;
-    let raw: &RawValue = serde_json::from_str(text).unwrap();
-    let n = super::normalize(raw, Some(MessageType::Track), 0, &env()).unwrap();
-    let json = String::from_utf8(n.json).unwrap();
-    assert!(
-        json.contains(r#""properties":{"a" : [1, 2.50], "b": "\u00e9"}"#),
-        "{json}"
-    );
-    let back: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(back["properties"]["b"], "é");
-    for (text, got) in [("[1]", "an array"), ("\"s\"", "a string"), ("null", "null")] {
-        let raw: &RawValue = serde_json::from_str(text).unwrap();
-        let errs = super::normalize(raw, None, 4, &env()).unwrap_err();
-        assert_eq!(errs[0].index, 4);
-        assert_eq!(errs[0].reason, format!("must be a JSON object, got {got}"));
-    }
-}
-
 fn env() -> Envelope {
     Envelope {
         received_at: parse_timestamp("2024-05-01T12:00:00Z").unwrap(),

@@ -24,10 +24,8 @@ pub fn append(log_dir: &Path, messages: &[Value]) {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let raw = serde_json::value::to_raw_value(m).unwrap();
-            normalize(&raw, None, i, &envelope)
-                .expect("valid test message")
-                .json
+            let n = normalize(m.clone(), None, i, &envelope).expect("valid test message");
+            serde_json::to_vec(&n.body).unwrap()
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -342,7 +342,7 @@ pub(super) async fn build_simulated_log(dir: &Path, customers: usize) -> anyhow:
         for (n, (_, line)) in chunk.iter().enumerate() {
             let m = normalize(serde_json::from_str(line)?, None, n, &envelope)
                 .map_err(|e| anyhow::anyhow!("simulated message rejected: {e:?}"))?;
-            payloads.push(m.json);
+            payloads.push(serde_json::to_vec(&m.body)?);
         }
         log.append(payloads).await?;
     }
