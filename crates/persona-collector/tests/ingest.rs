@@ -341,6 +341,41 @@ async fn malformed_json_is_400() {
     assert_eq!(detail_fields(&resp), [(0, "batch".to_string())]);
 }
 
+/// JSON the stream stage could not read back is refused at the door with a 400, never
+/// acknowledged and then dropped: every value of a message is parsed, however deep.
+#[tokio::test]
+async fn json_the_log_readers_would_refuse_is_400_wherever_it_hides() {
+    let h = harness();
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let bodies = [
+        r#"{"userId": 1e400, "event": "x"}"#.to_string(),
+        r#"{"userId": "u", "event": "x", "properties": {"revenue": 1e400}}"#.to_string(),
+        r#"{"userId": "u\ud83d", "event": "x"}"#.to_string(),
+        r#"{"userId": "u", "event": "x", "traits": {"name": "\ud83d"}}"#.to_string(),
+        format!(r#"{{"userId": "u", "event": "x", "properties": {{"deep": {deep}}}}}"#),
+    ];
+    for body in &bodies {
+        let req = post("/v1/track", ())
+            .body(Body::from(body.clone()))
+            .unwrap();
+        let (status, _, resp) = h.send(req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {resp}");
+        assert_eq!(resp["error"]["code"], "invalid_json", "{body}");
+    }
+    assert!(h.logged().is_empty(), "nothing refused reaches the log");
+
+    // A key repeated inside an object: the last one wins, as at the top level, so the
+    // stored event is one the stream stage reads.
+    let body = r#"{"userId": "u", "event": "Order Completed",
+                   "properties": {"revenue": 1, "revenue": 2}}"#;
+    let req = post("/v1/track", ()).body(Body::from(body)).unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let stored = h.logged();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["properties"], json!({"revenue": 2}));
+}
+
 #[tokio::test]
 async fn a_partial_batch_keeps_the_valid_messages_and_names_the_invalid() {
     let h = harness();
