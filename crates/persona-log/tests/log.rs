@@ -239,6 +239,16 @@ async fn committed_offsets_survive_reopen_and_show_in_stats() {
         log.append((0..8).map(payload).collect()).await.unwrap();
         log.register_consumer("lake").unwrap();
         log.commit("lake", 5).unwrap();
+        // Committing the offset already recorded leaves the file alone (it is replaced,
+        // with two syncs, only when the offset moves).
+        let file = dir.path().join("consumers").join("lake.offset");
+        let inode = || std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+        let recorded = inode();
+        log.commit("lake", 5).unwrap();
+        assert_eq!(inode(), recorded);
+        log.commit("lake", 6).unwrap();
+        assert_ne!(inode(), recorded);
+        log.commit("lake", 5).unwrap();
         assert!(log.register_consumer("bad/name").is_err());
     }
     let stats = LogStats::read(dir.path()).unwrap();

@@ -472,9 +472,6 @@ pub fn spawn(
         std::thread::Builder::new()
             .name("persona-processor".into())
             .spawn(move || {
-                // The offset last recorded in the log: recording costs a file replace and
-                // two fsyncs, and the store's durable offset moves only once a second.
-                let mut recorded = log.consumers().committed(CONSUMER);
                 while !stop.load(Ordering::Acquire) {
                     let result = processor.step();
                     processor.report_lag(&log);
@@ -487,14 +484,7 @@ pub fn spawn(
                             let committed = processor
                                 .retention_offset()
                                 .map_err(|e| e.to_string())
-                                .and_then(|o| {
-                                    if recorded == Some(o) {
-                                        return Ok(());
-                                    }
-                                    log.commit(CONSUMER, o).map_err(|e| e.to_string())?;
-                                    recorded = Some(o);
-                                    Ok(())
-                                });
+                                .and_then(|o| log.commit(CONSUMER, o).map_err(|e| e.to_string()));
                             if let Err(e) = committed {
                                 tracing::warn!(error = %e, "cannot record the processor's offset in the log");
                             }
