@@ -153,10 +153,10 @@ pub(crate) async fn events(
         },
     };
     let (id, profile) = lookup(&state, &key)?;
-    let refs = state.store.recent_events(id, limit).map_err(store_error)?;
-    let dir = state.log_dir.clone();
-    // One small file read per event: off the async workers.
+    let (store, dir) = (state.store.clone(), state.log_dir.clone());
+    // A scan of the event index and one small file read per event: off the async workers.
     let events = off_workers(move || {
+        let refs = store.recent_events(id, limit).map_err(store_error)?;
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             match persona_log::read_at(&dir, r.offset, r.position) {
