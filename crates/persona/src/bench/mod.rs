@@ -228,6 +228,20 @@ impl Conn {
 
     /// Whether the server answered 2xx.
     pub async fn send(&mut self, req: &Req) -> anyhow::Result<bool> {
+        Ok(self.exchange(req).await?.0)
+    }
+
+    /// The body of `GET path`, which must be answered with 2xx, as text.
+    pub async fn get_text(&mut self, path: &str) -> anyhow::Result<String> {
+        let (ok, body) = self.exchange(&Req::Get(path.to_string())).await?;
+        if !ok {
+            bail!("GET {path} was not answered with success");
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Whether the server answered 2xx, and the answer's body.
+    async fn exchange(&mut self, req: &Req) -> anyhow::Result<(bool, Bytes)> {
         self.sender.ready().await?;
         let req = match req {
             Req::Post(path, body) => Request::post(*path)
@@ -242,7 +256,7 @@ impl Conn {
         };
         let resp = self.sender.send_request(req).await?;
         let ok = resp.status().is_success();
-        resp.into_body().collect().await?;
-        Ok(ok)
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((ok, body))
     }
 }

@@ -3,10 +3,7 @@
 
 use std::net::SocketAddr;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper::{Request, header};
-use hyper_util::rt::TokioIo;
+use super::Conn;
 
 /// One Prometheus histogram's cumulative bucket counts, by upper bound in seconds.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -96,19 +93,7 @@ impl Histogram {
 
 /// The text of `GET /metrics` on the server at `addr`.
 pub async fn metrics_page(addr: SocketAddr) -> anyhow::Result<String> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
-    let req = Request::get("/metrics")
-        .header(header::HOST, "127.0.0.1")
-        .body(Empty::<Bytes>::new())?;
-    let body = sender
-        .send_request(req)
-        .await?
-        .into_body()
-        .collect()
-        .await?;
-    Ok(String::from_utf8_lossy(&body.to_bytes()).into_owned())
+    Conn::open(addr).await?.get_text("/metrics").await
 }
 
 #[cfg(test)]
