@@ -10,8 +10,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 
+use super::cpu::{PerRequest, ThreadTimes};
 use super::scrape::{Histogram, metrics_page};
-use super::{Phase, Req, Server, WRITE_KEY, task_load};
+use super::{Conn, Phase, Req, Server, WRITE_KEY, task_load};
 use crate::cli::{BenchIngestArgs, NoopServerArgs};
 /// Distinct request bodies cycled through, so no two consecutive requests are identical.
 const BODIES: usize = 512;
@@ -22,7 +23,63 @@ struct Report {
     /// The median of the rounds' ratios.
     single_vs_noop_ratio: f64,
     single_vs_noop_rounds: Vec<f64>,
+    /// Each server's CPU time per request over the max-load rounds, by group of threads.
+    cpu_per_request: CpuPerRequest,
+    /// Events the processor had yet to apply when the last max-load round ended.
+    processor_behind_after_max_load: u64,
+    /// How long it then took to catch up, before the paced phase started.
+    processor_caught_up_seconds: f64,
     paced_server_side: ServerSide,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct CpuPerRequest {
+    noop: PerRequest,
+    persona: PerRequest,
+}
+
+/// A server's single-event phase, with the CPU its process used meanwhile.
+async fn measured(
+    server: &Server,
+    cpu: &mut PerRequest,
+    run: impl Future<Output = anyhow::Result<Phase>>,
+) -> anyhow::Result<Phase> {
+    let before = ThreadTimes::read(server.child.id());
+    let phase = run.await?;
+    cpu.add(
+        ThreadTimes::read(server.child.id()).since(&before),
+        phase.requests,
+    );
+    Ok(phase)
+}
+
+/// The events the processor of the server at `addr` has yet to apply, from `/readyz`
+/// (which answers 503 while the processor is far behind, with the same figures).
+async fn processor_lag(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
+    let (_, body) = Conn::open(addr)
+        .await?
+        .exchange(&Req::Get("/readyz".into()))
+        .await?;
+    let ready: serde_json::Value = serde_json::from_slice(&body)?;
+    ready["processor"]["lag_records"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("/readyz gave no processor lag: {ready}"))
+}
+
+/// Waits for the processor to apply everything logged; returns how far behind it was and
+/// the seconds it took.
+async fn processor_catch_up(addr: std::net::SocketAddr) -> anyhow::Result<(u64, f64)> {
+    let started = std::time::Instant::now();
+    let behind = processor_lag(addr).await?;
+    let mut lag = behind;
+    while lag > 0 {
+        if started.elapsed() > Duration::from_secs(120) {
+            anyhow::bail!("the processor is still {lag} events behind after two minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lag = processor_lag(addr).await?;
+    }
+    Ok((behind, started.elapsed().as_secs_f64()))
 }
 
 /// What the server's own histograms saw of the paced phase: a slow answer that the server
@@ -126,12 +183,13 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     // percent within a minute, and a single pair of phases would carry that drift into the
     // ratio. Each round gives a ratio; the median round's is reported.
     let (mut rounds, mut persona_rates) = (Vec::new(), Vec::new());
+    let mut cpu = CpuPerRequest::default();
     for round in 1..=args.rounds {
         let load = |addr| task_load(addr, &singles, args.single_connections, duration, None, 1);
-        let noop_single = load(noop.addr)
+        let noop_single = measured(&noop, &mut cpu.noop, load(noop.addr))
             .await?
             .named(&format!("no-op axum, single events, round {round}"));
-        let single = load(persona.addr)
+        let single = measured(&persona, &mut cpu.persona, load(persona.addr))
             .await?
             .named(&format!("persona, single events, max load, round {round}"));
         rounds.push(single.requests_per_sec / noop_single.requests_per_sec);
@@ -139,6 +197,9 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         phases.extend([noop_single, single]);
     }
     let ratio = median(rounds.clone());
+    // The processor runs below the collector (see `persona_core::priority`), so a burst
+    // leaves it behind; the paced phase starts once it has caught up.
+    let (behind, caught_up) = processor_catch_up(persona.addr).await?;
     // Latency is judged at half of the load persona sustains, as capacity planning would.
     let half = median(persona_rates) / 2.0;
     let before = ServerSide::read(persona.addr).await?;
@@ -193,6 +254,13 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         "single-event requests/s, persona vs no-op handler: {ratio:.2} (median of rounds: {})",
         each.join(", ")
     );
+    println!(
+        "server CPU per single-event request in the max-load rounds: no-op {}; persona {}",
+        cpu.noop, cpu.persona
+    );
+    println!(
+        "the processor ended the max-load rounds {behind} events behind and caught up in {caught_up:.1} s"
+    );
     println!("{paced_server_side}");
     println!(
         "log after the run: {} records durable in {} segments, {} bytes",
@@ -202,6 +270,9 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         phases,
         single_vs_noop_ratio: ratio,
         single_vs_noop_rounds: rounds,
+        cpu_per_request: cpu,
+        processor_behind_after_max_load: behind,
+        processor_caught_up_seconds: caught_up,
         paced_server_side,
     };
     if let Some(path) = &args.json {

@@ -5,6 +5,7 @@
 //! same for persona and for the reference.
 
 pub mod cluster;
+mod cpu;
 pub mod ingest;
 mod paced;
 pub mod profiles;
