@@ -6,7 +6,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use persona_core::MessageType;
-use persona_core::priority::{PROCESSOR_NICE, set_thread_nice};
 use persona_core::profile::set_all;
 use persona_log::{CommitObserver, EventLog, LogError, LogReader, Record};
 use persona_rules::live::Scope;
@@ -473,10 +472,6 @@ pub fn spawn(
         std::thread::Builder::new()
             .name("persona-processor".into())
             .spawn(move || {
-                // Acknowledging events comes first; see `persona_core::priority`.
-                if !set_thread_nice(0, PROCESSOR_NICE) {
-                    tracing::debug!("the processor runs at normal priority");
-                }
                 while !stop.load(Ordering::Acquire) {
                     let result = processor.step();
                     processor.report_lag(&log);

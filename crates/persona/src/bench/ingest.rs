@@ -197,8 +197,8 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         phases.extend([noop_single, single]);
     }
     let ratio = median(rounds.clone());
-    // The processor runs below the collector (see `persona_core::priority`), so a burst
-    // leaves it behind; the paced phase starts once it has caught up.
+    // A burst that saturates the machine may leave the processor behind; the paced phase
+    // starts once it has caught up, so it measures half load and not a backlog.
     let (behind, caught_up) = processor_catch_up(persona.addr).await?;
     // Latency is judged at half of the load persona sustains, as capacity planning would.
     let half = median(persona_rates) / 2.0;
