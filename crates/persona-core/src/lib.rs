@@ -3,15 +3,15 @@
 //! This crate owns the types every stage agrees on: the Segment-spec message kinds, the
 //! customer profile (its state, merge rules, stored form and read-time view), the
 //! field-level validation error that the collector reports and the importer prints, the
-//! error kinds used across crates, timestamp helpers, bulk work split over the cores, and the
-//! CPU priorities of persona's threads. It knows nothing about HTTP,
-//! storage or async runtimes, so any stage (or an outside tool) can depend on it cheaply.
+//! error kinds used across crates, timestamp helpers, bulk work split over the cores, and
+//! persona's threads as Linux shows them (CPU time, priority). It knows nothing about
+//! HTTP, storage or async runtimes, so any stage (or an outside tool) can depend on it cheaply.
 
 pub mod error;
 pub mod message;
 pub mod parallel;
-pub mod priority;
 pub mod profile;
+pub mod threads;
 pub mod time;
 
 pub use error::{ErrorKind, FieldError};

@@ -231,7 +231,7 @@ impl Syncer {
                     // fjall may start workers after the store opens: checked every sync.
                     background::lower_priority(
                         background::FJALL_WORKERS,
-                        persona_core::priority::BACKGROUND_NICE,
+                        persona_core::threads::BACKGROUND_NICE,
                     );
                     // Batches applied before the sync starts are on disk once it returns.
                     let applied = offsets.applied.lock().expect("not poisoned").clone();

@@ -19,31 +19,12 @@ fn group(name: &str) -> &'static str {
     }
 }
 
-/// User plus system CPU seconds from a `/proc/<pid>/task/<tid>/stat` line.
-fn cpu_seconds(stat: &str, ticks_per_second: f64) -> Option<f64> {
-    // The name is in parentheses and may hold spaces; utime and stime are fields 14 and 15.
-    let mut fields = stat.get(stat.rfind(')')? + 2..)?.split(' ').skip(11);
-    let user: f64 = fields.next()?.parse().ok()?;
-    let system: f64 = fields.next()?.parse().ok()?;
-    Some((user + system) / ticks_per_second)
-}
-
 impl ThreadTimes {
     /// The threads of process `pid` now; empty where `/proc` cannot be read.
     pub fn read(pid: u32) -> Self {
-        // SAFETY: sysconf reads its integer argument and nothing else.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            return Self::default();
-        };
-        let threads = tasks
-            .flatten()
-            .filter_map(|task| {
-                let tid = task.file_name().to_str()?.parse().ok()?;
-                let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
-                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-                Some((tid, (group(name.trim_end()), cpu_seconds(&stat, ticks)?)))
-            })
+        let threads = persona_core::threads::threads(pid)
+            .into_iter()
+            .map(|t| (t.tid, (group(&t.name), t.cpu_seconds)))
             .collect();
         ThreadTimes(threads)
     }
@@ -102,13 +83,6 @@ impl std::fmt::Display for PerRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_lines_give_user_plus_system_seconds_whatever_the_name() {
-        let stat = "4242 (tokio rt) worker) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 3 0";
-        assert_eq!(cpu_seconds(stat, 100.0), Some(2.0));
-        assert_eq!(cpu_seconds("4242 (cut", 100.0), None);
-    }
 
     #[test]
     fn this_process_is_seen_using_cpu_in_its_own_thread() {
