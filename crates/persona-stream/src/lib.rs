@@ -18,10 +18,12 @@ mod filter;
 mod metrics;
 mod processor;
 mod status;
+mod wakeup;
 
 pub use config::{ConfigError, StreamConfig, ValidStreamConfig};
 pub use event::ENRICHMENT_SOURCE;
 pub use filter::DropReason;
 pub use metrics::ProcessorMetrics;
-pub use processor::{CONSUMER, Processor, ProcessorError, ProcessorHandle, Wakeup, spawn};
+pub use processor::{CONSUMER, Processor, ProcessorError, ProcessorHandle, spawn};
 pub use status::ProcessorStatus;
+pub use wakeup::Wakeup;

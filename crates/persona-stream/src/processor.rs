@@ -1,13 +1,13 @@
 //! The consumer loop: read a micro-batch, apply it, commit it with the offset.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use persona_core::MessageType;
 use persona_core::profile::set_all;
-use persona_log::{CommitObserver, EventLog, LogError, LogReader, Record};
+use persona_log::{EventLog, LogError, LogReader, Record};
 use persona_rules::live::Scope;
 use persona_rules::{Reason, SegmentRegistry};
 use persona_store::{EventRef, ProfileId, ProfileStore, StoreError};
@@ -20,6 +20,7 @@ use crate::event::Event;
 use crate::filter::{DropReason, noise};
 use crate::metrics::ProcessorMetrics;
 use crate::status::ProcessorStatus;
+use crate::wakeup::Wakeup;
 
 /// The processor's consumer name, in the store and in the log's consumer list.
 pub const CONSUMER: &str = "processor";
@@ -412,33 +413,6 @@ fn message_id(payload: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
         message_id: Option<std::borrow::Cow<'a, str>>,
     }
     serde_json::from_slice::<Id<'_>>(payload).ok()?.message_id
-}
-
-/// Wakes the processor when the log commits new records. Clones share one signal.
-#[derive(Clone, Default)]
-pub struct Wakeup(Arc<(Mutex<bool>, Condvar)>);
-
-impl Wakeup {
-    pub fn notify(&self) {
-        let (flag, cv) = &*self.0;
-        *flag.lock().expect("not poisoned") = true;
-        cv.notify_one();
-    }
-
-    fn wait(&self, timeout: Duration) {
-        let (flag, cv) = &*self.0;
-        let guard = flag.lock().expect("not poisoned");
-        let (mut guard, _) = cv
-            .wait_timeout_while(guard, timeout, |woken| !*woken)
-            .expect("not poisoned");
-        *guard = false;
-    }
-}
-
-impl CommitObserver for Wakeup {
-    fn on_commit(&self, _: u64, _: u64, _: Duration) {
-        self.notify();
-    }
 }
 
 /// The processor running on its own thread; dropping it stops the thread after the batch
