@@ -24,7 +24,11 @@ struct WakeupInner {
 
 impl Wakeup {
     pub fn notify(&self) {
-        self.0.pending.store(true, Ordering::Release);
+        // Already pending: the notification that set it has woken the waiter, or the waiter
+        // will see the flag before it parks. Nothing more to do on the writer's hot path.
+        if self.0.pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if let Some(t) = self.0.waiter.get() {
             t.unpark();
         }
