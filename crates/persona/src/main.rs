@@ -10,6 +10,7 @@ mod bench;
 mod cli;
 mod client;
 mod cluster;
+mod http_server;
 mod import;
 mod keys;
 mod logcmd;

@@ -1,11 +1,9 @@
 //! `persona serve`: opens the data folder, starts every stage and serves HTTP.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use persona_api::ApiState;
 use persona_collector::StageCheck;
 use persona_collector::{CollectorConfig, CollectorState, LogMetrics, Metrics};
@@ -155,16 +153,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
 
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server failed")?;
+    crate::http_server::serve(listener, app, settings.http, shutdown).await;
     tracing::info!("stopped; every acknowledged event is on disk");
     Ok(())
 }

@@ -10,6 +10,7 @@ use persona_stream::StreamConfig;
 use serde::Deserialize;
 
 use crate::cli::{ServeArgs, default_data_dir};
+use crate::http_server::ConnectionLimits;
 
 /// The TOML file's shape. Every field is optional; see `docs/config.example.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -25,6 +26,8 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub collector: CollectorSection,
+    #[serde(default)]
+    pub http: HttpSection,
     /// Noise rules and business definitions of the processor.
     #[serde(default)]
     pub processor: StreamConfig,
@@ -52,6 +55,16 @@ pub struct CollectorSection {
     pub max_batch_bytes: Option<usize>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Connections open at once; more wait to be accepted [default 10,000].
+    pub max_connections: Option<usize>,
+    /// Seconds a connection may take to send a request's head, or stay idle between
+    /// requests, before it is closed [default 30].
+    pub header_timeout_seconds: Option<f64>,
+}
+
 /// Everything `serve` needs, merged.
 pub struct Settings {
     pub data_dir: PathBuf,
@@ -61,6 +74,7 @@ pub struct Settings {
     pub demo: bool,
     pub log: LogConfig,
     pub collector: CollectorSection,
+    pub http: ConnectionLimits,
     pub processor: StreamConfig,
 }
 
@@ -101,9 +115,29 @@ impl Settings {
             demo: args.demo,
             log,
             collector: file.collector,
+            http: connection_limits(&file.http)?,
             processor: file.processor,
         })
     }
+}
+
+fn connection_limits(http: &HttpSection) -> anyhow::Result<ConnectionLimits> {
+    let defaults = ConnectionLimits::default();
+    let max_connections = http.max_connections.unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        anyhow::bail!("http.max_connections must be at least 1");
+    }
+    let header_timeout = match http.header_timeout_seconds {
+        None => defaults.header_timeout,
+        Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
+        Some(s) => anyhow::bail!(
+            "http.header_timeout_seconds must be more than 0 and at most 86400, got {s}"
+        ),
+    };
+    Ok(ConnectionLimits {
+        max_connections,
+        header_timeout,
+    })
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

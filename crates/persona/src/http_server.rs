@@ -1,0 +1,125 @@
+//! The HTTP accept loop of `persona serve`: a cap on open connections and a deadline for
+//! request headers, which `axum::serve` does not offer.
+//!
+//! The collector faces browsers and the open internet. Without a header deadline a client
+//! that opens connections and sends its headers a byte at a time (slowloris) holds each one
+//! forever, and idle keep-alive connections are never closed; without a cap, enough of them
+//! run the process out of file descriptors and memory. As nginx does with
+//! `client_header_timeout` and `worker_connections`: a connection that has not sent a whole
+//! request head within the deadline (counted from when the server starts waiting for one,
+//! so an idle keep-alive connection too) is closed, and past the cap new connections wait
+//! in the kernel's accept queue until one closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+/// Limits on the clients of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections open at once; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's head, or stay idle between
+    /// requests, before it is closed.
+    pub header_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 10_000,
+            // hyper's own default, and half of nginx's `client_header_timeout`.
+            header_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight
+/// finish (idle connections are closed at once) and returns when every connection is gone.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let service = app.clone().map_request(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req
+        });
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let _slot = slot; // held until the connection ends
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => log_connection_end(peer, result),
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    log_connection_end(peer, conn.await);
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(());
+    // Every connection holds a slot until it ends: having them all back means none is left.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}
+
+fn log_connection_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
+    match result {
+        Ok(()) => {}
+        Err(e) if e.is_timeout() => {
+            tracing::debug!(%peer, "closed a connection that sent no request head in time")
+        }
+        Err(e) => tracing::trace!(%peer, error = %e, "connection ended with an error"),
+    }
+}
+
+/// After a failed `accept`: a connection the peer gave up on is skipped; anything else
+/// (out of file descriptors, most often) is logged and retried after a pause, rather than
+/// in a busy loop.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "cannot accept connections; retrying in a second");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}

@@ -1,0 +1,154 @@
+//! The HTTP server's defences against clients that hold connections: a deadline for
+//! request heads (slowloris, idle keep-alive) and a cap on open connections, on the real
+//! binary over real sockets.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, KEY, Server};
+
+fn start(dir: &Path, http_section: &str) -> Server {
+    let config = dir.join("persona.toml");
+    std::fs::write(&config, format!("[http]\n{http_section}\n")).unwrap();
+    let data = dir.join("data");
+    Server::start_with(
+        &data,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--write-key",
+            KEY,
+            "--admin-token",
+            ADMIN,
+        ],
+        &[],
+    )
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Sends `GET /healthz` on `s`, keeping the connection open.
+fn ask_health(s: &mut TcpStream) {
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: persona\r\n\r\n")
+        .unwrap();
+}
+
+/// Reads one response head from `s` (the health answer's body is small and comes with it).
+fn read_response(s: &mut TcpStream) -> std::io::Result<String> {
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+/// Asks `s` for `/healthz` and asserts the answer is 200, keeping the connection open.
+fn assert_served(s: &mut TcpStream) {
+    ask_health(s);
+    let answer = read_response(s).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Reads until the server closes `s`; returns how long that took.
+fn wait_for_close(s: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return started.elapsed(),
+            Err(e) => panic!("the server kept the connection open: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), "header_timeout_seconds = 1");
+
+    // A slowloris client: a request line and one header, then nothing.
+    let mut slow = connect(server.addr);
+    slow.write_all(b"POST /v1/track HTTP/1.1\r\nHost: persona\r\n")
+        .unwrap();
+    let took = wait_for_close(&mut slow);
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed after {took:?}, before its deadline"
+    );
+
+    // A keep-alive connection that goes quiet after one request is closed the same way.
+    let mut idle = connect(server.addr);
+    assert_served(&mut idle);
+    wait_for_close(&mut idle);
+
+    // Clients that keep to the deadline are served as before.
+    assert_served(&mut connect(server.addr));
+}
+
+#[test]
+fn connections_past_the_cap_wait_until_one_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        "max_connections = 2\nheader_timeout_seconds = 600",
+    );
+    let mut first = connect(server.addr);
+    let mut second = connect(server.addr);
+    assert_served(&mut first);
+    assert_served(&mut second);
+
+    // The third connects (the kernel queues it) but is not served while two are open.
+    let mut third = connect(server.addr);
+    third
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    ask_health(&mut third);
+    let err = read_response(&mut third).expect_err("served past the cap of 2 connections");
+    assert!(
+        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{err}"
+    );
+
+    // Once one of the two closes, the waiting one is taken and answered.
+    drop(first);
+    third
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert!(
+        read_response(&mut third)
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+}
+
+#[test]
+fn bad_connection_limits_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (section, field) in [
+        ("max_connections = 0", "http.max_connections"),
+        ("header_timeout_seconds = -1", "http.header_timeout_seconds"),
+    ] {
+        let config = dir.path().join("bad.toml");
+        std::fs::write(&config, format!("[http]\n{section}\n")).unwrap();
+        let out = common::run(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(field), "{section}: {stderr}");
+    }
+}
