@@ -81,7 +81,9 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service));
+                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+                // As `axum::serve`, so that a WebSocket route works when one is added.
+                .with_upgrades();
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => log_connection_end(peer, result),
@@ -95,7 +97,7 @@ pub async fn serve(
     drop(listener);
     let _ = stop_tx.send(());
     // Every connection holds a slot until it ends: having them all back means none is left.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let all = u32::try_from(limits.max_connections).expect("settings cap it at a million");
     let _ = slots.acquire_many(all).await;
 }
 

@@ -124,8 +124,8 @@ impl Settings {
 fn connection_limits(http: &HttpSection) -> anyhow::Result<ConnectionLimits> {
     let defaults = ConnectionLimits::default();
     let max_connections = http.max_connections.unwrap_or(defaults.max_connections);
-    if max_connections == 0 {
-        anyhow::bail!("http.max_connections must be at least 1");
+    if !(1..=1_000_000).contains(&max_connections) {
+        anyhow::bail!("http.max_connections must be 1 to 1000000, got {max_connections}");
     }
     let header_timeout = match http.header_timeout_seconds {
         None => defaults.header_timeout,
