@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod message;
+pub mod open_files;
 pub mod parallel;
 pub mod profile;
 pub mod threads;

@@ -8,7 +8,8 @@
 //! `client_header_timeout` and `worker_connections`: a connection that has not sent a whole
 //! request head within the deadline (counted from when the server starts waiting for one,
 //! so an idle keep-alive connection too) is closed, and past the cap new connections wait
-//! in the kernel's accept queue until one closes.
+//! in the kernel's accept queue until one closes. The process's open-file limit is raised
+//! to fit the cap where the system allows.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    reserve_open_files(limits.max_connections);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
@@ -99,6 +101,26 @@ pub async fn serve(
     // Every connection holds a slot until it ends: having them all back means none is left.
     let all = u32::try_from(limits.max_connections).expect("settings cap it at a million");
     let _ = slots.acquire_many(all).await;
+}
+
+/// Files the process needs besides its connections: log segments, the store's tables and
+/// journals, the data folder's own.
+const FILES_BESIDES_CONNECTIONS: u64 = 1024;
+
+/// Raises the open-file limit so that the connection cap, not the OS, bounds connections;
+/// says so when the system's hard limit is too low for that.
+fn reserve_open_files(max_connections: usize) {
+    let wanted = max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+    match persona_core::open_files::raise_limit(wanted) {
+        Ok(limit) if limit >= wanted => tracing::debug!(limit, "open-file limit"),
+        Ok(limit) => tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit (ulimit -n) is below http.max_connections plus {FILES_BESIDES_CONNECTIONS}: \
+             past it, new connections cannot be accepted; raise the hard limit or lower the cap"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
 }
 
 fn log_connection_end(peer: SocketAddr, result: Result<(), hyper::Error>) {

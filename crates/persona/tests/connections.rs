@@ -129,6 +129,52 @@ fn connections_past_the_cap_wait_until_one_closes() {
     );
 }
 
+/// The soft limit on open files of process `pid`, from `/proc`.
+fn open_file_limit(pid: u32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_low_open_file_limit_is_raised_to_fit_the_connection_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    // Started as many systems start services: a soft limit of 256 open files.
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg("-c")
+        .arg(r#"ulimit -S -n 256 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_persona"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--write-key",
+            KEY,
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("PERSONA_LOG", "warn");
+    let server = Server::spawn(command);
+    let hard: u64 = String::from_utf8(
+        std::process::Command::new("bash")
+            .args(["-c", "ulimit -H -n"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap_or(u64::MAX); // "unlimited"
+    // The default cap of 10,000 connections plus the files the server keeps open itself.
+    assert_eq!(open_file_limit(server.pid()), hard.min(11_024));
+    assert_served(&mut connect(server.addr));
+}
+
 #[test]
 fn bad_connection_limits_are_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
