@@ -55,6 +55,10 @@ pub async fn serve(
 ) {
     reserve_open_files(limits.max_connections);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     let (stop_tx, stop_rx) = watch::channel(());
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -78,11 +82,10 @@ pub async fn serve(
             req
         });
         let mut stop = stop_rx.clone();
+        let http1 = http1.clone();
         tokio::spawn(async move {
             let _slot = slot; // held until the connection ends
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
+            let conn = http1
                 .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
                 // As `axum::serve`, so that a WebSocket route works when one is added.
                 .with_upgrades();

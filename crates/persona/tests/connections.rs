@@ -48,11 +48,16 @@ fn read_response(s: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// Reads the answer to a health request sent on `s` and asserts it is 200.
+fn assert_answered(s: &mut TcpStream) {
+    let answer = read_response(s).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 /// Asks `s` for `/healthz` and asserts the answer is 200, keeping the connection open.
 fn assert_served(s: &mut TcpStream) {
     ask_health(s);
-    let answer = read_response(s).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_answered(s);
 }
 
 /// Reads until the server closes `s`; returns how long that took.
@@ -122,21 +127,21 @@ fn connections_past_the_cap_wait_until_one_closes() {
     third
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    assert!(
-        read_response(&mut third)
-            .unwrap()
-            .starts_with("HTTP/1.1 200")
-    );
+    assert_answered(&mut third);
 }
 
-/// The soft limit on open files of process `pid`, from `/proc`.
-fn open_file_limit(pid: u32) -> u64 {
+/// The soft and hard limits on open files of process `pid`, from `/proc`.
+fn open_file_limits(pid: u32) -> (u64, u64) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
         .unwrap();
-    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+    let value = |i| match line.split_whitespace().nth(i).unwrap() {
+        "unlimited" => u64::MAX,
+        n => n.parse().unwrap(),
+    };
+    (value(3), value(4))
 }
 
 #[test]
@@ -159,19 +164,9 @@ fn a_low_open_file_limit_is_raised_to_fit_the_connection_cap() {
         .arg(dir.path())
         .env("PERSONA_LOG", "warn");
     let server = Server::spawn(command);
-    let hard: u64 = String::from_utf8(
-        std::process::Command::new("bash")
-            .args(["-c", "ulimit -H -n"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap_or(u64::MAX); // "unlimited"
+    let (soft, hard) = open_file_limits(server.pid());
     // The default cap of 10,000 connections plus the files the server keeps open itself.
-    assert_eq!(open_file_limit(server.pid()), hard.min(11_024));
+    assert_eq!(soft, hard.min(11_024));
     assert_served(&mut connect(server.addr));
 }
 
