@@ -1,5 +1,5 @@
 //! The Segment-compatible ingestion handlers: `/v1/{track,identify,page,screen,group,alias}`,
-//! their one-letter short forms, and `/v1/batch`.
+//! their one-letter short forms, and `/v1/batch` (also routed as `/v1/b` and `/v1/import`).
 
 use std::net::SocketAddr;
 
@@ -46,6 +46,13 @@ async fn ingest_inner(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let header_key = basic_auth_key(&parts.headers)?;
+    // A key in the header is checked before the body is read and decoded, so that a
+    // client with a wrong key hears 401 (not 413 or 400 about its body) and costs no gunzip.
+    if let Some(key) = &header_key
+        && !state.config.accepts(key)
+    {
+        return Err(invalid_write_key());
+    }
     let limit = match kind {
         Some(_) => state.config.max_message_bytes,
         None => state.config.max_batch_bytes,
@@ -215,9 +222,13 @@ fn authenticate(
         ));
     };
     if !state.config.accepts(&key) {
-        return Err(ApiError::unauthorized("invalid write key"));
+        return Err(invalid_write_key());
     }
     Ok(key)
+}
+
+fn invalid_write_key() -> ApiError {
+    ApiError::unauthorized("invalid write key")
 }
 
 fn envelope(

@@ -26,7 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use persona_core::MessageType;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 pub use config::{CollectorConfig, ConfigError, ValidCollectorConfig};
 pub use error::ApiError;
@@ -44,11 +44,13 @@ pub fn router(state: CollectorState) -> Router {
             .route(&format!("/v1/{name}"), post(handler))
             .route(&format!("/v1/{}", &name[..1]), post(handler));
     }
+    let batch = post(|State(s): State<CollectorState>, req: Request| ingest::ingest(s, None, req));
     let ingest = ingest
-        .route(
-            "/v1/batch",
-            post(|State(s): State<CollectorState>, req: Request| ingest::ingest(s, None, req)),
-        )
+        .route("/v1/batch", batch.clone())
+        // analytics.js (analytics-next) in batching mode posts to `/v1/b`; Segment's classic
+        // mobile SDKs post their batches to `/v1/import`. Same body, same answer.
+        .route("/v1/b", batch.clone())
+        .route("/v1/import", batch)
         // Bodies are read with our own limits (and after gzip decoding) in `body.rs`.
         .layer(DefaultBodyLimit::disable());
 
@@ -66,15 +68,18 @@ pub fn router(state: CollectorState) -> Router {
 }
 
 /// Browsers on any origin may send events (analytics.js runs on customers' sites).
+///
+/// Every request header a preflight asks for is allowed: browser SDKs add their own (the
+/// RudderStack JS SDK sends `AnonymousId` besides `Authorization`), and a header missing
+/// from a fixed list makes the browser drop every event without telling anyone. Nothing
+/// here depends on cookies, so mirroring is safe. `Retry-After` is exposed so that a
+/// browser SDK can honour it when the log is overloaded.
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers([
-            header::CONTENT_TYPE,
-            header::AUTHORIZATION,
-            header::CONTENT_ENCODING,
-        ])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(86_400))
 }
 

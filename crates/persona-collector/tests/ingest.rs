@@ -217,6 +217,18 @@ async fn bad_or_missing_write_keys_are_401() {
         ))
         .unwrap();
     assert_eq!(h.send(req).await.0, StatusCode::UNAUTHORIZED);
+
+    // A wrong key in the header is refused before the body is looked at: 401, not the 413
+    // or 400 that this body would earn.
+    for body in [vec![b' '; 600 * 1024], b"{not json".to_vec()] {
+        let req = Request::post("/v1/batch")
+            .header(header::AUTHORIZATION, basic("wrong"))
+            .body(Body::from(body))
+            .unwrap();
+        let (status, _, resp) = h.send(req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{resp}");
+        assert_eq!(resp["error"]["message"], "invalid write key");
+    }
     assert!(h.logged().is_empty());
 }
 
@@ -264,9 +276,11 @@ async fn cors_preflight_allows_any_origin() {
     let req = Request::options("/v1/batch")
         .header(header::ORIGIN, "https://shop.example")
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        // What the RudderStack JS SDK asks for: its own `AnonymousId` header besides the
+        // usual ones.
         .header(
             header::ACCESS_CONTROL_REQUEST_HEADERS,
-            "content-type,authorization",
+            "content-type,authorization,anonymousid,content-encoding",
         )
         .body(Body::empty())
         .unwrap();
@@ -281,7 +295,14 @@ async fn cors_preflight_allows_any_origin() {
         .to_str()
         .unwrap()
         .to_lowercase();
-    assert!(allowed.contains("authorization") && allowed.contains("content-type"));
+    for wanted in [
+        "authorization",
+        "content-type",
+        "anonymousid",
+        "content-encoding",
+    ] {
+        assert!(allowed.contains(wanted), "{wanted} not in {allowed}");
+    }
 
     let req = post("/v1/track", ())
         .header(header::ORIGIN, "https://shop.example")
@@ -289,6 +310,44 @@ async fn cors_preflight_allows_any_origin() {
         .unwrap();
     let (_, headers, _) = h.send(req).await;
     assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let exposed = headers[header::ACCESS_CONTROL_EXPOSE_HEADERS]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+}
+
+/// analytics.js (analytics-next) in batching mode posts `{writeKey, batch, sentAt}` as
+/// `text/plain` to `/v1/b`; the classic mobile SDKs post batches to `/v1/import`.
+#[tokio::test]
+async fn the_batch_aliases_sdks_post_to_are_stored() {
+    let h = harness();
+    let req = Request::post("/v1/b")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(
+            json!({
+                "writeKey": KEY,
+                "batch": [
+                    {"type": "track", "anonymousId": "a", "event": "Clicked", "messageId": "b1"},
+                    {"type": "page", "anonymousId": "a", "name": "Home", "messageId": "b2"},
+                ],
+                "sentAt": "2026-11-28T10:00:00.000Z",
+            })
+            .to_string(),
+        ))
+        .unwrap();
+    let (status, _, body) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"success": true}));
+    let (status, body) = h
+        .post_json(
+            "/v1/import",
+            json!({"batch": [{"type": "identify", "userId": "u", "messageId": "i1"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<_> = h.logged().iter().map(|m| m["messageId"].clone()).collect();
+    assert_eq!(ids, [json!("b1"), json!("b2"), json!("i1")]);
 }
 
 #[tokio::test]
