@@ -333,18 +333,16 @@ impl Writer {
             ranges.push(start..offset);
         }
         if let Err(e) = self.file.write_all(&self.buf) {
-            // Nothing was acknowledged. Cut the partial group off so a restart finds a clean
-            // tail, and stop: a reader in this process may already have buffered bytes of
-            // the failed group, and reusing their offsets would let it return them.
-            let undo = match self.file.set_len(self.segment_len) {
-                Ok(()) => String::new(),
-                Err(e2) => format!(" and could not be undone ({e2})"),
-            };
+            let undo = self.cut_off_group();
             return Err(self.fail(format!("write failed ({e}){undo}")));
         }
         let started = Instant::now();
         if let Err(e) = self.file.sync_data() {
-            return Err(self.fail(format!("fdatasync failed: {e}")));
+            // The group's bytes are in the file, whole and with valid CRCs, but the senders
+            // are told nothing was stored: left there, a restart would keep them and the
+            // senders' retries would store them twice.
+            let undo = self.cut_off_group();
+            return Err(self.fail(format!("fdatasync failed ({e}){undo}")));
         }
         let sync = started.elapsed();
         self.segment_len += self.buf.len() as u64;
@@ -357,6 +355,22 @@ impl Writer {
             self.buf = Vec::new(); // do not keep a huge buffer after one burst
         }
         Ok(ranges)
+    }
+
+    /// After a failed write or sync, when nothing of the group was acknowledged: cuts the
+    /// group off so a restart finds the segment as it was before it. The log then stops (see
+    /// [`Writer::fail`]): a reader in this process may already have buffered bytes of the
+    /// failed group, and reusing their offsets would let it return them. Returns what to add
+    /// to the failure's reason.
+    fn cut_off_group(&self) -> String {
+        let cut = self
+            .file
+            .set_len(self.segment_len)
+            .and_then(|()| self.file.sync_all());
+        match cut {
+            Ok(()) => String::new(),
+            Err(e) => format!(" and could not be undone ({e})"),
+        }
     }
 
     /// Closes the active segment and starts a new one at the next offset.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use persona_collector::CollectorConfig;
 use persona_log::{LogConfig, RetentionPolicy};
 use persona_stream::StreamConfig;
 use serde::Deserialize;
@@ -101,6 +102,7 @@ impl Settings {
             },
             ..defaults
         };
+        check_queue_fits_a_batch(&log, &file.collector)?;
         Ok(Settings {
             data_dir: args
                 .data_dir
@@ -119,6 +121,29 @@ impl Settings {
             processor: file.processor,
         })
     }
+}
+
+/// How many times the largest request body the log's append queue must hold. Normalising
+/// adds `messageId`, `receivedAt`, `timestamp` and the write key, up to about 200 bytes, to
+/// each message, so a batch of tiny messages grows several times over on its way to the log.
+const QUEUE_BATCHES: usize = 8;
+
+/// A queue smaller than one normalised batch would answer every large valid batch with 413:
+/// refused at start instead.
+fn check_queue_fits_a_batch(log: &LogConfig, collector: &CollectorSection) -> anyhow::Result<()> {
+    let batch = collector
+        .max_batch_bytes
+        .unwrap_or(CollectorConfig::default().max_batch_bytes);
+    let needed = batch.saturating_mul(QUEUE_BATCHES);
+    if log.max_queue_bytes < needed {
+        anyhow::bail!(
+            "log.max_queue_bytes is {}, less than {QUEUE_BATCHES} times collector.max_batch_bytes \
+             ({batch}); a full batch would not fit in the queue once normalised: set it to at \
+             least {needed}",
+            log.max_queue_bytes
+        );
+    }
+    Ok(())
 }
 
 fn connection_limits(http: &HttpSection) -> anyhow::Result<ConnectionLimits> {
@@ -144,4 +169,32 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_queue_smaller_than_a_normalised_batch_is_refused_naming_both_settings() {
+        let defaults = LogConfig::default();
+        assert!(check_queue_fits_a_batch(&defaults, &CollectorSection::default()).is_ok());
+        let small = LogConfig {
+            max_queue_bytes: 1 << 20,
+            ..LogConfig::default()
+        };
+        let err = check_queue_fits_a_batch(&small, &CollectorSection::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("log.max_queue_bytes") && err.contains("collector.max_batch_bytes"),
+            "{err}"
+        );
+        // A smaller body limit makes the same queue large enough.
+        let small_batches = CollectorSection {
+            max_batch_bytes: Some(64 << 10),
+            ..CollectorSection::default()
+        };
+        assert!(check_queue_fits_a_batch(&small, &small_batches).is_ok());
+    }
 }
