@@ -38,7 +38,7 @@ const SCAN_CHUNK: usize = 10_000;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
-    ApiError::invalid(vec![FieldError::new(0, field, reason.into())])
+    ApiError::invalid(vec![FieldError::request(field, reason)])
 }
 
 /// Every stored model. Training that a restart interrupted is marked failed, so that no

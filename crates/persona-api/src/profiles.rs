@@ -55,7 +55,7 @@ fn not_found(key: &IdentityKey<'_>) -> ApiError {
 }
 
 fn invalid(field: &str, reason: String) -> ApiError {
-    ApiError::invalid(vec![FieldError::new(0, field, reason)])
+    ApiError::invalid(vec![FieldError::request(field, reason)])
 }
 
 fn lookup(state: &ApiState, key: &str) -> Result<(ProfileId, Profile), ApiError> {

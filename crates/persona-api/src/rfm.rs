@@ -95,7 +95,7 @@ pub(crate) async fn refit(
     let as_of = match body.and_then(|b| b.0.as_of) {
         None => Utc::now(),
         Some(s) => persona_core::time::parse_timestamp(&s)
-            .map_err(|reason| ApiError::invalid(vec![FieldError::new(0, "as_of", reason)]))?,
+            .map_err(|reason| ApiError::invalid(vec![FieldError::request("as_of", reason)]))?,
     };
     let (store, registry) = (state.store.clone(), state.segments.clone());
     let fit = tokio::task::spawn_blocking(move || refit_rfm(&*store, &registry, as_of))

@@ -79,7 +79,7 @@ fn body(
 }
 
 fn invalid(field: &str, reason: String) -> ApiError {
-    ApiError::invalid(vec![FieldError::new(0, field, reason)])
+    ApiError::invalid(vec![FieldError::request(field, reason)])
 }
 
 fn text(v: &Option<Value>, field: &str) -> Result<Option<String>, ApiError> {

@@ -290,7 +290,7 @@ fn client_ip(headers: &HeaderMap, extensions: &axum::http::Extensions) -> Option
 }
 
 fn invalid_field(field: &str, reason: &str) -> ApiError {
-    ApiError::invalid(vec![FieldError::new(0, field, reason)])
+    ApiError::invalid(vec![FieldError::request(field, reason)])
 }
 
 fn append_error(e: AppendError) -> ApiError {

@@ -98,14 +98,15 @@ impl Harness {
     }
 }
 
-fn detail_fields(body: &Value) -> Vec<(u64, String)> {
+/// Each detail's message index (absent for a problem with the request as a whole) and field.
+fn detail_fields(body: &Value) -> Vec<(Option<u64>, String)> {
     body["error"]["details"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| {
             (
-                d["index"].as_u64().unwrap(),
+                d["index"].as_u64(),
                 d["field"].as_str().unwrap().to_string(),
             )
         })
@@ -378,7 +379,7 @@ async fn invalid_messages_are_400_naming_the_field() {
         assert_eq!(resp["error"]["code"], "invalid_message");
         let fields = detail_fields(&resp);
         assert!(
-            fields.contains(&(0, field.to_string())),
+            fields.contains(&(Some(0), field.to_string())),
             "{path} {body}: {resp}"
         );
         assert!(resp["error"]["message"].as_str().unwrap().contains(field));
@@ -397,7 +398,14 @@ async fn malformed_json_is_400() {
     }
     let (status, resp) = h.post_json("/v1/batch", json!({"batch": {"a": 1}})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(detail_fields(&resp), [(0, "batch".to_string())]);
+    // A problem with the batch itself names no message.
+    assert_eq!(detail_fields(&resp), [(None, "batch".to_string())]);
+    assert!(resp["error"]["details"][0].get("index").is_none(), "{resp}");
+    let body = json!({"batch": [{"type": "track", "userId": "u", "event": "x"}], "sentAt": 5});
+    let (status, resp) = h.post_json("/v1/batch", body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(detail_fields(&resp), [(None, "sentAt".to_string())]);
+    assert!(h.logged().is_empty());
 }
 
 /// JSON the stream stage could not read back is refused at the door with a 400, never
@@ -455,9 +463,9 @@ async fn a_partial_batch_keeps_the_valid_messages_and_names_the_invalid() {
     assert_eq!(resp["accepted"], 3);
     assert_eq!(resp["rejected"], 3);
     let fields = detail_fields(&resp);
-    assert!(fields.contains(&(1, "event".into())), "{resp}");
-    assert!(fields.iter().any(|(i, _)| *i == 3), "{resp}");
-    assert!(fields.contains(&(4, "type".into())), "{resp}");
+    assert!(fields.contains(&(Some(1), "event".into())), "{resp}");
+    assert!(fields.iter().any(|(i, _)| *i == Some(3)), "{resp}");
+    assert!(fields.contains(&(Some(4), "type".into())), "{resp}");
     let ids: Vec<_> = h
         .logged()
         .iter()
@@ -491,11 +499,11 @@ async fn extreme_timestamps_are_rejected_not_crashing() {
     let body = json!({"userId": "u", "event": "x", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z"});
     let (status, resp) = h.post_json("/v1/track", body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
-    assert_eq!(detail_fields(&resp), [(0, "sentAt".to_string())]);
+    assert_eq!(detail_fields(&resp), [(Some(0), "sentAt".to_string())]);
     let body = json!({"userId": "u", "event": "x", "timestamp": "+200000-01-01T00:00:00"});
     let (status, resp) = h.post_json("/v1/track", body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(detail_fields(&resp), [(0, "timestamp".to_string())]);
+    assert_eq!(detail_fields(&resp), [(Some(0), "timestamp".to_string())]);
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Error vocabulary shared by the stages.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Who is at fault for an error, and so whether a retry can help.
 ///
@@ -24,21 +24,34 @@ impl ErrorKind {
     }
 }
 
-/// One problem with one field of one message, as reported to clients.
+/// One problem with one field, as reported to clients.
 ///
 /// `index` is the message's position in a batch (0 for single-message calls, the line
-/// number minus one for imports); `field` is a dotted path such as `properties.revenue`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// number minus one for imports). It is absent when the problem is with the request as a
+/// whole (a batch-level `sentAt`, a query parameter), which names no message. `field` is a
+/// dotted path such as `properties.revenue`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
-    pub index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
     pub field: String,
     pub reason: String,
 }
 
 impl FieldError {
+    /// A problem with message `index`.
     pub fn new(index: usize, field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
-            index,
+            index: Some(index),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A problem with the request as a whole rather than one of its messages.
+    pub fn request(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            index: None,
             field: field.into(),
             reason: reason.into(),
         }
@@ -47,10 +60,9 @@ impl FieldError {
 
 impl std::fmt::Display for FieldError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "message {}: `{}` {}",
-            self.index, self.field, self.reason
-        )
+        if let Some(index) = self.index {
+            write!(f, "message {index}: ")?;
+        }
+        write!(f, "`{}` {}", self.field, self.reason)
     }
 }

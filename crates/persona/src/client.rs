@@ -12,6 +12,7 @@ use hyper::{Method, Request, StatusCode, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use persona_core::FieldError;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
@@ -157,20 +158,10 @@ fn outcome(total: usize, body: &[u8]) -> BatchOutcome {
         };
     }
     let accepted = v["accepted"].as_u64().unwrap_or(0) as usize;
-    let problems = v["error"]["details"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .map(|e| {
-                    format!(
-                        "message {}: `{}` {}",
-                        e["index"],
-                        e["field"].as_str().unwrap_or(""),
-                        e["reason"].as_str().unwrap_or("")
-                    )
-                })
-                .collect()
-        })
+    let problems = serde_json::from_value::<Vec<FieldError>>(v["error"]["details"].clone())
+        .ok()
+        .filter(|d| !d.is_empty())
+        .map(|d| d.iter().map(ToString::to_string).collect())
         .unwrap_or_else(|| {
             vec![
                 v["error"]["message"]
