@@ -42,6 +42,11 @@ const TIME_FIELDS: [&str; 3] = ["timestamp", "originalTimestamp", "sentAt"];
 /// Validates `msg` and returns it normalised, or every problem found in it.
 ///
 /// `kind` is the endpoint's call type; `None` for batch items, which name theirs in `type`.
+/// Whether a message carries an id of its own; one without gets a generated `messageId`.
+pub fn has_message_id(msg: &Map<String, Value>) -> bool {
+    matches!(msg.get("messageId"), Some(Value::String(s)) if !s.is_empty())
+}
+
 /// `index` is the message's position, used in the errors.
 pub fn normalize(
     msg: Value,
@@ -188,7 +193,7 @@ pub fn normalize(
     let original = original.or(timestamp);
 
     body.insert("type".into(), kind.as_str().into());
-    if !matches!(body.get("messageId"), Some(Value::String(s)) if !s.is_empty()) {
+    if !has_message_id(&body) {
         body.insert("messageId".into(), uuid::Uuid::new_v4().to_string().into());
     }
     body.insert(

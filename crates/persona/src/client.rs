@@ -26,6 +26,19 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
 }
 
+/// A message to send, with the number it goes by in its input (a line of a file, say), so
+/// that a reject names it there and not by its place in one request.
+pub struct Numbered {
+    pub number: usize,
+    /// The message as a serialised JSON object.
+    pub json: String,
+}
+
+/// One reject as the import and simulate summaries print it.
+pub fn reject_line(unit: &str, number: usize, e: &FieldError) -> String {
+    format!("{unit} {number}: `{}` {}", e.field, e.reason)
+}
+
 /// What happened to one batch, or (added up) to a whole send or import.
 #[derive(Debug, Default, Clone)]
 pub struct BatchOutcome {
@@ -107,16 +120,20 @@ impl Sender {
 
     /// Sends `messages` as one `/v1/batch`, retrying overloads and connection errors with
     /// backoff. A 400 for a partial batch is not retried: the valid messages were stored.
-    /// `messages` are serialised JSON objects.
-    pub async fn send_batch(&self, messages: &[String]) -> anyhow::Result<BatchOutcome> {
+    /// Rejects are reported as `unit` and each message's number.
+    pub async fn send_batch(
+        &self,
+        messages: &[Numbered],
+        unit: &str,
+    ) -> anyhow::Result<BatchOutcome> {
         let mut body =
-            String::with_capacity(messages.iter().map(|m| m.len() + 1).sum::<usize>() + 12);
+            String::with_capacity(messages.iter().map(|m| m.json.len() + 1).sum::<usize>() + 12);
         body.push_str("{\"batch\":[");
         for (i, m) in messages.iter().enumerate() {
             if i > 0 {
                 body.push(',');
             }
-            body.push_str(m);
+            body.push_str(&m.json);
         }
         body.push_str("]}");
         let body = Bytes::from(body);
@@ -127,7 +144,21 @@ impl Sender {
                 // A partial batch is a 200 that lists its rejects; a batch with none valid is
                 // a 400. Neither is retried: what was valid is stored.
                 Ok(a) if a.status.is_success() || a.status == StatusCode::BAD_REQUEST => {
-                    return Ok(outcome(messages.len(), &a.body));
+                    return Ok(outcome(messages, unit, &a.body));
+                }
+                // Batches are kept under the body limit, so only a message too large on its
+                // own gets here: a reject like any other, not a reason to stop.
+                Ok(a) if a.status == StatusCode::PAYLOAD_TOO_LARGE => {
+                    let why: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                    let why = why["error"]["message"].as_str().unwrap_or("is too large");
+                    return Ok(BatchOutcome {
+                        accepted: 0,
+                        rejected: messages.len(),
+                        problems: messages
+                            .iter()
+                            .map(|m| format!("{unit} {}: too large to send ({why})", m.number))
+                            .collect(),
+                    });
                 }
                 Ok(a)
                     if a.status == StatusCode::TOO_MANY_REQUESTS || a.status.is_server_error() =>
@@ -149,19 +180,24 @@ impl Sender {
     }
 }
 
-fn outcome(total: usize, body: &[u8]) -> BatchOutcome {
+fn outcome(batch: &[Numbered], unit: &str, body: &[u8]) -> BatchOutcome {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if v["error"].is_null() {
         return BatchOutcome {
-            accepted: total,
+            accepted: batch.len(),
             ..Default::default()
         };
     }
+    let total = batch.len();
     let accepted = v["accepted"].as_u64().unwrap_or(0) as usize;
+    let name = |e: &FieldError| match e.index.and_then(|i| batch.get(i)) {
+        Some(m) => reject_line(unit, m.number, e),
+        None => e.to_string(),
+    };
     let problems = serde_json::from_value::<Vec<FieldError>>(v["error"]["details"].clone())
         .ok()
         .filter(|d| !d.is_empty())
-        .map(|d| d.iter().map(ToString::to_string).collect())
+        .map(|d| d.iter().map(name).collect())
         .unwrap_or_else(|| {
             vec![
                 v["error"]["message"]
@@ -180,11 +216,13 @@ fn outcome(total: usize, body: &[u8]) -> BatchOutcome {
 /// Batches in flight at once when sending.
 const IN_FLIGHT: usize = 4;
 
-/// Sends serialised messages in batches, a few in flight, with a progress bar.
+/// Sends messages in batches, a few in flight, with a progress bar; rejects are named as
+/// `unit` and the message's number.
 pub async fn send_all(
     sender: &Sender,
-    messages: Vec<String>,
+    messages: Vec<Numbered>,
     batch_size: usize,
+    unit: &'static str,
 ) -> anyhow::Result<BatchOutcome> {
     let bar = progress_bar(messages.len() as u64, "sending");
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
@@ -197,7 +235,7 @@ pub async fn send_all(
         let sender = sender.clone();
         let bar = bar.clone();
         tasks.spawn(async move {
-            let outcome = sender.send_batch(&batch).await;
+            let outcome = sender.send_batch(&batch, unit).await;
             bar.inc(batch.len() as u64);
             drop(permit);
             outcome
@@ -219,15 +257,15 @@ const MAX_BATCH_BODY: usize = 450 * 1024;
 /// Takes up to `max` messages whose total size stays under [`MAX_BATCH_BODY`] (always at
 /// least one: a message that is too large on its own is for the server to reject).
 fn next_batch(
-    messages: &mut std::iter::Peekable<impl Iterator<Item = String>>,
+    messages: &mut std::iter::Peekable<impl Iterator<Item = Numbered>>,
     max: usize,
-) -> Vec<String> {
+) -> Vec<Numbered> {
     let mut batch = Vec::new();
     let mut bytes = 0;
     while batch.len() < max {
         match messages.peek() {
-            Some(m) if batch.is_empty() || bytes + m.len() < MAX_BATCH_BODY => {
-                bytes += m.len() + 1;
+            Some(m) if batch.is_empty() || bytes + m.json.len() < MAX_BATCH_BODY => {
+                bytes += m.json.len() + 1;
                 batch.push(messages.next().expect("peeked"));
             }
             _ => break,
@@ -254,8 +292,11 @@ mod tests {
 
     #[test]
     fn batches_stay_under_the_servers_size_limit() {
-        let messages: Vec<String> = (0..10)
-            .map(|i| format!("{i}{}", "x".repeat(100 * 1024)))
+        let messages: Vec<Numbered> = (0..10)
+            .map(|i| Numbered {
+                number: i,
+                json: format!("{i}{}", "x".repeat(100 * 1024)),
+            })
             .collect();
         let mut it = messages.into_iter().peekable();
         let sizes: Vec<usize> =
@@ -263,7 +304,12 @@ mod tests {
                 .map(|b| b.len())
                 .collect();
         assert_eq!(sizes, [4, 4, 2]);
-        let mut small = (0..250).map(|i| i.to_string()).peekable();
+        let mut small = (0..250)
+            .map(|i| Numbered {
+                number: i,
+                json: i.to_string(),
+            })
+            .peekable();
         assert_eq!(next_batch(&mut small, 100).len(), 100);
     }
 }

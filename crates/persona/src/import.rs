@@ -8,15 +8,32 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Utc;
-use persona_collector::normalize::{Envelope, normalize};
+use persona_collector::normalize::{Envelope, has_message_id, normalize};
 use persona_log::{EventLog, LogConfig};
 use serde_json::Value;
 
 use crate::cli::{DestinationArgs, ImportArgs, default_data_dir};
-use crate::client::{BatchOutcome, Sender, progress_bar, send_all};
+use crate::client::{BatchOutcome, Numbered, Sender, progress_bar, reject_line, send_all};
 
 /// Rejects printed in full; the rest are only counted.
 const SHOWN_REJECTS: usize = 20;
+
+/// Namespace of the ids imported messages without a `messageId` get (see [`give_stable_id`]).
+const IMPORT_IDS: uuid::Uuid = uuid::uuid!("e811e646-861c-4ffa-a1d0-3ada7667aa20");
+
+/// Gives a message that has no `messageId` one derived from its number in the input and its
+/// content. Importing the same file again (after a failed run, say) then repeats the ids,
+/// so the processor's dedupe and anything downstream that keys on `messageId` drop the
+/// copies; the random id the collector would give stores every message a second time.
+fn give_stable_id(number: usize, msg: &mut Value) {
+    if msg.as_object().is_none_or(has_message_id) {
+        return;
+    }
+    let id = uuid::Uuid::new_v5(&IMPORT_IDS, format!("{number}:{msg}").as_bytes());
+    if let Some(o) = msg.as_object_mut() {
+        o.insert("messageId".into(), id.to_string().into());
+    }
+}
 
 /// Where imported messages go.
 pub enum Destination {
@@ -53,12 +70,12 @@ impl Destination {
     pub async fn import(
         &self,
         messages: impl Iterator<Item = (usize, Result<Value, String>)>,
-        unit: &str,
+        unit: &'static str,
         batch: usize,
     ) -> anyhow::Result<BatchOutcome> {
         match self {
             Destination::Log(dir) => into_log(dir, messages, unit, batch).await,
-            Destination::Http(sender) => via_http(sender, messages, batch).await,
+            Destination::Http(sender) => via_http(sender, messages, unit, batch).await,
         }
     }
 }
@@ -126,12 +143,10 @@ async fn into_log(
             correct_skew: false,
             ..Default::default()
         };
-        let normalized = item.map_err(|p| vec![p]).and_then(|v| {
-            normalize(v, None, n, &envelope).map_err(|errs| {
-                errs.iter()
-                    .map(|e| format!("{unit} {n}: `{}` {}", e.field, e.reason))
-                    .collect()
-            })
+        let normalized = item.map_err(|p| vec![p]).and_then(|mut v| {
+            give_stable_id(n, &mut v);
+            normalize(v, None, n, &envelope)
+                .map_err(|errs| errs.iter().map(|e| reject_line(unit, n, e)).collect())
         });
         match normalized {
             Ok(m) => pending.push(serde_json::to_vec(&m.body)?),
@@ -153,24 +168,26 @@ async fn into_log(
 async fn via_http(
     sender: &Sender,
     messages: impl Iterator<Item = (usize, Result<Value, String>)>,
+    unit: &'static str,
     batch: usize,
 ) -> anyhow::Result<BatchOutcome> {
     let mut lines = Vec::new();
     let mut summary = BatchOutcome::default();
-    for (_, item) in messages {
+    for (number, item) in messages {
         match item {
             Ok(mut v) => {
                 // Without `sentAt` the server keeps each message's own timestamp instead of
                 // "correcting" it for a clock skew of months.
                 if let Some(o) = v.as_object_mut() {
                     o.remove("sentAt");
-                    // An id given here, not by the server, keeps a retried batch from being
-                    // stored twice under two ids.
-                    if !o.get("messageId").is_some_and(Value::is_string) {
-                        o.insert("messageId".into(), uuid::Uuid::new_v4().to_string().into());
-                    }
                 }
-                lines.push(v.to_string());
+                // An id given here, not by the server, also keeps a retried batch from
+                // being stored twice under two ids.
+                give_stable_id(number, &mut v);
+                lines.push(Numbered {
+                    number,
+                    json: v.to_string(),
+                });
             }
             Err(problem) => {
                 summary.rejected += 1;
@@ -178,6 +195,6 @@ async fn via_http(
             }
         }
     }
-    summary.add(send_all(sender, lines, batch).await?);
+    summary.add(send_all(sender, lines, batch, unit).await?);
     Ok(summary)
 }

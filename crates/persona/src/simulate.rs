@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use persona_core::time::parse_timestamp;
 
 use crate::cli::SimulateArgs;
-use crate::client::{Sender, progress_bar, send_all};
+use crate::client::{Numbered, Sender, progress_bar, send_all};
 use persona_simulate::{Customer, Period};
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
@@ -52,8 +52,15 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         }
         (None, Some(target)) => {
             let sender = Sender::new(target, args.write_key.as_deref().unwrap_or_default())?;
-            let messages: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
-            let sent = send_all(&sender, messages, args.batch_size).await?;
+            let messages = lines
+                .into_iter()
+                .enumerate()
+                .map(|(i, (_, json))| Numbered {
+                    number: i + 1,
+                    json,
+                })
+                .collect();
+            let sent = send_all(&sender, messages, args.batch_size, "message").await?;
             eprintln!(
                 "sent {} messages for {} customers to {target}: {} accepted, {} rejected",
                 sent.accepted + sent.rejected,
@@ -109,8 +116,15 @@ pub async fn demo(target: String, write_key: String) {
         .await
         .expect("generation does not panic");
         for chunk in lines.chunks(50) {
-            let batch: Vec<String> = chunk.iter().map(|(_, l)| l.clone()).collect();
-            if let Err(e) = sender.send_batch(&batch).await {
+            let batch: Vec<Numbered> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (_, json))| Numbered {
+                    number: i + 1,
+                    json: json.clone(),
+                })
+                .collect();
+            if let Err(e) = sender.send_batch(&batch, "message").await {
                 tracing::warn!(error = %e, "demo batch failed");
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -229,6 +229,71 @@ fn import_backfills_with_original_timestamps_and_reports_rejects() {
     assert_eq!(logged[1]["timestamp"], "1997-01-02T00:00:00.000Z");
 }
 
+/// Through a server, rejects are named by their line in the file (not their place in one
+/// HTTP batch), a message too large for any batch is a reject rather than the end of the
+/// import, and a second run gives the messages without an id the same ids as the first.
+#[tokio::test]
+async fn an_import_through_a_server_names_rejects_by_line_and_repeats_its_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.jsonl");
+    let huge = "x".repeat(600 * 1024);
+    let lines = [
+        json!({"type": "track", "userId": "u1", "event": "A", "timestamp": "2026-01-01T00:00:00Z"}),
+        json!({"type": "track", "userId": "u2", "event": "B", "timestamp": "2026-01-01T00:00:00Z"}),
+        json!({"type": "track", "userId": "u3"}),
+        json!({"type": "track", "userId": "u4", "event": "C", "properties": {"blob": huge}}),
+        json!({"type": "page", "anonymousId": "a5", "name": "Home", "messageId": "own-id"}),
+    ];
+    let text: Vec<String> = lines.iter().map(ToString::to_string).collect();
+    std::fs::write(&file, text.join("\n")).unwrap();
+
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data);
+    let url = server.url();
+    let f = file.to_str().unwrap();
+    let import = [
+        "import",
+        f,
+        "--target",
+        &url,
+        "--write-key",
+        KEY,
+        "--batch-size",
+        "2",
+    ];
+    for _ in 0..2 {
+        let o = run(&import);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(
+            err.contains("imported 3 messages") && err.contains("rejected 2"),
+            "{err}"
+        );
+        assert!(err.contains("line 3: `event`"), "{err}");
+        assert!(err.contains("line 4: ") && err.contains("exceeds"), "{err}");
+    }
+    server.stop();
+
+    let ids: Vec<String> = logged(&data)
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    let (first, second) = ids.split_at(3);
+    let (mut first, mut second) = (first.to_vec(), second.to_vec());
+    first.sort();
+    second.sort();
+    assert_eq!(
+        first, second,
+        "the second run must repeat the first run's ids"
+    );
+    assert!(first.contains(&"own-id".to_string()));
+    assert_eq!(
+        first.iter().collect::<std::collections::HashSet<_>>().len(),
+        3
+    );
+}
+
 #[tokio::test]
 async fn simulate_and_import_send_through_a_running_server() {
     let dir = tempfile::tempdir().unwrap();
