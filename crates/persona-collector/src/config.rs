@@ -11,6 +11,11 @@ pub struct CollectorConfig {
     pub max_message_bytes: usize,
     /// Largest request body, in bytes, after gzip decoding (Segment: 500 KB).
     pub max_batch_bytes: usize,
+    /// Bytes of request bodies being read, decoded and validated at once, counted by their
+    /// declared length (the limit where it is not known or gzip may grow it). Past this a
+    /// request waits briefly, then gets 503 with `Retry-After`: memory stays bounded
+    /// however many connections send large bodies at once.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for CollectorConfig {
@@ -19,6 +24,7 @@ impl Default for CollectorConfig {
             write_keys: Vec::new(),
             max_message_bytes: 32 * 1024,
             max_batch_bytes: 500 * 1024,
+            max_inflight_bytes: 64 << 20,
         }
     }
 }
@@ -32,6 +38,7 @@ pub struct ValidCollectorConfig {
     pub(crate) write_keys: HashSet<String>,
     pub(crate) max_message_bytes: usize,
     pub(crate) max_batch_bytes: usize,
+    pub(crate) max_inflight_bytes: usize,
 }
 
 /// Why a configuration was refused.
@@ -45,6 +52,10 @@ pub enum ConfigError {
         "max_message_bytes ({message}) must be between 1 and max_batch_bytes ({batch}), which must be at most 16 MiB"
     )]
     BadLimits { message: usize, batch: usize },
+    #[error(
+        "max_inflight_bytes ({inflight}) must be at least max_batch_bytes ({batch}) and at most 4 GiB"
+    )]
+    BadInflight { inflight: usize, batch: usize },
 }
 
 impl CollectorConfig {
@@ -68,10 +79,19 @@ impl CollectorConfig {
                 batch: self.max_batch_bytes,
             });
         }
+        if self.max_inflight_bytes < self.max_batch_bytes
+            || self.max_inflight_bytes > u32::MAX as usize
+        {
+            return Err(ConfigError::BadInflight {
+                inflight: self.max_inflight_bytes,
+                batch: self.max_batch_bytes,
+            });
+        }
         Ok(ValidCollectorConfig {
             write_keys: self.write_keys.into_iter().collect(),
             max_message_bytes: self.max_message_bytes,
             max_batch_bytes: self.max_batch_bytes,
+            max_inflight_bytes: self.max_inflight_bytes,
         })
     }
 }
@@ -116,6 +136,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.validate().unwrap_err(), ConfigError::BadWriteKey);
+        let too_small = CollectorConfig {
+            write_keys: vec!["k".into()],
+            max_inflight_bytes: 1000,
+            ..Default::default()
+        };
+        assert!(matches!(
+            too_small.validate().unwrap_err(),
+            ConfigError::BadInflight { inflight: 1000, .. }
+        ));
         let ok = CollectorConfig {
             write_keys: vec!["k1".into(), "k2".into()],
             ..Default::default()

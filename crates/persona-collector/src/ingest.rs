@@ -2,6 +2,7 @@
 //! their one-letter short forms, and `/v1/batch` (also routed as `/v1/b` and `/v1/import`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,6 +12,7 @@ use persona_core::time::parse_timestamp;
 use persona_core::{FieldError, MessageType};
 use persona_log::AppendError;
 use serde_json::{Map, Value, json};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{basic_auth_key, read_body};
 use crate::error::ApiError;
@@ -57,6 +59,9 @@ async fn ingest_inner(
         Some(_) => state.config.max_message_bytes,
         None => state.config.max_batch_bytes,
     };
+    // Held until the answer: the body, its parse and the serialised records all live
+    // that long.
+    let _budget = reserve_body(state, &parts.headers, limit).await?;
     let bytes =
         read_body(&parts.headers, body, limit)
             .await
@@ -227,6 +232,36 @@ fn authenticate(
     Ok(key)
 }
 
+/// How long a request waits for the in-flight body budget before it is refused as
+/// overloaded, as an append waits for the log's queue.
+const BUDGET_WAIT: Duration = Duration::from_millis(200);
+
+/// Takes a request's share of the in-flight body budget: its declared length, or the limit
+/// when the length is not declared or gzip may grow the body past it.
+async fn reserve_body(
+    state: &CollectorState,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<OwnedSemaphorePermit, ApiError> {
+    let encoded = headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .filter(|_| !encoded)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let bytes = declared.map_or(limit, |n| n.min(limit)).max(1);
+    let share = state.inflight.clone().acquire_many_owned(bytes as u32);
+    match tokio::time::timeout(BUDGET_WAIT, share).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(ApiError::unavailable(
+            "overloaded",
+            "too many request bodies are being read at once; retry later",
+            Duration::from_secs(1),
+        )),
+    }
+}
+
 fn invalid_write_key() -> ApiError {
     ApiError::unauthorized("invalid write key")
 }
@@ -309,13 +344,13 @@ fn append_error(e: AppendError) -> ApiError {
             ApiError::unavailable(
                 "log_unavailable",
                 "the event log cannot write; nothing was stored",
-                std::time::Duration::from_secs(30),
+                Duration::from_secs(30),
             )
         }
         AppendError::Closed => ApiError::unavailable(
             "shutting_down",
             "the server is shutting down; nothing was stored",
-            std::time::Duration::from_secs(5),
+            Duration::from_secs(5),
         ),
     }
 }

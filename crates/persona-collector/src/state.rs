@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use persona_log::EventLog;
+use tokio::sync::Semaphore;
 
 use crate::config::ValidCollectorConfig;
 use crate::metrics::Metrics;
@@ -17,6 +18,8 @@ pub struct Shared {
     pub log: Arc<EventLog>,
     pub config: ValidCollectorConfig,
     pub metrics: Arc<Metrics>,
+    /// The budget of request body bytes in flight ([`crate::CollectorConfig::max_inflight_bytes`]).
+    pub inflight: Arc<Semaphore>,
     /// Later pipeline stages reported by `/readyz`.
     pub stages: Vec<Arc<dyn StageCheck>>,
 }
@@ -33,6 +36,7 @@ impl CollectorState {
     pub fn new(log: Arc<EventLog>, config: ValidCollectorConfig, metrics: Arc<Metrics>) -> Self {
         CollectorState(Arc::new(Shared {
             log,
+            inflight: Arc::new(Semaphore::new(config.max_inflight_bytes)),
             config,
             metrics,
             stages: Vec::new(),

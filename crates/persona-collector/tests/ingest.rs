@@ -27,6 +27,10 @@ fn harness() -> Harness {
 }
 
 fn harness_with(log_config: LogConfig) -> Harness {
+    harness_full(log_config, CollectorConfig::default())
+}
+
+fn harness_full(log_config: LogConfig, collector: CollectorConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new());
     let (log, _) = EventLog::open(
@@ -38,7 +42,7 @@ fn harness_with(log_config: LogConfig) -> Harness {
     let log = Arc::new(log);
     let config = CollectorConfig {
         write_keys: vec![KEY.into()],
-        ..Default::default()
+        ..collector
     }
     .validate()
     .unwrap();
@@ -630,4 +634,59 @@ async fn a_full_log_queue_answers_503_with_retry_after_and_loses_nothing_acknowl
         logged, acked,
         "the log holds exactly the acknowledged messages"
     );
+}
+
+/// Bodies still arriving hold their share of the in-flight budget, so a flood of large
+/// bodies gets 503 + Retry-After instead of growing memory; the share comes back with the
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_past_the_in_flight_budget_get_503_until_one_is_answered() {
+    // Room for one body of the message limit (32 KB), not two.
+    let h = Arc::new(harness_full(
+        LogConfig::default(),
+        CollectorConfig {
+            max_inflight_bytes: 40 * 1024,
+            max_batch_bytes: 40 * 1024,
+            ..Default::default()
+        },
+    ));
+    // No Content-Length, so the slow sender holds the whole message limit.
+    let (mut tx, slow_body) = http_body_util::channel::Channel::<bytes::Bytes>::new(1);
+    let slow = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let req = post("/v1/track", ()).body(Body::new(slow_body)).unwrap();
+            h.send(req).await
+        })
+    };
+    // Give the slow request time to take its share.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let track = |id: &str, declare_length: bool| {
+        let body = json!({"userId": "u", "event": "x", "messageId": id}).to_string();
+        let req = post("/v1/track", ());
+        let req = if declare_length {
+            req.header(header::CONTENT_LENGTH, body.len())
+        } else {
+            req
+        };
+        req.body(Body::from(body)).unwrap()
+    };
+    // A body that declares its small length fits in what is left...
+    let (status, _, resp) = h.send(track("small", true)).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    // ...one that does not would need the whole message limit again.
+    let (status, headers, resp) = h.send(track("refused", false)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{resp}");
+    assert_eq!(resp["error"]["code"], "overloaded");
+    assert!(headers.contains_key(header::RETRY_AFTER));
+
+    let body = json!({"userId": "u", "event": "x", "messageId": "slow"}).to_string();
+    tx.send_data(body.into()).await.unwrap();
+    drop(tx);
+    let (status, _, resp) = slow.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let (status, _, resp) = h.send(track("after", false)).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let ids: Vec<_> = h.logged().iter().map(|m| m["messageId"].clone()).collect();
+    assert_eq!(ids, [json!("small"), json!("slow"), json!("after")]);
 }

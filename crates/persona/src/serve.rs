@@ -82,6 +82,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .collector
             .max_batch_bytes
             .unwrap_or(defaults.max_batch_bytes),
+        max_inflight_bytes: settings
+            .collector
+            .max_inflight_bytes
+            .unwrap_or(defaults.max_inflight_bytes),
     }
     .validate()
     .context("invalid collector settings")?;

@@ -54,6 +54,8 @@ pub struct CollectorSection {
     pub max_message_bytes: Option<usize>,
     /// Largest request body in bytes [default 500 KB].
     pub max_batch_bytes: Option<usize>,
+    /// Request body bytes read and validated at once before 503 + Retry-After [default 64 MiB].
+    pub max_inflight_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
