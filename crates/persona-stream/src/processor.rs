@@ -139,6 +139,18 @@ impl Processor {
     fn restore(&mut self) -> Result<(), ProcessorError> {
         let committed = self.store.offset(CONSUMER)?.unwrap_or(0);
         let first = self.reader.first_offset()?;
+        if committed < first {
+            // Retention never deletes what this consumer has not committed, so the store is
+            // older than the log (restored from a backup, or rebuilt after retention ran):
+            // the best that can be done is to go on from the first record still kept.
+            tracing::warn!(
+                store_offset = committed,
+                log_first_offset = first,
+                missing = first - committed,
+                "the profile store is behind the start of the event log: the records in \
+                 between are gone and the profiles will not include them"
+            );
+        }
         let start = committed.max(first);
         self.dedupe = DedupeWindow::new(self.dedupe.capacity());
         // After a failed batch the cache may hold changes the store never got.
