@@ -104,6 +104,51 @@ async fn keys_are_generated_once_and_env_vars_configure_serve() {
     server.stop();
 }
 
+/// Every setting of `serve` from the environment alone, as a container would pass them;
+/// and the data folder `./persona-data` when none is given.
+#[tokio::test]
+async fn serve_takes_every_setting_from_persona_env_vars() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-env");
+    let mut command = common::bin();
+    command
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("PERSONA_DATA_DIR", &data)
+        .env("PERSONA_LISTEN", "127.0.0.1:0")
+        .env("PERSONA_WRITE_KEY", "env-key")
+        .env("PERSONA_ADMIN_TOKEN", "env-token");
+    let mut server = Server::spawn(command);
+    assert!(
+        !server.printed().contains("generated"),
+        "{}",
+        server.printed()
+    );
+    let http = Http::default();
+    let body = json!({"userId": "u", "event": "x"});
+    let (status, _) = http
+        .post(&server.url(), "/v1/track", "env-key", &body)
+        .await
+        .unwrap();
+    assert!(status.is_success(), "{status}");
+    let segments = format!("{}/v1/segments", server.url());
+    let (status, _) = http.get(&segments, Some("env-token")).await.unwrap();
+    assert!(status.is_success(), "{status}");
+    let (status, _) = http.get(&segments, Some("other")).await.unwrap();
+    assert_eq!(status.as_u16(), 401);
+    server.stop();
+    assert_eq!(log_stats(&data)["records"], 1);
+    assert!(!dir.path().join("persona-data").exists());
+
+    let mut command = common::bin();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--write-key", KEY])
+        .current_dir(dir.path());
+    let mut server = Server::spawn(command);
+    server.stop();
+    assert!(dir.path().join("persona-data").join("log").is_dir());
+}
+
 #[test]
 fn a_bad_config_file_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
