@@ -29,7 +29,16 @@ pub(crate) async fn read_body(
     };
     let raw = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(raw)) => raw,
-        Ok(Err(_)) => return Err(too_large()),
+        Ok(Err(e)) if is_over_limit(&e) => return Err(too_large()),
+        // The client went away or broke the framing mid-body: nothing to store, and not a
+        // size problem to report or count as one.
+        Ok(Err(e)) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                format!("the request body could not be read: {e}"),
+            ));
+        }
         Err(_) => {
             return Err(ApiError::new(
                 axum::http::StatusCode::REQUEST_TIMEOUT,
@@ -70,6 +79,18 @@ pub(crate) async fn read_body(
             format!("Content-Encoding {other:?} is not supported; send identity or gzip"),
         )),
     }
+}
+
+/// Whether reading a body failed because it passed the size limit.
+fn is_over_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The write key from HTTP Basic auth (user name, empty password), as Segment's SDKs send it.

@@ -690,3 +690,22 @@ async fn bodies_past_the_in_flight_budget_get_503_until_one_is_answered() {
     let ids: Vec<_> = h.logged().iter().map(|m| m["messageId"].clone()).collect();
     assert_eq!(ids, [json!("small"), json!("slow"), json!("after")]);
 }
+
+/// A body that breaks off mid-way is a 400 of its own, not counted as too large.
+#[tokio::test]
+async fn a_body_that_breaks_off_is_400_not_413() {
+    let h = harness();
+    let (mut tx, body) = http_body_util::channel::Channel::<bytes::Bytes, std::io::Error>::new(1);
+    tx.send_data(r#"{"userId": "u", "ev"#.into()).await.unwrap();
+    tx.abort(std::io::Error::other("client went away"));
+    let req = post("/v1/track", ()).body(Body::new(body)).unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    assert_eq!(resp["error"]["code"], "body_unreadable");
+    let (_, _, metrics) = h
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    let text = metrics.as_str().unwrap();
+    assert!(!text.contains(r#"reason="too_large""#), "{text}");
+    assert!(h.logged().is_empty());
+}
