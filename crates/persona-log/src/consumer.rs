@@ -28,7 +28,7 @@ impl Consumers {
     /// so `persona log stats` can read them while a server runs.
     pub(crate) fn open(log_dir: &Path) -> Result<Self, LogError> {
         let dir = log_dir.join("consumers");
-        std::fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+        crate::segment::create_dir_durably(&dir)?;
         let offsets = read_all(&dir)?;
         Ok(Consumers {
             dir,

@@ -60,13 +60,21 @@ impl LogStats {
         segments: &[segment::SegmentFile],
         next_offset: u64,
     ) -> Result<Self, LogError> {
+        // Retention may delete a segment between the listing and this look at it: such a
+        // segment no longer counts, rather than failing the whole report.
+        let mut kept = Vec::with_capacity(segments.len());
         let mut bytes = 0;
         for s in segments {
-            bytes += std::fs::metadata(&s.path)
-                .map_err(|e| LogError::io(&s.path, e))?
-                .len();
+            match std::fs::metadata(&s.path) {
+                Ok(m) => {
+                    bytes += m.len();
+                    kept.push(s);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(LogError::io(&s.path, e)),
+            }
         }
-        let first_offset = segments.first().map_or(0, |s| s.base);
+        let first_offset = kept.first().map_or(next_offset, |s| s.base);
         let consumers = consumer::read_all(&dir.join("consumers"))?
             .into_iter()
             .map(|(name, committed_offset)| {
@@ -82,7 +90,7 @@ impl LogStats {
             .collect();
         Ok(LogStats {
             records: next_offset - first_offset,
-            segments: segments.len(),
+            segments: kept.len(),
             bytes,
             first_offset,
             next_offset,

@@ -83,7 +83,7 @@ impl EventLog {
         observer: Arc<dyn CommitObserver>,
     ) -> Result<(Self, RecoveryReport), LogError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| LogError::io(&dir, e))?;
+        segment::create_dir_durably(&dir)?;
         let lock_path = dir.join("LOCK");
         let lock = File::create(&lock_path).map_err(|e| LogError::io(&lock_path, e))?;
         if lock.try_lock().is_err() {
@@ -318,7 +318,8 @@ impl Writer {
         if let Some(why) = self.shared.failure.lock().unwrap().clone() {
             return Err(why);
         }
-        if self.segment_len >= self.shared.config.segment_bytes {
+        // Never roll an empty segment: the new one would take the same name (its base).
+        if self.segment_len > 0 && self.segment_len >= self.shared.config.segment_bytes {
             self.roll().map_err(|e| self.fail(e.to_string()))?;
         }
         self.buf.clear();

@@ -300,3 +300,23 @@ async fn reading_an_empty_log_returns_nothing_instead_of_spinning() {
     assert_eq!(read_all(&mut r).len(), 2);
     drop(log);
 }
+
+/// A segment size of zero (or smaller than one record) still appends: each group rolls to
+/// a new segment, and an empty one is never rolled onto itself.
+#[tokio::test]
+async fn a_zero_segment_size_rolls_every_group_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig {
+            segment_bytes: 0,
+            ..Default::default()
+        },
+    );
+    for i in 0..3 {
+        log.append(vec![payload(i)]).await.unwrap();
+    }
+    let stats = log.stats().unwrap();
+    assert_eq!((stats.records, stats.segments), (3, 3), "{stats:?}");
+    assert_eq!(read_all(&mut log.reader().unwrap()).len(), 3);
+}

@@ -104,6 +104,12 @@ impl Settings {
             },
             ..defaults
         };
+        if log.segment_bytes < MIN_SEGMENT_BYTES {
+            anyhow::bail!(
+                "log.segment_bytes must be at least {MIN_SEGMENT_BYTES} (1 MiB), got {}",
+                log.segment_bytes
+            );
+        }
         check_queue_fits_a_batch(&log, &file.collector)?;
         Ok(Settings {
             data_dir: args
@@ -124,6 +130,9 @@ impl Settings {
         })
     }
 }
+
+/// Smaller segments would mean a file, and a directory sync, every few requests.
+const MIN_SEGMENT_BYTES: u64 = 1 << 20;
 
 /// How many times the largest request body the log's append queue must hold. Normalising
 /// adds `messageId`, `receivedAt`, `timestamp` and the write key, up to about 200 bytes, to
