@@ -80,9 +80,95 @@ impl std::fmt::Display for PerRequest {
     }
 }
 
+/// The whole machine's CPU time so far (all cores), from the first line of `/proc/stat`:
+/// all of it, and the part idle or waiting for the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MachineTimes {
+    total: u64,
+    idle: u64,
+}
+
+impl MachineTimes {
+    /// Now; zero where `/proc/stat` cannot be read.
+    pub fn read() -> Self {
+        Self::parse(&std::fs::read_to_string("/proc/stat").unwrap_or_default())
+    }
+
+    /// `cpu  user nice system idle iowait irq softirq steal guest guest_nice`, in ticks;
+    /// guest time is already inside user and nice, so it is not added again.
+    fn parse(stat: &str) -> Self {
+        let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+            return Self::default();
+        };
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|t| t.parse().unwrap_or(0))
+            .collect();
+        MachineTimes {
+            total: ticks.iter().sum(),
+            idle: ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// The share of the machine left idle (or waiting for the disk), summed over several
+/// phases: near zero when a server is bound by CPU, large when it is bound by latency.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct IdleShare {
+    pub share: f64,
+    #[serde(skip)]
+    total: u64,
+    #[serde(skip)]
+    idle: u64,
+}
+
+impl IdleShare {
+    pub fn add(&mut self, before: MachineTimes, after: MachineTimes) {
+        self.total += after.total.saturating_sub(before.total);
+        self.idle += after.idle.saturating_sub(before.idle);
+        self.share = self.idle as f64 / self.total.max(1) as f64;
+    }
+}
+
+impl std::fmt::Display for IdleShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0}%", self.share * 100.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_idle_share_counts_idle_and_iowait_of_all_cores() {
+        let stat = |user: u64, idle: u64, iowait: u64| {
+            format!(
+                "cpu  {user} 0 100 {idle} {iowait} 0 0 0 50 0\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 1\n"
+            )
+        };
+        let before = MachineTimes::parse(&stat(1000, 500, 0));
+        assert_eq!(
+            before,
+            MachineTimes {
+                total: 1600,
+                idle: 500
+            }
+        );
+        let mut share = IdleShare::default();
+        share.add(before, MachineTimes::parse(&stat(1600, 800, 100)));
+        assert_eq!(share.to_string(), "40%");
+        // A second phase adds up with the first, weighted by its length.
+        let later = MachineTimes::parse(&stat(5000, 800, 100));
+        share.add(later, MachineTimes::parse(&stat(5000, 1000, 100)));
+        assert!((share.share - 0.5).abs() < 1e-9, "{}", share.share);
+        assert_eq!(MachineTimes::parse("garbage"), MachineTimes::default());
+        // The real file parses, and time moves on.
+        let now = MachineTimes::read();
+        assert!(now.total > 0 && now.idle <= now.total, "{now:?}");
+    }
 
     #[test]
     fn this_process_is_seen_using_cpu_in_its_own_thread() {

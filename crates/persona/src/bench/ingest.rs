@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 
-use super::cpu::{PerRequest, ThreadTimes};
+use super::cpu::{IdleShare, MachineTimes, PerRequest, ThreadTimes};
 use super::scrape::{Histogram, metrics_page};
 use super::{Conn, Phase, Req, Server, WRITE_KEY, task_load};
 use crate::cli::{BenchIngestArgs, NoopServerArgs};
@@ -25,6 +25,9 @@ struct Report {
     single_vs_noop_rounds: Vec<f64>,
     /// Each server's CPU time per request over the max-load rounds, by group of threads.
     cpu_per_request: CpuPerRequest,
+    /// The share of the machine idle (or waiting for the disk) during each server's
+    /// max-load rounds.
+    machine_idle: MachineIdle,
     /// Events the processor had yet to apply when the last max-load round ended.
     processor_behind_after_max_load: u64,
     /// How long it then took to catch up, before the paced phase started.
@@ -38,14 +41,24 @@ struct CpuPerRequest {
     persona: PerRequest,
 }
 
-/// A server's single-event phase, with the CPU its process used meanwhile.
+#[derive(Debug, Default, Serialize)]
+struct MachineIdle {
+    noop: IdleShare,
+    persona: IdleShare,
+}
+
+/// A server's single-event phase, with the CPU its process used meanwhile and the share of
+/// the machine left idle.
 async fn measured(
     server: &Server,
     cpu: &mut PerRequest,
+    idle: &mut IdleShare,
     run: impl Future<Output = anyhow::Result<Phase>>,
 ) -> anyhow::Result<Phase> {
     let before = ThreadTimes::read(server.child.id());
+    let machine = MachineTimes::read();
     let phase = run.await?;
+    idle.add(machine, MachineTimes::read());
     cpu.add(
         ThreadTimes::read(server.child.id()).since(&before),
         phase.requests,
@@ -184,14 +197,20 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     // ratio. Each round gives a ratio; the median round's is reported.
     let (mut rounds, mut persona_rates) = (Vec::new(), Vec::new());
     let mut cpu = CpuPerRequest::default();
+    let mut idle = MachineIdle::default();
     for round in 1..=args.rounds {
         let load = |addr| task_load(addr, &singles, args.single_connections, duration, None, 1);
-        let noop_single = measured(&noop, &mut cpu.noop, load(noop.addr))
+        let noop_single = measured(&noop, &mut cpu.noop, &mut idle.noop, load(noop.addr))
             .await?
             .named(&format!("no-op axum, single events, round {round}"));
-        let single = measured(&persona, &mut cpu.persona, load(persona.addr))
-            .await?
-            .named(&format!("persona, single events, max load, round {round}"));
+        let single = measured(
+            &persona,
+            &mut cpu.persona,
+            &mut idle.persona,
+            load(persona.addr),
+        )
+        .await?
+        .named(&format!("persona, single events, max load, round {round}"));
         rounds.push(single.requests_per_sec / noop_single.requests_per_sec);
         persona_rates.push(single.requests_per_sec);
         phases.extend([noop_single, single]);
@@ -259,6 +278,10 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         cpu.noop, cpu.persona
     );
     println!(
+        "machine idle or waiting for the disk in the max-load rounds: no-op {}, persona {}",
+        idle.noop, idle.persona
+    );
+    println!(
         "the processor ended the max-load rounds {behind} events behind and caught up in {caught_up:.1} s"
     );
     println!("{paced_server_side}");
@@ -271,6 +294,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         single_vs_noop_ratio: ratio,
         single_vs_noop_rounds: rounds,
         cpu_per_request: cpu,
+        machine_idle: idle,
         processor_behind_after_max_load: behind,
         processor_caught_up_seconds: caught_up,
         paced_server_side,
