@@ -284,20 +284,25 @@ async fn reading_an_empty_log_returns_nothing_instead_of_spinning() {
     let log = open(dir.path(), LogConfig::default());
     let mut offline = LogReader::open_dir(dir.path()).unwrap();
     assert!(offline.read_batch(10).unwrap().is_empty());
-    // Also right after a roll, when the newest segment is still empty.
+    // Also when the newest segment is still empty, as a crash between a roll (which creates
+    // the next file) and the first write into it leaves the log.
     let small = tempfile::tempdir().unwrap();
-    let rolled = open(
-        small.path(),
-        LogConfig {
-            segment_bytes: 10,
-            ..Default::default()
-        },
-    );
+    let config = LogConfig {
+        segment_bytes: 10,
+        ..Default::default()
+    };
+    let rolled = open(small.path(), config.clone());
     rolled.append(vec![payload(1)]).await.unwrap();
     rolled.append(vec![payload(2)]).await.unwrap();
     drop(rolled);
+    std::fs::File::create(small.path().join(format!("{:020}.log", 2))).unwrap();
     let mut r = LogReader::open_dir(small.path()).unwrap();
     assert_eq!(read_all(&mut r).len(), 2);
+    let stats = LogStats::read(small.path()).unwrap();
+    assert_eq!((stats.segments, stats.next_offset), (3, 2), "{stats:?}");
+    let reopened = open(small.path(), config);
+    assert_eq!(reopened.append(vec![payload(3)]).await.unwrap(), 2..3);
+    assert_eq!(read_all(&mut reopened.reader().unwrap()).len(), 3);
     drop(log);
 }
 
