@@ -160,11 +160,18 @@ impl LogReader {
                         self.cursor = None;
                         continue;
                     }
-                    if let ReadStop::Bad(why) = stop
-                        && self.live.is_some()
-                    {
+                    // Everything before `limit` was written and synced before it was
+                    // published, so in this process a record that will not read there is
+                    // damage (a bad record, or a segment cut short), not a write in
+                    // progress: an error, not a quiet "nothing more", which a follower
+                    // would take for having caught up.
+                    if self.live.is_some() {
+                        let why = match stop {
+                            ReadStop::Bad(why) => why,
+                            _ => format!("the segment ends before offset {}", self.next),
+                        };
                         return Err(LogError::Corrupt(format!(
-                            "{} at byte {pos}: {why}",
+                            "{} at byte {pos}: {why}, below the committed offset {limit}",
                             path.display()
                         )));
                     }

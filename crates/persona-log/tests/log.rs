@@ -325,3 +325,35 @@ async fn a_zero_segment_size_rolls_every_group_instead_of_failing() {
     assert_eq!((stats.records, stats.segments), (3, 3), "{stats:?}");
     assert_eq!(read_all(&mut log.reader().unwrap()).len(), 3);
 }
+
+/// A segment cut short behind the committed offset is damage: a live reader says so
+/// instead of returning nothing, which its consumer would take for having caught up.
+#[tokio::test]
+async fn a_live_reader_reports_a_segment_cut_short_instead_of_stalling() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig {
+            segment_bytes: 100,
+            ..Default::default()
+        },
+    );
+    for i in 0..20 {
+        log.append(vec![payload(i)]).await.unwrap();
+    }
+    let first = dir.path().join(format!("{:020}.log", 0));
+    let len = std::fs::metadata(&first).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_len(len - 3)
+        .unwrap();
+    let err = log
+        .reader()
+        .unwrap()
+        .read_batch(100)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ends before offset"), "{err}");
+}
