@@ -8,8 +8,8 @@
 //! `client_header_timeout` and `worker_connections`: a connection that has not sent a whole
 //! request head within the deadline (counted from when the server starts waiting for one,
 //! so an idle keep-alive connection too) is closed, and past the cap new connections wait
-//! in the kernel's accept queue until one closes. The process's open-file limit is raised
-//! to fit the cap where the system allows.
+//! in the kernel's accept queue until one closes. [`reserve_open_files`], called at start,
+//! raises the process's open-file limit to fit the cap where the system allows.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +53,6 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    reserve_open_files(limits.max_connections);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
@@ -111,8 +110,9 @@ pub async fn serve(
 const FILES_BESIDES_CONNECTIONS: u64 = 1024;
 
 /// Raises the open-file limit so that the connection cap, not the OS, bounds connections;
-/// says so when the system's hard limit is too low for that.
-fn reserve_open_files(max_connections: usize) {
+/// says so when the system's hard limit is too low for that. Called at start, before the
+/// stores open their files and before the address is announced.
+pub fn reserve_open_files(max_connections: usize) {
     let wanted = max_connections as u64 + FILES_BESIDES_CONNECTIONS;
     match persona_core::open_files::raise_limit(wanted) {
         Ok(limit) if limit >= wanted => tracing::debug!(limit, "open-file limit"),

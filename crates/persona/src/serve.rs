@@ -27,6 +27,7 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args)?;
+    crate::http_server::reserve_open_files(settings.http.max_connections);
     let data_dir = settings.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
