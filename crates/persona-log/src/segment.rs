@@ -1,5 +1,6 @@
 //! Segment files: naming, listing, scanning and tail recovery.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -165,8 +166,33 @@ impl RecoveryReport {
 /// acknowledged (acks follow the sync), so cutting it is safe; the bytes are still copied
 /// to `<segment>.torn-<n>` first, because a bad record in the *middle* of a segment would
 /// mean disk damage, and an operator should be able to look at what was cut.
-pub(crate) fn recover_tail(seg: &SegmentFile) -> Result<(Scan, RecoveryReport), LogError> {
+///
+/// A torn write can only hold records no consumer has seen (consumers read only what was
+/// synced). So when a consumer has committed past the first bad record, the damage is to
+/// acknowledged records: nothing is cut, and opening fails with what was found. Cutting
+/// would lose them for good, and new appends would reuse offsets the consumer has passed.
+pub(crate) fn recover_tail(
+    seg: &SegmentFile,
+    committed: &BTreeMap<String, u64>,
+) -> Result<(Scan, RecoveryReport), LogError> {
     let scan = scan(seg)?;
+    if scan.valid_len < scan.file_len
+        && let Some((consumer, offset)) = committed
+            .iter()
+            .filter(|(_, o)| **o > scan.next_offset)
+            .max_by_key(|(_, o)| **o)
+    {
+        return Err(LogError::Corrupt(format!(
+            "{}: {} at byte {} (offset {}), but consumer {consumer:?} has already committed \
+             offset {offset}, so the damage is to acknowledged records, not a torn write; \
+             nothing was changed. Restore the segment from a backup, or move it aside to \
+             start without its records",
+            seg.path.display(),
+            scan.problem.as_deref().unwrap_or("a damaged record"),
+            scan.valid_len,
+            scan.next_offset,
+        )));
+    }
     let mut report = RecoveryReport {
         segment: Some(seg.path.clone()),
         kept_records: scan.next_offset - seg.base,

@@ -101,7 +101,8 @@ impl EventLog {
             segments.push(first);
         }
         let last = segments.last().expect("at least one segment").clone();
-        let (scan, report) = segment::recover_tail(&last)?;
+        let committed = crate::consumer::read_all(&dir.join("consumers"))?;
+        let (scan, report) = segment::recover_tail(&last, &committed)?;
         if report.dropped_anything() {
             tracing::warn!(
                 segment = %last.path.display(),

@@ -357,3 +357,58 @@ async fn a_live_reader_reports_a_segment_cut_short_instead_of_stalling() {
         .to_string();
     assert!(err.contains("ends before offset"), "{err}");
 }
+
+/// A bad record that a consumer has already read past is damage to acknowledged records,
+/// not a torn write: opening refuses and changes nothing, where cutting would lose them and
+/// hand their offsets out again.
+#[tokio::test]
+async fn damage_below_a_consumers_committed_offset_is_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    log.register_consumer("profiles").unwrap();
+    let mut positions = Vec::new();
+    for i in 0..10 {
+        log.append(vec![payload(i)]).await.unwrap();
+    }
+    for r in read_all(&mut log.reader().unwrap()) {
+        positions.push(r.position);
+    }
+    log.commit("profiles", 8).unwrap();
+    drop(log);
+
+    let segment = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let damaged = positions[3] as usize + 20; // inside record 3's payload
+    bytes[damaged] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let err = match EventLog::open(dir.path(), LogConfig::default(), Arc::new(())) {
+        Ok(_) => panic!("a log damaged below a consumer's offset opened"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, LogError::Corrupt(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("\"profiles\"") && text.contains("offset 3"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        bytes,
+        "the segment was changed"
+    );
+
+    // Past the consumer's offset the same damage is taken for a torn write and cut.
+    let fresh = tempfile::tempdir().unwrap();
+    let log = open(fresh.path(), LogConfig::default());
+    log.register_consumer("profiles").unwrap();
+    for i in 0..10 {
+        log.append(vec![payload(i)]).await.unwrap();
+    }
+    log.commit("profiles", 2).unwrap();
+    drop(log);
+    let segment = fresh.path().join(format!("{:020}.log", 0));
+    std::fs::write(&segment, &bytes).unwrap();
+    let (log, report) = EventLog::open(fresh.path(), LogConfig::default(), Arc::new(())).unwrap();
+    assert_eq!((report.kept_records, log.next_offset()), (3, 3));
+}
