@@ -149,6 +149,44 @@ async fn serve_takes_every_setting_from_persona_env_vars() {
     assert!(dir.path().join("persona-data").join("log").is_dir());
 }
 
+/// `persona log stats` on a running server's data folder: every field the issue names, and
+/// the live processor listed with its committed offset.
+#[tokio::test]
+async fn log_stats_lists_the_processor_with_its_committed_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let http = Http::default();
+    for i in 0..5 {
+        let body = json!({"userId": format!("u{i}"), "event": "x"});
+        let (status, _) = http
+            .post(&server.url(), "/v1/track", KEY, &body)
+            .await
+            .unwrap();
+        assert!(status.is_success());
+    }
+    http.wait_processed(&server.url()).await;
+    // Read while the server runs: the log's lock does not stop a reader.
+    let stats = log_stats(dir.path());
+    for field in [
+        "records",
+        "segments",
+        "bytes",
+        "first_offset",
+        "next_offset",
+    ] {
+        assert!(stats[field].is_u64(), "{field} missing in {stats}");
+    }
+    assert_eq!(
+        (stats["records"].as_u64(), stats["next_offset"].as_u64()),
+        (Some(5), Some(5))
+    );
+    let processor = &stats["consumers"]["processor"];
+    let committed = processor["committed_offset"].as_u64().expect("a number");
+    assert!(committed <= 5, "{stats}");
+    assert_eq!(processor["lag"].as_u64(), Some(5 - committed), "{stats}");
+    server.stop();
+}
+
 #[test]
 fn a_bad_config_file_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
