@@ -79,6 +79,33 @@ mod tests {
         assert_ne!(a, c);
     }
 
+    /// Every event falls inside the requested period, even a session begun just before its
+    /// end; and a customer counts as identified exactly when an identify was kept.
+    #[test]
+    fn every_event_falls_inside_the_period() {
+        let p = period();
+        for seed in 0..5 {
+            let (customers, lines) = generate(seed, 300, p, || {});
+            for (at, _) in &lines {
+                assert!(p.start <= *at && *at < p.end, "{at} outside the period");
+            }
+            let identified: std::collections::HashSet<String> = lines
+                .iter()
+                .map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|m| m["type"] == "identify")
+                .map(|m| m["userId"].as_str().unwrap().to_string())
+                .collect();
+            for c in &customers {
+                assert_eq!(
+                    c.identified,
+                    identified.contains(&c.user_id),
+                    "{}",
+                    c.user_id
+                );
+            }
+        }
+    }
+
     #[test]
     fn personas_appear_in_their_shares() {
         let n = 3000;

@@ -83,6 +83,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("destination").required(true).args(["out", "target"])))]
 pub struct SimulateArgs {
     /// Number of customers.
     #[arg(long)]
@@ -103,7 +104,7 @@ pub struct SimulateArgs {
     #[arg(long, env = "PERSONA_WRITE_KEY")]
     pub write_key: Option<String>,
     /// Write the messages to this JSONL file instead.
-    #[arg(long, required_unless_present = "target")]
+    #[arg(long)]
     pub out: Option<PathBuf>,
     /// Also write each customer's true persona to this CSV file.
     #[arg(long)]

@@ -22,10 +22,10 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         Some(s) => parse_timestamp(s).map_err(|e| anyhow::anyhow!("--end {e}"))?,
         None => Utc::now(),
     };
-    let period = Period {
-        start: end - Duration::days(args.days.into()),
-        end,
-    };
+    let start = end
+        .checked_sub_signed(Duration::days(args.days.into()))
+        .with_context(|| format!("--days {} reaches before the year -262143", args.days))?;
+    let period = Period { start, end };
     let (customers, lines) = generate(args.seed, args.customers, period);
     if let Some(path) = &args.truth {
         write_truth(path, &customers)?;

@@ -269,7 +269,51 @@ fn simulate_is_reproducible_and_writes_ground_truth() {
     for kind in ["identify", "page", "screen", "track"] {
         assert!(lines.iter().any(|m| m["type"] == kind), "no {kind}");
     }
-    assert!(lines.iter().any(|m| m["event"] == "Email Clicked"));
+    assert!(lines.iter().any(|m| m["event"] == "Email Link Clicked"));
+}
+
+#[test]
+fn simulate_refuses_bad_arguments_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.jsonl");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["--customers", "10", "--days", "5"],
+            &["--out", "--target"],
+        ),
+        (
+            &["--customers", "0", "--days", "5", "--out", out],
+            &["--customers"],
+        ),
+        (
+            &["--customers", "10", "--days", "0", "--out", out],
+            &["--days"],
+        ),
+        (
+            &["--customers", "10", "--days", "4000000000", "--out", out],
+            &["--days"],
+        ),
+        (
+            &[
+                "--customers",
+                "10",
+                "--days",
+                "5",
+                "--target",
+                "http://127.0.0.1:9",
+            ],
+            &["--write-key"],
+        ),
+    ];
+    for (args, named) in cases {
+        let o = run(&[&["simulate"][..], args].concat());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} was accepted");
+        for n in named {
+            assert!(err.contains(n), "{args:?}: {err}");
+        }
+    }
 }
 
 #[test]
