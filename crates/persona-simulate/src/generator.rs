@@ -191,19 +191,21 @@ impl State<'_> {
         t += self.secs(30.0, 180.0);
         self.orders += 1;
         let order_id = format!("{}-o{}", self.c.user_id, self.orders);
-        self.track(
-            t,
-            "Order Completed",
-            json!({
-                "order_id": order_id,
-                "revenue": revenue,
-                "currency": "USD",
-                "products": [{
-                    "product_id": product.0, "category": product.1,
-                    "price": product.2, "quantity": quantity,
-                }],
-            }),
-        );
+        let mut props = json!({
+            "order_id": order_id,
+            "revenue": revenue,
+            "total": revenue,
+            "currency": "USD",
+            "products": [{
+                "product_id": product.0, "category": product.1,
+                "price": product.2, "quantity": quantity,
+            }],
+        });
+        if p.name == "deal_hunter" {
+            // What this persona waits for; the spec's field for it.
+            props["coupon"] = "SAVE20".into();
+        }
+        self.track(t, "Order Completed", props);
     }
 
     fn emails(&mut self, period: Period, p: &Persona) {

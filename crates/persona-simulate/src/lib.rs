@@ -145,6 +145,12 @@ mod tests {
             if event == "Order Completed" {
                 assert!(m["userId"].is_string(), "orders need an account");
                 assert!(m["properties"]["revenue"].as_f64().unwrap() > 0.0);
+                assert_eq!(m["properties"]["total"], m["properties"]["revenue"]);
+                assert_eq!(
+                    m["properties"]["coupon"].is_string(),
+                    persona == "deal_hunter",
+                    "{m}"
+                );
                 *orders.entry(persona).or_default() += 1;
             }
         }
