@@ -211,7 +211,8 @@ fn count_accepted(state: &CollectorState, mut kinds: Vec<&'static str>) {
     }
 }
 
-/// The write key from Basic auth, else from the body's `writeKey`; 401 when neither is valid.
+/// The write key from Basic auth (already checked on arrival), else from the body's
+/// `writeKey`; 401 when there is neither or the body's is not valid.
 fn authenticate(
     state: &CollectorState,
     header_key: Option<String>,
@@ -221,7 +222,10 @@ fn authenticate(
         Some(Value::String(s)) => Some(s),
         _ => None,
     };
-    let Some(key) = header_key.or(body_key) else {
+    if let Some(key) = header_key {
+        return Ok(key);
+    }
+    let Some(key) = body_key else {
         return Err(ApiError::unauthorized(
             "missing write key: send it as the Basic auth user name or as writeKey in the body",
         ));

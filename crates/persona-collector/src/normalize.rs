@@ -39,14 +39,14 @@ const IDENTITY_FIELDS: [&str; 2] = ["userId", "anonymousId"];
 const OBJECT_FIELDS: [&str; 4] = ["properties", "traits", "context", "integrations"];
 const TIME_FIELDS: [&str; 3] = ["timestamp", "originalTimestamp", "sentAt"];
 
-/// Validates `msg` and returns it normalised, or every problem found in it.
-///
-/// `kind` is the endpoint's call type; `None` for batch items, which name theirs in `type`.
 /// Whether a message carries an id of its own; one without gets a generated `messageId`.
 pub fn has_message_id(msg: &Map<String, Value>) -> bool {
     matches!(msg.get("messageId"), Some(Value::String(s)) if !s.is_empty())
 }
 
+/// Validates `msg` and returns it normalised, or every problem found in it.
+///
+/// `kind` is the endpoint's call type; `None` for batch items, which name theirs in `type`.
 /// `index` is the message's position, used in the errors.
 pub fn normalize(
     msg: Value,

@@ -85,6 +85,14 @@ impl Harness {
         (s, b)
     }
 
+    /// The `messageId`s in the log, in log order.
+    fn logged_ids(&self) -> Vec<Value> {
+        self.logged()
+            .iter()
+            .map(|m| m["messageId"].clone())
+            .collect()
+    }
+
     fn logged(&self) -> Vec<Value> {
         let mut reader = self.log.reader().unwrap();
         let mut out = Vec::new();
@@ -351,8 +359,7 @@ async fn the_batch_aliases_sdks_post_to_are_stored() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let ids: Vec<_> = h.logged().iter().map(|m| m["messageId"].clone()).collect();
-    assert_eq!(ids, [json!("b1"), json!("b2"), json!("i1")]);
+    assert_eq!(h.logged_ids(), [json!("b1"), json!("b2"), json!("i1")]);
 }
 
 #[tokio::test]
@@ -687,8 +694,10 @@ async fn bodies_past_the_in_flight_budget_get_503_until_one_is_answered() {
     assert_eq!(status, StatusCode::OK, "{resp}");
     let (status, _, resp) = h.send(track("after", false)).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
-    let ids: Vec<_> = h.logged().iter().map(|m| m["messageId"].clone()).collect();
-    assert_eq!(ids, [json!("small"), json!("slow"), json!("after")]);
+    assert_eq!(
+        h.logged_ids(),
+        [json!("small"), json!("slow"), json!("after")]
+    );
 }
 
 /// A body that breaks off mid-way is a 400 of its own, not counted as too large.

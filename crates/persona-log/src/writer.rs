@@ -101,8 +101,8 @@ impl EventLog {
             segments.push(first);
         }
         let last = segments.last().expect("at least one segment").clone();
-        let committed = crate::consumer::read_all(&dir.join("consumers"))?;
-        let (scan, report) = segment::recover_tail(&last, &committed)?;
+        let consumers = Consumers::open(&dir)?;
+        let (scan, report) = segment::recover_tail(&last, &consumers.all())?;
         if report.dropped_anything() {
             tracing::warn!(
                 segment = %last.path.display(),
@@ -117,7 +117,7 @@ impl EventLog {
             .open(&last.path)
             .map_err(|e| LogError::io(&last.path, e))?;
         let shared = Arc::new(Shared {
-            consumers: Consumers::open(&dir)?,
+            consumers,
             dir,
             committed: AtomicU64::new(scan.next_offset),
             failure: Mutex::new(None),

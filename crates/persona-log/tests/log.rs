@@ -364,17 +364,7 @@ async fn a_live_reader_reports_a_segment_cut_short_instead_of_stalling() {
 #[tokio::test]
 async fn damage_below_a_consumers_committed_offset_is_refused_not_cut() {
     let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path(), LogConfig::default());
-    log.register_consumer("profiles").unwrap();
-    let mut positions = Vec::new();
-    for i in 0..10 {
-        log.append(vec![payload(i)]).await.unwrap();
-    }
-    for r in read_all(&mut log.reader().unwrap()) {
-        positions.push(r.position);
-    }
-    log.commit("profiles", 8).unwrap();
-    drop(log);
+    let positions = ten_records_read_up_to(dir.path(), 8).await;
 
     let segment = dir.path().join(format!("{:020}.log", 0));
     let mut bytes = std::fs::read(&segment).unwrap();
@@ -400,15 +390,24 @@ async fn damage_below_a_consumers_committed_offset_is_refused_not_cut() {
 
     // Past the consumer's offset the same damage is taken for a torn write and cut.
     let fresh = tempfile::tempdir().unwrap();
-    let log = open(fresh.path(), LogConfig::default());
-    log.register_consumer("profiles").unwrap();
-    for i in 0..10 {
-        log.append(vec![payload(i)]).await.unwrap();
-    }
-    log.commit("profiles", 2).unwrap();
-    drop(log);
+    ten_records_read_up_to(fresh.path(), 2).await;
     let segment = fresh.path().join(format!("{:020}.log", 0));
     std::fs::write(&segment, &bytes).unwrap();
     let (log, report) = EventLog::open(fresh.path(), LogConfig::default(), Arc::new(())).unwrap();
     assert_eq!((report.kept_records, log.next_offset()), (3, 3));
+}
+
+/// A closed log of ten records whose consumer `profiles` has committed `committed`; the
+/// records' byte positions.
+async fn ten_records_read_up_to(dir: &std::path::Path, committed: u64) -> Vec<u64> {
+    let log = open(dir, LogConfig::default());
+    log.register_consumer("profiles").unwrap();
+    for i in 0..10 {
+        log.append(vec![payload(i)]).await.unwrap();
+    }
+    log.commit("profiles", committed).unwrap();
+    read_all(&mut log.reader().unwrap())
+        .iter()
+        .map(|r| r.position)
+        .collect()
 }

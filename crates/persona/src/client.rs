@@ -181,7 +181,7 @@ impl Sender {
 }
 
 fn outcome(batch: &[Numbered], unit: &str, body: &[u8]) -> BatchOutcome {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if v["error"].is_null() {
         return BatchOutcome {
             accepted: batch.len(),
@@ -194,7 +194,7 @@ fn outcome(batch: &[Numbered], unit: &str, body: &[u8]) -> BatchOutcome {
         Some(m) => reject_line(unit, m.number, e),
         None => e.to_string(),
     };
-    let problems = serde_json::from_value::<Vec<FieldError>>(v["error"]["details"].clone())
+    let problems = serde_json::from_value::<Vec<FieldError>>(v["error"]["details"].take())
         .ok()
         .filter(|d| !d.is_empty())
         .map(|d| d.iter().map(name).collect())
