@@ -210,6 +210,8 @@ pub(crate) fn recover_tail(
         q.write_all(&tail)
             .map_err(|e| LogError::io(&quarantine, e))?;
         q.sync_all().map_err(|e| LogError::io(&quarantine, e))?;
+        // The quarantine's name is durable before the segment loses those bytes.
+        sync_dir(seg.path.parent().unwrap_or(Path::new(".")))?;
 
         let f = OpenOptions::new()
             .write(true)
@@ -232,54 +234,12 @@ fn unused_path(seg: &Path) -> PathBuf {
         .expect("some suffix is free")
 }
 
-/// Creates `dir` and any missing parents, syncing the parent of each folder it creates, so
-/// that after a power loss the folders (and the segments and offsets in them, whose own
-/// directory entries are synced) are still reachable.
+/// Creates `dir` and any missing parents durably (see [`persona_core::durable`]).
 pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), LogError> {
-    let mut missing = Vec::new();
-    let mut at = dir;
-    while !at.exists() {
-        missing.push(at);
-        match at.parent() {
-            Some(p) if !p.as_os_str().is_empty() => at = p,
-            _ => break,
-        }
-    }
-    std::fs::create_dir_all(dir).map_err(|e| LogError::io(dir, e))?;
-    for created in missing.iter().rev() {
-        let parent = match created.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        sync_dir(parent)?;
-    }
-    Ok(())
+    persona_core::durable::create_dir_all(dir).map_err(|e| LogError::io(dir, e))
 }
 
 /// Makes a file's creation, rename or deletion durable by syncing its directory.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| LogError::io(dir, e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn folders_are_created_with_their_missing_parents_and_again_without_harm() {
-        let root = tempfile::tempdir().unwrap();
-        let deep = root.path().join("data").join("log").join("consumers");
-        create_dir_durably(&deep).unwrap();
-        assert!(deep.is_dir());
-        create_dir_durably(&deep).unwrap();
-        // A relative path whose parent is the working folder.
-        let cwd = std::env::current_dir().unwrap();
-        let relative = Path::new("persona-log-test-relative-dir");
-        let _ = std::fs::remove_dir(cwd.join(relative));
-        create_dir_durably(relative).unwrap();
-        assert!(cwd.join(relative).is_dir());
-        std::fs::remove_dir(cwd.join(relative)).unwrap();
-    }
+    persona_core::durable::sync_dir(dir).map_err(|e| LogError::io(dir, e))
 }

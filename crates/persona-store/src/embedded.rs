@@ -122,6 +122,10 @@ impl EmbeddedStore {
     /// another process has it open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
+        // fjall creates its folder without syncing the parent: after a power loss the whole
+        // store would be gone, and the log it was built from may have been trimmed since.
+        persona_core::durable::create_dir_all(path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let db = Database::builder(path)
             .cache_size(CACHE_BYTES)
             .open()
@@ -147,7 +151,7 @@ impl EmbeddedStore {
             applied: Mutex::new(stored.clone()),
             synced: Mutex::new(stored),
         });
-        Ok(EmbeddedStore {
+        let store = EmbeddedStore {
             _syncer: Syncer::start(db.clone(), path.to_path_buf(), offsets.clone()),
             offsets,
             profiles: ks("profiles")?,
@@ -161,7 +165,16 @@ impl EmbeddedStore {
             id_counters: Mutex::new(()),
             meta,
             db,
-        })
+        };
+        // fjall syncs each new keyspace's own folder but not the folder that names the
+        // keyspaces, so a keyspace created just now would vanish with a power loss.
+        let keyspaces = path.join("keyspaces");
+        match persona_core::durable::sync_dir(&keyspaces) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Backend(
+                format!("cannot sync {}: {e}", keyspaces.display()),
+            )),
+            _ => Ok(store),
+        }
     }
 
     fn meta_u64(&self, key: &str) -> Result<Option<u64>, StoreError> {

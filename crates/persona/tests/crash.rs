@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Http, KEY, Server, logged};
+use common::acked::{assert_logged_once, spawn_senders};
+use common::{Http, KEY, Server};
 use serde_json::json;
 
 const ROUNDS: usize = 4;
@@ -22,31 +23,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         let mut server = Server::start(dir.path());
         let url = server.url();
         let before = acked.lock().unwrap().len();
-        let mut clients = Vec::new();
-        for c in 0..CLIENTS {
-            let (url, http, acked) = (url.clone(), http.clone(), acked.clone());
-            clients.push(tokio::spawn(async move {
-                for seq in 0.. {
-                    // Mix single calls and batches of up to 20.
-                    let n = 1 + (seq * 7 + c) % 20;
-                    let ids: Vec<String> = (0..n).map(|i| format!("r{round}-c{c}-s{seq}-{i}")).collect();
-                    let msgs: Vec<_> = ids
-                        .iter()
-                        .map(|id| json!({"type": "track", "userId": format!("u{c}"), "event": "Tick", "messageId": id}))
-                        .collect();
-                    let answer = if n == 1 {
-                        http.post(&url, "/v1/track", KEY, &msgs[0]).await
-                    } else {
-                        http.post(&url, "/v1/batch", KEY, &json!({"batch": msgs})).await
-                    };
-                    match answer {
-                        Ok((status, _)) if status.is_success() => acked.lock().unwrap().extend(ids),
-                        Ok((status, body)) => panic!("unexpected answer {status}: {body}"),
-                        Err(_) => return, // the server is gone
-                    }
-                }
-            }));
-        }
+        let clients = spawn_senders(&url, &http, &format!("r{round}"), CLIENTS, &acked);
         tokio::time::sleep(Duration::from_millis(600)).await;
         server.kill9();
         for c in clients {
@@ -63,27 +40,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
     let mut server = Server::start(dir.path());
     server.stop();
 
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for m in logged(dir.path()) {
-        *counts
-            .entry(m["messageId"].as_str().unwrap().to_string())
-            .or_default() += 1;
-    }
-    let acked = acked.lock().unwrap();
-    let missing: Vec<_> = acked
-        .iter()
-        .filter(|id| !counts.contains_key(*id))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged but lost: {missing:?} (of {})",
-        acked.len()
-    );
-    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(doubled.is_empty(), "stored more than once: {doubled:?}");
-    // Records may exceed acks (written, then killed before the answer), never the reverse.
-    assert!(counts.len() >= acked.len());
+    assert_logged_once(dir.path(), &acked.lock().unwrap());
 }
 
 /// Exactly-once profiles under SIGKILL: clients resend whatever was not acknowledged (with

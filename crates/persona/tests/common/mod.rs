@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: run the real `persona` binary and talk HTTP to it.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod acked;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -1,0 +1,60 @@
+//! Folders whose entries survive a power loss.
+//!
+//! A file's `fsync` makes its content durable, not its name: the name lives in the folder,
+//! which needs its own `fsync` after a file or folder is created, renamed or removed in it.
+//! The log and the profile store both rely on these two steps (`persona-powercut`'s test
+//! shows what is lost without them).
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Makes the creation, rename or deletion of a name in `dir` durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, syncing the parent of each folder it creates, so
+/// that after a power loss the folders (and what is later synced into them) are still
+/// reachable. A folder that exists already is left as it is.
+pub fn create_dir_all(dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.exists() {
+        missing.push(at);
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => break,
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        let parent = match created.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_are_created_with_their_missing_parents_and_again_without_harm() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("data").join("log").join("consumers");
+        create_dir_all(&deep).unwrap();
+        assert!(deep.is_dir());
+        create_dir_all(&deep).unwrap();
+        // A relative path whose parent is the working folder.
+        let cwd = std::env::current_dir().unwrap();
+        let relative = Path::new("persona-core-test-relative-dir");
+        let _ = std::fs::remove_dir(cwd.join(relative));
+        create_dir_all(relative).unwrap();
+        assert!(cwd.join(relative).is_dir());
+        std::fs::remove_dir(cwd.join(relative)).unwrap();
+    }
+}

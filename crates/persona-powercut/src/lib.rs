@@ -1,0 +1,155 @@
+//! A file system that forgets what was not synced: the power cut in persona's durability
+//! tests.
+//!
+//! A SIGKILL leaves the kernel's page cache whole, so a crash test passes even if a program
+//! never calls `fsync`. [`PowerCut`] mounts a folder over FUSE whose files live in this
+//! process's memory twice: as programs see them, and as a disk would hold them after a power
+//! loss. A file's disk copy is its content as of its last `fsync` or `fdatasync`; a folder's
+//! is its entries as of its last `fsync`, so a new, renamed or removed name is durable only
+//! once its folder is synced (the strict reading of POSIX that the ALICE and CrashMonkey
+//! studies hold file systems to). [`PowerCut::cut`] throws the rest away. An append not yet
+//! synced may survive in part, torn at any byte and sometimes with a 4 KiB page of zeros in
+//! it, as a disk writing back pages in any order would leave it; the seed says which part.
+//!
+//! Mounting needs `/dev/fuse` and the right to mount (root, or a user namespace that has
+//! it); `scripts/test` checks both before the tests run.
+
+mod disk;
+mod fuse;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use disk::CutReport;
+use disk::Disk;
+use fuser::{BackgroundSession, Config, MountOption};
+
+/// A mounted folder that a power cut can be staged on.
+pub struct PowerCut {
+    disk: Arc<Mutex<Disk>>,
+    at: PathBuf,
+    session: Option<BackgroundSession>,
+}
+
+impl PowerCut {
+    /// Mounts an empty file system on the folder `at`, which must exist.
+    pub fn mount(at: &Path) -> io::Result<PowerCut> {
+        let mut cut = PowerCut {
+            disk: Arc::default(),
+            at: at.to_path_buf(),
+            session: None,
+        };
+        cut.session = Some(cut.spawn()?);
+        Ok(cut)
+    }
+
+    fn spawn(&self) -> io::Result<BackgroundSession> {
+        let mut config = Config::default();
+        config.mount_options = vec![
+            MountOption::FSName("persona-powercut".into()),
+            MountOption::RW,
+        ];
+        let fs = fuse::Fs {
+            disk: self.disk.clone(),
+        };
+        fuser::spawn_mount(fs, &self.at, &config).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot mount the power-cut file system on {} (it needs /dev/fuse and the right to mount): {e}",
+                    self.at.display()
+                ),
+            )
+        })
+    }
+
+    fn unmount(&mut self) -> io::Result<()> {
+        match self.session.take() {
+            Some(session) => session.umount_and_join(),
+            None => Ok(()),
+        }
+    }
+
+    /// The power fails. Every program using the folder must have exited first (a power cut
+    /// takes them too): the file system is unmounted, everything not synced is lost (`seed`
+    /// picks what part of an unsynced append survives), and it is mounted again, so that
+    /// no cache of the kernel remembers what was lost.
+    pub fn cut(&mut self, seed: u64) -> io::Result<CutReport> {
+        self.unmount()?;
+        let report = self
+            .disk
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cut(seed);
+        self.session = Some(self.spawn()?);
+        Ok(report)
+    }
+}
+
+impl Drop for PowerCut {
+    fn drop(&mut self) {
+        if let Err(e) = self.unmount() {
+            eprintln!("cannot unmount {}: {e}", self.at.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::{self, File, OpenOptions};
+    use std::io::Write;
+
+    use super::PowerCut;
+
+    /// The FUSE wiring, through the kernel: what is synced survives a cut, what is not is
+    /// gone, and renames follow their folder's sync.
+    #[test]
+    fn through_the_kernel_a_cut_keeps_only_what_was_synced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut disk = PowerCut::mount(tmp.path()).unwrap();
+        let dir = tmp.path();
+
+        fs::create_dir(dir.join("log")).unwrap();
+        File::open(dir).unwrap().sync_all().unwrap();
+        let mut seg = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(dir.join("log/0.seg"))
+            .unwrap();
+        seg.write_all(b"acknowledged;").unwrap();
+        seg.sync_data().unwrap();
+        File::open(dir.join("log")).unwrap().sync_all().unwrap();
+        seg.set_len(5).unwrap(); // truncated, never synced
+        fs::write(dir.join("log/never-synced"), b"lost").unwrap();
+        fs::write(dir.join("log/offset.tmp"), b"7").unwrap();
+        File::open(dir.join("log/offset.tmp"))
+            .unwrap()
+            .sync_all()
+            .unwrap();
+        fs::rename(dir.join("log/offset.tmp"), dir.join("log/offset")).unwrap();
+        assert_eq!(fs::read(dir.join("log/offset")).unwrap(), b"7");
+        drop(seg);
+
+        let report = disk.cut(3).unwrap();
+        assert_eq!(fs::read(dir.join("log/0.seg")).unwrap(), b"acknowledged;");
+        let mut names: Vec<_> = fs::read_dir(dir.join("log"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["0.seg"]);
+        assert_eq!(report.names_lost, ["log/never-synced", "log/offset"]);
+        assert!(report.names_back.is_empty());
+
+        // After the cut the folder works as before.
+        fs::write(dir.join("log/1.seg"), b"next").unwrap();
+        File::open(dir.join("log/1.seg"))
+            .unwrap()
+            .sync_data()
+            .unwrap();
+        File::open(dir.join("log")).unwrap().sync_all().unwrap();
+        disk.cut(4).unwrap();
+        assert_eq!(fs::read(dir.join("log/1.seg")).unwrap(), b"next");
+    }
+}

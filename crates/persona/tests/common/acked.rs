@@ -1,0 +1,73 @@
+//! Senders that count what the server acknowledged, and the check that the log holds each
+//! acknowledged event exactly once: the durability tests kill the server (or its power)
+//! mid-stream.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+use super::{Http, KEY, logged};
+
+/// Starts `clients` senders that post events to `url` until it stops answering: single calls
+/// and batches of up to 20, each message with a messageId starting with `tag`. The ids of
+/// every message answered with 2xx go into `acked`.
+pub fn spawn_senders(
+    url: &str,
+    http: &Http,
+    tag: &str,
+    clients: usize,
+    acked: &Arc<Mutex<Vec<String>>>,
+) -> Vec<JoinHandle<()>> {
+    (0..clients)
+        .map(|c| {
+            let (url, http, acked, tag) = (url.to_owned(), http.clone(), acked.clone(), tag.to_owned());
+            tokio::spawn(async move {
+                for seq in 0.. {
+                    let n = 1 + (seq * 7 + c) % 20;
+                    let ids: Vec<String> = (0..n).map(|i| format!("{tag}-c{c}-s{seq}-{i}")).collect();
+                    let msgs: Vec<_> = ids
+                        .iter()
+                        .map(|id| json!({"type": "track", "userId": format!("u{c}"), "event": "Tick", "messageId": id}))
+                        .collect();
+                    let answer = if n == 1 {
+                        http.post(&url, "/v1/track", KEY, &msgs[0]).await
+                    } else {
+                        http.post(&url, "/v1/batch", KEY, &json!({"batch": msgs})).await
+                    };
+                    match answer {
+                        Ok((status, _)) if status.is_success() => acked.lock().unwrap().extend(ids),
+                        Ok((status, body)) => panic!("unexpected answer {status}: {body}"),
+                        Err(_) => return, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Asserts that the log under `data_dir` holds every id in `acked` exactly once. Records
+/// may exceed acknowledgements (written, then killed before the answer), never the reverse.
+pub fn assert_logged_once(data_dir: &Path, acked: &[String]) {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for m in logged(data_dir) {
+        *counts
+            .entry(m["messageId"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(*id))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but lost: {missing:?} (of {})",
+        acked.len()
+    );
+    let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(doubled.is_empty(), "stored more than once: {doubled:?}");
+    assert!(counts.len() >= acked.len());
+}

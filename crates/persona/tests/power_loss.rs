@@ -1,0 +1,108 @@
+//! Durability under power loss. The data folder sits on a file system that, when the power
+//! is cut, forgets everything persona had not synced: unsynced appends (or leaves them torn),
+//! files and segments whose folder was not synced, renames of consumer offsets. A SIGKILL
+//! alone cannot show a missing `fsync`; this can. After every cut and restart, each event
+//! acknowledged with 200 is in the log exactly once, and the profiles, whose store loses its
+//! own unsynced writes in the same cut, count every logged event exactly once.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::acked::{assert_logged_once, spawn_senders};
+use common::{ADMIN, Http, KEY, Server, log_stats, logged};
+use persona_powercut::PowerCut;
+
+const ROUNDS: u64 = 5;
+const CLIENTS: usize = 8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_power_loss_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut disk = PowerCut::mount(&data).expect("scripts/test checks that FUSE can be mounted");
+    // Small segments, so that rolling to a new one (whose name must be synced into the
+    // folder) happens in every round.
+    let config = tmp.path().join("persona.toml");
+    std::fs::write(&config, "[log]\nsegment_bytes = 1048576\n").unwrap();
+    let start = || {
+        Server::start_with(
+            &data,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--write-key",
+                KEY,
+                "--admin-token",
+                ADMIN,
+            ],
+            &[],
+        )
+    };
+
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let http = Http::default();
+    let (mut unsynced, mut torn) = (0, 0);
+    for round in 0..ROUNDS {
+        let mut server = start();
+        let before = acked.lock().unwrap().len();
+        let senders = spawn_senders(&server.url(), &http, &format!("r{round}"), CLIENTS, &acked);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        server.kill9();
+        for s in senders {
+            s.await.unwrap();
+        }
+        let during = acked.lock().unwrap().len() - before;
+        assert!(
+            during > 100,
+            "round {round}: only {during} events acknowledged; the test proves nothing"
+        );
+        let report = disk.cut(round).unwrap();
+        eprintln!(
+            "round {round}: {during} events acknowledged; power cut (seed {round}): {report:?}"
+        );
+        unsynced += report.unsynced_bytes;
+        torn += report.torn_bytes_kept;
+    }
+    eprintln!("over {ROUNDS} cuts: {unsynced} bytes were not yet synced, {torn} of them left torn");
+
+    // The last restart recovers whatever the last cut left, and the processor catches up.
+    let mut server = start();
+    http.wait_processed(&server.url()).await;
+    server.stop();
+    // A clean stop syncs everything: pulling the plug now takes nothing, not a byte of the
+    // log or the profiles, and not a name (a store folder never synced into its parent would
+    // vanish whole, and the log it was built from may have been trimmed since). Names removed
+    // but not yet synced away may come back; persona and fjall ignore such leftovers.
+    let report = disk.cut(ROUNDS).unwrap();
+    eprintln!("power cut after a clean stop: {report:?}");
+    assert_eq!(
+        (report.unsynced_bytes, &report.names_lost),
+        (0, &Vec::new()),
+        "a power cut after a clean stop took something"
+    );
+    let acked = acked.lock().unwrap();
+    assert_logged_once(&data, &acked);
+    let stats = log_stats(&data);
+    assert!(
+        stats["segments"].as_u64().unwrap() >= ROUNDS,
+        "the log should have rolled in every round: {stats}"
+    );
+    let logged: HashSet<String> = logged(&data)
+        .iter()
+        .map(|m| m["messageId"].as_str().unwrap().to_string())
+        .collect();
+    let counted: u64 = common::exported_profiles(&data)
+        .iter()
+        .map(|p| p["computed"]["event_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        counted,
+        logged.len() as u64,
+        "events counted in profiles vs distinct events in the log ({} acknowledged)",
+        acked.len()
+    );
+}
