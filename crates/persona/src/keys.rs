@@ -24,15 +24,25 @@ pub fn load_or_generate(data_dir: &Path, name: &str) -> anyhow::Result<(String, 
     Ok((secret, true))
 }
 
+/// Writes the secret whole or not at all, and durably: a power cut may leave neither a
+/// torn key (which the next start would take as the key, without printing it) nor a key
+/// file whose name its folder never recorded (the next start would mint a new key).
 fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)?;
+        .open(&tmp)?;
     f.write_all(secret.as_bytes())?;
-    f.sync_all()
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    persona_core::durable::sync_dir(dir)
 }

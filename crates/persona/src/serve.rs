@@ -29,7 +29,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args)?;
     crate::http_server::reserve_open_files(settings.http.max_connections);
     let data_dir = settings.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
+    // Synced into its parent: the secrets and stores in it must outlive a power cut.
+    persona_core::durable::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
 
     let mut write_keys = settings.write_keys.clone();

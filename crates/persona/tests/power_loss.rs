@@ -106,3 +106,41 @@ async fn acknowledged_events_survive_power_loss_exactly_once() {
         acked.len()
     );
 }
+
+/// The write key and admin token that `serve` generates are what every SDK and script is
+/// then configured with: a power cut right after a start must not take them (or the data
+/// folder they sit in) away, or the next start would mint new ones. The write key is
+/// generated with the data folder on the first start, the admin token into the existing
+/// folder on the second.
+#[test]
+fn generated_keys_and_the_data_folder_survive_power_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut disk =
+        PowerCut::mount(tmp.path()).expect("scripts/test checks that FUSE can be mounted");
+    let data = tmp.path().join("machine").join("persona-data");
+    let mut printed = String::new();
+    for (round, args) in [&["--admin-token", ADMIN][..], &[]].into_iter().enumerate() {
+        let mut server = Server::start_with(&data, args, &[]);
+        printed += &server.printed();
+        server.kill9();
+        let report = disk.cut(round as u64).unwrap();
+        assert!(report.names_lost.is_empty(), "round {round}: {report:?}");
+    }
+    assert!(printed.contains("generated write key"), "{printed}");
+    assert!(printed.contains("generated admin token"), "{printed}");
+
+    let mut server = Server::start_with(&data, &[], &[]);
+    let again = server.printed();
+    server.stop();
+    assert!(
+        !again.contains("generated"),
+        "new keys were generated after the power cuts: {again}"
+    );
+    for name in ["write_key", "admin_token"] {
+        let secret = std::fs::read_to_string(data.join(name)).unwrap();
+        assert!(
+            printed.contains(secret.trim()),
+            "{name} is not the one printed when it was generated"
+        );
+    }
+}
