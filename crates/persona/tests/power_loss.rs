@@ -3,7 +3,8 @@
 //! files and segments whose folder was not synced, renames of consumer offsets. A SIGKILL
 //! alone cannot show a missing `fsync`; this can. After every cut and restart, each event
 //! acknowledged with 200 is in the log exactly once, and the profiles, whose store loses its
-//! own unsynced writes in the same cut, count every logged event exactly once.
+//! own unsynced writes in the same cut, count every logged event exactly once; a segment
+//! definition answered 201 survives as well.
 
 mod common;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use common::acked::{assert_logged_once, spawn_senders};
 use common::{ADMIN, Http, KEY, Server, log_stats, logged};
 use persona_powercut::PowerCut;
+use serde_json::json;
 
 const ROUNDS: u64 = 5;
 const CLIENTS: usize = 8;
@@ -51,6 +53,17 @@ async fn acknowledged_events_survive_power_loss_exactly_once() {
         let before = acked.lock().unwrap().len();
         let senders = spawn_senders(&server.url(), &http, &format!("r{round}"), CLIENTS, &acked);
         tokio::time::sleep(Duration::from_millis(800)).await;
+        // An admin write answered 201 is as durable as an event answered 200, even when the
+        // power goes right after the answer.
+        let (status, body) = http
+            .admin(
+                "POST",
+                &format!("{}/v1/segments", server.url()),
+                Some(&json!({"name": format!("round {round}"), "rule": "true"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
         server.kill9();
         for s in senders {
             s.await.unwrap();
@@ -72,7 +85,19 @@ async fn acknowledged_events_survive_power_loss_exactly_once() {
     // The last restart recovers whatever the last cut left, and the processor catches up.
     let mut server = start();
     http.wait_processed(&server.url()).await;
+    let (_, listed) = http
+        .admin("GET", &format!("{}/v1/segments", server.url()), None)
+        .await
+        .unwrap();
     server.stop();
+    let names: Vec<&str> = listed["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let created: Vec<String> = (0..ROUNDS).map(|r| format!("round {r}")).collect();
+    assert_eq!(names, created, "segments created before the power cuts");
     // A clean stop syncs everything: pulling the plug now takes nothing, not a byte of the
     // log or the profiles, and not a name (a store folder never synced into its parent would
     // vanish whole, and the log it was built from may have been trimmed since). Names removed
