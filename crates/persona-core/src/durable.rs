@@ -16,26 +16,30 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates `dir` and any missing parents, syncing the parent of each folder it creates, so
 /// that after a power loss the folders (and what is later synced into them) are still
-/// reachable. A folder that exists already is left as it is.
+/// reachable. The parent of `dir` is synced even when `dir` exists: a process killed
+/// between creating it and syncing its parent left its name unsynced.
 pub fn create_dir_all(dir: &Path) -> io::Result<()> {
-    let mut missing = Vec::new();
+    let mut missing = vec![dir];
     let mut at = dir;
-    while !at.exists() {
-        missing.push(at);
-        match at.parent() {
-            Some(p) if !p.as_os_str().is_empty() => at = p,
-            _ => break,
-        }
+    while let Some(parent) = parent_of(at).filter(|p| !p.exists()) {
+        missing.push(parent);
+        at = parent;
     }
     std::fs::create_dir_all(dir)?;
     for created in missing.iter().rev() {
-        let parent = match created.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        sync_dir(parent)?;
+        if let Some(parent) = parent_of(created) {
+            sync_dir(parent)?;
+        }
     }
     Ok(())
+}
+
+/// The folder holding `path`: `.` for a lone relative name, `None` for a root.
+fn parent_of(path: &Path) -> Option<&Path> {
+    match path.parent() {
+        Some(p) if p.as_os_str().is_empty() => Some(Path::new(".")),
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -116,6 +116,10 @@ impl EventLog {
             .append(true)
             .open(&last.path)
             .map_err(|e| LogError::io(&last.path, e))?;
+        // A killed process may have written a group it never synced. Readers may read every
+        // whole record found here, so those are synced first: a consumer that applied them
+        // and saved its position would otherwise be ahead of the log after a power cut.
+        file.sync_data().map_err(|e| LogError::io(&last.path, e))?;
         let shared = Arc::new(Shared {
             consumers,
             dir,
