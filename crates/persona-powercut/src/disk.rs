@@ -1,8 +1,9 @@
 //! The files and folders in memory, each twice: as programs see them, and as a disk holds
 //! them after a power loss.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
+use std::ops::Range;
 use std::time::SystemTime;
 
 /// The root folder's inode number, as FUSE expects it.
@@ -18,13 +19,19 @@ pub struct FileData {
     pub live: Vec<u8>,
     /// What the disk holds: the content as of the last `fsync` or `fdatasync`.
     synced: Vec<u8>,
-    /// The lowest byte changed (written or truncated away) since the last sync.
-    dirty_from: Option<usize>,
+    /// The bytes changed since the last sync, as a range of `live` (growing the file with
+    /// `set_len` counts as writing zeros).
+    dirty: Option<Range<usize>>,
+    /// Whether the file was cut shorter than its synced content since the last sync.
+    shrunk: bool,
 }
 
 impl FileData {
-    fn touch(&mut self, from: usize) {
-        self.dirty_from = Some(self.dirty_from.map_or(from, |d| d.min(from)));
+    fn mark(&mut self, changed: Range<usize>) {
+        self.dirty = Some(match self.dirty.take() {
+            Some(d) => d.start.min(changed.start)..d.end.max(changed.end),
+            None => changed,
+        });
     }
 
     pub fn write(&mut self, offset: usize, data: &[u8]) {
@@ -33,30 +40,65 @@ impl FileData {
             self.live.resize(end, 0);
         }
         self.live[offset..end].copy_from_slice(data);
-        self.touch(offset);
+        self.mark(offset..end);
     }
 
     pub fn set_len(&mut self, len: usize) {
-        self.touch(len.min(self.live.len()));
+        let old = self.live.len();
         self.live.resize(len, 0);
-    }
-
-    /// `fsync`: the disk now holds what programs see. Only the changed part is copied, so
-    /// syncing an appended log costs what was appended.
-    fn sync(&mut self) {
-        if let Some(from) = self.dirty_from.take() {
-            self.synced.truncate(from.min(self.live.len()));
-            let kept = self.synced.len();
-            self.synced.extend_from_slice(&self.live[kept..]);
+        if len > old {
+            self.mark(old..len);
+        } else {
+            self.shrunk |= len < self.synced.len();
+            self.dirty = self.dirty.take().map(|d| d.start.min(len)..d.end.min(len));
         }
     }
 
-    /// The bytes written after the last sync, when they only extend the synced content
-    /// (what a torn append may leave).
-    fn unsynced_tail(&self) -> Option<&[u8]> {
-        let from = self.dirty_from?;
-        (from >= self.synced.len() && self.live.len() > self.synced.len())
-            .then(|| &self.live[self.synced.len()..])
+    fn clean(&self) -> bool {
+        self.dirty.is_none() && !self.shrunk && self.live.len() == self.synced.len()
+    }
+
+    /// `fsync`: the disk now holds what programs see. Only the changed bytes are copied, so
+    /// syncing an appended log or a preallocated journal costs what was written.
+    fn sync(&mut self) {
+        self.synced.resize(self.live.len(), 0);
+        if let Some(d) = self.dirty.take() {
+            self.synced[d.clone()].copy_from_slice(&self.live[d]);
+        }
+        self.shrunk = false;
+    }
+
+    /// What the disk holds after the power went, chosen with `rng`: the synced content, plus
+    /// a prefix (in file order) of the bytes changed since, as a disk writing back pages
+    /// may have written some of them; sometimes one whole 4 KiB page inside that prefix was
+    /// not written and keeps its old content (zeros past the old end). A file cut shorter
+    /// and not synced since goes back whole. Returns the bytes changed and the bytes of them
+    /// that survived.
+    fn cut(&mut self, rng: &mut Rng) -> (u64, u64) {
+        const PAGE: usize = 4096;
+        let changed = self.dirty.take().unwrap_or(0..0);
+        let mut after = self.synced.clone();
+        let mut kept = 0;
+        if !self.shrunk && !changed.is_empty() {
+            kept = rng.upto(changed.len());
+            let written = changed.start..changed.start + kept;
+            if after.len() < written.end {
+                after.resize(written.end, 0);
+            }
+            after[written.clone()].copy_from_slice(&self.live[written.clone()]);
+            let pages = written.start.div_ceil(PAGE)..written.end / PAGE;
+            if !pages.is_empty() && rng.upto(1) == 1 {
+                let page = (pages.start + rng.upto(pages.len() - 1)) * PAGE;
+                for (i, byte) in after[page..page + PAGE].iter_mut().enumerate() {
+                    *byte = self.synced.get(page + i).copied().unwrap_or(0);
+                }
+                kept -= PAGE;
+            }
+        }
+        self.live.clone_from(&after);
+        self.synced = after;
+        self.shrunk = false;
+        (changed.len() as u64, kept as u64)
     }
 }
 
@@ -82,16 +124,29 @@ pub struct Node {
 /// What a power cut threw away.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct CutReport {
-    /// Bytes written but not yet synced when the power went.
+    /// Bytes of files that still have a name, changed (written, or grown) and not yet synced
+    /// when the power went.
     pub unsynced_bytes: u64,
-    /// Of those, bytes at the end of an appended file that the "disk" had written anyway:
-    /// a torn tail, possibly with a hole of zeros in it.
+    /// Of those, the bytes the "disk" had written anyway: a torn write.
     pub torn_bytes_kept: u64,
     /// Names created (or renamed to) whose folder was not synced since: gone, with what
     /// they named. Paths under the mount point.
     pub names_lost: Vec<String>,
     /// Names removed (or renamed away) whose folder was not synced since: back again.
     pub names_back: Vec<String>,
+}
+
+impl std::fmt::Display for CutReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes changed and not synced ({} of them written anyway, torn), {} names lost, {} removed names back",
+            self.unsynced_bytes,
+            self.torn_bytes_kept,
+            self.names_lost.len(),
+            self.names_back.len()
+        )
+    }
 }
 
 /// A tiny deterministic generator (xorshift64*), so a failing cut can be replayed from its
@@ -237,12 +292,31 @@ impl Disk {
         new_name: &OsStr,
     ) -> Result<(), Errno> {
         let ino = self.lookup(parent, name)?;
+        if let Ok(target) = self.lookup(new_parent, new_name) {
+            // What rename(2) refuses when the name is taken.
+            match (&self.node(ino)?.kind, &self.node(target)?.kind) {
+                (Kind::File(_), Kind::Dir(_)) => return Err(libc::EISDIR),
+                (Kind::Dir(_), Kind::File(_)) => return Err(libc::ENOTDIR),
+                (Kind::Dir(_), Kind::Dir(d)) if !d.live.is_empty() => {
+                    return Err(libc::ENOTEMPTY);
+                }
+                _ => {}
+            }
+        }
         self.dir(new_parent)?;
         self.dir_mut(parent)?.live.remove(name);
         self.dir_mut(new_parent)?
             .live
             .insert(new_name.to_owned(), ino);
         Ok(())
+    }
+
+    /// The folder that names folder `ino` (the root names itself).
+    pub fn parent(&self, ino: u64) -> u64 {
+        self.nodes
+            .iter()
+            .find(|(_, n)| matches!(&n.kind, Kind::Dir(d) if d.live.values().any(|&c| c == ino)))
+            .map_or(ROOT, |(&p, _)| p)
     }
 
     /// `fsync` or `fdatasync` on a file, or `fsync` on a folder (which makes its entries
@@ -275,61 +349,66 @@ impl Disk {
         paths
     }
 
-    /// The power fails: every file and folder goes back to what was last synced. Of an
-    /// append not yet synced, a part may survive, as a disk may have written some of its
-    /// pages before the power went: a random prefix of the appended bytes, sometimes with one
-    /// 4 KiB page of it never written (zeros). `seed` picks what survives.
+    /// The folders and files reachable from the root through the current entries.
+    fn reachable(&self) -> HashSet<u64> {
+        let mut seen = HashSet::from([ROOT]);
+        let mut todo = vec![ROOT];
+        while let Some(dir) = todo.pop() {
+            let Ok(d) = self.dir(dir) else { continue };
+            for &child in d.live.values() {
+                if seen.insert(child) {
+                    todo.push(child);
+                }
+            }
+        }
+        seen
+    }
+
+    /// The power fails. Every folder's entries go back to what was last synced; every file
+    /// still named keeps its synced content plus, as a disk writing back pages may leave
+    /// it, part of what was written since (see [`FileData::cut`]). `seed` picks what
+    /// survives. Files left without a name are dropped: every program that used them died
+    /// with the power.
     pub fn cut(&mut self, seed: u64) -> CutReport {
         let mut rng = Rng::new(seed);
         let mut report = CutReport::default();
         let paths = self.paths();
-        let mut inos: Vec<u64> = self.nodes.keys().copied().collect();
-        inos.sort_unstable(); // the same seed tears the same way
-        for ino in inos {
-            match &mut self.nodes.get_mut(&ino).expect("listed").kind {
-                Kind::File(f) => {
-                    let torn = f.unsynced_tail().map(|tail| torn_prefix(tail, &mut rng));
-                    let lost = f
-                        .dirty_from
-                        .map_or(0, |from| f.live.len().saturating_sub(from));
-                    f.live.clone_from(&f.synced);
-                    if let Some(torn) = torn {
-                        report.torn_bytes_kept += torn.len() as u64;
-                        f.live.extend_from_slice(&torn);
-                        f.synced.clone_from(&f.live);
-                    }
-                    report.unsynced_bytes += lost as u64;
-                    f.dirty_from = None;
-                }
-                Kind::Dir(d) => {
-                    let created = d
-                        .live
-                        .iter()
-                        .filter(|(name, child)| d.synced.get(*name) != Some(*child));
-                    let removed = d.synced.keys().filter(|n| !d.live.contains_key(*n));
-                    let path =
-                        |name: &OsString| format!("{}{}", paths[&ino], name.to_string_lossy());
-                    report
-                        .names_lost
-                        .extend(created.map(|(name, _)| path(name)));
-                    report.names_back.extend(removed.map(path));
-                    d.live.clone_from(&d.synced);
-                }
+        for (&ino, node) in self.nodes.iter_mut() {
+            if let Kind::Dir(d) = &mut node.kind {
+                let at = paths
+                    .get(&ino)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{ino}/"));
+                let path = |name: &OsString| format!("{at}{}", name.to_string_lossy());
+                let created = d
+                    .live
+                    .iter()
+                    .filter(|(name, child)| d.synced.get(*name) != Some(*child));
+                report
+                    .names_lost
+                    .extend(created.map(|(name, _)| path(name)));
+                let removed = d.synced.keys().filter(|n| !d.live.contains_key(*n));
+                report.names_back.extend(removed.map(path));
+                d.live.clone_from(&d.synced);
+            }
+        }
+        report.names_lost.sort();
+        report.names_back.sort();
+        let named = self.reachable();
+        self.nodes.retain(|ino, _| named.contains(ino));
+        let mut files: Vec<u64> = named.into_iter().collect();
+        files.sort_unstable(); // the same seed tears the same way
+        for ino in files {
+            if let Kind::File(f) = &mut self.nodes.get_mut(&ino).expect("named").kind
+                && !f.clean()
+            {
+                let (changed, kept) = f.cut(&mut rng);
+                report.unsynced_bytes += changed;
+                report.torn_bytes_kept += kept;
             }
         }
         report
     }
-}
-
-/// What a disk may have written of `tail` before the power went.
-fn torn_prefix(tail: &[u8], rng: &mut Rng) -> Vec<u8> {
-    const PAGE: usize = 4096;
-    let mut kept = tail[..rng.upto(tail.len())].to_vec();
-    if kept.len() > PAGE && rng.upto(1) == 1 {
-        let page = rng.upto(kept.len() / PAGE - 1) * PAGE;
-        kept[page..page + PAGE].fill(0);
-    }
-    kept
 }
 
 #[cfg(test)]
@@ -345,18 +424,55 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_keeps_what_was_synced_and_loses_the_rest() {
-        let mut disk = Disk::default();
-        let a = disk.create(ROOT, OsStr::new("a"), false, 0o644).unwrap();
-        disk.sync(ROOT).unwrap();
-        disk.file_mut(a).unwrap().write(0, b"synced ");
-        disk.sync(a).unwrap();
-        // Overwritten in place after the sync: the overwrite is lost, the synced bytes stay.
-        disk.file_mut(a).unwrap().write(0, b"changed");
-        let report = disk.cut(1);
-        assert_eq!(file(&disk, ROOT, "a").unwrap(), b"synced ");
-        assert_eq!(report.unsynced_bytes, 7);
-        assert_eq!(report.torn_bytes_kept, 0);
+    fn a_cut_keeps_what_was_synced_and_at_most_a_prefix_of_the_rest() {
+        let mut kept = HashSet::new();
+        for seed in 0..20 {
+            let mut disk = Disk::default();
+            let a = disk.create(ROOT, OsStr::new("a"), false, 0o644).unwrap();
+            disk.sync(ROOT).unwrap();
+            disk.file_mut(a).unwrap().write(0, b"synced ");
+            disk.sync(a).unwrap();
+            // Overwritten in place after the sync: a prefix of the overwrite may survive.
+            disk.file_mut(a).unwrap().write(0, b"changed");
+            let report = disk.cut(seed);
+            let k = report.torn_bytes_kept as usize;
+            let after = file(&disk, ROOT, "a").unwrap();
+            assert_eq!(
+                after,
+                [&b"changed"[..k], &b"synced "[k..]].concat(),
+                "seed {seed}"
+            );
+            assert_eq!(report.unsynced_bytes, 7);
+            kept.insert(k);
+        }
+        assert!(kept.len() > 3, "{kept:?}");
+    }
+
+    #[test]
+    fn a_write_into_a_preallocated_file_is_torn_in_file_order() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8 + 1).collect();
+        for seed in 0..20 {
+            let mut disk = Disk::default();
+            let j = disk
+                .create(ROOT, OsStr::new("0.jnl"), false, 0o644)
+                .unwrap();
+            disk.sync(ROOT).unwrap();
+            disk.file_mut(j).unwrap().set_len(65_536);
+            disk.sync(j).unwrap();
+            disk.file_mut(j).unwrap().write(100, &data);
+            let report = disk.cut(seed);
+            let after = file(&disk, ROOT, "0.jnl").unwrap();
+            assert_eq!(after.len(), 65_536, "the size was synced");
+            let differing = after[100..10_100]
+                .iter()
+                .zip(&data)
+                .filter(|(a, b)| a != b)
+                .count();
+            // What survived is a prefix, but for one page that kept its zeros.
+            let survived = report.torn_bytes_kept as usize;
+            assert!(differing == 10_000 - survived || differing == 10_000 - survived - 4096);
+            assert!(after[10_100..].iter().all(|&b| b == 0));
+        }
     }
 
     #[test]
@@ -420,11 +536,14 @@ mod tests {
             let report = disk.cut(seed);
             let after = file(&disk, ROOT, "seg").unwrap();
             assert_eq!(&after[..4], b"head");
-            assert_eq!(after.len() as u64 - 4, report.torn_bytes_kept);
             assert_eq!(report.unsynced_bytes, tail.len() as u64);
             // Whatever survived is the tail's prefix, but for at most one page of zeros.
             let differing = after[4..].iter().zip(&tail).filter(|(a, b)| a != b).count();
-            assert!(differing <= 4096, "seed {seed}: {differing} bytes differ");
+            assert!(
+                differing == 0 || differing == 4096,
+                "seed {seed}: {differing} bytes differ"
+            );
+            assert_eq!(after.len() - 4 - differing, report.torn_bytes_kept as usize);
             kept.push((after.len(), differing > 0));
         }
         // Fifty seeds tear at many lengths, some with a hole.

@@ -3,7 +3,9 @@
 //! Attributes and names are given with a zero time-to-live, so the kernel asks again every
 //! time instead of remembering a state that a power cut has since taken back.
 
-use std::ffi::OsStr;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,14 +19,35 @@ use crate::disk::{Disk, Kind, Node};
 
 const TTL: Duration = Duration::ZERO;
 
+/// An open folder's entries: inode, kind, name.
+type Listing = Vec<(u64, FileType, OsString)>;
+
 pub struct Fs {
     pub disk: Arc<Mutex<Disk>>,
+    /// Each open folder's entries as they were when it was opened, so that a listing read
+    /// in several calls neither skips nor repeats a name while others change the folder.
+    listings: Mutex<HashMap<u64, Listing>>,
+    next_handle: AtomicU64,
+}
+
+impl Fs {
+    pub fn new(disk: Arc<Mutex<Disk>>) -> Self {
+        Fs {
+            disk,
+            listings: Mutex::default(),
+            next_handle: AtomicU64::new(1),
+        }
+    }
 }
 
 impl Fs {
     fn disk(&self) -> MutexGuard<'_, Disk> {
         // A panic in one operation must not take the file system down with it.
         self.disk.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn listings(&self) -> MutexGuard<'_, HashMap<u64, Listing>> {
+        self.listings.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -147,15 +170,24 @@ impl Filesystem for Fs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _flags: i32,
+        flags: i32,
         reply: ReplyCreate,
     ) {
         let perm = (mode & !umask & 0o7777) as u16;
         let mut disk = self.disk();
-        match disk
-            .create(parent.0, name, false, perm)
-            .and_then(|ino| Ok((ino, disk.node(ino)?)))
-        {
+        let made = match disk.create(parent.0, name, false, perm) {
+            // The name appeared since the kernel looked: without O_EXCL, open(2) opens it.
+            Err(libc::EEXIST) if flags & libc::O_EXCL == 0 => {
+                disk.lookup(parent.0, name).and_then(|ino| {
+                    if flags & libc::O_TRUNC != 0 {
+                        disk.file_mut(ino)?.set_len(0);
+                    }
+                    Ok(ino)
+                })
+            }
+            made => made,
+        };
+        match made.and_then(|ino| Ok((ino, disk.node(ino)?))) {
             Ok((ino, node)) => reply.created(
                 &TTL,
                 &attr(ino, node),
@@ -268,45 +300,62 @@ impl Filesystem for Fs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.disk().dir(ino.0) {
-            Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
-            Err(e) => reply.error(errno(e)),
-        }
-    }
-
-    fn readdir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
         let disk = self.disk();
         let dir = match disk.dir(ino.0) {
             Ok(d) => d,
             Err(e) => return reply.error(errno(e)),
         };
         let dots = [
-            (ino.0, FileType::Directory, OsStr::new(".")),
-            (ino.0, FileType::Directory, OsStr::new("..")),
+            (ino.0, FileType::Directory, OsString::from(".")),
+            (
+                disk.parent(ino.0),
+                FileType::Directory,
+                OsString::from(".."),
+            ),
         ];
         let entries = dir.live.iter().map(|(name, &child)| {
             let kind = match disk.node(child).map(|n| &n.kind) {
                 Ok(Kind::Dir(_)) => FileType::Directory,
                 _ => FileType::RegularFile,
             };
-            (child, kind, name.as_os_str())
+            (child, kind, name.clone())
         });
+        let listing = dots.into_iter().chain(entries).collect();
+        let handle = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.listings().insert(handle, listing);
+        reply.opened(FileHandle(handle), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let listings = self.listings();
+        let Some(listing) = listings.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
         // An entry's offset is the position of the next one, where a later call resumes.
-        for (i, (child, kind, name)) in dots.into_iter().chain(entries).enumerate() {
-            if (i as u64) < offset {
-                continue;
-            }
-            if reply.add(INodeNo(child), i as u64 + 1, kind, name) {
+        for (i, (child, kind, name)) in listing.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*child), i as u64 + 1, *kind, name) {
                 break;
             }
         }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.listings().remove(&fh.0);
         reply.ok();
     }
 

@@ -50,9 +50,7 @@ impl PowerCut {
             MountOption::FSName("persona-powercut".into()),
             MountOption::RW,
         ];
-        let fs = fuse::Fs {
-            disk: self.disk.clone(),
-        };
+        let fs = fuse::Fs::new(self.disk.clone());
         fuser::spawn_mount(fs, &self.at, &config).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -141,6 +139,27 @@ mod tests {
         assert_eq!(names, ["0.seg"]);
         assert_eq!(report.names_lost, ["log/never-synced", "log/offset"]);
         assert!(report.names_back.is_empty());
+
+        // A long listing is read in several calls; removing names meanwhile skips none of
+        // the others.
+        fs::create_dir(dir.join("many")).unwrap();
+        for i in 0..300 {
+            fs::write(dir.join(format!("many/{i:03}")), b"").unwrap();
+        }
+        let mut listed = Vec::new();
+        for (n, e) in fs::read_dir(dir.join("many")).unwrap().enumerate() {
+            if n == 10 {
+                fs::remove_file(dir.join("many/000")).unwrap();
+            }
+            listed.push(e.unwrap().file_name());
+        }
+        assert_eq!(listed.len(), 300);
+        // rename(2)'s refusals.
+        fs::create_dir(dir.join("full")).unwrap();
+        fs::write(dir.join("full/x"), b"").unwrap();
+        fs::create_dir(dir.join("empty")).unwrap();
+        let refused = fs::rename(dir.join("empty"), dir.join("full")).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::ENOTEMPTY));
 
         // After the cut the folder works as before.
         fs::write(dir.join("log/1.seg"), b"next").unwrap();
