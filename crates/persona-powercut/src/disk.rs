@@ -540,28 +540,34 @@ mod tests {
         assert_eq!(synced_folder, [Some(b"data".to_vec())].into());
     }
 
+    /// A consumer's offset replaced the usual way, with `sync_new` saying whether the new
+    /// file is synced before the rename, then a power cut: the two names after it.
+    fn offset_replaced(seed: u64, sync_new: bool) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+        let mut disk = Disk::default();
+        let old = disk
+            .create(ROOT, OsStr::new("offset"), false, 0o644)
+            .unwrap();
+        disk.file_mut(old).unwrap().write(0, b"1");
+        disk.sync(old).unwrap();
+        disk.sync(ROOT).unwrap();
+        let new = disk
+            .create(ROOT, OsStr::new("offset.tmp"), false, 0o644)
+            .unwrap();
+        disk.file_mut(new).unwrap().write(0, b"2");
+        if sync_new {
+            disk.sync(new).unwrap();
+        }
+        disk.rename(ROOT, OsStr::new("offset.tmp"), ROOT, OsStr::new("offset"))
+            .unwrap();
+        disk.cut(seed);
+        (file(&disk, ROOT, "offset"), file(&disk, ROOT, "offset.tmp"))
+    }
+
     /// The old offset, the new one, or the new one not yet renamed: whole in every case,
     /// because the new file was synced before the rename.
     #[test]
     fn a_rename_of_a_synced_file_survives_in_order_or_not_at_all() {
-        let seen = outcomes(|seed| {
-            let mut disk = Disk::default();
-            let old = disk
-                .create(ROOT, OsStr::new("offset"), false, 0o644)
-                .unwrap();
-            disk.file_mut(old).unwrap().write(0, b"1");
-            disk.sync(old).unwrap();
-            disk.sync(ROOT).unwrap();
-            let new = disk
-                .create(ROOT, OsStr::new("offset.tmp"), false, 0o644)
-                .unwrap();
-            disk.file_mut(new).unwrap().write(0, b"2");
-            disk.sync(new).unwrap();
-            disk.rename(ROOT, OsStr::new("offset.tmp"), ROOT, OsStr::new("offset"))
-                .unwrap();
-            disk.cut(seed);
-            (file(&disk, ROOT, "offset"), file(&disk, ROOT, "offset.tmp"))
-        });
+        let seen = outcomes(|seed| offset_replaced(seed, true));
         let (one, two) = (Some(b"1".to_vec()), Some(b"2".to_vec()));
         assert_eq!(
             seen,
@@ -573,23 +579,7 @@ mod tests {
     /// content is synced can leave the name with an empty file.
     #[test]
     fn a_rename_of_an_unsynced_file_may_leave_it_empty() {
-        let seen = outcomes(|seed| {
-            let mut disk = Disk::default();
-            let old = disk
-                .create(ROOT, OsStr::new("offset"), false, 0o644)
-                .unwrap();
-            disk.file_mut(old).unwrap().write(0, b"1");
-            disk.sync(old).unwrap();
-            disk.sync(ROOT).unwrap();
-            let new = disk
-                .create(ROOT, OsStr::new("offset.tmp"), false, 0o644)
-                .unwrap();
-            disk.file_mut(new).unwrap().write(0, b"2");
-            disk.rename(ROOT, OsStr::new("offset.tmp"), ROOT, OsStr::new("offset"))
-                .unwrap();
-            disk.cut(seed);
-            file(&disk, ROOT, "offset")
-        });
+        let seen = outcomes(|seed| offset_replaced(seed, false).0);
         assert!(seen.contains(&Some(Vec::new())), "{seen:?}");
     }
 

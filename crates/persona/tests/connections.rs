@@ -9,24 +9,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, KEY, Server};
+use common::{KEY, Server};
 
 fn start(dir: &Path, http_section: &str) -> Server {
     let config = dir.join("persona.toml");
     std::fs::write(&config, format!("[http]\n{http_section}\n")).unwrap();
-    let data = dir.join("data");
-    Server::start_with(
-        &data,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--write-key",
-            KEY,
-            "--admin-token",
-            ADMIN,
-        ],
-        &[],
-    )
+    Server::start_configured(&dir.join("data"), &config)
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::acked::{assert_logged_once, spawn_senders};
-use common::{ADMIN, Http, KEY, Server, log_stats, logged};
+use common::{ADMIN, Http, Server, log_stats, logged};
 use persona_powercut::PowerCut;
 use serde_json::json;
 
@@ -30,20 +30,7 @@ async fn acknowledged_events_survive_power_loss_exactly_once() {
     // folder) happens in every round.
     let config = tmp.path().join("persona.toml");
     std::fs::write(&config, "[log]\nsegment_bytes = 1048576\n").unwrap();
-    let start = || {
-        Server::start_with(
-            &data,
-            &[
-                "--config",
-                config.to_str().unwrap(),
-                "--write-key",
-                KEY,
-                "--admin-token",
-                ADMIN,
-            ],
-            &[],
-        )
-    };
+    let start = || Server::start_configured(&data, &config);
 
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let http = Http::default();

@@ -57,6 +57,20 @@ impl Server {
         Self::start_with(data_dir, &["--write-key", KEY, "--admin-token", ADMIN], &[])
     }
 
+    /// The same, configured by the file `config`.
+    pub fn start_configured(data_dir: &Path, config: &Path) -> Server {
+        let config = config.to_str().unwrap();
+        let args = [
+            "--config",
+            config,
+            "--write-key",
+            KEY,
+            "--admin-token",
+            ADMIN,
+        ];
+        Self::start_with(data_dir, &args, &[])
+    }
+
     pub fn start_with(data_dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
         let mut command = bin();
         command
