@@ -4,12 +4,15 @@
 //! A SIGKILL leaves the kernel's page cache whole, so a crash test passes even if a program
 //! never calls `fsync`. [`PowerCut`] mounts a folder over FUSE whose files live in this
 //! process's memory twice: as programs see them, and as a disk would hold them after a power
-//! loss. A file's disk copy is its content as of its last `fsync` or `fdatasync`; a folder's
-//! is its entries as of its last `fsync`, so a new, renamed or removed name is durable only
-//! once its folder is synced (the strict reading of POSIX that the ALICE and CrashMonkey
-//! studies hold file systems to). [`PowerCut::cut`] throws the rest away. An append not yet
-//! synced may survive in part, torn at any byte and sometimes with a 4 KiB page of zeros in
-//! it, as a disk writing back pages in any order would leave it; the seed says which part.
+//! loss. [`PowerCut::cut`] throws away what a power loss may take, as the seed picks:
+//! - A file keeps its content as of its last `fsync` or `fdatasync`, plus a prefix (in file
+//!   order) of what was written since, torn at any byte, sometimes with one 4 KiB page in it
+//!   still holding its old content, as a disk writing back pages would leave it.
+//! - A folder keeps its entries as of its last `fsync`, plus the name changes made since up
+//!   to some point, the same for every folder, as a journaling file system commits them in
+//!   order. With the point at the start, this is the strict reading of POSIX that the ALICE
+//!   and CrashMonkey studies hold programs to: a name is durable only once its folder is
+//!   synced. Past it, a rename can outlive the content it names, as on ext4.
 //!
 //! Mounting needs `/dev/fuse` and the right to mount (root, or a user namespace that has
 //! it); `scripts/test` checks both before the tests run.
