@@ -167,6 +167,26 @@ impl State<'_> {
                 self.identify(t);
             }
             self.order(t, p, &viewed);
+        } else if let Some(&product) = viewed.first()
+            && self.rng.random_bool(p.cart_abandon)
+        {
+            self.abandon(t, product);
+        }
+    }
+
+    /// A product put in the cart and left there, sometimes after starting the checkout.
+    fn abandon(&mut self, mut t: DateTime<Utc>, product: (&str, &str, f64)) {
+        t += self.secs(5.0, 60.0);
+        let mut added = product_props(product);
+        added["quantity"] = 1.into();
+        self.track(t, "Product Added", added);
+        if self.rng.random_bool(1.0 / 3.0) {
+            t += self.secs(20.0, 120.0);
+            self.track(
+                t,
+                "Checkout Started",
+                json!({"value": product.2, "currency": "USD"}),
+            );
         }
     }
 

@@ -135,10 +135,12 @@ mod tests {
             .map(|c| (c.anonymous_id.as_str(), c.persona.name))
             .collect();
         let mut orders = std::collections::HashMap::<&str, usize>::new();
+        let mut events = std::collections::HashMap::<String, usize>::new();
         for (at, line) in &lines {
             let m: serde_json::Value = serde_json::from_str(line).unwrap();
             let persona = persona_of[m["anonymousId"].as_str().unwrap()];
             let event = m["event"].as_str().unwrap_or("");
+            *events.entry(event.to_string()).or_default() += 1;
             if persona == "lapsed" && !event.starts_with("Email") {
                 assert!(*at <= lapse, "a lapsed customer was active at {at}");
             }
@@ -163,5 +165,13 @@ mod tests {
                     .max(1) as f64
         };
         assert!(per_customer("champion") > 3.0 * per_customer("window_shopper"));
+        // Most carts are abandoned: far more products are added than orders completed, and
+        // checkouts are started more often than finished.
+        let count = |e: &str| events.get(e).copied().unwrap_or(0) as f64;
+        assert!(
+            count("Product Added") > 1.5 * count("Order Completed"),
+            "{events:?}"
+        );
+        assert!(count("Checkout Started") > 1.1 * count("Order Completed"));
     }
 }

@@ -13,6 +13,10 @@ pub struct Persona {
     pub active: (f64, f64),
     /// Chance that a session ends in an order.
     pub purchase_rate: f64,
+    /// Chance that a session with product views that ends without an order leaves a
+    /// product in the cart (most online carts are abandoned), and a third of those times a
+    /// started checkout too.
+    pub cart_abandon: f64,
     /// Median order value and the spread (sigma of its logarithm).
     pub order_value: (f64, f64),
     /// Mean page or screen views per session.
@@ -33,6 +37,7 @@ pub const PERSONAS: [Persona; 7] = [
         sessions_per_week: 4.0,
         active: (0.0, 1.0),
         purchase_rate: 0.35,
+        cart_abandon: 0.3,
         order_value: (120.0, 0.4),
         views_per_session: 5.0,
         email_open: 0.6,
@@ -46,6 +51,7 @@ pub const PERSONAS: [Persona; 7] = [
         sessions_per_week: 3.0,
         active: (0.0, 1.0),
         purchase_rate: 0.3,
+        cart_abandon: 0.6,
         order_value: (25.0, 0.3),
         views_per_session: 7.0,
         email_open: 0.5,
@@ -59,6 +65,7 @@ pub const PERSONAS: [Persona; 7] = [
         sessions_per_week: 0.7,
         active: (0.0, 1.0),
         purchase_rate: 0.3,
+        cart_abandon: 0.25,
         order_value: (400.0, 0.5),
         views_per_session: 4.0,
         email_open: 0.2,
@@ -72,6 +79,7 @@ pub const PERSONAS: [Persona; 7] = [
         sessions_per_week: 2.5,
         active: (0.0, 1.0),
         purchase_rate: 0.015,
+        cart_abandon: 0.35,
         order_value: (40.0, 0.4),
         views_per_session: 9.0,
         email_open: 0.15,
@@ -85,6 +93,7 @@ pub const PERSONAS: [Persona; 7] = [
         sessions_per_week: 3.0,
         active: (0.0, 0.4),
         purchase_rate: 0.2,
+        cart_abandon: 0.3,
         order_value: (60.0, 0.4),
         views_per_session: 5.0,
         email_open: 0.08,
@@ -98,6 +107,7 @@ pub const PERSONAS: [Persona; 7] = [
         sessions_per_week: 3.0,
         active: (0.85, 1.0),
         purchase_rate: 0.3,
+        cart_abandon: 0.4,
         order_value: (50.0, 0.4),
         views_per_session: 6.0,
         email_open: 0.45,
@@ -111,6 +121,7 @@ pub const PERSONAS: [Persona; 7] = [
         sessions_per_week: 5.0,
         active: (0.0, 1.0),
         purchase_rate: 0.15,
+        cart_abandon: 0.3,
         order_value: (35.0, 0.3),
         views_per_session: 6.0,
         email_open: 0.05,
