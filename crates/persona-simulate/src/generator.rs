@@ -128,20 +128,18 @@ impl State<'_> {
                 );
         }
         while t < until {
-            self.session(t, &p);
-            t += self.exp_secs(mean_gap_secs);
+            let ended = self.session(t, &p);
+            // One session at a time: the next starts after this one ended.
+            t = (t + self.exp_secs(mean_gap_secs)).max(ended + Duration::minutes(30));
         }
         self.in_app = false;
         self.emails(period, &p);
     }
 
-    fn session(&mut self, mut t: DateTime<Utc>, p: &Persona) {
+    /// One visit starting at `t`; returns when it ended.
+    fn session(&mut self, mut t: DateTime<Utc>, p: &Persona) -> DateTime<Utc> {
         let app = self.rng.random_bool(p.app_share);
         self.in_app = app;
-        if !self.c.identified && self.rng.random_bool(p.signup_rate) {
-            self.identify(t);
-            t += self.secs(5.0, 30.0);
-        }
         if app {
             self.track(t, "Application Opened", json!({"from_background": false}));
         }
@@ -160,22 +158,28 @@ impl State<'_> {
                 self.view(t, app, page, page_category(page));
             }
         }
+        // A visitor signs up after looking around, so the anonymous views come first.
+        if !self.c.identified && self.rng.random_bool(p.signup_rate) {
+            t += self.secs(5.0, 30.0);
+            self.identify(t);
+        }
         if self.rng.random_bool(p.purchase_rate) {
             if !self.c.identified {
                 // Checking out needs an account.
                 t += self.secs(10.0, 60.0);
                 self.identify(t);
             }
-            self.order(t, p, &viewed);
+            t = self.order(t, p, &viewed);
         } else if let Some(&product) = viewed.first()
             && self.rng.random_bool(p.cart_abandon)
         {
-            self.abandon(t, product);
+            t = self.abandon(t, product);
         }
+        t
     }
 
     /// A product put in the cart and left there, sometimes after starting the checkout.
-    fn abandon(&mut self, mut t: DateTime<Utc>, product: (&str, &str, f64)) {
+    fn abandon(&mut self, mut t: DateTime<Utc>, product: (&str, &str, f64)) -> DateTime<Utc> {
         t += self.secs(5.0, 60.0);
         let mut added = product_props(product);
         added["quantity"] = 1.into();
@@ -188,9 +192,15 @@ impl State<'_> {
                 json!({"value": product.2, "currency": "USD"}),
             );
         }
+        t
     }
 
-    fn order(&mut self, mut t: DateTime<Utc>, p: &Persona, viewed: &[(&str, &str, f64)]) {
+    fn order(
+        &mut self,
+        mut t: DateTime<Utc>,
+        p: &Persona,
+        viewed: &[(&str, &str, f64)],
+    ) -> DateTime<Utc> {
         let target = p.order_value.0 * (p.order_value.1 * self.normal()).exp();
         let product = viewed
             .first()
@@ -226,6 +236,7 @@ impl State<'_> {
             props["coupon"] = "SAVE20".into();
         }
         self.track(t, "Order Completed", props);
+        t
     }
 
     fn emails(&mut self, period: Period, p: &Persona) {

@@ -106,6 +106,24 @@ mod tests {
         }
     }
 
+    /// Customers browse anonymously before they sign up: each one's first event carries no
+    /// user id, so identity resolution has an anonymous history to join.
+    #[test]
+    fn every_customer_is_anonymous_before_signing_up() {
+        let (customers, lines) = generate(3, 300, period(), || {});
+        let mut first = std::collections::HashMap::new();
+        for (_, line) in &lines {
+            let m: serde_json::Value = serde_json::from_str(line).unwrap();
+            first
+                .entry(m["anonymousId"].as_str().unwrap().to_string())
+                .or_insert(m);
+        }
+        assert_eq!(first.len(), customers.len());
+        for m in first.values() {
+            assert!(m["userId"].is_null(), "a customer's first event is {m}");
+        }
+    }
+
     #[test]
     fn personas_appear_in_their_shares() {
         let n = 3000;
