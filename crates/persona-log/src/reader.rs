@@ -112,6 +112,18 @@ impl LogReader {
             .map_or(0, |s| s.base))
     }
 
+    /// The offset after the last record a read can return: the last durable one for a live
+    /// reader, the last whole one found for a reader of another process's log.
+    pub fn end_offset(&self) -> Result<u64, LogError> {
+        if let Some(shared) = &self.live {
+            return Ok(shared.committed());
+        }
+        match segment::list_segments(&self.dir)?.last() {
+            Some(last) => Ok(segment::scan(last)?.next_offset),
+            None => Ok(0),
+        }
+    }
+
     /// The offset the next read returns first.
     pub fn position(&self) -> u64 {
         self.next

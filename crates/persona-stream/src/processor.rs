@@ -10,7 +10,7 @@ use persona_core::profile::set_all;
 use persona_log::{EventLog, LogError, LogReader, Record};
 use persona_rules::live::Scope;
 use persona_rules::{Reason, SegmentRegistry};
-use persona_store::{EventRef, ProfileId, ProfileStore, StoreError};
+use persona_store::{ChangeSet, EventRef, ProfileId, ProfileStore, StoreError};
 use serde::Deserialize;
 
 use crate::batch::{Batch, Cache};
@@ -151,7 +151,28 @@ impl Processor {
                  between are gone and the profiles will not include them"
             );
         }
-        let start = committed.max(first);
+        let log_end = self.reader.end_offset()?;
+        if committed > log_end {
+            // The log lost records it had stored (an older copy restored, a disk that lost
+            // synced writes, a segment cut by hand). Its next events take those offsets
+            // again; going on from the store's offset would skip them.
+            tracing::warn!(
+                store_offset = committed,
+                log_end,
+                "the profile store has applied more of the event log than the log still \
+                 holds: the profiles keep those events, and the processor goes on from the \
+                 log's end so that new events reusing the offsets are applied"
+            );
+            // Recorded at once, so that a restart before the next batch goes on from there
+            // too.
+            self.store.apply(&ChangeSet {
+                next_id: self.store.next_id()?,
+                offsets: vec![(CONSUMER.to_string(), log_end)],
+                durable: true,
+                ..ChangeSet::default()
+            })?;
+        }
+        let start = committed.max(first).min(log_end.max(first));
         self.dedupe = DedupeWindow::new(self.dedupe.capacity());
         // After a failed batch the cache may hold changes the store never got.
         self.cache = Cache::new(self.config.profile_cache, self.config.identity_cache);
