@@ -161,6 +161,11 @@ pub(crate) async fn events(
         for r in refs {
             match persona_log::read_at(&dir, r.offset, r.position) {
                 Ok(Some(rec)) => match serde_json::from_slice::<Value>(&rec.payload) {
+                    // A log that lost records reuses their offsets (and often positions):
+                    // an index entry from before names another event now.
+                    Ok(v) if event_time_ms(&v) != Some(r.at) => {
+                        tracing::debug!(offset = r.offset, "the log holds another event here now");
+                    }
                     Ok(mut v) => {
                         // A source's credential is not part of the customer's history.
                         if let Some(o) = v.as_object_mut() {
@@ -214,4 +219,12 @@ pub(crate) async fn history(
     Ok(Json(
         serde_json::json!({ "user_id": profile.user_id, "history": history }),
     ))
+}
+
+/// A logged event's time as the processor indexed it, in Unix milliseconds.
+fn event_time_ms(event: &Value) -> Option<i64> {
+    let t = event.get("timestamp")?.as_str()?;
+    persona_core::time::parse_timestamp(t)
+        .ok()
+        .map(|t| t.timestamp_millis())
 }

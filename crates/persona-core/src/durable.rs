@@ -25,10 +25,16 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
         missing.push(parent);
         at = parent;
     }
+    let existed = dir.exists();
     std::fs::create_dir_all(dir)?;
     for created in missing.iter().rev() {
         if let Some(parent) = parent_of(created) {
-            sync_dir(parent)?;
+            match sync_dir(parent) {
+                // A folder that was there already may sit in one this user cannot open
+                // (mode 0711): it worked before, and keeps working.
+                Err(e) if existed && e.kind() == io::ErrorKind::PermissionDenied => {}
+                other => other?,
+            }
         }
     }
     Ok(())

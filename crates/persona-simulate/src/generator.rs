@@ -129,8 +129,9 @@ impl State<'_> {
         }
         while t < until {
             let ended = self.session(t, &p);
-            // One session at a time: the next starts after this one ended.
-            t = (t + self.exp_secs(mean_gap_secs)).max(ended + Duration::minutes(30));
+            // One session at a time: the next starts after this one ended, and further off
+            // than the processor's 30-minute session gap, so that it counts as a new one.
+            t = (t + self.exp_secs(mean_gap_secs)).max(ended + Duration::minutes(31));
         }
         self.in_app = false;
         self.emails(period, &p);

@@ -501,6 +501,14 @@ impl ProfileStore for EmbeddedStore {
         for (consumer, offset) in &changes.offsets {
             applied.insert(consumer.clone(), *offset);
         }
+        if changes.durable {
+            // Synced with every batch before it: the durable offset is this one now, not
+            // after the next background sync (an offset moved back must not linger there).
+            let mut synced = self.offsets.synced.lock().expect("not poisoned");
+            for (consumer, offset) in &changes.offsets {
+                synced.insert(consumer.clone(), *offset);
+            }
+        }
         Ok(())
     }
 

@@ -33,15 +33,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     persona_core::durable::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
 
-    let mut write_keys = settings.write_keys.clone();
-    if write_keys.is_empty() {
-        write_keys.push(secret(&data_dir, "write_key", "write key")?);
-    }
-    let admin_token = match settings.admin_token.clone() {
-        Some(t) => t,
-        None => secret(&data_dir, "admin_token", "admin token")?,
-    };
-
     let processor_config = settings
         .processor
         .clone()
@@ -72,6 +63,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let log = Arc::new(log);
+
+    // Generated only under the log's lock: two servers started on one folder at once would
+    // otherwise each print a key of their own and leave one of them in the file.
+    let mut write_keys = settings.write_keys.clone();
+    if write_keys.is_empty() {
+        write_keys.push(secret(&data_dir, "write_key", "write key")?);
+    }
+    let admin_token = match settings.admin_token.clone() {
+        Some(t) => t,
+        None => secret(&data_dir, "admin_token", "admin token")?,
+    };
 
     let defaults = CollectorConfig::default();
     let collector = CollectorConfig {
@@ -243,6 +245,8 @@ async fn retention_loop(log: Arc<EventLog>) {
             ),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "log retention failed"),
+            // Shutting down: the runtime cancelled a pass that had not started.
+            Err(e) if e.is_cancelled() => return,
             Err(e) => tracing::warn!(error = %e, "log retention task panicked"),
         }
     }

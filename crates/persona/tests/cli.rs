@@ -5,7 +5,7 @@ mod common;
 
 use std::fs::OpenOptions;
 
-use common::{Http, KEY, Server, log_stats, logged, run};
+use common::{ADMIN, Http, KEY, Server, log_stats, logged, run};
 use serde_json::json;
 
 #[tokio::test]
@@ -25,6 +25,7 @@ async fn start_recovers_a_torn_tail_and_reports_it() {
             .unwrap();
         assert!(status.is_success());
     }
+    http.wait_processed(&server.url()).await;
     server.stop();
     assert_eq!(log_stats(dir.path())["records"], 20);
 
@@ -45,16 +46,45 @@ async fn start_recovers_a_torn_tail_and_reports_it() {
         "{printed}"
     );
     assert!(printed.contains("incomplete record"), "{printed}");
+    // Another customer's event takes the offset (and the byte position) of the record cut
+    // off, which the first customer's profile had already counted.
     let (status, _) = http
         .post(
             &server.url(),
             "/v1/track",
             KEY,
-            &json!({"userId": "u", "event": "after"}),
+            &json!({"userId": "v", "event": "after"}),
         )
         .await
         .unwrap();
     assert!(status.is_success());
+    http.wait_processed(&server.url()).await;
+    let (_, v) = http
+        .get(
+            &format!("{}/v1/profiles/v/events", server.url()),
+            Some(ADMIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v["events"][0]["event"], "after", "{v}");
+    let (_, u) = http
+        .get(
+            &format!("{}/v1/profiles/u/events?limit=100", server.url()),
+            Some(ADMIN),
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = u["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"after"),
+        "u's history shows v's event: {names:?}"
+    );
+    assert_eq!(names.len(), 19, "{names:?}");
     server.stop();
 
     let stats = log_stats(dir.path());
