@@ -14,6 +14,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Makes the name of `path` durable, once `path` was created, renamed or written whole:
+/// syncs the folder that holds it.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    match parent_of(path) {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
 /// Creates `dir` and any missing parents, syncing the parent of each folder it creates, so
 /// that after a power loss the folders (and what is later synced into them) are still
 /// reachable. The parent of `dir` is synced even when `dir` exists: a process killed
@@ -28,13 +37,11 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     let existed = dir.exists();
     std::fs::create_dir_all(dir)?;
     for created in missing.iter().rev() {
-        if let Some(parent) = parent_of(created) {
-            match sync_dir(parent) {
-                // A folder that was there already may sit in one this user cannot open
-                // (mode 0711): it worked before, and keeps working.
-                Err(e) if existed && e.kind() == io::ErrorKind::PermissionDenied => {}
-                other => other?,
-            }
+        match sync_parent(created) {
+            // A folder that was there already may sit in one this user cannot open
+            // (mode 0711): it worked before, and keeps working.
+            Err(e) if existed && e.kind() == io::ErrorKind::PermissionDenied => {}
+            other => other?,
         }
     }
     Ok(())

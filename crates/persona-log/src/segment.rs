@@ -211,7 +211,8 @@ pub(crate) fn recover_tail(
             .map_err(|e| LogError::io(&quarantine, e))?;
         q.sync_all().map_err(|e| LogError::io(&quarantine, e))?;
         // The quarantine's name is durable before the segment loses those bytes.
-        sync_dir(seg.path.parent().unwrap_or(Path::new(".")))?;
+        persona_core::durable::sync_parent(&quarantine)
+            .map_err(|e| LogError::io(&quarantine, e))?;
 
         let f = OpenOptions::new()
             .write(true)

@@ -1,7 +1,7 @@
 //! The files and folders in memory, each twice: as programs see them, and as a disk holds
 //! them after a power loss.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::ops::Range;
 use std::time::SystemTime;
@@ -351,39 +351,28 @@ impl Disk {
         Ok(())
     }
 
-    /// Each folder's path under the mount point as programs see it now, with a trailing `/`
-    /// (the root's is empty).
-    fn paths(&self) -> HashMap<u64, String> {
+    /// The path under the mount point of everything reachable from the root through the
+    /// folders' current entries (and, with `synced_too`, their synced ones): a folder's with
+    /// a trailing `/`, the root's empty.
+    fn paths(&self, synced_too: bool) -> HashMap<u64, String> {
         let mut paths = HashMap::from([(ROOT, String::new())]);
         let mut todo = vec![ROOT];
         while let Some(dir) = todo.pop() {
             let Ok(d) = self.dir(dir) else { continue };
-            for (name, &child) in d.live.iter().chain(&d.synced) {
-                if matches!(self.node(child).map(|n| &n.kind), Ok(Kind::Dir(_)))
-                    && !paths.contains_key(&child)
-                {
-                    let path = format!("{}{}/", paths[&dir], name.to_string_lossy());
+            let synced = d.synced.iter().filter(|_| synced_too);
+            for (name, &child) in d.live.iter().chain(synced) {
+                if !paths.contains_key(&child) {
+                    let is_dir = matches!(self.node(child).map(|n| &n.kind), Ok(Kind::Dir(_)));
+                    let slash = if is_dir { "/" } else { "" };
+                    let path = format!("{}{}{slash}", paths[&dir], name.to_string_lossy());
                     paths.insert(child, path);
-                    todo.push(child);
+                    if is_dir {
+                        todo.push(child);
+                    }
                 }
             }
         }
         paths
-    }
-
-    /// The folders and files reachable from the root through the current entries.
-    fn reachable(&self) -> HashSet<u64> {
-        let mut seen = HashSet::from([ROOT]);
-        let mut todo = vec![ROOT];
-        while let Some(dir) = todo.pop() {
-            let Ok(d) = self.dir(dir) else { continue };
-            for &child in d.live.values() {
-                if seen.insert(child) {
-                    todo.push(child);
-                }
-            }
-        }
-        seen
     }
 
     /// The power fails. Every folder keeps the entries it last synced, plus the name
@@ -396,7 +385,7 @@ impl Disk {
     pub fn cut(&mut self, seed: u64) -> CutReport {
         let mut rng = Rng::new(seed);
         let mut report = CutReport::default();
-        let paths = self.paths();
+        let paths = self.paths(true);
         let committed = rng.upto(self.changes.len());
         let changes = std::mem::take(&mut self.changes);
         for (&ino, node) in self.nodes.iter_mut() {
@@ -428,9 +417,9 @@ impl Disk {
         }
         report.names_lost.sort();
         report.names_back.sort();
-        let named = self.reachable();
-        self.nodes.retain(|ino, _| named.contains(ino));
-        let mut files: Vec<u64> = named.into_iter().collect();
+        let named = self.paths(false);
+        self.nodes.retain(|ino, _| named.contains_key(ino));
+        let mut files: Vec<u64> = named.into_keys().collect();
         files.sort_unstable(); // the same seed tears the same way
         for ino in files {
             if let Kind::File(f) = &mut self.nodes.get_mut(&ino).expect("named").kind
@@ -447,6 +436,8 @@ impl Disk {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     fn file(disk: &Disk, parent: u64, name: &str) -> Option<Vec<u8>> {
@@ -627,7 +618,7 @@ mod tests {
             kept.push((after.len(), differing > 0));
         }
         // Fifty seeds tear at many lengths, some with a hole.
-        let lengths: std::collections::HashSet<_> = kept.iter().map(|k| k.0).collect();
+        let lengths: HashSet<_> = kept.iter().map(|k| k.0).collect();
         assert!(lengths.len() > 40, "{lengths:?}");
         assert!(kept.iter().any(|k| k.1));
         // The same seed tears the same way.

@@ -172,7 +172,7 @@ impl Processor {
                 ..ChangeSet::default()
             })?;
         }
-        let start = committed.max(first).min(log_end.max(first));
+        let start = committed.min(log_end).max(first);
         self.dedupe = DedupeWindow::new(self.dedupe.capacity());
         // After a failed batch the cache may hold changes the store never got.
         self.cache = Cache::new(self.config.profile_cache, self.config.identity_cache);

@@ -40,9 +40,5 @@ fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
     f.write_all(secret.as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    persona_core::durable::sync_dir(dir)
+    persona_core::durable::sync_parent(path)
 }
