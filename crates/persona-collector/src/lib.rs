@@ -11,6 +11,7 @@
 mod body;
 pub mod config;
 pub mod error;
+mod front;
 mod ingest;
 pub mod metrics;
 pub mod normalize;
@@ -25,34 +26,25 @@ use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use persona_core::MessageType;
 use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 pub use config::{CollectorConfig, ConfigError, ValidCollectorConfig};
 pub use error::ApiError;
+pub use front::Front;
 pub use metrics::{LogMetrics, Metrics};
 pub use state::{CollectorState, StageCheck};
 
 /// The ingestion and operational routes, ready to serve or to call with `oneshot` in tests.
+/// `persona serve` puts a [`Front`] before it, which answers the ingestion calls itself.
 pub fn router(state: CollectorState) -> Router {
     let mut ingest = Router::new();
-    for kind in MessageType::ALL {
-        let name = kind.as_str();
+    for (path, kind) in front::ingest_routes() {
         let handler =
-            move |State(s): State<CollectorState>, req: Request| ingest::ingest(s, Some(kind), req);
-        ingest = ingest
-            .route(&format!("/v1/{name}"), post(handler))
-            .route(&format!("/v1/{}", &name[..1]), post(handler));
+            move |State(s): State<CollectorState>, req: Request| ingest::ingest(s, kind, req);
+        ingest = ingest.route(&path, post(handler));
     }
-    let batch = post(|State(s): State<CollectorState>, req: Request| ingest::ingest(s, None, req));
-    let ingest = ingest
-        .route("/v1/batch", batch.clone())
-        // analytics.js (analytics-next) in batching mode posts to `/v1/b`; Segment's classic
-        // mobile SDKs post their batches to `/v1/import`. Same body, same answer.
-        .route("/v1/b", batch.clone())
-        .route("/v1/import", batch)
-        // Bodies are read with our own limits (and after gzip decoding) in `body.rs`.
-        .layer(DefaultBodyLimit::disable());
+    // Bodies are read with our own limits (and after gzip decoding) in `body.rs`.
+    let ingest = ingest.layer(DefaultBodyLimit::disable());
 
     Router::new()
         .merge(ingest)
@@ -74,7 +66,7 @@ pub fn router(state: CollectorState) -> Router {
 /// from a fixed list makes the browser drop every event without telling anyone. Nothing
 /// here depends on cookies, so mirroring is safe. `Retry-After` is exposed so that a
 /// browser SDK can honour it when the log is overloaded.
-fn cors() -> CorsLayer {
+pub(crate) fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
         .allow_methods([Method::POST, Method::OPTIONS])

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use http_body_util::BodyExt;
-use persona_collector::{CollectorConfig, CollectorState, LogMetrics, Metrics, router};
+use persona_collector::{CollectorConfig, CollectorState, Front, LogMetrics, Metrics, router};
 use persona_log::{EventLog, LogConfig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -19,7 +19,10 @@ const KEY: &str = "test-write-key";
 struct Harness {
     _dir: tempfile::TempDir,
     log: Arc<EventLog>,
-    app: Router,
+    /// What `persona serve` answers with: the router behind a [`Front`].
+    app: Front,
+    /// The router alone.
+    router: Router,
 }
 
 fn harness() -> Harness {
@@ -46,11 +49,13 @@ fn harness_full(log_config: LogConfig, collector: CollectorConfig) -> Harness {
     }
     .validate()
     .unwrap();
-    let app = router(CollectorState::new(log.clone(), config, metrics));
+    let state = CollectorState::new(log.clone(), config, metrics);
+    let router = router(state.clone());
     Harness {
         _dir: dir,
         log,
-        app,
+        app: Front::new(state, router.clone()),
+        router,
     }
 }
 
@@ -71,12 +76,14 @@ fn post(path: &str, body: impl Into<Body>) -> axum::http::request::Builder {
 impl Harness {
     async fn send(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
         let resp = self.app.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, headers, body)
+        answer(resp).await
+    }
+
+    async fn send_to_router(
+        &self,
+        req: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        answer(self.router.clone().oneshot(req).await.unwrap()).await
     }
 
     async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -108,6 +115,16 @@ impl Harness {
             );
         }
     }
+}
+
+/// An answer's status, headers and body (JSON, or else the text as a JSON string).
+async fn answer(resp: axum::response::Response) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, body)
 }
 
 /// Each detail's message index (absent for a problem with the request as a whole) and field.
@@ -717,4 +734,95 @@ async fn a_body_that_breaks_off_is_400_not_413() {
     let text = metrics.as_str().unwrap();
     assert!(!text.contains(r#"reason="too_large""#), "{text}");
     assert!(h.logged().is_empty());
+}
+
+/// `persona serve` answers ingestion calls in [`Front`] without the router; every answer,
+/// headers included, must be the one the router and its layers give.
+#[tokio::test]
+async fn front_answers_as_the_router_does() {
+    let h = harness();
+    let valid = json!({"userId": "u", "event": "Viewed"}).to_string();
+    let shop = Some("https://shop.example");
+    let partial =
+        json!({"batch": [{"type": "track", "userId": "u", "event": "A"}, {"type": "track"}]});
+    let calls = [
+        Call::new("POST", "/v1/track", Some(KEY), shop, &valid),
+        Call::new("POST", "/v1/t", Some(KEY), None, &valid),
+        Call::new("POST", "/v1/batch", Some(KEY), shop, &partial.to_string()),
+        Call::new("POST", "/v1/track", Some("wrong-key"), None, &valid),
+        Call::new("POST", "/v1/identify", Some(KEY), None, "{not json"),
+        Call::new("POST", "/v1/track", Some(KEY), None, r#"{"event": "x"}"#),
+        Call::new("POST", "/v1/import", None, None, &valid),
+        Call::new("OPTIONS", "/v1/batch", None, shop, ""),
+        Call::new("GET", "/v1/track", Some(KEY), None, ""),
+        Call::new("POST", "/v1/nothing", Some(KEY), None, &valid),
+        Call::new("GET", "/healthz", None, None, ""),
+    ];
+    for call in &calls {
+        let mut front = h.send(call.request()).await;
+        let mut router = h.send_to_router(call.request()).await;
+        // axum's router sets `Content-Length` from the body; hyper does the same for `Front`'s
+        // own answers when it writes them.
+        front.1.remove(header::CONTENT_LENGTH);
+        router.1.remove(header::CONTENT_LENGTH);
+        assert_eq!(front, router, "{} {}", call.method, call.path);
+    }
+    // Both took the valid messages: twice each call, once the partial batch's good one.
+    assert_eq!(h.logged_ids().len(), 2 * 3);
+
+    // The answers it gave itself are in the latency histogram, by path and status.
+    let (_, _, metrics) = h
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    let metrics = metrics.as_str().unwrap();
+    for series in [
+        r#"persona_http_request_duration_seconds_count{path="/v1/t",status="200"} 2"#,
+        r#"persona_http_request_duration_seconds_count{path="/v1/track",status="401"} 2"#,
+        r#"persona_http_request_duration_seconds_count{path="/v1/identify",status="400"} 2"#,
+    ] {
+        assert!(metrics.contains(series), "{series} not in\n{metrics}");
+    }
+}
+
+/// One request of [`front_answers_as_the_router_does`], to be built twice.
+struct Call {
+    method: &'static str,
+    path: &'static str,
+    key: Option<&'static str>,
+    origin: Option<&'static str>,
+    body: String,
+}
+
+impl Call {
+    fn new(
+        method: &'static str,
+        path: &'static str,
+        key: Option<&'static str>,
+        origin: Option<&'static str>,
+        body: &str,
+    ) -> Call {
+        let body = body.to_string();
+        Call {
+            method,
+            path,
+            key,
+            origin,
+            body,
+        }
+    }
+
+    fn request(&self) -> Request<Body> {
+        let mut req = Request::builder().method(self.method).uri(self.path);
+        if let Some(key) = self.key {
+            req = req.header(header::AUTHORIZATION, basic(key));
+        }
+        if let Some(origin) = self.origin {
+            req = req
+                .header(header::ORIGIN, origin)
+                .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST");
+        }
+        req.header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(self.body.clone()))
+            .unwrap()
+    }
 }

@@ -15,15 +15,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::response::Response;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
 /// Limits on the clients of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -47,12 +50,15 @@ impl Default for ConnectionLimits {
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight
 /// finish (idle connections are closed at once) and returns when every connection is gone.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    app: Router,
+    app: S,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
@@ -78,7 +84,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let service = app.clone().map_request(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
-            req
+            req.map(Body::new)
         });
         let mut stop = stop_rx.clone();
         let http1 = http1.clone();

@@ -141,7 +141,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         models_lock: Arc::default(),
         segments_lock: Arc::default(),
     });
-    let app = persona_collector::router(collector_state).merge(api);
+    let app = persona_collector::router(collector_state.clone()).merge(api);
+    let app = persona_collector::Front::new(collector_state, app);
 
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(settings.listen)
