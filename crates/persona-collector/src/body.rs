@@ -1,17 +1,31 @@
 //! Reading request bodies within the size limits, gzip included, and finding the write key.
 
 use std::io::Read;
+use std::task::Poll;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use bytes::Bytes;
+use tokio::time::error::Elapsed;
 
 use crate::error::ApiError;
 
 /// How long a client may take to send a body: a slow sender must not hold a connection
 /// and its buffer for ever.
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `read` if it is done at its first poll (a small body arrives with the request's head),
+/// else `read` within `limit`: the timer is armed only for bodies still on their way.
+async fn read_within<F: Future>(limit: Duration, read: F) -> Result<F::Output, Elapsed> {
+    let mut read = std::pin::pin!(read);
+    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => tokio::time::timeout(limit, read).await,
+    }
+}
 
 /// Reads the body, gunzipping it when `Content-Encoding: gzip`, and refuses (413) anything
 /// whose decoded size exceeds `limit`. Decoding stops at the limit, so a small gzip bomb
@@ -27,7 +41,7 @@ pub(crate) async fn read_body(
             format!("request body exceeds the limit of {} KB", limit / 1024),
         )
     };
-    let raw = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+    let raw = match read_within(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(raw)) => raw,
         Ok(Err(e)) if is_over_limit(&e) => return Err(too_large()),
         // The client went away or broke the framing mid-body: nothing to store, and not a

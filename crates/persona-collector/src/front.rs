@@ -104,10 +104,14 @@ impl Route {
 /// The service `persona serve` answers HTTP with: `POST`s to the ingestion paths are handled
 /// here, every other request by `rest` (the collector's [`crate::router`] merged with the
 /// rest of the application), with the same answers either way.
+///
+/// One `Arc`: hyper clones the service for every request.
 #[derive(Clone)]
-pub struct Front {
+pub struct Front(Arc<Parts>);
+
+struct Parts {
     state: CollectorState,
-    routes: Arc<HashMap<String, Arc<Route>>>,
+    routes: HashMap<String, Arc<Route>>,
     rest: Router,
 }
 
@@ -124,11 +128,11 @@ impl Front {
                 (path, Arc::new(route))
             })
             .collect();
-        Front {
+        Front(Arc::new(Parts {
             state,
-            routes: Arc::new(routes),
+            routes,
             rest,
-        }
+        }))
     }
 
     async fn ingest(state: CollectorState, route: Arc<Route>, req: Request) -> Response {
@@ -154,15 +158,15 @@ impl Service<Request> for Front {
 
     fn call(&mut self, req: Request) -> Self::Future {
         let route = match req.method() {
-            &Method::POST => self.routes.get(req.uri().path()).cloned(),
+            &Method::POST => self.0.routes.get(req.uri().path()).cloned(),
             _ => None,
         };
         match route {
             Some(route) => {
-                let state = self.state.clone();
+                let state = self.0.state.clone();
                 Box::pin(async move { Ok(Self::ingest(state, route, req).await) })
             }
-            None => Box::pin(self.rest.clone().oneshot(req)),
+            None => Box::pin(self.0.rest.clone().oneshot(req)),
         }
     }
 }

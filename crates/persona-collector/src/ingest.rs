@@ -145,7 +145,7 @@ async fn ingest_inner(
         match normalize(msg, kind, index, &envelope) {
             Ok(n) => {
                 payloads.push(serde_json::to_vec(&n.body).expect("JSON values serialise"));
-                kinds.push(n.kind.as_str());
+                kinds.push(n.kind);
             }
             Err(e) => {
                 state.metrics.count_messages(claimed, false, 1);
@@ -157,7 +157,7 @@ async fn ingest_inner(
     let accepted = payloads.len();
     if accepted > 0 {
         state.log.append(payloads).await.map_err(append_error)?;
-        count_accepted(state, kinds);
+        count_accepted(state, &kinds);
     }
     if errors.is_empty() {
         return Ok(success());
@@ -204,10 +204,15 @@ fn success() -> Response {
 }
 
 /// Counts accepted messages with one metrics update per call type, not per message.
-fn count_accepted(state: &CollectorState, mut kinds: Vec<&'static str>) {
-    kinds.sort_unstable();
-    for run in kinds.chunk_by(|a, b| a == b) {
-        state.metrics.count_messages(run[0], true, run.len() as u64);
+fn count_accepted(state: &CollectorState, kinds: &[MessageType]) {
+    let mut counts = [0u64; MessageType::ALL.len()];
+    for &kind in kinds {
+        counts[kind as usize] += 1;
+    }
+    for (kind, n) in MessageType::ALL.into_iter().zip(counts) {
+        if n > 0 {
+            state.metrics.count_accepted(kind, n);
+        }
     }
 }
 

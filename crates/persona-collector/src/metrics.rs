@@ -2,10 +2,11 @@
 //!
 //! Names follow `persona_<stage>_<what>_<unit>`; the text encoder adds `_total` to counters.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use persona_core::MessageType;
 use persona_log::CommitObserver;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -41,6 +42,9 @@ type Seconds = Family<RequestLabels, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     pub(crate) messages: Family<MessageLabels, Counter>,
+    /// Each call type's accepted-messages counter of `messages`, looked up once rather than
+    /// hashed into the family on every request; indexed by `MessageType as usize`.
+    accepted: [OnceLock<Counter>; MessageType::ALL.len()],
     pub(crate) refused: Family<RefusalLabels, Counter>,
     pub(crate) request_seconds: Seconds,
     pub(crate) ingested_bytes: Counter,
@@ -122,6 +126,7 @@ impl Metrics {
         Metrics {
             registry,
             messages,
+            accepted: Default::default(),
             refused,
             request_seconds,
             ingested_bytes,
@@ -153,6 +158,18 @@ impl Metrics {
             .inc_by(n);
     }
 
+    pub(crate) fn count_accepted(&self, kind: MessageType, n: u64) {
+        self.accepted[kind as usize]
+            .get_or_init(|| {
+                let labels = MessageLabels {
+                    kind: kind.as_str(),
+                    outcome: "accepted",
+                };
+                self.messages.get_or_create(&labels).clone()
+            })
+            .inc_by(n);
+    }
+
     pub(crate) fn count_refusal(&self, reason: &'static str) {
         self.refused.get_or_create(&RefusalLabels { reason }).inc();
     }
@@ -166,5 +183,17 @@ impl CommitObserver for LogMetrics {
         self.0.log_sync_seconds.observe(sync.as_secs_f64());
         self.0.log_records.inc_by(records);
         self.0.log_bytes.inc_by(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use persona_core::MessageType;
+
+    #[test]
+    fn call_types_index_their_counters() {
+        for (i, kind) in MessageType::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?}");
+        }
     }
 }

@@ -5,11 +5,11 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 
 use crate::config::LogConfig;
 use crate::consumer::Consumers;
@@ -45,8 +45,9 @@ pub(crate) struct Shared {
     pub config: LogConfig,
     /// Offset after the last durable record. Readers in this process never pass it.
     pub committed: AtomicU64,
-    /// Set once a write or sync fails; the log then refuses appends until reopened.
-    pub failure: Mutex<Option<String>>,
+    /// Set once a write or sync fails (the first failure's reason); the log then refuses
+    /// appends until reopened. Read on every append, hence not behind a lock.
+    pub failure: OnceLock<String>,
     pub consumers: Consumers,
 }
 
@@ -124,7 +125,7 @@ impl EventLog {
             consumers,
             dir,
             committed: AtomicU64::new(scan.next_offset),
-            failure: Mutex::new(None),
+            failure: OnceLock::new(),
             config,
         });
         let writer = Writer {
@@ -160,8 +161,8 @@ impl EventLog {
     /// [`LogConfig::queue_wait`] the append is refused with [`AppendError::Overloaded`]
     /// instead of waiting without bound.
     pub async fn append(&self, payloads: Vec<Vec<u8>>) -> Result<Range<u64>, AppendError> {
-        if let Some(why) = self.failure() {
-            return Err(AppendError::Failed(why));
+        if let Some(why) = self.shared.failure.get() {
+            return Err(AppendError::Failed(why.clone()));
         }
         if payloads.is_empty() {
             let at = self.shared.committed();
@@ -179,19 +180,12 @@ impl EventLog {
         if bytes > limit {
             return Err(AppendError::TooLarge { bytes, limit });
         }
-        let wait = self.shared.config.queue_wait;
-        let permit =
-            match tokio::time::timeout(wait, self.queue.clone().acquire_many_owned(bytes as u32))
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_)) => return Err(AppendError::Closed),
-                Err(_) => {
-                    return Err(AppendError::Overloaded {
-                        retry_after: Duration::from_secs(1),
-                    });
-                }
-            };
+        // Most appends find room at once; only those that do not arm a timer.
+        let permit = match self.queue.clone().try_acquire_many_owned(bytes as u32) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(AppendError::Closed),
+            Err(TryAcquireError::NoPermits) => self.wait_for_room(bytes as u32).await?,
+        };
         let (reply, answer) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(AppendError::Closed)?;
         tx.send(Request {
@@ -203,6 +197,18 @@ impl EventLog {
         answer.await.map_err(|_| AppendError::Closed)?
     }
 
+    /// Waits for `bytes` of room in the queue, at most [`LogConfig::queue_wait`].
+    async fn wait_for_room(&self, bytes: u32) -> Result<OwnedSemaphorePermit, AppendError> {
+        let wait = self.shared.config.queue_wait;
+        match tokio::time::timeout(wait, self.queue.clone().acquire_many_owned(bytes)).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(AppendError::Closed),
+            Err(_) => Err(AppendError::Overloaded {
+                retry_after: Duration::from_secs(1),
+            }),
+        }
+    }
+
     /// Offset after the last durable record.
     pub fn next_offset(&self) -> u64 {
         self.shared.committed()
@@ -210,7 +216,7 @@ impl EventLog {
 
     /// The reason the log stopped accepting appends, if it did.
     pub fn failure(&self) -> Option<String> {
-        self.shared.failure.lock().unwrap().clone()
+        self.shared.failure.get().cloned()
     }
 
     /// Share of the append queue in use, 0.0 to 1.0: how close the log is to refusing.
@@ -320,8 +326,8 @@ impl Writer {
 
     /// Writes and syncs one group; returns each request's offsets.
     fn commit(&mut self, group: &[Request]) -> Result<Vec<Range<u64>>, String> {
-        if let Some(why) = self.shared.failure.lock().unwrap().clone() {
-            return Err(why);
+        if let Some(why) = self.shared.failure.get() {
+            return Err(why.clone());
         }
         // Never roll an empty segment: the new one would take the same name (its base).
         if self.segment_len > 0 && self.segment_len >= self.shared.config.segment_bytes {
@@ -401,7 +407,8 @@ impl Writer {
             segment_base = self.segment_base,
             "event log failed; refusing appends until restarted"
         );
-        *self.shared.failure.lock().unwrap() = Some(why.clone());
+        // A later failure (the undo of this one, say) does not hide the first.
+        let _ = self.shared.failure.set(why.clone());
         why
     }
 }
