@@ -11,13 +11,22 @@ use chrono::Utc;
 use persona_core::time::parse_timestamp;
 use persona_core::{FieldError, MessageType};
 use persona_log::AppendError;
-use serde_json::{Map, Value, json};
+use serde_json::value::RawValue;
+use serde_json::{Map, json};
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{basic_auth_key, read_body};
 use crate::error::ApiError;
-use crate::normalize::{Envelope, normalize, type_name};
+use crate::normalize::{Envelope, normalize, not_an_object};
+use crate::shallow::{self, Kind, NotAnObject, Object};
 use crate::state::CollectorState;
+
+/// A message of a request: the body itself (a single call), or a batch item not yet
+/// parsed.
+enum Item<'a> {
+    Parsed(Object<'a>),
+    Raw(&'a RawValue),
+}
 
 /// Handles one call of type `kind`, or a batch when `kind` is `None`.
 pub(crate) async fn ingest(
@@ -77,16 +86,16 @@ async fn ingest_inner(
                 _ => e,
             })?;
     state.metrics.ingested_bytes.inc_by(bytes.len() as u64);
-    let mut body = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(o)) => o,
-        Ok(other) => {
+    let mut body = match Object::parse(&bytes) {
+        Ok(o) => o,
+        Err(NotAnObject::Other(other)) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
-                format!("body must be a JSON object, got {}", type_name(&other)),
+                format!("body must be a JSON object, got {}", other.name()),
             ));
         }
-        Err(e) => {
+        Err(NotAnObject::Invalid(e)) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
@@ -103,20 +112,30 @@ async fn ingest_inner(
         kind,
         write_key,
     )?;
-    let messages = match kind {
-        Some(_) => vec![Value::Object(body)],
+    let messages: Vec<Item<'_>> = match kind {
+        Some(_) => vec![Item::Parsed(body)],
         None => match body.remove("batch") {
-            Some(Value::Array(items)) if !items.is_empty() => items,
-            Some(Value::Array(_)) => return Err(invalid_field("batch", "must not be empty")),
-            Some(v) => {
-                return Err(invalid_field(
-                    "batch",
-                    &format!("must be an array, got {}", type_name(&v)),
-                ));
-            }
+            Some(items) => match items.kind() {
+                Kind::Array => serde_json::from_str::<Vec<&RawValue>>(
+                    items.sent().expect("parsed from the body").get(),
+                )
+                .expect("validated as an array")
+                .into_iter()
+                .map(Item::Raw)
+                .collect(),
+                other => {
+                    return Err(invalid_field(
+                        "batch",
+                        &format!("must be an array, got {}", other.name()),
+                    ));
+                }
+            },
             None => return Err(invalid_field("batch", "is required")),
         },
     };
+    if messages.is_empty() {
+        return Err(invalid_field("batch", "must not be empty"));
+    }
     let total = messages.len();
 
     let mut payloads = Vec::with_capacity(total);
@@ -125,26 +144,37 @@ async fn ingest_inner(
     // No item can exceed the per-message limit when the whole body does not, so only
     // larger batches pay for measuring each item.
     let measure_items = kind.is_none() && bytes.len() > state.config.max_message_bytes;
-    for (index, msg) in messages.into_iter().enumerate() {
-        if measure_items {
-            let size = json_len(&msg);
-            if size > state.config.max_message_bytes {
-                errors.push(FieldError::new(
-                    index,
-                    "",
-                    format!(
-                        "message is {size} bytes; the limit is {} KB",
-                        state.config.max_message_bytes / 1024
-                    ),
-                ));
-                state.metrics.count_messages(batch_kind(&msg), false, 1);
-                continue;
+    for (index, item) in messages.into_iter().enumerate() {
+        let msg = match item {
+            Item::Parsed(o) => o,
+            Item::Raw(raw) => {
+                let size = raw.get().len();
+                if measure_items && size > state.config.max_message_bytes {
+                    errors.push(FieldError::new(
+                        index,
+                        "",
+                        format!(
+                            "message is {size} bytes; the limit is {} KB",
+                            state.config.max_message_bytes / 1024
+                        ),
+                    ));
+                    state.metrics.count_messages(claimed_kind(raw), false, 1);
+                    continue;
+                }
+                match Object::of_raw(raw) {
+                    Some(o) => o,
+                    None => {
+                        state.metrics.count_messages("unknown", false, 1);
+                        errors.extend(not_an_object(index, shallow::kind(raw)));
+                        continue;
+                    }
+                }
             }
-        }
+        };
         let claimed = kind.map_or_else(|| batch_kind(&msg), MessageType::as_str);
         match normalize(msg, kind, index, &envelope) {
             Ok(n) => {
-                payloads.push(serde_json::to_vec(&n.body).expect("JSON values serialise"));
+                payloads.push(n.to_bytes());
                 kinds.push(n.kind);
             }
             Err(e) => {
@@ -221,12 +251,11 @@ fn count_accepted(state: &CollectorState, kinds: &[MessageType]) {
 fn authenticate(
     state: &CollectorState,
     header_key: Option<String>,
-    body: &mut Map<String, Value>,
+    body: &mut Object<'_>,
 ) -> Result<String, ApiError> {
-    let body_key = match body.remove("writeKey") {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
-    };
+    let body_key = body
+        .remove("writeKey")
+        .and_then(|k| k.string().map(String::from));
     if let Some(key) = header_key {
         return Ok(key);
     }
@@ -278,7 +307,7 @@ fn invalid_write_key() -> ApiError {
 fn envelope(
     headers: &HeaderMap,
     extensions: &axum::http::Extensions,
-    body: &mut Map<String, Value>,
+    body: &mut Object<'_>,
     kind: Option<MessageType>,
     write_key: String,
 ) -> Result<Envelope, ApiError> {
@@ -291,29 +320,40 @@ fn envelope(
     };
     if kind.is_none() {
         // Batch-level fields apply to every message that lacks its own.
-        match body.remove("sentAt") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => {
-                env.sent_at = Some(parse_timestamp(&s).map_err(|r| invalid_field("sentAt", &r))?)
-            }
-            Some(v) => {
-                return Err(invalid_field(
-                    "sentAt",
-                    &format!("must be an ISO-8601 string, got {}", type_name(&v)),
-                ));
-            }
-        }
-        match body.remove("context") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(o)) => env.context = Some(o),
-            Some(v) => {
-                return Err(invalid_field(
-                    "context",
-                    &format!("must be an object, got {}", type_name(&v)),
-                ));
+        if let Some(sent_at) = body.remove("sentAt") {
+            match (sent_at.kind(), sent_at.string()) {
+                (_, Some(s)) => {
+                    env.sent_at =
+                        Some(parse_timestamp(&s).map_err(|r| invalid_field("sentAt", &r))?)
+                }
+                (Kind::Null, _) => {}
+                (other, None) => {
+                    return Err(invalid_field(
+                        "sentAt",
+                        &format!("must be an ISO-8601 string, got {}", other.name()),
+                    ));
+                }
             }
         }
-        env.integrations = body.remove("integrations").filter(Value::is_object);
+        if let Some(context) = body.remove("context") {
+            match context.kind() {
+                Kind::Null => {}
+                Kind::Object => {
+                    let keys = Object::of_raw(context.raw()).expect("checked to be an object");
+                    env.context = Some(keys.into_owned());
+                }
+                other => {
+                    return Err(invalid_field(
+                        "context",
+                        &format!("must be an object, got {}", other.name()),
+                    ));
+                }
+            }
+        }
+        env.integrations = body
+            .remove("integrations")
+            .filter(|i| i.kind() == Kind::Object)
+            .map(|i| i.raw().to_owned());
     }
     Ok(env)
 }
@@ -365,26 +405,14 @@ fn append_error(e: AppendError) -> ApiError {
 }
 
 /// The `type` a batch item claims, for counting rejects ("unknown" when it has none).
-fn batch_kind(msg: &Value) -> &'static str {
+fn batch_kind(msg: &Object<'_>) -> &'static str {
     msg.get("type")
-        .and_then(Value::as_str)
-        .and_then(MessageType::parse)
+        .and_then(|t| t.string())
+        .and_then(|t| MessageType::parse(&t))
         .map_or("unknown", MessageType::as_str)
 }
 
-/// Serialised size of a JSON value, without keeping the bytes.
-fn json_len(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    serde_json::to_writer(&mut c, v).expect("counting cannot fail");
-    c.0
+/// [`batch_kind`] of an item not parsed yet.
+fn claimed_kind(raw: &RawValue) -> &'static str {
+    Object::of_raw(raw).map_or("unknown", |o| batch_kind(&o))
 }

@@ -16,6 +16,7 @@ mod ingest;
 pub mod metrics;
 pub mod normalize;
 mod ops;
+pub mod shallow;
 mod state;
 
 use std::time::Instant;

@@ -1,12 +1,17 @@
 //! Validation and normalisation of one Segment-spec message, as Segment's API does it.
 //!
 //! Pure functions over JSON: the HTTP handlers and `persona import` share them, so a
-//! message is accepted or rejected for the same reasons whichever way it arrives.
+//! message is accepted or rejected for the same reasons whichever way it arrives. They work
+//! on messages parsed one level deep ([`crate::shallow`]): nested objects are checked for
+//! type and stored as sent.
 
 use chrono::{DateTime, Datelike, Utc};
 use persona_core::time::{format_timestamp, parse_timestamp};
 use persona_core::{FieldError, MessageType};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::shallow::{self, Field, Kind, Object};
 
 /// What the request around a message contributes to it.
 #[derive(Debug, Clone, Default)]
@@ -16,9 +21,9 @@ pub struct Envelope {
     /// Batch-level `sentAt`, used when a message has none of its own.
     pub sent_at: Option<DateTime<Utc>>,
     /// Batch-level `context`; a message's own keys win.
-    pub context: Option<Map<String, Value>>,
-    /// Batch-level `integrations`; a message's own value wins.
-    pub integrations: Option<Value>,
+    pub context: Option<Object<'static>>,
+    /// Batch-level `integrations` (an object); a message's own value wins.
+    pub integrations: Option<Box<RawValue>>,
     /// The write key the request was authenticated with.
     pub write_key: Option<String>,
     /// The client's address, stored as `context.ip` when the message has none.
@@ -30,9 +35,21 @@ pub struct Envelope {
 
 /// A message that passed validation, ready for the log.
 #[derive(Debug, Clone)]
-pub struct Normalized {
+pub struct Normalized<'a> {
     pub kind: MessageType,
-    pub body: Map<String, Value>,
+    pub body: Object<'a>,
+}
+
+impl Normalized<'_> {
+    /// The message as the log stores it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.body.to_bytes()
+    }
+
+    /// The message as a JSON value, for a reader that wants to look into it.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_slice(&self.to_bytes()).expect("the collector writes valid JSON")
+    }
 }
 
 const IDENTITY_FIELDS: [&str; 2] = ["userId", "anonymousId"];
@@ -44,23 +61,46 @@ pub fn has_message_id(msg: &Map<String, Value>) -> bool {
     matches!(msg.get("messageId"), Some(Value::String(s)) if !s.is_empty())
 }
 
-/// Validates `msg` and returns it normalised, or every problem found in it.
-///
-/// `kind` is the endpoint's call type; `None` for batch items, which name theirs in `type`.
-/// `index` is the message's position, used in the errors.
-pub fn normalize(
+/// The error for a message that is not a JSON object.
+pub fn not_an_object(index: usize, kind: Kind) -> Vec<FieldError> {
+    vec![FieldError::new(
+        index,
+        "",
+        format!("must be a JSON object, got {}", kind.name()),
+    )]
+}
+
+/// [`normalize`] for a message already parsed into a [`Value`] (`persona import` reads
+/// its lines so).
+pub fn normalize_value(
     msg: Value,
     kind: Option<MessageType>,
     index: usize,
     env: &Envelope,
-) -> Result<Normalized, Vec<FieldError>> {
-    let Value::Object(mut body) = msg else {
-        return Err(vec![FieldError::new(
-            index,
-            "",
-            format!("must be a JSON object, got {}", type_name(&msg)),
-        )]);
-    };
+) -> Result<Normalized<'static>, Vec<FieldError>> {
+    if !msg.is_object() {
+        let text = serde_json::value::to_raw_value(&msg).expect("JSON values serialise");
+        return Err(not_an_object(index, shallow::kind(&text)));
+    }
+    let text = serde_json::to_vec(&msg).expect("JSON values serialise");
+    let parsed = Object::parse(&text).expect("an object serialises as one");
+    let n = normalize(parsed, kind, index, env)?;
+    Ok(Normalized {
+        kind: n.kind,
+        body: n.body.into_owned(),
+    })
+}
+
+/// Validates `msg` and returns it normalised, or every problem found in it.
+///
+/// `kind` is the endpoint's call type; `None` for batch items, which name theirs in `type`.
+/// `index` is the message's position, used in the errors.
+pub fn normalize<'a>(
+    mut body: Object<'a>,
+    kind: Option<MessageType>,
+    index: usize,
+    env: &Envelope,
+) -> Result<Normalized<'a>, Vec<FieldError>> {
     let mut errors = Vec::new();
     let err = |field: &str, reason: String| FieldError::new(index, field, reason);
 
@@ -71,22 +111,24 @@ pub fn normalize(
                 errors.push(err("type", "is required in a batch item".into()));
                 None
             }
-            Some(Value::String(s)) => MessageType::parse(s).or_else(|| {
-                errors.push(err(
-                    "type",
-                    format!(
-                        "must be one of track, identify, page, screen, group, alias; got {s:?}"
-                    ),
-                ));
-                None
-            }),
-            Some(v) => {
-                errors.push(err(
-                    "type",
-                    format!("must be a string, got {}", type_name(v)),
-                ));
-                None
-            }
+            Some(v) => match v.string() {
+                Some(s) => MessageType::parse(&s).or_else(|| {
+                    errors.push(err(
+                        "type",
+                        format!(
+                            "must be one of track, identify, page, screen, group, alias; got {s:?}"
+                        ),
+                    ));
+                    None
+                }),
+                None => {
+                    errors.push(err(
+                        "type",
+                        format!("must be a string, got {}", v.kind().name()),
+                    ));
+                    None
+                }
+            },
         },
     };
 
@@ -100,7 +142,7 @@ pub fn normalize(
             errors.push(err(field, reason));
         }
     }
-    if !IDENTITY_FIELDS.iter().any(|f| body.contains_key(*f)) {
+    if !IDENTITY_FIELDS.iter().any(|f| body.contains_key(f)) {
         errors.push(err(
             "userId",
             "either userId or anonymousId is required".into(),
@@ -109,16 +151,15 @@ pub fn normalize(
     if let Some(k) = kind {
         for field in k.required_fields() {
             if *field == "event" {
-                match body.get("event") {
-                    Some(Value::String(s)) if !s.trim().is_empty() => {}
-                    Some(Value::String(_)) => errors.push(err("event", "must not be empty".into())),
-                    Some(v) => errors.push(err(
-                        "event",
-                        format!("must be a string, got {}", type_name(v)),
-                    )),
+                match body.get("event").map(|v| (v.kind(), v.string())) {
+                    Some((_, Some(s))) if !s.trim().is_empty() => {}
+                    Some((_, Some(_))) => errors.push(err("event", "must not be empty".into())),
+                    Some((k, None)) => {
+                        errors.push(err("event", format!("must be a string, got {}", k.name())))
+                    }
                     None => errors.push(err("event", "is required for track calls".into())),
                 }
-            } else if !body.contains_key(*field) {
+            } else if !body.contains_key(field) {
                 errors.push(err(field, format!("is required for {k} calls")));
             }
         }
@@ -127,40 +168,35 @@ pub fn normalize(
         if field == "event" && kind == Some(MessageType::Track) {
             continue; // checked above, with the stricter rule for track calls
         }
-        match body.get(field) {
-            Some(Value::String(_)) | None => {}
-            Some(Value::Null) if field != "event" => {
+        match body.get(field).map(Field::kind) {
+            Some(Kind::String) | None => {}
+            Some(Kind::Null) if field != "event" => {
                 body.remove(field);
             }
-            Some(v) => errors.push(err(
-                field,
-                format!("must be a string, got {}", type_name(v)),
-            )),
+            Some(k) => errors.push(err(field, format!("must be a string, got {}", k.name()))),
         }
     }
     for field in OBJECT_FIELDS {
-        match body.get(field) {
-            Some(Value::Object(_)) | None => {}
-            Some(Value::Null) => {
+        match body.get(field).map(Field::kind) {
+            Some(Kind::Object) | None => {}
+            Some(Kind::Null) => {
                 body.remove(field);
             }
-            Some(v) => errors.push(err(
-                field,
-                format!("must be an object, got {}", type_name(v)),
-            )),
+            Some(k) => errors.push(err(field, format!("must be an object, got {}", k.name()))),
         }
     }
     let mut times = [None, None, None];
     for (slot, field) in times.iter_mut().zip(TIME_FIELDS) {
-        match body.get(field) {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => match parse_timestamp(s) {
+        let Some(v) = body.get(field) else { continue };
+        match (v.kind(), v.string()) {
+            (_, Some(s)) => match parse_timestamp(&s) {
                 Ok(t) => *slot = Some(t),
                 Err(reason) => errors.push(err(field, reason)),
             },
-            Some(v) => errors.push(err(
+            (Kind::Null, _) => {}
+            (k, None) => errors.push(err(
                 field,
-                format!("must be an ISO-8601 string, got {}", type_name(v)),
+                format!("must be an ISO-8601 string, got {}", k.name()),
             )),
         }
     }
@@ -192,100 +228,114 @@ pub fn normalize(
     };
     let original = original.or(timestamp);
 
-    body.insert("type".into(), kind.as_str().into());
-    if !has_message_id(&body) {
-        body.insert("messageId".into(), uuid::Uuid::new_v4().to_string().into());
+    body.insert("type", Field::of(kind.as_str()));
+    let has_id = body
+        .get("messageId")
+        .and_then(Field::string)
+        .is_some_and(|s| !s.is_empty());
+    if !has_id {
+        let mut text = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        body.insert("messageId", Field::of(&*id));
     }
-    body.insert(
-        "receivedAt".into(),
-        format_timestamp(env.received_at).into(),
-    );
-    body.insert("timestamp".into(), format_timestamp(corrected).into());
+    body.insert("receivedAt", Field::of(&format_timestamp(env.received_at)));
+    body.insert("timestamp", Field::of(&format_timestamp(corrected)));
     match original {
-        Some(t) => body.insert("originalTimestamp".into(), format_timestamp(t).into()),
-        None => body.remove("originalTimestamp"),
-    };
+        Some(t) => body.insert("originalTimestamp", Field::of(&format_timestamp(t))),
+        None => {
+            body.remove("originalTimestamp");
+        }
+    }
     match sent_at {
-        Some(t) => body.insert("sentAt".into(), format_timestamp(t).into()),
-        None => body.remove("sentAt"),
-    };
-    merge_envelope(&mut body, env);
-    if kind == MessageType::Identify && !body.contains_key("traits") {
+        Some(t) => body.insert("sentAt", Field::of(&format_timestamp(t))),
+        None => {
+            body.remove("sentAt");
+        }
+    }
+    let context_traits = merge_envelope(&mut body, env, kind == MessageType::Identify);
+    if let Some(traits) = context_traits
+        && !body.contains_key("traits")
+    {
         // RudderStack's SDKs send identify traits only as `context.traits`; Segment's send
         // them as `traits`. Downstream reads `traits`, so copy them there (context is kept).
-        if let Some(traits) = body
-            .get("context")
-            .and_then(|c| c.get("traits"))
-            .filter(|t| t.is_object())
-        {
-            body.insert("traits".into(), traits.clone());
-        }
+        body.insert("traits", Field::Owned(traits));
     }
     body.remove("writeKey");
     if let Some(key) = &env.write_key {
-        body.insert("writeKey".into(), key.clone().into());
+        body.insert("writeKey", Field::of(key));
     }
     Ok(Normalized { kind, body })
 }
 
-fn merge_envelope(body: &mut Map<String, Value>, env: &Envelope) {
-    let has_context = body.contains_key("context");
-    let context = body
-        .entry("context")
-        .or_insert_with(|| Value::Object(Map::new()))
-        .as_object_mut()
-        .expect("checked to be an object");
-    if let Some(batch) = &env.context {
-        for (k, v) in batch {
-            context.entry(k.clone()).or_insert_with(|| v.clone());
+/// Adds the batch's context keys and the client's address to the message's `context`
+/// where it lacks them, and the batch's `integrations` where it has none. Returns
+/// `context.traits` when `want_traits` and it is an object.
+fn merge_envelope(
+    body: &mut Object<'_>,
+    env: &Envelope,
+    want_traits: bool,
+) -> Option<Box<RawValue>> {
+    if let Some(integrations) = &env.integrations
+        && !body.contains_key("integrations")
+    {
+        body.insert("integrations", Field::Owned(integrations.clone()));
+    }
+    let mut context = match body.get("context") {
+        // Checked to be an object.
+        Some(c) => Object::of_raw(c.raw()).expect("checked to be an object"),
+        None => Object::default(),
+    };
+    let traits = context
+        .get("traits")
+        .filter(|t| want_traits && t.kind() == Kind::Object)
+        .map(|t| t.raw().to_owned());
+    let before = context.len();
+    for (k, v) in env.context.iter().flat_map(Object::iter) {
+        if !context.contains_key(k) {
+            context.insert(k.to_owned(), v.clone());
         }
     }
-    if let Some(ip) = &env.client_ip {
-        context.entry("ip").or_insert_with(|| ip.clone().into());
+    if let Some(ip) = &env.client_ip
+        && !context.contains_key("ip")
+    {
+        context.insert("ip", Field::of(ip));
     }
-    if !has_context && context.is_empty() {
-        body.remove("context");
+    // Rewritten only when something was added: otherwise it stays as sent.
+    if context.len() > before {
+        let field = context.to_field();
+        body.insert("context", field);
     }
-    if let Some(integrations) = &env.integrations {
-        body.entry("integrations")
-            .or_insert_with(|| integrations.clone());
-    }
+    traits
 }
 
 /// Turns a numeric identifier into a string; rejects other types and empty strings.
 /// An absent, null or empty identifier is removed, so later checks see it as missing.
-fn coerce_id(body: &mut Map<String, Value>, field: &str) -> Result<(), String> {
-    match body.get(field) {
-        None => Ok(()),
-        Some(Value::Null) => {
+fn coerce_id(body: &mut Object<'_>, field: &str) -> Result<(), String> {
+    let Some(v) = body.get(field) else {
+        return Ok(());
+    };
+    let (kind, len, blank) = match v.string() {
+        Some(s) => (Kind::String, s.len(), s.trim().is_empty()),
+        None => (v.kind(), 0, false),
+    };
+    match kind {
+        Kind::Null => {
             body.remove(field);
             Ok(())
         }
-        Some(Value::String(s)) if s.trim().is_empty() => {
+        Kind::String if blank => {
             body.remove(field);
             Ok(())
         }
-        Some(Value::String(s)) if s.len() > 1024 => {
-            Err(format!("is {} characters long; the limit is 1024", s.len()))
-        }
-        Some(Value::String(_)) => Ok(()),
-        Some(Value::Number(n)) => {
-            let s = n.to_string();
-            body.insert(field.into(), s.into());
+        Kind::String if len > 1024 => Err(format!("is {len} characters long; the limit is 1024")),
+        Kind::String => Ok(()),
+        Kind::Number => {
+            let n: serde_json::Number = serde_json::from_str(v.raw().get())
+                .map_err(|e| format!("is not a usable number ({e})"))?;
+            body.insert(field.to_owned(), Field::of(&n.to_string()));
             Ok(())
         }
-        Some(v) => Err(format!("must be a string, got {}", type_name(v))),
-    }
-}
-
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        k => Err(format!("must be a string, got {}", k.name())),
     }
 }
 

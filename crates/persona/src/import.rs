@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Utc;
-use persona_collector::normalize::{Envelope, has_message_id, normalize};
+use persona_collector::normalize::{Envelope, has_message_id, normalize_value};
 use persona_log::{EventLog, LogConfig};
 use serde_json::Value;
 
@@ -145,11 +145,11 @@ async fn into_log(
         };
         let normalized = item.map_err(|p| vec![p]).and_then(|mut v| {
             give_stable_id(n, &mut v);
-            normalize(v, None, n, &envelope)
+            normalize_value(v, None, n, &envelope)
                 .map_err(|errs| errs.iter().map(|e| reject_line(unit, n, e)).collect())
         });
         match normalized {
-            Ok(m) => pending.push(serde_json::to_vec(&m.body)?),
+            Ok(m) => pending.push(m.to_bytes()),
             Err(problems) => {
                 summary.rejected += 1;
                 summary.problems.extend(problems);

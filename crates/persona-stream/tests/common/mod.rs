@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
-use persona_collector::normalize::{Envelope, normalize};
+use persona_collector::normalize::{Envelope, normalize_value};
 use persona_core::profile::Profile;
 use persona_log::{EventLog, LogConfig, LogReader};
 use persona_store::{EmbeddedStore, IdentityKey, ProfileStore};
@@ -24,8 +24,8 @@ pub fn append(log_dir: &Path, messages: &[Value]) {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let n = normalize(m.clone(), None, i, &envelope).expect("valid test message");
-            serde_json::to_vec(&n.body).unwrap()
+            let n = normalize_value(m.clone(), None, i, &envelope).expect("valid test message");
+            n.to_bytes()
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use chrono::{TimeZone, Utc};
-use persona_collector::normalize::{Envelope, normalize};
+use persona_collector::normalize::{Envelope, normalize_value};
 use persona_log::{EventLog, LogConfig, LogReader};
 use persona_rules::SegmentRegistry;
 use persona_store::{EmbeddedStore, ProfileStore};
@@ -340,9 +340,9 @@ pub(super) async fn build_simulated_log(dir: &Path, customers: usize) -> anyhow:
     for chunk in lines.chunks(10_000) {
         let mut payloads = Vec::with_capacity(chunk.len());
         for (n, (_, line)) in chunk.iter().enumerate() {
-            let m = normalize(serde_json::from_str(line)?, None, n, &envelope)
+            let m = normalize_value(serde_json::from_str(line)?, None, n, &envelope)
                 .map_err(|e| anyhow::anyhow!("simulated message rejected: {e:?}"))?;
-            payloads.push(serde_json::to_vec(&m.body)?);
+            payloads.push(m.to_bytes());
         }
         log.append(payloads).await?;
     }
