@@ -14,6 +14,7 @@
 //! This crate knows nothing about HTTP, message schemas or metrics backends: payloads are
 //! opaque bytes, and commit timings are reported through [`CommitObserver`].
 
+mod active;
 mod config;
 mod consumer;
 mod error;
@@ -29,6 +30,6 @@ pub use consumer::Consumers;
 pub use error::{AppendError, LogError};
 pub use reader::{LogReader, Record, read_at};
 pub use retention::RetentionReport;
-pub use segment::RecoveryReport;
+pub use segment::{RecoveryReport, written_len};
 pub use stats::{ConsumerStats, LogStats};
 pub use writer::{CommitObserver, EventLog};

@@ -142,6 +142,8 @@ impl LogReader {
     pub fn read_batch(&mut self, max_records: usize) -> Result<Vec<Record>, LogError> {
         let limit = self.live.as_ref().map_or(u64::MAX, |s| s.committed());
         let mut out = Vec::new();
+        // Whether the record at `self.next` was read again from the file already.
+        let mut reread = false;
         while out.len() < max_records && self.next < limit {
             if self.cursor.is_none() {
                 match self.open_cursor()? {
@@ -160,6 +162,7 @@ impl LogReader {
                         payload: std::mem::take(&mut self.payload),
                     });
                     self.next += 1;
+                    reread = false;
                 }
                 Err(ReadStop::Io(e)) => return Err(LogError::io(&cursor.path, e)),
                 Err(stop) => {
@@ -170,6 +173,16 @@ impl LogReader {
                     let next_segment = self.segment_starting_at(self.next)?;
                     if next_segment.is_some_and(|s| s.path != path) {
                         self.cursor = None;
+                        continue;
+                    }
+                    // The buffer may hold the zeros that were ahead of the records when it
+                    // was filled, since overwritten: read the file itself once more.
+                    if self.live.is_some() && !reread {
+                        reread = true;
+                        let c = self.cursor.as_mut().expect("still open");
+                        c.reader
+                            .seek(SeekFrom::Start(pos))
+                            .map_err(|e| LogError::io(&path, e))?;
                         continue;
                     }
                     // Everything before `limit` was written and synced before it was
@@ -226,6 +239,9 @@ impl LogReader {
                 return Ok(None); // the record is not (completely) written yet
             }
             let header = record::parse_header(&h);
+            if h == [0; HEADER_LEN] || header.offset != offset {
+                return Ok(None); // the zeros ahead of the records: not written yet
+            }
             reader
                 .seek_relative(header.len as i64)
                 .map_err(|e| LogError::io(&seg.path, e))?;

@@ -55,10 +55,46 @@ pub(crate) struct Scan {
     pub next_offset: u64,
     /// Byte length of the whole records.
     pub valid_len: u64,
-    /// Byte length of the file.
+    /// Byte length of the file: the records and any zeros written ahead of them.
     pub file_len: u64,
-    /// Why the scan stopped before the end of the file, if it did.
+    /// Why the scan stopped before the end of the records written, if it did: something
+    /// other than zeros follows the last whole record.
     pub problem: Option<String>,
+}
+
+/// How far past the zeros ahead [`written_len`] looks back from the end for data.
+const LOOK_BACK: usize = 1 << 20;
+
+/// The length of a segment file without the zeros the writer keeps written ahead of its
+/// records (see [`crate::writer`]): the end of its last non-zero byte. A test that cuts a
+/// segment short, as a torn write would, cuts there.
+pub fn written_len(path: &Path) -> std::io::Result<u64> {
+    let mut file = File::open(path)?;
+    let mut end = file.metadata()?.len();
+    let mut chunk = vec![0u8; LOOK_BACK];
+    while end > 0 {
+        let start = end.saturating_sub(LOOK_BACK as u64);
+        let chunk = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(last) = chunk.iter().rposition(|&b| b != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Whether everything in `r` from here on is zero.
+fn only_zeros_follow(r: &mut impl Read) -> std::io::Result<bool> {
+    let mut chunk = vec![0u8; 64 << 10];
+    loop {
+        match r.read(&mut chunk)? {
+            0 => return Ok(true),
+            n if chunk[..n].iter().any(|&b| b != 0) => return Ok(false),
+            _ => {}
+        }
+    }
 }
 
 /// Reads a segment from the start and stops at the first record that is incomplete, fails
@@ -77,15 +113,21 @@ pub(crate) fn scan(seg: &SegmentFile) -> Result<Scan, LogError> {
         if pos == file_len {
             break None;
         }
-        match read_record(&mut r, &mut payload, next) {
+        let why = match read_record(&mut r, &mut payload, next) {
             Ok(()) => {
                 pos += (HEADER_LEN + payload.len()) as u64;
                 next += 1;
+                continue;
             }
-            Err(ReadStop::Eof) => break Some(format!("incomplete record at byte {pos}")),
-            Err(ReadStop::Bad(why)) => break Some(format!("{why} at byte {pos}")),
+            Err(ReadStop::Eof) => format!("incomplete record at byte {pos}"),
+            Err(ReadStop::Bad(why)) => format!("{why} at byte {pos}"),
             Err(ReadStop::Io(e)) => return Err(LogError::io(&seg.path, e)),
-        }
+        };
+        // Zeros after the last record are the writer's room ahead, not damage.
+        r.seek(SeekFrom::Start(pos))
+            .map_err(|e| LogError::io(&seg.path, e))?;
+        let zeros = only_zeros_follow(&mut r).map_err(|e| LogError::io(&seg.path, e))?;
+        break (!zeros).then_some(why);
     };
     Ok(Scan {
         next_offset: next,
@@ -111,6 +153,11 @@ pub(crate) fn read_record(
 ) -> Result<(), ReadStop> {
     let mut h = [0u8; HEADER_LEN];
     read_exact(r, &mut h)?;
+    if h == [0; HEADER_LEN] {
+        // The zeros the writer keeps ahead of its records: the end of what was written.
+        // (No record's header is all zeros: its CRC covers its offset.)
+        return Err(ReadStop::Eof);
+    }
     let h = record::parse_header(&h);
     if h.len > MAX_PAYLOAD {
         return Err(ReadStop::Bad(format!(
@@ -175,8 +222,8 @@ pub(crate) fn recover_tail(
     seg: &SegmentFile,
     committed: &BTreeMap<String, u64>,
 ) -> Result<(Scan, RecoveryReport), LogError> {
-    let scan = scan(seg)?;
-    if scan.valid_len < scan.file_len
+    let mut scan = scan(seg)?;
+    if scan.problem.is_some()
         && let Some((consumer, offset)) = committed
             .iter()
             .filter(|(_, o)| **o > scan.next_offset)
@@ -198,7 +245,7 @@ pub(crate) fn recover_tail(
         kept_records: scan.next_offset - seg.base,
         ..Default::default()
     };
-    if scan.valid_len < scan.file_len {
+    if scan.problem.is_some() {
         let quarantine = unused_path(&seg.path);
         let mut src = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
         src.seek(SeekFrom::Start(scan.valid_len))
@@ -206,6 +253,8 @@ pub(crate) fn recover_tail(
         let mut tail = Vec::new();
         src.read_to_end(&mut tail)
             .map_err(|e| LogError::io(&seg.path, e))?;
+        // The zeros written ahead are not part of what was cut.
+        tail.truncate(tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1));
         let mut q = File::create(&quarantine).map_err(|e| LogError::io(&quarantine, e))?;
         q.write_all(&tail)
             .map_err(|e| LogError::io(&quarantine, e))?;
@@ -221,7 +270,8 @@ pub(crate) fn recover_tail(
         f.set_len(scan.valid_len)
             .map_err(|e| LogError::io(&seg.path, e))?;
         f.sync_all().map_err(|e| LogError::io(&seg.path, e))?;
-        report.dropped_bytes = scan.file_len - scan.valid_len;
+        report.dropped_bytes = tail.len() as u64;
+        scan.file_len = scan.valid_len;
         report.reason = scan.problem.clone();
         report.quarantined = Some(quarantine);
     }

@@ -44,30 +44,40 @@ impl LogStats {
             ));
         }
         let segments = segment::list_segments(dir)?;
-        let next = match segments.last() {
-            Some(last) => segment::scan(last)?.next_offset,
-            None => 0,
+        let (next, last_len) = match segments.last() {
+            Some(last) => {
+                let scan = segment::scan(last)?;
+                (scan.next_offset, scan.valid_len)
+            }
+            None => (0, 0),
         };
-        Self::from_segments(dir, &segments, next)
+        Self::from_segments(dir, &segments, next, last_len)
     }
 
-    pub(crate) fn collect(dir: &Path, next_offset: u64) -> Result<Self, LogError> {
-        Self::from_segments(dir, &segment::list_segments(dir)?, next_offset)
+    /// The stats of this process's log: `last_len` is the bytes of records in the segment
+    /// being written, whose file also holds the zeros written ahead of them.
+    pub(crate) fn collect(dir: &Path, next_offset: u64, last_len: u64) -> Result<Self, LogError> {
+        Self::from_segments(dir, &segment::list_segments(dir)?, next_offset, last_len)
     }
 
     fn from_segments(
         dir: &Path,
         segments: &[segment::SegmentFile],
         next_offset: u64,
+        last_len: u64,
     ) -> Result<Self, LogError> {
         // Retention may delete a segment between the listing and this look at it: such a
         // segment no longer counts, rather than failing the whole report.
         let mut kept = Vec::with_capacity(segments.len());
         let mut bytes = 0;
-        for s in segments {
+        for (i, s) in segments.iter().enumerate() {
             match std::fs::metadata(&s.path) {
                 Ok(m) => {
-                    bytes += m.len();
+                    bytes += if i + 1 == segments.len() {
+                        last_len
+                    } else {
+                        m.len()
+                    };
                     kept.push(s);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

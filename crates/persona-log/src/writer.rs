@@ -1,7 +1,6 @@
 //! The writing side of the log: one thread, group commit, durable acknowledgements.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 
+use crate::active::Active;
 use crate::config::LogConfig;
 use crate::consumer::Consumers;
 use crate::error::{AppendError, LogError};
@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub config: LogConfig,
     /// Offset after the last durable record. Readers in this process never pass it.
     pub committed: AtomicU64,
+    /// Bytes of records in the segment being written (its file also holds zeros ahead).
+    pub active_len: AtomicU64,
     /// Set once a write or sync fails (the first failure's reason); the log then refuses
     /// appends until reopened. Read on every append, hence not behind a lock.
     pub failure: OnceLock<String>,
@@ -113,26 +115,24 @@ impl EventLog {
             );
         }
 
-        let file = OpenOptions::new()
-            .append(true)
-            .open(&last.path)
+        let mut active = Active::open(&last.path, scan.valid_len, scan.file_len)
             .map_err(|e| LogError::io(&last.path, e))?;
         // A killed process may have written a group it never synced. Readers may read every
         // whole record found here, so those are synced first: a consumer that applied them
         // and saved its position would otherwise be ahead of the log after a power cut.
-        file.sync_data().map_err(|e| LogError::io(&last.path, e))?;
+        active.sync(0).map_err(|e| LogError::io(&last.path, e))?;
         let shared = Arc::new(Shared {
             consumers,
             dir,
             committed: AtomicU64::new(scan.next_offset),
+            active_len: AtomicU64::new(scan.valid_len),
             failure: OnceLock::new(),
             config,
         });
         let writer = Writer {
             shared: shared.clone(),
-            file,
+            active,
             segment_base: last.base,
-            segment_len: scan.valid_len,
             next_offset: scan.next_offset,
             buf: Vec::new(),
             observer,
@@ -264,7 +264,11 @@ impl EventLog {
 
     /// Sizes, offsets and consumer positions.
     pub fn stats(&self) -> Result<LogStats, LogError> {
-        LogStats::collect(&self.shared.dir, self.next_offset())
+        LogStats::collect(
+            &self.shared.dir,
+            self.next_offset(),
+            self.shared.active_len.load(Ordering::Acquire),
+        )
     }
 
     /// Deletes closed segments as the retention policy allows. Blocking file I/O.
@@ -292,9 +296,8 @@ impl Drop for EventLog {
 /// The writer thread's state: the active segment and the next offset to assign.
 struct Writer {
     shared: Arc<Shared>,
-    file: File,
+    active: Active,
     segment_base: u64,
-    segment_len: u64,
     next_offset: u64,
     buf: Vec<u8>,
     observer: Arc<dyn CommitObserver>,
@@ -330,7 +333,8 @@ impl Writer {
             return Err(why.clone());
         }
         // Never roll an empty segment: the new one would take the same name (its base).
-        if self.segment_len > 0 && self.segment_len >= self.shared.config.segment_bytes {
+        let roll_at = self.shared.config.segment_bytes;
+        if self.active.len() > 0 && self.active.len() >= roll_at {
             self.roll().map_err(|e| self.fail(e.to_string()))?;
         }
         self.buf.clear();
@@ -344,12 +348,12 @@ impl Writer {
             }
             ranges.push(start..offset);
         }
-        if let Err(e) = self.file.write_all(&self.buf) {
+        if let Err(e) = self.active.write(&self.buf, roll_at) {
             let undo = self.cut_off_group();
             return Err(self.fail(format!("write failed ({e}){undo}")));
         }
         let started = Instant::now();
-        if let Err(e) = self.file.sync_data() {
+        if let Err(e) = self.active.sync(self.buf.len()) {
             // The group's bytes are in the file, whole and with valid CRCs, but the senders
             // are told nothing was stored: left there, a restart would keep them and the
             // senders' retries would store them twice.
@@ -357,7 +361,9 @@ impl Writer {
             return Err(self.fail(format!("fdatasync failed ({e}){undo}")));
         }
         let sync = started.elapsed();
-        self.segment_len += self.buf.len() as u64;
+        self.shared
+            .active_len
+            .store(self.active.len(), Ordering::Release);
         let records = offset - self.next_offset;
         self.next_offset = offset;
         self.shared.committed.store(offset, Ordering::Release);
@@ -374,12 +380,8 @@ impl Writer {
     /// [`Writer::fail`]): a reader in this process may already have buffered bytes of the
     /// failed group, and reusing their offsets would let it return them. Returns what to add
     /// to the failure's reason.
-    fn cut_off_group(&self) -> String {
-        let cut = self
-            .file
-            .set_len(self.segment_len)
-            .and_then(|()| self.file.sync_all());
-        match cut {
+    fn cut_off_group(&mut self) -> String {
+        match self.active.cut_to_records() {
             Ok(()) => String::new(),
             Err(e) => format!(" and could not be undone ({e})"),
         }
@@ -387,17 +389,20 @@ impl Writer {
 
     /// Closes the active segment and starts a new one at the next offset.
     fn roll(&mut self) -> Result<(), LogError> {
+        // A closed segment holds only records: readers of closed segments read to the end.
+        if self.active.has_zeros_ahead() {
+            let closing = segment::segment_path(&self.shared.dir, self.segment_base);
+            self.active
+                .cut_to_records()
+                .map_err(|e| LogError::io(&closing, e))?;
+        }
         let path = segment::segment_path(&self.shared.dir, self.next_offset);
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| LogError::io(&path, e))?;
+        let active = Active::create(&path).map_err(|e| LogError::io(&path, e))?;
         segment::sync_dir(&self.shared.dir)?;
         tracing::debug!(segment = %path.display(), "rolled to a new log segment");
-        self.file = file;
+        self.active = active;
+        self.shared.active_len.store(0, Ordering::Release);
         self.segment_base = self.next_offset;
-        self.segment_len = 0;
         Ok(())
     }
 

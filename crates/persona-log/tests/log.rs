@@ -89,7 +89,9 @@ async fn a_torn_tail_is_cut_and_every_whole_record_kept() {
         }
     }
     let seg = dir.path().join(format!("{:020}.log", 0));
-    let len = std::fs::metadata(&seg).unwrap().len();
+    // The records end before the zeros the writer keeps ahead of them.
+    let len = persona_log::written_len(&seg).unwrap();
+    assert!(std::fs::metadata(&seg).unwrap().len() > len);
     // Cut the last record in half, as a crash in the middle of a write would.
     let last_len = (16 + payload(4).len()) as u64;
     let cut = len - last_len / 2;
@@ -128,7 +130,7 @@ async fn a_corrupted_tail_record_is_detected_by_its_crc() {
     }
     let seg = dir.path().join(format!("{:020}.log", 0));
     let mut bytes = std::fs::read(&seg).unwrap();
-    let n = bytes.len();
+    let n = persona_log::written_len(&seg).unwrap() as usize;
     bytes[n - 2] ^= 0xff;
     std::fs::write(&seg, bytes).unwrap();
     let (log, report) = EventLog::open(dir.path(), LogConfig::default(), Arc::new(())).unwrap();
@@ -410,4 +412,49 @@ async fn ten_records_read_up_to(dir: &std::path::Path, committed: u64) -> Vec<u6
         .iter()
         .map(|r| r.position)
         .collect()
+}
+
+#[tokio::test]
+async fn the_zeros_written_ahead_are_neither_records_nor_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let record_bytes: u64 = (0..6).map(|i| 16 + payload(i).len() as u64).sum();
+    {
+        let log = open(dir.path(), LogConfig::default());
+        log.append((0..6).map(payload).collect()).await.unwrap();
+        assert_eq!(log.stats().unwrap().bytes, record_bytes);
+    }
+    let seg = dir.path().join(format!("{:020}.log", 0));
+    assert!(std::fs::metadata(&seg).unwrap().len() > record_bytes);
+    assert_eq!(persona_log::written_len(&seg).unwrap(), record_bytes);
+    // Read from the files by another process, and reopened: nothing dropped, nothing added.
+    assert_eq!(LogStats::read(dir.path()).unwrap().bytes, record_bytes);
+    assert_eq!(LogStats::read(dir.path()).unwrap().records, 6);
+    let (log, report) = EventLog::open(dir.path(), LogConfig::default(), Arc::new(())).unwrap();
+    assert!(!report.dropped_anything(), "{report:?}");
+    assert_eq!(report.kept_records, 6);
+    assert_eq!(log.append(vec![payload(6)]).await.unwrap(), 6..7);
+    assert_eq!(read_all(&mut log.reader().unwrap()).len(), 7);
+}
+
+#[tokio::test]
+async fn a_torn_write_into_the_zeros_is_cut_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), LogConfig::default());
+        log.append((0..3).map(payload).collect()).await.unwrap();
+    }
+    let seg = dir.path().join(format!("{:020}.log", 0));
+    let end = persona_log::written_len(&seg).unwrap() as usize;
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Part of a group that never got synced: ten bytes, then the zeros as they were.
+    bytes[end..end + 10].fill(0xab);
+    std::fs::write(&seg, &bytes).unwrap();
+    let (log, report) = EventLog::open(dir.path(), LogConfig::default(), Arc::new(())).unwrap();
+    assert_eq!((report.kept_records, report.dropped_bytes), (3, 10));
+    let q = report.quarantined.expect("cut bytes are kept aside");
+    assert_eq!(std::fs::read(q).unwrap(), [0xab; 10]);
+    assert_eq!(log.append(vec![payload(3)]).await.unwrap(), 3..4);
+    let records = read_all(&mut log.reader().unwrap());
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[3].payload, payload(3));
 }

@@ -60,7 +60,7 @@ proptest! {
         segments.sort();
         let newest = segments.last().unwrap().clone();
         let base: usize = newest.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-        let len = std::fs::metadata(&newest).unwrap().len();
+        let len = persona_log::written_len(&newest).unwrap();
         let cut = (len as f64 * cut_fraction) as u64;
         OpenOptions::new().write(true).open(&newest).unwrap().set_len(cut).unwrap();
 

@@ -31,7 +31,7 @@ async fn start_recovers_a_torn_tail_and_reports_it() {
 
     // Cut the last record in half, as a crash mid-write would leave it.
     let segment = dir.path().join("log").join(format!("{:020}.log", 0));
-    let len = std::fs::metadata(&segment).unwrap().len();
+    let len = persona_log::written_len(&segment).unwrap();
     OpenOptions::new()
         .write(true)
         .open(&segment)
