@@ -395,6 +395,15 @@ mod tests {
                 "{bad:.60} was accepted"
             );
         }
+        // Checked by the skim itself: bytes that are not UTF-8, raw control characters.
+        for bad in [&b"{\"p\": {\"x\": \"\xff\"}}"[..], b"{\"p\": [\"a\x01b\"]}"] {
+            assert!(
+                Object::parse(bad).is_err(),
+                "{:?} was accepted",
+                String::from_utf8_lossy(bad)
+            );
+            assert!(serde_json::from_slice::<serde_json::Value>(bad).is_err());
+        }
         // The same shapes within range pass, as they would a full parse.
         for good in [
             r#"{"p": {"x": 1e300, "id": "1e5"}, "ok": true, "q": "a\"b\\"}"#.to_string(),

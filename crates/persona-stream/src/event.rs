@@ -108,31 +108,68 @@ impl Lenient<'_> {
     }
 }
 
-#[derive(Deserialize, Default)]
+/// Implements `Deserialize` for a struct of `Default` fields read from a JSON object by key:
+/// unknown keys are skipped, and the last of a repeated key wins, as in a full parse into a
+/// map. (serde's derive refuses a repeated field, and the collector stores nested objects as
+/// sent, so `{"revenue": 1, "revenue": 2}` would otherwise cost the event.)
+macro_rules! last_key_wins {
+    ($name:ident { $($key:literal => $field:ident),* $(,)? }) => {
+        impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[derive(Deserialize)]
+                #[serde(field_identifier)]
+                #[allow(non_camel_case_types)]
+                enum Key {
+                    $(#[serde(rename = $key)] $field,)*
+                    #[serde(other)]
+                    Other,
+                }
+                struct V<'a>(PhantomData<&'a ()>);
+                impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+                    type Value = $name<'a>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a JSON object")
+                    }
+                    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                        let mut out = $name::default();
+                        while let Some(key) = map.next_key::<Key>()? {
+                            match key {
+                                $(Key::$field => out.$field = map.next_value()?,)*
+                                Key::Other => {
+                                    map.next_value::<IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok(out)
+                    }
+                }
+                d.deserialize_map(V(PhantomData))
+            }
+        }
+    };
+}
+
+#[derive(Default)]
 pub(crate) struct Properties<'a> {
-    #[serde(borrow, default)]
     revenue: Lenient<'a>,
-    #[serde(borrow, default)]
     total: Lenient<'a>,
-    #[serde(borrow, default)]
     category: Lenient<'a>,
 }
+last_key_wins!(Properties { "revenue" => revenue, "total" => total, "category" => category });
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 pub(crate) struct Library<'a> {
-    #[serde(borrow, default)]
     name: Lenient<'a>,
 }
+last_key_wins!(Library { "name" => name });
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 pub(crate) struct Context<'a> {
-    #[serde(rename = "userAgent", borrow, default)]
     pub user_agent: Lenient<'a>,
-    #[serde(borrow, default)]
     pub ip: Lenient<'a>,
-    #[serde(borrow, default)]
     library: Option<Library<'a>>,
 }
+last_key_wins!(Context { "userAgent" => user_agent, "ip" => ip, "library" => library });
 
 /// The fields of a stored message the processor reads.
 #[derive(Deserialize)]
@@ -277,6 +314,22 @@ mod tests {
             ObservedKind::Track { purchase, .. } => assert_eq!(purchase, Some(12.5)),
             k => panic!("{k:?}"),
         }
+    }
+
+    #[test]
+    fn a_repeated_nested_key_keeps_its_last_value() {
+        // The collector stores nested objects as sent, repeated keys and all.
+        let raw = br#"{"type":"track","event":"Order Completed","userId":"u","timestamp":"2024-05-01T10:00:00.000Z",
+            "properties":{"revenue":1,"revenue":7.5,"revenue":"x","revenue":9},
+            "context":{"ip":"10.0.0.1","library":{"name":"a","name":"b"},"ip":"10.0.0.2"}}"#;
+        let e = Event::parse(raw).unwrap();
+        assert_eq!(e.ip(), Some("10.0.0.2"));
+        match e.observation(&ValidStreamConfig::default()).kind {
+            ObservedKind::Track { purchase, .. } => assert_eq!(purchase, Some(9.0)),
+            k => panic!("{k:?}"),
+        }
+        let library = e.msg.context.as_ref().and_then(|c| c.library.as_ref());
+        assert_eq!(library.and_then(|l| l.name.str()), Some("b"));
     }
 
     #[test]
