@@ -45,10 +45,19 @@ impl Normalized<'_> {
     pub fn to_bytes(&self) -> Vec<u8> {
         self.body.to_bytes()
     }
+}
 
+/// A normalised message as the log stores it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub kind: MessageType,
+    pub bytes: Vec<u8>,
+}
+
+impl Stored {
     /// The message as a JSON value, for a reader that wants to look into it.
     pub fn to_value(&self) -> Value {
-        serde_json::from_slice(&self.to_bytes()).expect("the collector writes valid JSON")
+        serde_json::from_slice(&self.bytes).expect("the collector writes valid JSON")
     }
 }
 
@@ -71,13 +80,13 @@ pub fn not_an_object(index: usize, kind: Kind) -> Vec<FieldError> {
 }
 
 /// [`normalize`] for a message already parsed into a [`Value`] (`persona import` reads
-/// its lines so).
+/// its lines so), straight to the bytes the log stores.
 pub fn normalize_value(
     msg: Value,
     kind: Option<MessageType>,
     index: usize,
     env: &Envelope,
-) -> Result<Normalized<'static>, Vec<FieldError>> {
+) -> Result<Stored, Vec<FieldError>> {
     if !msg.is_object() {
         let text = serde_json::value::to_raw_value(&msg).expect("JSON values serialise");
         return Err(not_an_object(index, shallow::kind(&text)));
@@ -85,9 +94,9 @@ pub fn normalize_value(
     let text = serde_json::to_vec(&msg).expect("JSON values serialise");
     let parsed = Object::parse(&text).expect("an object serialises as one");
     let n = normalize(parsed, kind, index, env)?;
-    Ok(Normalized {
+    Ok(Stored {
         kind: n.kind,
-        body: n.body.into_owned(),
+        bytes: n.to_bytes(),
     })
 }
 

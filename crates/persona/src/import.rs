@@ -149,7 +149,7 @@ async fn into_log(
                 .map_err(|errs| errs.iter().map(|e| reject_line(unit, n, e)).collect())
         });
         match normalized {
-            Ok(m) => pending.push(m.to_bytes()),
+            Ok(m) => pending.push(m.bytes),
             Err(problems) => {
                 summary.rejected += 1;
                 summary.problems.extend(problems);

@@ -170,7 +170,7 @@ fn nested_values_are_stored_as_sent() {
         "{stored}"
     );
     assert!(stored.contains(r#""userId":"7""#), "{stored}");
-    let v = n.to_value();
+    let v: serde_json::Value = serde_json::from_str(&stored).unwrap();
     assert_eq!(v["properties"]["note"], "café");
     assert_eq!(v["type"], "track");
 }

@@ -25,7 +25,7 @@ pub fn append(log_dir: &Path, messages: &[Value]) {
         .enumerate()
         .map(|(i, m)| {
             let n = normalize_value(m.clone(), None, i, &envelope).expect("valid test message");
-            n.to_bytes()
+            n.bytes
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -342,7 +342,7 @@ pub(super) async fn build_simulated_log(dir: &Path, customers: usize) -> anyhow:
         for (n, (_, line)) in chunk.iter().enumerate() {
             let m = normalize_value(serde_json::from_str(line)?, None, n, &envelope)
                 .map_err(|e| anyhow::anyhow!("simulated message rejected: {e:?}"))?;
-            payloads.push(m.to_bytes());
+            payloads.push(m.bytes);
         }
         log.append(payloads).await?;
     }
