@@ -294,16 +294,17 @@ fn merge_envelope(
         Some(c) => Object::of_raw(c.raw()).expect("checked to be an object"),
         None => Object::default(),
     };
-    let traits = context
-        .get("traits")
-        .filter(|t| want_traits && t.kind() == Kind::Object)
-        .map(|t| t.raw().to_owned());
     let before = context.len();
     for (k, v) in env.context.iter().flat_map(Object::iter) {
         if !context.contains_key(k) {
             context.insert(k.to_owned(), v.clone());
         }
     }
+    // From the merged context: the batch's `context.traits` counts too.
+    let traits = context
+        .get("traits")
+        .filter(|t| want_traits && t.kind() == Kind::Object)
+        .map(|t| t.raw().to_owned());
     if let Some(ip) = &env.client_ip
         && !context.contains_key("ip")
     {

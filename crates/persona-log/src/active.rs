@@ -28,6 +28,9 @@ pub(crate) struct Active {
     zeroed_to: u64,
     /// A chunk of zeros to write from, made on first use.
     zeros: Vec<u8>,
+    /// Writing zeros failed in this segment (a nearly full disk, say): groups are appended
+    /// as they come instead, and the log goes on until the disk is really full.
+    plain: bool,
 }
 
 impl Active {
@@ -49,6 +52,7 @@ impl Active {
             len,
             zeroed_to: file_len.max(len),
             zeros: Vec::new(),
+            plain: false,
         }
     }
 
@@ -62,8 +66,13 @@ impl Active {
     pub fn write(&mut self, group: &[u8], roll_at: u64) -> std::io::Result<()> {
         let end = self.len + group.len() as u64;
         let to = (end + AHEAD).min(roll_at.max(end));
-        if end > self.zeroed_to && to > end {
-            self.write_zeros(to)?;
+        if end > self.zeroed_to
+            && to > end
+            && !self.plain
+            && let Err(e) = self.write_zeros(to)
+        {
+            tracing::warn!(error = %e, "cannot write zeros ahead of the log's records; appending plainly in this segment");
+            self.plain = true;
         }
         self.file.write_all_at(group, self.len)
     }
@@ -74,6 +83,7 @@ impl Active {
         }
         while self.zeroed_to < to {
             let n = (to - self.zeroed_to).min(AHEAD) as usize;
+            // Past the records only: a partial write leaves zeros the group then covers.
             self.file.write_all_at(&self.zeros[..n], self.zeroed_to)?;
             self.zeroed_to += n as u64;
         }

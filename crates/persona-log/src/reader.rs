@@ -239,7 +239,7 @@ impl LogReader {
                 return Ok(None); // the record is not (completely) written yet
             }
             let header = record::parse_header(&h);
-            if h == [0; HEADER_LEN] || header.offset != offset {
+            if h == [0; HEADER_LEN] {
                 return Ok(None); // the zeros ahead of the records: not written yet
             }
             reader

@@ -223,11 +223,12 @@ pub(crate) fn recover_tail(
     committed: &BTreeMap<String, u64>,
 ) -> Result<(Scan, RecoveryReport), LogError> {
     let mut scan = scan(seg)?;
-    if scan.problem.is_some()
-        && let Some((consumer, offset)) = committed
-            .iter()
-            .filter(|(_, o)| **o > scan.next_offset)
-            .max_by_key(|(_, o)| **o)
+    // Checked whether or not the records end in zeros: a lost page of acknowledged records
+    // may read back as zeros too.
+    if let Some((consumer, offset)) = committed
+        .iter()
+        .filter(|(_, o)| **o > scan.next_offset)
+        .max_by_key(|(_, o)| **o)
     {
         return Err(LogError::Corrupt(format!(
             "{}: {} at byte {} (offset {}), but consumer {consumer:?} has already committed \
@@ -235,7 +236,7 @@ pub(crate) fn recover_tail(
              nothing was changed. Restore the segment from a backup, or move it aside to \
              start without its records",
             seg.path.display(),
-            scan.problem.as_deref().unwrap_or("a damaged record"),
+            scan.problem.as_deref().unwrap_or("the records end"),
             scan.valid_len,
             scan.next_offset,
         )));

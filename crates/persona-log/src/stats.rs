@@ -44,37 +44,43 @@ impl LogStats {
             ));
         }
         let segments = segment::list_segments(dir)?;
-        let (next, last_len) = match segments.last() {
+        let (next, active) = match segments.last() {
             Some(last) => {
                 let scan = segment::scan(last)?;
-                (scan.next_offset, scan.valid_len)
+                (scan.next_offset, (last.base, scan.valid_len))
             }
-            None => (0, 0),
+            None => (0, (0, 0)),
         };
-        Self::from_segments(dir, &segments, next, last_len)
+        Self::from_segments(dir, &segments, next, active)
     }
 
-    /// The stats of this process's log: `last_len` is the bytes of records in the segment
-    /// being written, whose file also holds the zeros written ahead of them.
-    pub(crate) fn collect(dir: &Path, next_offset: u64, last_len: u64) -> Result<Self, LogError> {
-        Self::from_segments(dir, &segment::list_segments(dir)?, next_offset, last_len)
+    /// The stats of this process's log: `active` is the base offset of the segment being
+    /// written and its bytes of records (its file also holds the zeros written ahead).
+    pub(crate) fn collect(
+        dir: &Path,
+        next_offset: u64,
+        active: (u64, u64),
+    ) -> Result<Self, LogError> {
+        Self::from_segments(dir, &segment::list_segments(dir)?, next_offset, active)
     }
 
     fn from_segments(
         dir: &Path,
         segments: &[segment::SegmentFile],
         next_offset: u64,
-        last_len: u64,
+        (active_base, active_len): (u64, u64),
     ) -> Result<Self, LogError> {
         // Retention may delete a segment between the listing and this look at it: such a
         // segment no longer counts, rather than failing the whole report.
         let mut kept = Vec::with_capacity(segments.len());
         let mut bytes = 0;
-        for (i, s) in segments.iter().enumerate() {
+        for s in segments {
             match std::fs::metadata(&s.path) {
                 Ok(m) => {
-                    bytes += if i + 1 == segments.len() {
-                        last_len
+                    // A closed segment holds only records. (A roll between the listing and
+                    // the look at the active segment leaves at most its zeros counted.)
+                    bytes += if s.base == active_base {
+                        active_len
                     } else {
                         m.len()
                     };

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,8 +45,10 @@ pub(crate) struct Shared {
     pub config: LogConfig,
     /// Offset after the last durable record. Readers in this process never pass it.
     pub committed: AtomicU64,
-    /// Bytes of records in the segment being written (its file also holds zeros ahead).
-    pub active_len: AtomicU64,
+    /// The segment being written: its base offset and its bytes of records (its file also
+    /// holds zeros ahead). One lock, so that a roll never pairs one segment's base with the
+    /// other's length.
+    pub active: Mutex<(u64, u64)>,
     /// Set once a write or sync fails (the first failure's reason); the log then refuses
     /// appends until reopened. Read on every append, hence not behind a lock.
     pub failure: OnceLock<String>,
@@ -125,7 +127,7 @@ impl EventLog {
             consumers,
             dir,
             committed: AtomicU64::new(scan.next_offset),
-            active_len: AtomicU64::new(scan.valid_len),
+            active: Mutex::new((last.base, scan.valid_len)),
             failure: OnceLock::new(),
             config,
         });
@@ -264,11 +266,8 @@ impl EventLog {
 
     /// Sizes, offsets and consumer positions.
     pub fn stats(&self) -> Result<LogStats, LogError> {
-        LogStats::collect(
-            &self.shared.dir,
-            self.next_offset(),
-            self.shared.active_len.load(Ordering::Acquire),
-        )
+        let active = *self.shared.active.lock().expect("not poisoned");
+        LogStats::collect(&self.shared.dir, self.next_offset(), active)
     }
 
     /// Deletes closed segments as the retention policy allows. Blocking file I/O.
@@ -361,9 +360,7 @@ impl Writer {
             return Err(self.fail(format!("fdatasync failed ({e}){undo}")));
         }
         let sync = started.elapsed();
-        self.shared
-            .active_len
-            .store(self.active.len(), Ordering::Release);
+        *self.shared.active.lock().expect("not poisoned") = (self.segment_base, self.active.len());
         let records = offset - self.next_offset;
         self.next_offset = offset;
         self.shared.committed.store(offset, Ordering::Release);
@@ -401,8 +398,8 @@ impl Writer {
         segment::sync_dir(&self.shared.dir)?;
         tracing::debug!(segment = %path.display(), "rolled to a new log segment");
         self.active = active;
-        self.shared.active_len.store(0, Ordering::Release);
         self.segment_base = self.next_offset;
+        *self.shared.active.lock().expect("not poisoned") = (self.segment_base, 0);
         Ok(())
     }
 

@@ -458,3 +458,20 @@ async fn a_torn_write_into_the_zeros_is_cut_without_them() {
     assert_eq!(records.len(), 4);
     assert_eq!(records[3].payload, payload(3));
 }
+
+#[tokio::test]
+async fn acknowledged_records_read_back_as_zeros_are_refused_not_taken_for_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let positions = ten_records_read_up_to(dir.path(), 8).await;
+    // A lost page of records that reads back as zeros, as the zeros ahead of them do.
+    let segment = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[positions[6] as usize..].fill(0);
+    std::fs::write(&segment, &bytes).unwrap();
+    let err = match EventLog::open(dir.path(), LogConfig::default(), Arc::new(())) {
+        Ok(_) => panic!("a log whose consumer is past its end opened"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, LogError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("offset 6"), "{err}");
+}

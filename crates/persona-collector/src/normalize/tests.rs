@@ -174,3 +174,15 @@ fn nested_values_are_stored_as_sent() {
     assert_eq!(v["properties"]["note"], "café");
     assert_eq!(v["type"], "track");
 }
+
+#[test]
+fn identify_traits_come_from_the_batch_context_too() {
+    let mut e = env();
+    e.context = Some(
+        Object::parse(br#"{"traits": {"plan": "team"}}"#)
+            .unwrap()
+            .into_owned(),
+    );
+    let n = normalize_value(json!({"userId": "u"}), Some(MessageType::Identify), 0, &e).unwrap();
+    assert_eq!(n.to_value()["traits"]["plan"], "team");
+}
