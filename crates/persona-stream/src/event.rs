@@ -111,7 +111,9 @@ impl Lenient<'_> {
 /// Implements `Deserialize` for a struct of `Default` fields read from a JSON object by key:
 /// unknown keys are skipped, and the last of a repeated key wins, as in a full parse into a
 /// map. (serde's derive refuses a repeated field, and the collector stores nested objects as
-/// sent, so `{"revenue": 1, "revenue": 2}` would otherwise cost the event.)
+/// sent, so `{"revenue": 1, "revenue": 2}` would otherwise cost the event.) Any other JSON
+/// value reads as the default, as [`Lenient`] does: `"library": "x"` in a context is odd,
+/// not a reason to drop the event.
 macro_rules! last_key_wins {
     ($name:ident { $($key:literal => $field:ident),* $(,)? }) => {
         impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
@@ -130,6 +132,28 @@ macro_rules! last_key_wins {
                     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                         f.write_str("a JSON object")
                     }
+                    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                        Ok($name::default())
+                    }
+                    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                        Ok($name::default())
+                    }
+                    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                        Ok($name::default())
+                    }
+                    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                        Ok($name::default())
+                    }
+                    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                        Ok($name::default())
+                    }
+                    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                        Ok($name::default())
+                    }
+                    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                        while seq.next_element::<IgnoredAny>()?.is_some() {}
+                        Ok($name::default())
+                    }
                     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                         let mut out = $name::default();
                         while let Some(key) = map.next_key::<Key>()? {
@@ -143,7 +167,7 @@ macro_rules! last_key_wins {
                         Ok(out)
                     }
                 }
-                d.deserialize_map(V(PhantomData))
+                d.deserialize_any(V(PhantomData))
             }
         }
     };
@@ -330,6 +354,18 @@ mod tests {
         }
         let library = e.msg.context.as_ref().and_then(|c| c.library.as_ref());
         assert_eq!(library.and_then(|l| l.name.str()), Some("b"));
+    }
+
+    #[test]
+    fn odd_nested_objects_read_as_empty_not_fatal() {
+        let raw = br#"{"type":"track","event":"Order Completed","userId":"u","timestamp":"2024-05-01T10:00:00.000Z",
+            "properties":{"revenue":3},"context":{"library":"analytics.js","ip":"10.0.0.3"}}"#;
+        let e = Event::parse(raw).unwrap();
+        assert_eq!(e.ip(), Some("10.0.0.3"));
+        let raw =
+            br#"{"type":"track","event":"x","userId":"u","timestamp":"2024-05-01T10:00:00.000Z",
+            "context":{"library":[1,{"name":"y"}]}}"#;
+        assert!(Event::parse(raw).is_ok());
     }
 
     #[test]
