@@ -87,13 +87,17 @@ pub fn normalize_value(
     index: usize,
     env: &Envelope,
 ) -> Result<Stored, Vec<FieldError>> {
-    if !msg.is_object() {
+    let Value::Object(map) = msg else {
         let text = serde_json::value::to_raw_value(&msg).expect("JSON values serialise");
         return Err(not_an_object(index, shallow::kind(&text)));
+    };
+    // Each field written out on its own: a parsed `Value` holds nothing a full parse would
+    // refuse, so its text needs no parse again.
+    let mut object = Object::default();
+    for (k, v) in map {
+        object.insert(k, Field::of(&v));
     }
-    let text = serde_json::to_vec(&msg).expect("JSON values serialise");
-    let parsed = Object::parse(&text).expect("an object serialises as one");
-    let n = normalize(parsed, kind, index, env)?;
+    let n = normalize(object, kind, index, env)?;
     Ok(Stored {
         kind: n.kind,
         bytes: n.to_bytes(),
