@@ -321,13 +321,13 @@ fn envelope(
     if kind.is_none() {
         // Batch-level fields apply to every message that lacks its own.
         if let Some(sent_at) = body.remove("sentAt") {
-            match (sent_at.kind(), sent_at.string()) {
-                (_, Some(s)) => {
+            match sent_at.text() {
+                Ok(s) => {
                     env.sent_at =
                         Some(parse_timestamp(&s).map_err(|r| invalid_field("sentAt", &r))?)
                 }
-                (Kind::Null, _) => {}
-                (other, None) => {
+                Err(Kind::Null) => {}
+                Err(other) => {
                     return Err(invalid_field(
                         "sentAt",
                         &format!("must be an ISO-8601 string, got {}", other.name()),

@@ -124,8 +124,8 @@ pub fn normalize<'a>(
                 errors.push(err("type", "is required in a batch item".into()));
                 None
             }
-            Some(v) => match v.string() {
-                Some(s) => MessageType::parse(&s).or_else(|| {
+            Some(v) => match v.text() {
+                Ok(s) => MessageType::parse(&s).or_else(|| {
                     errors.push(err(
                         "type",
                         format!(
@@ -134,11 +134,8 @@ pub fn normalize<'a>(
                     ));
                     None
                 }),
-                None => {
-                    errors.push(err(
-                        "type",
-                        format!("must be a string, got {}", v.kind().name()),
-                    ));
+                Err(k) => {
+                    errors.push(err("type", format!("must be a string, got {}", k.name())));
                     None
                 }
             },
@@ -164,10 +161,10 @@ pub fn normalize<'a>(
     if let Some(k) = kind {
         for field in k.required_fields() {
             if *field == "event" {
-                match body.get("event").map(|v| (v.kind(), v.string())) {
-                    Some((_, Some(s))) if !s.trim().is_empty() => {}
-                    Some((_, Some(_))) => errors.push(err("event", "must not be empty".into())),
-                    Some((k, None)) => {
+                match body.get("event").map(Field::text) {
+                    Some(Ok(s)) if !s.trim().is_empty() => {}
+                    Some(Ok(_)) => errors.push(err("event", "must not be empty".into())),
+                    Some(Err(k)) => {
                         errors.push(err("event", format!("must be a string, got {}", k.name())))
                     }
                     None => errors.push(err("event", "is required for track calls".into())),
@@ -201,13 +198,13 @@ pub fn normalize<'a>(
     let mut times = [None, None, None];
     for (slot, field) in times.iter_mut().zip(TIME_FIELDS) {
         let Some(v) = body.get(field) else { continue };
-        match (v.kind(), v.string()) {
-            (_, Some(s)) => match parse_timestamp(&s) {
+        match v.text() {
+            Ok(s) => match parse_timestamp(&s) {
                 Ok(t) => *slot = Some(t),
                 Err(reason) => errors.push(err(field, reason)),
             },
-            (Kind::Null, _) => {}
-            (k, None) => errors.push(err(
+            Err(Kind::Null) => {}
+            Err(k) => errors.push(err(
                 field,
                 format!("must be an ISO-8601 string, got {}", k.name()),
             )),
@@ -328,9 +325,9 @@ fn coerce_id(body: &mut Object<'_>, field: &str) -> Result<(), String> {
     let Some(v) = body.get(field) else {
         return Ok(());
     };
-    let (kind, len, blank) = match v.string() {
-        Some(s) => (Kind::String, s.len(), s.trim().is_empty()),
-        None => (v.kind(), 0, false),
+    let (kind, len, blank) = match v.text() {
+        Ok(s) => (Kind::String, s.len(), s.trim().is_empty()),
+        Err(k) => (k, 0, false),
     };
     match kind {
         Kind::Null => {

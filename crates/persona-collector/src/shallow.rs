@@ -54,19 +54,6 @@ pub fn kind(raw: &RawValue) -> Kind {
     }
 }
 
-/// The string a value holds, if it is one; borrowed unless it has escapes.
-pub fn string(raw: &RawValue) -> Option<Cow<'_, str>> {
-    if kind(raw) != Kind::String {
-        return None;
-    }
-    match serde_json::from_str::<&str>(raw.get()) {
-        Ok(s) => Some(Cow::Borrowed(s)),
-        Err(_) => serde_json::from_str::<String>(raw.get())
-            .ok()
-            .map(Cow::Owned),
-    }
-}
-
 /// One value of an [`Object`].
 #[derive(Debug, Clone)]
 pub enum Field<'a> {
@@ -96,8 +83,22 @@ impl<'a> Field<'a> {
         kind(self.raw())
     }
 
+    /// The string the field holds, borrowed unless it has escapes; or, when it holds
+    /// something else, the kind it holds.
+    pub fn text(&self) -> Result<Cow<'_, str>, Kind> {
+        let raw = self.raw().get();
+        match kind(self.raw()) {
+            Kind::String => Ok(match serde_json::from_str::<&str>(raw) {
+                Ok(s) => Cow::Borrowed(s),
+                Err(_) => Cow::Owned(serde_json::from_str(raw).expect("a parsed JSON string")),
+            }),
+            other => Err(other),
+        }
+    }
+
+    /// The string the field holds, if it holds one.
     pub fn string(&self) -> Option<Cow<'_, str>> {
-        string(self.raw())
+        self.text().ok()
     }
 
     /// A field holding `v` (a string, a number...).
@@ -149,9 +150,11 @@ impl<'a> Object<'a> {
         })
     }
 
-    /// [`Object::parse`] of a value known to be an object.
+    /// The object a value of an already parsed object holds (`None` when it holds another
+    /// kind). Its text was checked with the whole (see [`Object::parse`]), or made by the
+    /// collector, so it is only skimmed.
     pub fn of_raw(raw: &'a RawValue) -> Option<Object<'a>> {
-        Object::parse(raw.get().as_bytes()).ok()
+        serde_json::from_str(raw.get()).ok()
     }
 
     pub fn get(&self, key: &str) -> Option<&Field<'a>> {

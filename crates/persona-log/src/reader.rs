@@ -238,10 +238,10 @@ impl LogReader {
             if reader.read_exact(&mut h).is_err() {
                 return Ok(None); // the record is not (completely) written yet
             }
-            let header = record::parse_header(&h);
             if h == [0; HEADER_LEN] {
                 return Ok(None); // the zeros ahead of the records: not written yet
             }
+            let header = record::parse_header(&h);
             reader
                 .seek_relative(header.len as i64)
                 .map_err(|e| LogError::io(&seg.path, e))?;
