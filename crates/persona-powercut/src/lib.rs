@@ -66,8 +66,14 @@ impl PowerCut {
     }
 
     fn unmount(&mut self) -> io::Result<()> {
-        match self.session.take() {
-            Some(session) => session.umount_and_join(),
+        match self.session.take().map(|s| s.umount_and_join()) {
+            // The kernel aborts the connection, instead of closing it, when requests of a
+            // killed program are still in flight as it unmounts (seen once in about ten
+            // runs of the power-loss test). For this file system that is the power going,
+            // which is what it models: each request is applied whole under the disk's lock
+            // or not at all, so the disk holds nothing half done.
+            Some(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => Ok(()),
+            Some(result) => result,
             None => Ok(()),
         }
     }
