@@ -75,10 +75,39 @@ pub struct LogReader {
 }
 
 struct Cursor {
-    reader: BufReader<File>,
+    reader: BufReader<Written>,
     /// Byte position of `LogReader::next` in the file.
     pos: u64,
+    /// The segment's first offset.
+    base: u64,
     path: PathBuf,
+}
+
+/// A segment file read no further than `end`. A live reader's `end` is what the writer has
+/// written and synced of the active segment, so its buffer never takes in the zeros the
+/// writer keeps ahead of its records, and each refill reads only new records instead of a
+/// buffer's worth of zeros. Other readers read to the end of the file.
+struct Written {
+    file: File,
+    /// Byte position of the file's cursor.
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Written {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = self.end.saturating_sub(self.pos).min(buf.len() as u64) as usize;
+        let n = self.file.read(&mut buf[..room])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Written {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
 }
 
 impl LogReader {
@@ -142,8 +171,8 @@ impl LogReader {
     pub fn read_batch(&mut self, max_records: usize) -> Result<Vec<Record>, LogError> {
         let limit = self.live.as_ref().map_or(u64::MAX, |s| s.committed());
         let mut out = Vec::new();
-        // Whether the record at `self.next` was read again from the file already.
-        let mut reread = false;
+        // Whether the live reader has looked for more of the segment at `self.next` already.
+        let mut refreshed = false;
         while out.len() < max_records && self.next < limit {
             if self.cursor.is_none() {
                 match self.open_cursor()? {
@@ -162,27 +191,32 @@ impl LogReader {
                         payload: std::mem::take(&mut self.payload),
                     });
                     self.next += 1;
-                    reread = false;
+                    refreshed = false;
                 }
                 Err(ReadStop::Io(e)) => return Err(LogError::io(&cursor.path, e)),
                 Err(stop) => {
-                    // The end of this segment, or of what has been written so far. If the
-                    // next segment starts here, continue there; otherwise we are at the end.
-                    let path = cursor.path.clone();
-                    let pos = cursor.pos;
+                    // The end of what this reader may read of the segment. A live reader
+                    // first learns how much more the writer has written to it since.
+                    let (path, pos, base) = (cursor.path.clone(), cursor.pos, cursor.base);
+                    if self.live.is_some() && !refreshed {
+                        refreshed = true;
+                        let end = self.readable_end(base);
+                        let c = self.cursor.as_mut().expect("still open");
+                        if end > c.reader.get_ref().end {
+                            c.reader.get_mut().end = end;
+                            // Back to the record's start, in case the stop consumed part of
+                            // it (an end never falls inside a record, so this is cheap).
+                            c.reader
+                                .seek(SeekFrom::Start(pos))
+                                .map_err(|e| LogError::io(&path, e))?;
+                            continue;
+                        }
+                    }
+                    // If the next segment starts here, continue there; otherwise we are
+                    // at the end.
                     let next_segment = self.segment_starting_at(self.next)?;
                     if next_segment.is_some_and(|s| s.path != path) {
                         self.cursor = None;
-                        continue;
-                    }
-                    // The buffer may hold the zeros that were ahead of the records when it
-                    // was filled, since overwritten: read the file itself once more.
-                    if self.live.is_some() && !reread {
-                        reread = true;
-                        let c = self.cursor.as_mut().expect("still open");
-                        c.reader
-                            .seek(SeekFrom::Start(pos))
-                            .map_err(|e| LogError::io(&path, e))?;
                         continue;
                     }
                     // Everything before `limit` was written and synced before it was
@@ -211,6 +245,19 @@ impl LogReader {
         Ok(out)
     }
 
+    /// How far a reader may read the segment starting at `base`: for a live reader, the
+    /// records written to it when it is the active segment; otherwise the whole file.
+    fn readable_end(&self, base: u64) -> u64 {
+        match &self.live {
+            Some(shared) => match *shared.active.lock().expect("not poisoned") {
+                (active, len) if active == base => len,
+                // Closed: cut back to its records when it was closed.
+                _ => u64::MAX,
+            },
+            None => u64::MAX,
+        }
+    }
+
     fn segment_starting_at(&self, offset: u64) -> Result<Option<SegmentFile>, LogError> {
         Ok(segment::list_segments(&self.dir)?
             .into_iter()
@@ -230,6 +277,11 @@ impl LogReader {
             };
         };
         let file = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
+        let file = Written {
+            file,
+            pos: 0,
+            end: self.readable_end(seg.base),
+        };
         let mut reader = BufReader::with_capacity(256 << 10, file);
         let mut pos = 0u64;
         let mut offset = seg.base;
@@ -251,6 +303,7 @@ impl LogReader {
         Ok(Some(Cursor {
             reader,
             pos,
+            base: seg.base,
             path: seg.path.clone(),
         }))
     }

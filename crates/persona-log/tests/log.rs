@@ -192,6 +192,43 @@ async fn a_live_reader_sees_new_records_after_catching_up() {
     assert_eq!(reader.read_batch(10).unwrap()[0].payload, payload(3));
 }
 
+/// A live reader following the writer as it goes (as the stream stage does) reads each
+/// record once and in order, whether a read ends inside a segment, at the end of what was
+/// written so far, or where the writer rolled to a new segment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_reader_following_the_writer_reads_every_record_once_across_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes: 2000,
+        ..Default::default()
+    };
+    let log = Arc::new(open(dir.path(), config));
+    let mut reader = log.reader().unwrap();
+    let follower = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while seen.len() < 600 {
+            let batch = reader.read_batch(7).unwrap();
+            if batch.is_empty() {
+                std::thread::yield_now();
+            }
+            seen.extend(batch.into_iter().map(|r| (r.offset, r.payload)));
+        }
+        seen
+    });
+    let mut n = 0;
+    while n < 600 {
+        let group: Vec<_> = (n..(n + 1 + n % 5).min(600)).map(payload).collect();
+        n += group.len();
+        log.append(group).await.unwrap();
+    }
+    let seen = follower.join().unwrap();
+    assert!(log.stats().unwrap().segments > 10);
+    assert_eq!(seen.len(), 600);
+    for (i, (offset, p)) in seen.iter().enumerate() {
+        assert_eq!((*offset, p), (i as u64, &payload(i)));
+    }
+}
+
 #[tokio::test]
 async fn retention_never_deletes_what_a_consumer_has_not_committed() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,10 +23,22 @@ impl<'a> IdentityKey<'a> {
 
     /// The key under which the identity is stored: a one-letter namespace and the id.
     pub fn storage_key(&self) -> String {
-        match self {
-            IdentityKey::User(id) => format!("u:{id}"),
-            IdentityKey::Anonymous(id) => format!("a:{id}"),
-        }
+        let mut key = String::new();
+        self.write_storage_key(&mut key);
+        key
+    }
+
+    /// Writes [`IdentityKey::storage_key`] into `out` in place of what it held, so that a
+    /// caller looking up many keys reuses one buffer.
+    pub fn write_storage_key(&self, out: &mut String) {
+        let (namespace, id) = match self {
+            IdentityKey::User(id) => ("u:", id),
+            IdentityKey::Anonymous(id) => ("a:", id),
+        };
+        out.clear();
+        out.reserve(namespace.len() + id.len());
+        out.push_str(namespace);
+        out.push_str(id);
     }
 
     pub fn id(&self) -> &'a str {

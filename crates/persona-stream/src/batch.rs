@@ -30,6 +30,8 @@ pub(crate) struct Cache {
     /// Identity links made in the current batch.
     links: HashMap<String, ProfileId>,
     changes: ChangeSet,
+    /// The storage key being looked up, kept to reuse its allocation.
+    key: String,
 }
 
 impl Cache {
@@ -43,6 +45,7 @@ impl Cache {
             dirty: Vec::new(),
             links: HashMap::new(),
             changes: ChangeSet::default(),
+            key: String::new(),
         }
     }
 
@@ -131,16 +134,17 @@ impl<'s> Batch<'s> {
     }
 
     fn resolve(&mut self, key: &IdentityKey<'_>) -> Result<Option<ProfileId>, StoreError> {
-        let storage_key = key.storage_key();
-        if let Some(id) = self.cache.links.get(&storage_key) {
+        key.write_storage_key(&mut self.cache.key);
+        let storage_key = self.cache.key.as_str();
+        if let Some(id) = self.cache.links.get(storage_key) {
             return Ok(Some(*id));
         }
-        if let Some(id) = self.cache.identities.get(&storage_key) {
+        if let Some(id) = self.cache.identities.get(storage_key) {
             return Ok(Some(*id));
         }
         let found = self.store.resolve(key)?;
         if let Some(id) = found {
-            self.cache.identities.insert(storage_key, id);
+            self.cache.identities.insert(self.cache.key.clone(), id);
         }
         Ok(found)
     }
