@@ -45,20 +45,37 @@ impl ThreadStat {
 }
 
 /// Every thread of process `pid` now; empty where `/proc` cannot be read.
+///
+/// Linux ends a listing of `/proc/<pid>/task` early when the thread it has reached exits
+/// meanwhile, so one pass can miss live threads whenever others are exiting. Passes are
+/// repeated, keeping every thread seen, until two in a row list the same threads: a cut-short
+/// pass would have to be cut at the same place twice.
 #[cfg(target_os = "linux")]
 pub fn threads(pid: u32) -> Vec<ThreadStat> {
-    // SAFETY: sysconf reads its integer argument and nothing else.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-            ThreadStat::parse(&stat, ticks)
-        })
-        .collect()
+    const MAX_PASSES: usize = 8;
+    let dir = format!("/proc/{pid}/task");
+    let mut seen: Vec<ThreadStat> = Vec::new();
+    let mut previous: Option<Vec<u32>> = None;
+    for _ in 0..MAX_PASSES {
+        let Ok(tasks) = std::fs::read_dir(&dir) else {
+            break;
+        };
+        let mut listed: Vec<u32> = tasks
+            .flatten()
+            .filter_map(|task| task.file_name().to_str()?.parse().ok())
+            .collect();
+        listed.sort_unstable();
+        for &tid in &listed {
+            if seen.iter().all(|t| t.tid != tid) {
+                seen.extend(read_stat(pid, tid));
+            }
+        }
+        if previous.as_ref() == Some(&listed) {
+            break;
+        }
+        previous = Some(listed);
+    }
+    seen
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -66,11 +83,23 @@ pub fn threads(_pid: u32) -> Vec<ThreadStat> {
     Vec::new()
 }
 
-/// Thread `tid` of this process now.
+/// Thread `tid` of this process now, read directly rather than found in a listing.
+#[cfg(target_os = "linux")]
 pub fn thread(tid: u32) -> Option<ThreadStat> {
-    threads(std::process::id())
-        .into_iter()
-        .find(|t| t.tid == tid)
+    read_stat(std::process::id(), tid)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn thread(_tid: u32) -> Option<ThreadStat> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn read_stat(pid: u32, tid: u32) -> Option<ThreadStat> {
+    // SAFETY: sysconf reads its integer argument and nothing else.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    ThreadStat::parse(&stat, ticks)
 }
 
 /// Sets the nice value of thread `tid` of this process (0: the calling thread); false where
@@ -112,6 +141,43 @@ mod tests {
         );
         assert_eq!(ThreadStat::parse("4242 (cut", 100.0), None);
         assert_eq!(ThreadStat::parse("4242 (short) S 1 2", 100.0), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_listing_finds_a_live_thread_while_older_ones_exit() {
+        use std::time::{Duration, Instant};
+        let mut misses = 0;
+        for _ in 0..150 {
+            // Threads that exit one after another while a younger one is looked for: the
+            // listing reaches the young thread only by passing the exiting ones.
+            let exiting: Vec<_> = (0..64u64)
+                .map(|i| {
+                    std::thread::spawn(move || {
+                        let until = Instant::now() + Duration::from_micros(20 * i);
+                        while Instant::now() < until {
+                            std::hint::spin_loop();
+                        }
+                    })
+                })
+                .collect();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+            let young = std::thread::spawn(move || {
+                tx.send(current_thread_id()).unwrap();
+                let _ = stop_rx.recv();
+            });
+            let tid = rx.recv().unwrap();
+            while !exiting.iter().all(|t| t.is_finished()) {
+                if threads(std::process::id()).iter().all(|t| t.tid != tid) {
+                    misses += 1;
+                }
+            }
+            exiting.into_iter().for_each(|t| t.join().unwrap());
+            drop(stop_tx);
+            young.join().unwrap();
+        }
+        assert_eq!(misses, 0, "listings that missed a live thread");
     }
 
     #[cfg(target_os = "linux")]
