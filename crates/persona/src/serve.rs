@@ -208,17 +208,25 @@ const RFM_FIRST_FIT_RETRY: Duration = Duration::from_secs(60);
 
 /// Fits the RFM edges again every `every`, and soon after start when there are none.
 async fn rfm_loop(store: Arc<dyn ProfileStore>, registry: Arc<SegmentRegistry>, every: Duration) {
+    // Until the next scheduled fit; None when one is due now.
+    let until_due = |registry: &SegmentRegistry| {
+        let fit = registry.rfm()?;
+        let age = (chrono::Utc::now() - fit.fitted_at)
+            .to_std()
+            .unwrap_or_default();
+        Some(every.saturating_sub(age)).filter(|wait| !wait.is_zero())
+    };
     loop {
         let wait = match registry.rfm() {
             None => RFM_FIRST_FIT_RETRY,
-            Some(fit) => {
-                let age = (chrono::Utc::now() - fit.fitted_at)
-                    .to_std()
-                    .unwrap_or_default();
-                every.saturating_sub(age)
-            }
+            Some(_) => until_due(&registry).unwrap_or_default(),
         };
         tokio::time::sleep(wait).await;
+        // A fit asked for through the API while this one slept moves the schedule: it is
+        // not replaced by one made moments later.
+        if until_due(&registry).is_some() {
+            continue;
+        }
         let (store, registry) = (store.clone(), registry.clone());
         let fitted = tokio::task::spawn_blocking(move || {
             persona_api::refit_rfm(&*store, &registry, chrono::Utc::now())
