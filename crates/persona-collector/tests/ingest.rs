@@ -19,6 +19,7 @@ const KEY: &str = "test-write-key";
 struct Harness {
     _dir: tempfile::TempDir,
     log: Arc<EventLog>,
+    state: CollectorState,
     /// What `persona serve` answers with: the router behind a [`Front`].
     app: Front,
     /// The router alone.
@@ -54,7 +55,8 @@ fn harness_full(log_config: LogConfig, collector: CollectorConfig) -> Harness {
     Harness {
         _dir: dir,
         log,
-        app: Front::new(state, router.clone()),
+        app: Front::new(state.clone(), router.clone()),
+        state,
         router,
     }
 }
@@ -683,8 +685,15 @@ async fn bodies_past_the_in_flight_budget_get_503_until_one_is_answered() {
             h.send(req).await
         })
     };
-    // Give the slow request time to take its share.
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Wait until the slow request holds its share.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while h.state.inflight.available_permits() == 40 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow body took no share"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
     let track = |id: &str, declare_length: bool| {
         let body = json!({"userId": "u", "event": "x", "messageId": id}).to_string();
         let req = post("/v1/track", ());

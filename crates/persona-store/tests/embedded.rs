@@ -103,7 +103,7 @@ fn the_durable_offset_follows_the_background_sync() {
         })
         .unwrap();
     assert_eq!(store.offset("processor").unwrap(), Some(10));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while store.durable_offset("processor").unwrap() != Some(10) {
         assert!(std::time::Instant::now() < deadline, "never synced");
         std::thread::sleep(std::time::Duration::from_millis(50));

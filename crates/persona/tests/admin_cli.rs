@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Http, KEY, Server, run};
+use common::{Http, KEY, Server, poll_blocking, run};
 use serde_json::{Value, json};
 
 /// Runs an admin command against `url`, reading the token from `data_dir` as a user on the
@@ -24,15 +24,12 @@ fn admin(url: &str, data_dir: &Path, args: &[&str]) -> (bool, Value, String) {
 
 /// Polls `get` (a command printing a segment or model) until `done` holds for its answer.
 fn until(url: &str, dir: &Path, get: &[&str], done: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..300 {
+    let what = format!("{get:?} to reach the state waited for");
+    poll_blocking(&what, Duration::from_millis(50), || {
         let (ok, answer, err) = admin(url, dir, get);
         assert!(ok, "{get:?}: {err}");
-        if done(&answer) {
-            return answer;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{get:?} never reached the state waited for");
+        done(&answer).then_some(answer)
+    })
 }
 
 fn member_ids(page: &Value) -> Vec<&str> {

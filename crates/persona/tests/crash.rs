@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::acked::{assert_logged_once, spawn_senders};
+use common::acked::{assert_logged_once, spawn_senders, until_acked};
 use common::{Http, KEY, Server};
 use serde_json::json;
 
@@ -25,6 +25,7 @@ async fn acknowledged_events_survive_sigkill_exactly_once() {
         let before = acked.lock().unwrap().len();
         let clients = spawn_senders(&url, &http, &format!("r{round}"), CLIENTS, &acked);
         tokio::time::sleep(Duration::from_millis(600)).await;
+        until_acked(&acked, before, 100).await;
         server.kill9();
         for c in clients {
             c.await.unwrap();
@@ -97,7 +98,10 @@ async fn profiles_count_every_acknowledged_event_once_across_sigkill() {
             }));
         }
         if round < ROUNDS {
+            let before = acked.lock().unwrap().len();
             tokio::time::sleep(Duration::from_millis(500)).await;
+            // With 4 rounds of more than 250, the 1,000 the end asks for are there.
+            until_acked(&acked, before, 250).await;
             server.kill9();
         }
         for c in clients {

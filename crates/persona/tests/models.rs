@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN, Http, KEY, Server};
+use common::{ADMIN, Http, KEY, Server, poll};
 use serde_json::{Value, json};
 
 /// Three kinds of customer: (prefix, purchases each, revenue per purchase).
@@ -29,33 +29,29 @@ async fn buy(http: &Http, url: &str, user: &str, purchases: u32, revenue: u32, t
 
 /// The model once training has ended.
 async fn trained(http: &Http, url: &str, id: &Value) -> Value {
-    for _ in 0..600 {
+    let what = format!("model {id} to finish training");
+    poll(&what, Duration::from_millis(50), || async move {
         let (status, model) = http
             .get(&format!("{url}/v1/models/{id}"), Some(ADMIN))
             .await
             .unwrap();
         assert_eq!(status, 200, "{model}");
-        if model["status"] != "training" {
-            return model;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("model {id} did not finish training");
+        (model["status"] != "training").then_some(model)
+    })
+    .await
 }
 
 /// The profile of `user` once its cluster comes from model `model_id`.
 async fn clustered(http: &Http, url: &str, user: &str, model_id: &Value) -> Value {
-    for _ in 0..250 {
+    let what = format!("{user} to be placed by model {model_id}");
+    poll(&what, Duration::from_millis(20), || async move {
         let (_, p) = http
             .get(&format!("{url}/v1/profiles/{user}"), Some(ADMIN))
             .await
             .unwrap();
-        if p["cluster"]["model_id"] == *model_id {
-            return p;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{user} was not placed by model {model_id}");
+        (p["cluster"]["model_id"] == *model_id).then_some(p)
+    })
+    .await
 }
 
 async fn history(http: &Http, url: &str, user: &str) -> Vec<Value> {

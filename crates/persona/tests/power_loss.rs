@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::acked::{assert_logged_once, spawn_senders};
+use common::acked::{assert_logged_once, spawn_senders, until_acked};
 use common::{ADMIN, Http, Server, log_stats, logged};
 use persona_powercut::PowerCut;
 use serde_json::json;
@@ -40,6 +40,7 @@ async fn acknowledged_events_survive_power_loss_exactly_once() {
         let before = acked.lock().unwrap().len();
         let senders = spawn_senders(&server.url(), &http, &format!("r{round}"), CLIENTS, &acked);
         tokio::time::sleep(Duration::from_millis(800)).await;
+        until_acked(&acked, before, 100).await;
         // An admin write answered 201 is as durable as an event answered 200, even when the
         // power goes right after the answer.
         let (status, body) = http

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN, Http, KEY, Server};
+use common::{ADMIN, Http, KEY, Server, poll};
 use serde_json::{Value, json};
 
 async fn purchase(http: &Http, url: &str, user: &str, n: u32) {
@@ -24,17 +24,31 @@ async fn purchase(http: &Http, url: &str, user: &str, n: u32) {
 
 /// The segment once its member count reaches `want` (the back-fill runs in the background).
 async fn members_reach(http: &Http, url: &str, id: &Value, want: u64) -> Value {
-    for _ in 0..250 {
+    let what = format!("segment {id} to reach {want} members");
+    poll(&what, Duration::from_millis(20), || async move {
         let (_, seg) = http
             .get(&format!("{url}/v1/segments/{id}"), Some(ADMIN))
             .await
             .unwrap();
-        if seg["members"] == want {
-            return seg;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("segment {id} did not reach {want} members");
+        (seg["members"] == want).then_some(seg)
+    })
+    .await
+}
+
+/// The segment once its back-fill over the stored profiles has finished.
+async fn backfilled(http: &Http, url: &str, id: &Value) -> Value {
+    poll(
+        &format!("segment {id}'s back-fill"),
+        Duration::from_millis(20),
+        || async move {
+            let (_, seg) = http
+                .get(&format!("{url}/v1/segments/{id}"), Some(ADMIN))
+                .await
+                .unwrap();
+            (seg["backfill"]["state"] == "done").then_some(seg)
+        },
+    )
+    .await
 }
 
 fn users(page: &Value) -> Vec<&str> {
@@ -228,8 +242,21 @@ async fn time_alone_moves_a_customer_out_of_a_recency_segment() {
         &[],
     );
     let (url, http) = (server.url(), Http::default());
-    // A purchase 30 days ago less 3 seconds: 29 whole days now, 30 in 3 seconds.
-    let at = chrono::Utc::now() - chrono::Duration::days(30) + chrono::Duration::seconds(3);
+    // The segment first, so that the purchase joins it as it is applied, with no back-fill
+    // to wait for.
+    let (status, recent) = http
+        .admin(
+            "POST",
+            &format!("{url}/v1/segments"),
+            Some(&json!({"name": "bought this month", "rule": "computed.recency_days <= 29"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{recent}");
+    assert_eq!(recent["time_relative"], true);
+    // A purchase 30 days ago less 10 seconds: 29 whole days now, 30 in 10 seconds. The margin
+    // is the time the test has to see the customer join.
+    let at = chrono::Utc::now() - chrono::Duration::days(30) + chrono::Duration::seconds(10);
     let (status, _) = http
         .post(
             &url,
@@ -242,31 +269,9 @@ async fn time_alone_moves_a_customer_out_of_a_recency_segment() {
         .unwrap();
     assert_eq!(status, 200);
     http.wait_processed(&url).await;
-    let (status, recent) = http
-        .admin(
-            "POST",
-            &format!("{url}/v1/segments"),
-            Some(&json!({"name": "bought this month", "rule": "computed.recency_days <= 29"})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 201, "{recent}");
-    assert_eq!(recent["time_relative"], true);
     members_reach(&http, &url, &recent["id"], 1).await;
     // No event arrives; the sweep notices the day has turned.
-    let mut left = false;
-    for _ in 0..100 {
-        let (_, seg) = http
-            .get(&format!("{url}/v1/segments/{}", recent["id"]), Some(ADMIN))
-            .await
-            .unwrap();
-        if seg["members"] == 0 {
-            left = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(left, "the customer is still a member after 10 s");
+    members_reach(&http, &url, &recent["id"], 0).await;
     let (_, h) = http
         .get(&format!("{url}/v1/profiles/u1/history"), Some(ADMIN))
         .await
@@ -362,21 +367,9 @@ async fn live_membership_equals_a_batch_filter_over_the_stored_profiles() {
     for (name, rule) in &rules[2..] {
         ids.push(create(name, rule).await);
     }
-    // Let the back-fill finish: member counts stop moving.
     let mut live = Vec::new();
     for id in &ids {
-        let mut last = None;
-        for _ in 0..100 {
-            let (_, seg) = http
-                .get(&format!("{url}/v1/segments/{id}"), Some(ADMIN))
-                .await
-                .unwrap();
-            if last == Some(seg["members"].clone()) {
-                break;
-            }
-            last = Some(seg["members"].clone());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        backfilled(&http, &url, id).await;
         let mut members = all_members(&http, &url, id).await;
         members.sort();
         live.push(members);
@@ -569,19 +562,7 @@ async fn the_guard_warns_of_tiny_and_overlapping_segments_and_the_backfill_repor
     // near-duplicate.
     assert!(warned("half").is_empty(), "{:?}", warned("half"));
     for id in &ids {
-        let mut state = Value::Null;
-        for _ in 0..250 {
-            let (_, s) = http
-                .get(&format!("{segments}/{id}"), Some(ADMIN))
-                .await
-                .unwrap();
-            state = s["backfill"].clone();
-            if state["state"] == "done" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(state["state"], "done", "{id}: {state}");
+        backfilled(&http, &url, id).await;
     }
     members_reach(&http, &url, &ids[0], 301).await;
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use super::{Http, KEY, logged};
+use super::{Http, KEY, logged, poll};
 
 /// Starts `clients` senders that post events to `url` until it stops answering: single calls
 /// and batches of up to 20, each message with a messageId starting with `tag`. The ids of
@@ -50,6 +50,17 @@ pub fn spawn_senders(
 
 /// Asserts that the log under `data_dir` holds every id in `acked` exactly once. Records
 /// may exceed acknowledgements (written, then killed before the answer), never the reverse.
+/// Waits until more than `floor` ids have been acknowledged since `before` of them were, so
+/// that a kill lands mid-stream with enough acknowledged for the test to prove something,
+/// however slowly the server under test runs.
+pub async fn until_acked(acked: &Mutex<Vec<String>>, before: usize, floor: usize) {
+    let what = format!("{floor} acknowledged events");
+    poll(&what, std::time::Duration::from_millis(10), || async move {
+        (acked.lock().unwrap().len() - before > floor).then_some(())
+    })
+    .await
+}
+
 pub fn assert_logged_once(data_dir: &Path, acked: &[String]) {
     let mut counts: HashMap<String, usize> = HashMap::new();
     for m in logged(data_dir) {

@@ -3,12 +3,13 @@
 
 pub mod acked;
 
+use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use bytes::Bytes;
@@ -230,14 +231,55 @@ impl Http {
 
     /// Waits until the processor has applied every record in the log.
     pub async fn wait_processed(&self, base: &str) {
-        for _ in 0..600 {
-            let (_, ready) = self.get(&format!("{base}/readyz"), None).await.unwrap();
-            if ready["processor"]["lag_records"] == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        poll(
+            "the processor to catch up",
+            Duration::from_millis(20),
+            || async move {
+                let (_, ready) = self.get(&format!("{base}/readyz"), None).await.unwrap();
+                (ready["processor"]["lag_records"] == 0).then_some(())
+            },
+        )
+        .await
+    }
+}
+
+/// How long a test waits for the server's background work (the processor, back-fills,
+/// training) before it fails. Generous, because what is waited for is a debug build on a
+/// loaded two-core machine; a test that is merely slow must not read as a broken feature.
+pub const PATIENCE: Duration = Duration::from_secs(90);
+
+/// Calls `probe` every `every` until it gives `Some`, and returns that; panics naming `what`
+/// once [`PATIENCE`] has passed.
+pub async fn poll<T, F, Fut>(what: &str, every: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(done) = probe().await {
+            return done;
         }
-        panic!("the processor did not catch up within 12 s");
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what} after {PATIENCE:?}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// The blocking form of [`poll`], for tests that run commands rather than a runtime.
+pub fn poll_blocking<T>(what: &str, every: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(done) = probe() {
+            return done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what} after {PATIENCE:?}"
+        );
+        std::thread::sleep(every);
     }
 }
 
