@@ -45,7 +45,12 @@ pub struct Generated {
 /// One simulated customer and what they did.
 pub struct Customer {
     pub user_id: String,
+    /// The web browser's anonymous id.
     pub anonymous_id: String,
+    /// The phone app's own anonymous id, a second device: `None` for a customer who never
+    /// opened the app. Before sign-up the two histories are separate anonymous profiles;
+    /// the first app message after it carries the user id too and joins them.
+    pub app_anonymous_id: Option<String>,
     pub persona: &'static Persona,
     /// Whether they identified (signed up) during the period.
     pub identified: bool,
@@ -84,6 +89,7 @@ pub fn customer(seed: u64, index: usize, period: Period) -> Customer {
     let mut c = Customer {
         user_id: format!("user-{index:06}"),
         anonymous_id: uuid(&mut rng),
+        app_anonymous_id: Some(uuid(&mut rng)),
         persona,
         identified: false,
         messages: Vec::new(),
@@ -110,6 +116,9 @@ pub fn customer(seed: u64, index: usize, period: Period) -> Customer {
     // promise, so what falls after it is left out (and with it, perhaps, the sign-up).
     c.messages.retain(|m| m.at < period.end);
     c.identified = c.messages.iter().any(|m| m.message["type"] == "identify");
+    let app_id = c.app_anonymous_id.take();
+    c.app_anonymous_id =
+        app_id.filter(|id| c.messages.iter().any(|m| m.message["anonymousId"] == **id));
     c
 }
 
@@ -310,7 +319,11 @@ impl State<'_> {
         let mut m = Map::new();
         m.insert("type".into(), kind.into());
         m.insert("messageId".into(), uuid(&mut self.rng).into());
-        m.insert("anonymousId".into(), self.c.anonymous_id.clone().into());
+        let device_id = match (&self.c.app_anonymous_id, self.in_app) {
+            (Some(app), true) => app,
+            _ => &self.c.anonymous_id,
+        };
+        m.insert("anonymousId".into(), device_id.clone().into());
         if self.c.identified {
             m.insert("userId".into(), self.c.user_id.clone().into());
         }

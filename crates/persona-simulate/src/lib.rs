@@ -4,7 +4,8 @@
 //! Customers are drawn from a handful of personas (champions, deal hunters, window
 //! shoppers, lapsed customers, ...) whose ground truth is kept, so that segmentation can be
 //! checked against it. Each customer browses anonymously, may sign up (identify), views
-//! pages and products on the web or in the app, orders with revenue, and opens and clicks
+//! pages and products on the web or in the app (two devices, each with its own anonymous
+//! id, joined by the user id once the customer has signed up), orders with revenue, and opens and clicks
 //! weekly marketing emails. The output is Segment-spec JSON, ordered by event time, and the
 //! same seed and period always give the same messages.
 //!
@@ -44,14 +45,23 @@ pub fn generate(
     (all, lines)
 }
 
-/// Writes each customer's true persona as CSV: `user_id,anonymous_id,persona,identified`.
+/// Writes each customer's true persona as CSV:
+/// `user_id,anonymous_id,persona,identified,app_anonymous_id` (the last empty for a customer
+/// who never used the app).
 pub fn write_truth(out: &mut impl Write, customers: &[Customer]) -> std::io::Result<()> {
-    writeln!(out, "user_id,anonymous_id,persona,identified")?;
+    writeln!(
+        out,
+        "user_id,anonymous_id,persona,identified,app_anonymous_id"
+    )?;
     for c in customers {
         writeln!(
             out,
-            "{},{},{},{}",
-            c.user_id, c.anonymous_id, c.persona.name, c.identified
+            "{},{},{},{},{}",
+            c.user_id,
+            c.anonymous_id,
+            c.persona.name,
+            c.identified,
+            c.app_anonymous_id.as_deref().unwrap_or("")
         )?;
     }
     Ok(())
@@ -106,22 +116,89 @@ mod tests {
         }
     }
 
+    /// Which customer each anonymous id belongs to, web and app alike.
+    fn owners(customers: &[Customer]) -> std::collections::HashMap<&str, &Customer> {
+        customers
+            .iter()
+            .flat_map(|c| {
+                std::iter::once(c.anonymous_id.as_str())
+                    .chain(c.app_anonymous_id.as_deref())
+                    .map(move |id| (id, c))
+            })
+            .collect()
+    }
+
     /// Customers browse anonymously before they sign up: each one's first event carries no
     /// user id, so identity resolution has an anonymous history to join.
     #[test]
     fn every_customer_is_anonymous_before_signing_up() {
         let (customers, lines) = generate(3, 300, period(), || {});
+        let owner = owners(&customers);
         let mut first = std::collections::HashMap::new();
         for (_, line) in &lines {
             let m: serde_json::Value = serde_json::from_str(line).unwrap();
-            first
-                .entry(m["anonymousId"].as_str().unwrap().to_string())
-                .or_insert(m);
+            let c = owner[m["anonymousId"].as_str().unwrap()];
+            first.entry(&c.user_id).or_insert(m);
         }
         assert_eq!(first.len(), customers.len());
         for m in first.values() {
             assert!(m["userId"].is_null(), "a customer's first event is {m}");
         }
+    }
+
+    fn on_device<'a>(
+        messages: &'a [serde_json::Value],
+        id: &'a str,
+    ) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+        messages.iter().filter(move |m| m["anonymousId"] == id)
+    }
+
+    /// The web and the app are two devices with their own anonymous ids. A customer who
+    /// used the app before signing up has an anonymous app history that a later app
+    /// message, carrying the user id, joins; one who never signs up stays two anonymous
+    /// visitors, as in real traffic.
+    #[test]
+    fn the_app_is_a_second_device_joined_by_signing_up() {
+        let (customers, lines) = generate(5, 400, period(), || {});
+        let messages: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|(_, l)| serde_json::from_str(l).unwrap())
+            .collect();
+        let (mut joined, mut apart) = (0, 0);
+        for c in &customers {
+            let Some(app) = c.app_anonymous_id.as_deref() else {
+                continue;
+            };
+            assert_ne!(app, c.anonymous_id);
+            let on = |id| on_device(&messages, id);
+            for m in on(app) {
+                assert!(
+                    m["context"]["app"].is_object(),
+                    "a web message on the app id: {m}"
+                );
+            }
+            for m in on(&c.anonymous_id) {
+                assert!(
+                    m["context"]["app"].is_null(),
+                    "an app message on the web id: {m}"
+                );
+            }
+            let anonymous_on_both = on(app).any(|m| m["userId"].is_null())
+                && on(&c.anonymous_id).any(|m| m["userId"].is_null());
+            if !anonymous_on_both {
+                continue;
+            }
+            if on(app).any(|m| m["userId"] == c.user_id.as_str()) {
+                joined += 1;
+            } else if !c.identified {
+                apart += 1;
+            }
+        }
+        assert!(joined > 10, "{joined} customers had both devices joined");
+        assert!(
+            apart > 0,
+            "{apart} unidentified customers used both devices"
+        );
     }
 
     #[test]
@@ -148,9 +225,9 @@ mod tests {
         let p = period();
         let lapse = p.start + Duration::milliseconds((p.end - p.start).num_milliseconds() * 2 / 5);
         let (customers, lines) = generate(2, 400, p, || {});
-        let persona_of: std::collections::HashMap<&str, &str> = customers
-            .iter()
-            .map(|c| (c.anonymous_id.as_str(), c.persona.name))
+        let persona_of: std::collections::HashMap<&str, &str> = owners(&customers)
+            .into_iter()
+            .map(|(id, c)| (id, c.persona.name))
             .collect();
         let mut orders = std::collections::HashMap::<&str, usize>::new();
         let mut events = std::collections::HashMap::<String, usize>::new();
