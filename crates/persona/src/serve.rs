@@ -208,13 +208,9 @@ const RFM_FIRST_FIT_RETRY: Duration = Duration::from_secs(60);
 
 /// Fits the RFM edges again every `every`, and soon after start when there are none.
 async fn rfm_loop(store: Arc<dyn ProfileStore>, registry: Arc<SegmentRegistry>, every: Duration) {
-    // Until the next scheduled fit; None when one is due now.
     let until_due = |registry: &SegmentRegistry| {
         let fit = registry.rfm()?;
-        let age = (chrono::Utc::now() - fit.fitted_at)
-            .to_std()
-            .unwrap_or_default();
-        Some(every.saturating_sub(age)).filter(|wait| !wait.is_zero())
+        until_next_fit(fit.fitted_at, every, chrono::Utc::now())
     };
     loop {
         let wait = match registry.rfm() {
@@ -240,6 +236,16 @@ async fn rfm_loop(store: Arc<dyn ProfileStore>, registry: Arc<SegmentRegistry>, 
         tracing::warn!(error = %failure, "the scheduled RFM fit failed; trying again soon");
         tokio::time::sleep(RFM_FIRST_FIT_RETRY).await;
     }
+}
+
+/// How long until the fit made at `fitted_at` is due again; `None` when it is due now.
+fn until_next_fit(
+    fitted_at: chrono::DateTime<chrono::Utc>,
+    every: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let age = (now - fitted_at).to_std().unwrap_or_default();
+    Some(every.saturating_sub(age)).filter(|wait| !wait.is_zero())
 }
 
 async fn retention_loop(log: Arc<EventLog>) {
@@ -316,5 +322,29 @@ impl StageCheck for ProcessorCheck {
             .into_iter()
             .collect();
         (figures, problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fit_is_due_once_it_is_as_old_as_the_schedule() {
+        let now = chrono::Utc::now();
+        let day = Duration::from_secs(86_400);
+        let ago = |secs| now - chrono::Duration::seconds(secs);
+        // A fit asked for through the API a moment ago is not replaced by the schedule.
+        assert_eq!(
+            until_next_fit(ago(30), day, now),
+            Some(day - Duration::from_secs(30))
+        );
+        assert_eq!(until_next_fit(ago(86_400), day, now), None);
+        assert_eq!(until_next_fit(ago(90_000), day, now), None);
+        // A clock set back leaves a fit from the future as young as a new one.
+        assert_eq!(
+            until_next_fit(now + chrono::Duration::hours(1), day, now),
+            Some(day)
+        );
     }
 }
