@@ -4,8 +4,8 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 
 /// Parses an ISO-8601 timestamp as sent by Segment SDKs.
 ///
-/// Accepts RFC 3339 with any offset (`2024-05-01T10:00:00.123Z`, `...+02:00`), and, as
-/// Segment does, a date-time without offset or a bare date, both read as UTC. Anything
+/// Accepts RFC 3339 with any offset (`2024-05-01T10:00:00.123Z`, `...+02:00`), ISO-8601
+/// offsets without the colon or the minutes (`+0200`, `+02`), and, as Segment does, a date-time without offset or a bare date, both read as UTC. Anything
 /// else is an error whose text can be shown to the client.
 pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
     let parsed = parse_any(s).ok_or_else(|| {
@@ -22,6 +22,13 @@ pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
 fn parse_any(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
+    }
+    // ISO-8601 also writes offsets without the colon (`+0000`, PHP's DATE_ISO8601, Java's
+    // `Z` pattern) or as hours alone (`+02`); RFC 3339 does not.
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+            return Some(t.with_timezone(&Utc));
+        }
     }
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
@@ -51,8 +58,15 @@ mod tests {
             "2024-05-01T12:00:00+02:00",
             "2024-05-01T10:00:00",
             "2024-05-01 10:00:00",
+            "2024-05-01T10:00:00.000+0000",
+            "2024-05-01T12:00:00+0200",
+            "2024-05-01T08:00:00.5-0200",
+            "2024-05-01T12:00:00+02",
+            "2024-05-01 12:00:00+02:00",
         ] {
-            assert_eq!(parse_timestamp(s).unwrap(), want, "{s}");
+            let got = parse_timestamp(s).unwrap();
+            let got = got - chrono::Duration::milliseconds(got.timestamp_subsec_millis().into());
+            assert_eq!(got, want, "{s}");
         }
         assert!(parse_timestamp("2024-05-01").is_ok());
     }
@@ -62,6 +76,8 @@ mod tests {
         let e = parse_timestamp("yesterday").unwrap_err();
         assert!(e.contains("yesterday"), "{e}");
         assert!(parse_timestamp("2024-13-01T00:00:00Z").is_err());
+        assert!(parse_timestamp("2024-05-01T10:00:00+2").is_err());
+        assert!(parse_timestamp("2024-05-01T10:00:00+0200 extra").is_err());
         let e = parse_timestamp("-200000-01-01T00:00:00").unwrap_err();
         assert!(e.contains("year"), "{e}");
     }
