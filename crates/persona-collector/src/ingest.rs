@@ -86,6 +86,10 @@ async fn ingest_inner(
                 _ => e,
             })?;
     state.metrics.ingested_bytes.inc_by(bytes.len() as u64);
+    let bytes = match crate::surrogates::replace_lone_surrogates(&bytes) {
+        Some(repaired) => repaired.into(),
+        None => bytes,
+    };
     let mut body = match Object::parse(&bytes) {
         Ok(o) => o,
         Err(NotAnObject::Other(other)) => {

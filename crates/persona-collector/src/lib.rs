@@ -18,6 +18,7 @@ pub mod normalize;
 mod ops;
 pub mod shallow;
 mod state;
+pub mod surrogates;
 
 use std::time::Instant;
 

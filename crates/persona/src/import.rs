@@ -97,7 +97,12 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
             if line.trim().is_empty() {
                 return None;
             }
-            let parsed = serde_json::from_str::<Value>(&line)
+            // Half an emoji is kept as U+FFFD, as the HTTP collector keeps it.
+            let parsed =
+                match persona_collector::surrogates::replace_lone_surrogates(line.as_bytes()) {
+                    Some(repaired) => serde_json::from_slice::<Value>(&repaired),
+                    None => serde_json::from_str::<Value>(&line),
+                }
                 .map_err(|e| format!("line {}: not JSON: {e}", n + 1));
             Some((n + 1, parsed))
         });

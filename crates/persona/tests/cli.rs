@@ -354,7 +354,8 @@ fn import_backfills_with_original_timestamps_and_reports_rejects() {
         json!({"type": "track", "userId": "u1", "event": "Order Completed", "properties": {"revenue": 12.5},
                "timestamp": "1997-01-01T00:00:00Z", "sentAt": "1997-01-01T00:00:05Z", "messageId": "m1"}).to_string(),
         "{broken".to_string(),
-        json!({"type": "identify", "userId": "u1", "traits": {"country": "DE"}, "timestamp": "1997-01-02T00:00:00Z"}).to_string(),
+        // Half an emoji (JSON.stringify of a string cut inside one) is kept as U+FFFD.
+        r#"{"type": "identify", "userId": "u1", "traits": {"country": "DE", "name": "Jo \ud83d"}, "timestamp": "1997-01-02T00:00:00Z"}"#.to_string(),
         String::new(),
         json!({"type": "track", "userId": "u1"}).to_string(),
     ];
@@ -384,6 +385,7 @@ fn import_backfills_with_original_timestamps_and_reports_rejects() {
     assert_eq!(logged[0]["messageId"], "m1");
     assert_eq!(logged[0]["timestamp"], "1997-01-01T00:00:00.000Z");
     assert_eq!(logged[1]["timestamp"], "1997-01-02T00:00:00.000Z");
+    assert_eq!(logged[1]["traits"]["name"], "Jo \u{FFFD}");
 }
 
 /// Through a server, rejects are named by their line in the file (not their place in one
