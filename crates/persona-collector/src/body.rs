@@ -114,16 +114,51 @@ pub(crate) fn basic_auth_key(headers: &HeaderMap) -> Result<Option<String>, ApiE
     };
     let bad = || ApiError::unauthorized("Authorization header must be Basic <base64(writeKey:)>");
     let value = value.to_str().map_err(|_| bad())?;
-    let Some(encoded) = value
-        .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
-    else {
-        return Err(bad());
+    // The scheme's name is case-insensitive (RFC 9110), and some clients leave off the
+    // base64 padding.
+    let encoded = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => rest,
+        _ => return Err(bad()),
     };
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| bad())?;
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = lenient.decode(encoded.trim()).map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let user = decoded.split(':').next().unwrap_or_default();
     Ok((!user.is_empty()).then(|| user.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(authorization: &str) -> Result<Option<String>, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, authorization.parse().unwrap());
+        basic_auth_key(&headers)
+    }
+
+    #[test]
+    fn basic_auth_takes_any_case_and_missing_padding() {
+        // base64("key1:") is "a2V5MTo=".
+        for value in [
+            "Basic a2V5MTo=",
+            "basic a2V5MTo=",
+            "BASIC a2V5MTo=",
+            "Basic a2V5MTo",
+        ] {
+            assert_eq!(key_of(value).unwrap().as_deref(), Some("key1"), "{value}");
+        }
+        // base64("key1:secret"): the password is not the key.
+        assert_eq!(
+            key_of("Basic a2V5MTpzZWNyZXQ=").unwrap().as_deref(),
+            Some("key1")
+        );
+        for value in ["Bearer a2V5MTo=", "Basic", "Basica2V5MTo=", "Basic !!!"] {
+            assert!(key_of(value).is_err(), "{value}");
+        }
+    }
 }

@@ -39,8 +39,9 @@ pub(crate) fn ingest_routes() -> Vec<(String, Option<MessageType>)> {
         routes.push((format!("/v1/{}", &name[..1]), Some(kind)));
     }
     // analytics.js (analytics-next) in batching mode posts to `/v1/b`; Segment's classic
-    // mobile SDKs post their batches to `/v1/import`. Same body, same answer.
-    for path in ["/v1/batch", "/v1/b", "/v1/import"] {
+    // mobile SDKs post their batches to `/v1/import`; RudderStack's JavaScript SDK with
+    // `useBeacon` posts to `/beacon/v1/batch`. Same body, same answer.
+    for path in ["/v1/batch", "/v1/b", "/v1/import", "/beacon/v1/batch"] {
         routes.push((path.to_string(), None));
     }
     routes

@@ -1,10 +1,11 @@
 //! The Segment-compatible ingestion handlers: `/v1/{track,identify,page,screen,group,alias}`,
 //! their one-letter short forms, and `/v1/batch` (also routed as `/v1/b` and `/v1/import`).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, Query, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -56,7 +57,10 @@ async fn ingest_inner(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let header_key = basic_auth_key(&parts.headers)?;
+    let header_key = match basic_auth_key(&parts.headers)? {
+        Some(key) => Some(key),
+        None => query_write_key(&parts.uri),
+    };
     // A key in the header is checked before the body is read and decoded, so that a
     // client with a wrong key hears 401 (not 413 or 400 about its body) and costs no gunzip.
     if let Some(key) = &header_key
@@ -265,13 +269,21 @@ fn authenticate(
     }
     let Some(key) = body_key else {
         return Err(ApiError::unauthorized(
-            "missing write key: send it as the Basic auth user name or as writeKey in the body",
+            "missing write key: send it as the Basic auth user name, as writeKey in the body, or as ?writeKey= in the address",
         ));
     };
     if !state.config.accepts(&key) {
         return Err(invalid_write_key());
     }
     Ok(key)
+}
+
+/// `?writeKey=` in the address: RudderStack's JavaScript SDK puts the key there when it sends
+/// with `navigator.sendBeacon`, which can set no header. Read only when there is a query.
+fn query_write_key(uri: &axum::http::Uri) -> Option<String> {
+    uri.query()?;
+    let Query(mut params) = Query::<HashMap<String, String>>::try_from_uri(uri).ok()?;
+    params.remove("writeKey").filter(|k| !k.is_empty())
 }
 
 /// How long a request waits for the in-flight body budget before it is refused as

@@ -263,8 +263,12 @@ pub fn normalize<'a>(
         }
     }
     let context_traits = merge_envelope(&mut body, env, kind == MessageType::Identify);
+    // An empty `traits` object says no more than none at all.
+    let no_traits = body.get("traits").is_none_or(|t| {
+        t.kind() == Kind::Object && Object::of_raw(t.raw()).is_some_and(|o| o.is_empty())
+    });
     if let Some(traits) = context_traits
-        && !body.contains_key("traits")
+        && no_traits
     {
         // RudderStack's SDKs send identify traits only as `context.traits`; Segment's send
         // them as `traits`. Downstream reads `traits`, so copy them there (context is kept).

@@ -379,6 +379,25 @@ async fn the_batch_aliases_sdks_post_to_are_stored() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(h.logged_ids(), [json!("b1"), json!("b2"), json!("i1")]);
+
+    // RudderStack's JavaScript SDK with `useBeacon`: navigator.sendBeacon sets no header,
+    // so the key comes in the address.
+    let beacon = |key: &str| {
+        Request::post(format!("/beacon/v1/batch?writeKey={key}"))
+            .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
+            .body(Body::from(
+                json!({"batch": [{"type": "track", "anonymousId": "a", "event": "Left",
+                                  "messageId": "beacon1"}]})
+                .to_string(),
+            ))
+            .unwrap()
+    };
+    let (status, _, body) = h.send(beacon("wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, body) = h.send(beacon(KEY)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(h.logged().last().unwrap()["messageId"], "beacon1");
+    assert_eq!(h.logged().last().unwrap()["writeKey"], KEY);
 }
 
 #[tokio::test]

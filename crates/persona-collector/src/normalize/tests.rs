@@ -146,6 +146,10 @@ fn identify_traits_sent_in_context_as_rudderstack_does_are_copied() {
         json!({"userId": "u", "traits": {"plan": "free"}, "context": {"traits": {"plan": "pro"}}});
     let n = normalize_value(msg, Some(MessageType::Identify), 0, &env()).unwrap();
     assert_eq!(n.to_value()["traits"]["plan"], "free");
+    // An empty `traits` hides nothing.
+    let msg = json!({"userId": "u", "traits": {}, "context": {"traits": {"plan": "pro"}}});
+    let n = normalize_value(msg, Some(MessageType::Identify), 0, &env()).unwrap();
+    assert_eq!(n.to_value()["traits"]["plan"], "pro");
 }
 
 #[test]
