@@ -16,6 +16,7 @@ mod ingest;
 pub mod metrics;
 pub mod normalize;
 mod ops;
+mod sdk_settings;
 pub mod shallow;
 mod state;
 pub mod surrogates;
@@ -50,6 +51,7 @@ pub fn router(state: CollectorState) -> Router {
 
     Router::new()
         .merge(ingest)
+        .route(sdk_settings::ROUTE, get(sdk_settings::settings))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -351,6 +351,43 @@ async fn cors_preflight_allows_any_origin() {
 
 /// analytics.js (analytics-next) in batching mode posts `{writeKey, batch, sentAt}` as
 /// `text/plain` to `/v1/b`; the classic mobile SDKs post batches to `/v1/import`.
+/// analytics.js (analytics-next) loads its settings from `{cdnURL}/v1/projects/{key}/settings`
+/// and will not start without them: persona answers with itself as the one destination.
+#[tokio::test]
+async fn analytics_js_gets_settings_that_send_its_events_here() {
+    let h = harness();
+    let get = |key: &str, proto: Option<&str>| {
+        let req = Request::get(format!("/v1/projects/{key}/settings"))
+            .header(header::HOST, "collect.example:8080")
+            .header(header::ORIGIN, "https://shop.example");
+        let req = match proto {
+            Some(p) => req.header("x-forwarded-proto", p),
+            None => req,
+        };
+        req.body(Body::empty()).unwrap()
+    };
+    let (status, headers, settings) = h.send(get(KEY, None)).await;
+    assert_eq!(status, StatusCode::OK, "{settings}");
+    assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let segment = &settings["integrations"]["Segment.io"];
+    assert_eq!(segment["apiKey"], KEY);
+    assert_eq!(segment["apiHost"], "collect.example:8080/v1");
+    assert_eq!(segment["protocol"], "http");
+    assert_eq!(
+        settings["integrations"].as_object().unwrap().len(),
+        1,
+        "no other destination for the browser to load"
+    );
+    assert_eq!(
+        settings["metrics"]["sampleRate"], 0,
+        "no metrics sent to Segment"
+    );
+    let (_, _, settings) = h.send(get(KEY, Some("https"))).await;
+    assert_eq!(settings["integrations"]["Segment.io"]["protocol"], "https");
+    let (status, _, body) = h.send(get("wrong", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
 #[tokio::test]
 async fn the_batch_aliases_sdks_post_to_are_stored() {
     let h = harness();

@@ -1,0 +1,63 @@
+//! The settings document analytics.js (analytics-next) fetches before it sends anything.
+//!
+//! `AnalyticsBrowser.load({ writeKey, cdnURL })` first asks
+//! `GET {cdnURL}/v1/projects/{writeKey}/settings` and refuses to start on any answer but
+//! 2xx. Segment's CDN answers with the source's destinations and options; persona answers
+//! with the one destination it is, itself: the `Segment.io` integration pointed at the host
+//! the browser asked, so events come back here. Remote metrics are switched off (their
+//! default sends them to Segment), and no other destination or plugin is listed, so the
+//! browser loads no further code.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::state::CollectorState;
+
+pub(crate) const ROUTE: &str = "/v1/projects/{write_key}/settings";
+
+pub(crate) async fn settings(
+    State(state): State<CollectorState>,
+    Path(write_key): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    if !state.config.accepts(&write_key) {
+        return Err(ApiError::unauthorized("invalid write key"));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_host",
+                "the Host header is needed to tell analytics.js where to send events",
+            )
+        })?;
+    // Behind a proxy that ends TLS, the browser spoke https.
+    let protocol = match headers
+        .get("x-forwarded-proto")
+        .and_then(|p| p.to_str().ok())
+        .and_then(|p| p.split(',').next())
+        .map(str::trim)
+    {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    Ok(Json(json!({
+        "integrations": {
+            "Segment.io": {
+                "apiKey": write_key,
+                "apiHost": format!("{host}/v1"),
+                "protocol": protocol,
+            }
+        },
+        "metrics": {"sampleRate": 0},
+        "plan": {},
+        "enabledMiddleware": {},
+        "remotePlugins": [],
+    })))
+}
