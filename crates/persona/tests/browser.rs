@@ -1,0 +1,137 @@
+//! analytics.js in a real browser: Segment's `@segment/analytics-next`, bundled as a site
+//! bundles it, loads in headless Chromium on a page of another origin with persona as its
+//! `cdnURL`, fetches its settings from persona, and sends its calls there. `scripts/test`
+//! installs Chromium and the npm packages.
+
+mod common;
+
+use std::process::Command;
+
+use common::{ADMIN, Http, KEY, Server, logged};
+use serde_json::Value;
+
+/// Bundles analytics-next with esbuild, serves a page from its own origin, and drives
+/// Chromium through it with playwright-core. Prints the message ids the page sent.
+const SCRIPT: &str = r#"
+const esbuild = require('esbuild')
+const http = require('http')
+const fs = require('fs')
+const path = require('path')
+const { chromium } = require('playwright-core')
+const [persona, writeKey, dir] = process.argv.slice(1)
+
+const page = `<!doctype html><title>shop</title><script src="/bundle.js"></script><script>
+window.sent = (async () => {
+  const [analytics] = await AnalyticsBrowser.load({ writeKey: ${JSON.stringify(writeKey)}, cdnURL: ${JSON.stringify(persona)} })
+  const calls = await Promise.all([
+    analytics.identify('browser-user', { plan: 'pro', email: 'b@example.com' }),
+    analytics.track('Order Completed', { revenue: 42.5 }),
+    analytics.page('Docs', 'Install'),
+  ])
+  for (const ctx of calls) {
+    const failed = ctx.failedDelivery()
+    if (failed) throw new Error('delivery failed: ' + String(failed.reason))
+  }
+  return calls.map((ctx) => ctx.event.messageId)
+})()
+</script>`
+
+async function main() {
+  await esbuild.build({
+    stdin: { contents: "import { AnalyticsBrowser } from '@segment/analytics-next'; window.AnalyticsBrowser = AnalyticsBrowser", resolveDir: dir },
+    bundle: true, format: 'iife', platform: 'browser', target: 'es2020',
+    nodePaths: [process.env.NODE_PATH], outfile: path.join(dir, 'bundle.js'), logLevel: 'error',
+  })
+  const bundle = fs.readFileSync(path.join(dir, 'bundle.js'))
+  const site = http.createServer((req, res) => {
+    const js = req.url === '/bundle.js'
+    res.writeHead(200, { 'Content-Type': js ? 'text/javascript' : 'text/html' })
+    res.end(js ? bundle : page)
+  })
+  await new Promise((ok) => site.listen(0, '127.0.0.1', ok))
+  const browser = await chromium.launch({
+    executablePath: process.env.PERSONA_TEST_CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  })
+  try {
+    // Headless Chromium says so in its user agent, and persona drops bots as noise: the
+    // page presents itself as the desktop Chrome a shopper would use.
+    const tab = await browser.newPage({
+      userAgent: 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36',
+    })
+    const problems = []
+    tab.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()) })
+    tab.on('pageerror', (e) => problems.push(String(e)))
+    await tab.goto(`http://127.0.0.1:${site.address().port}/`)
+    const sent = await tab.evaluate(() => window.sent).catch((e) => {
+      throw new Error(`${e.message}\nbrowser console: ${problems.join('\n')}`)
+    })
+    console.log(JSON.stringify(sent))
+  } finally {
+    await browser.close()
+    site.close()
+  }
+}
+main().catch((e) => { console.error(e); process.exit(1) })
+"#;
+
+#[tokio::test]
+async fn analytics_js_in_chromium_loads_its_settings_from_persona_and_sends_there() {
+    let modules = std::env::var("PERSONA_TEST_NODE_MODULES")
+        .expect("PERSONA_TEST_NODE_MODULES names the node_modules that scripts/test installs");
+    let dir = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let out = Command::new("node")
+        .args([
+            "-e",
+            SCRIPT,
+            &server.url(),
+            KEY,
+            work.path().to_str().unwrap(),
+        ])
+        .env("NODE_PATH", &modules)
+        .output()
+        .expect("node starts");
+    assert!(
+        out.status.success(),
+        "analytics.js in Chromium failed (scripts/test installs both):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sent.len(), 3);
+
+    let http = Http::default();
+    http.wait_processed(&server.url()).await;
+    let (status, profile) = http
+        .get(
+            &format!("{}/v1/profiles/browser-user", server.url()),
+            Some(ADMIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{profile}");
+    assert_eq!(profile["traits"]["plan"], "pro");
+    assert_eq!(profile["computed"]["monetary"], 42.5, "{profile}");
+    server.stop();
+
+    let stored: Vec<Value> = logged(dir.path());
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    for id in &sent {
+        let m = stored
+            .iter()
+            .find(|s| s["messageId"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} was sent but is not in the log: {stored:?}"));
+        assert_eq!(m["userId"], "browser-user", "{m}");
+        assert_eq!(m["context"]["library"]["name"], "analytics.js", "{m}");
+        let agent = m["context"]["userAgent"].as_str().unwrap_or_default();
+        assert!(agent.contains("Chrome"), "{m}");
+        assert!(m["context"]["page"]["url"].is_string(), "{m}");
+        assert!(m["anonymousId"].is_string(), "{m}");
+    }
+    let types: std::collections::BTreeSet<&str> =
+        stored.iter().map(|m| m["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["identify", "page", "track"].into());
+}
