@@ -5,13 +5,15 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::process::Command;
 
 use common::{ADMIN, Http, KEY, Server, logged};
 use serde_json::Value;
 
 /// Bundles analytics-next with esbuild, serves a page from its own origin, and drives
-/// Chromium through it with playwright-core. Prints the message ids the page sent.
+/// Chromium through it with playwright-core, once with each of analytics.js's deliveries.
+/// Prints the message ids the page sent in each.
 const SCRIPT: &str = r#"
 const esbuild = require('esbuild')
 const http = require('http')
@@ -22,9 +24,15 @@ const [persona, writeKey, dir] = process.argv.slice(1)
 
 const page = `<!doctype html><title>shop</title><script src="/bundle.js"></script><script>
 window.sent = (async () => {
-  const [analytics] = await AnalyticsBrowser.load({ writeKey: ${JSON.stringify(writeKey)}, cdnURL: ${JSON.stringify(persona)} })
+  // ?batching: analytics.js's batching delivery, three calls to a batch (posted to /v1/b).
+  const batching = location.search.includes('batching')
+  const options = batching
+    ? { integrations: { 'Segment.io': { deliveryStrategy: { strategy: 'batching', config: { size: 3 } } } } }
+    : {}
+  const [analytics] = await AnalyticsBrowser.load({ writeKey: ${JSON.stringify(writeKey)}, cdnURL: ${JSON.stringify(persona)} }, options)
+  const user = batching ? 'batching-user' : 'browser-user'
   const calls = await Promise.all([
-    analytics.identify('browser-user', { plan: 'pro', email: 'b@example.com' }),
+    analytics.identify(user, { plan: 'pro', email: 'b@example.com' }),
     analytics.track('Order Completed', { revenue: 42.5 }),
     analytics.page('Docs', 'Install'),
   ])
@@ -63,10 +71,13 @@ async function main() {
     const problems = []
     tab.on('console', (m) => { if (m.type() === 'error') problems.push(m.text()) })
     tab.on('pageerror', (e) => problems.push(String(e)))
-    await tab.goto(`http://127.0.0.1:${site.address().port}/`)
-    const sent = await tab.evaluate(() => window.sent).catch((e) => {
-      throw new Error(`${e.message}\nbrowser console: ${problems.join('\n')}`)
-    })
+    const sent = {}
+    for (const mode of ['standard', 'batching']) {
+      await tab.goto(`http://127.0.0.1:${site.address().port}/?${mode}`)
+      sent[mode] = await tab.evaluate(() => window.sent).catch((e) => {
+        throw new Error(`${mode}: ${e.message}\nbrowser console: ${problems.join('\n')}`)
+      })
+    }
     console.log(JSON.stringify(sent))
   } finally {
     await browser.close()
@@ -100,36 +111,44 @@ async fn analytics_js_in_chromium_loads_its_settings_from_persona_and_sends_ther
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let sent: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(sent.len(), 3);
+    let sent: HashMap<String, Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
 
     let http = Http::default();
     http.wait_processed(&server.url()).await;
-    let (status, profile) = http
-        .get(
-            &format!("{}/v1/profiles/browser-user", server.url()),
-            Some(ADMIN),
-        )
+    for user in ["browser-user", "batching-user"] {
+        let (status, profile) = http
+            .get(&format!("{}/v1/profiles/{user}", server.url()), Some(ADMIN))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{profile}");
+        assert_eq!(profile["traits"]["plan"], "pro");
+        assert_eq!(profile["computed"]["monetary"], 42.5, "{profile}");
+    }
+    // The batching delivery posted its three calls to /v1/b, as one batch.
+    let metrics = http
+        .get_text(&format!("{}/metrics", server.url()))
         .await
         .unwrap();
-    assert_eq!(status, 200, "{profile}");
-    assert_eq!(profile["traits"]["plan"], "pro");
-    assert_eq!(profile["computed"]["monetary"], 42.5, "{profile}");
+    let batch_posts = r#"persona_http_request_duration_seconds_count{path="/v1/b",status="200"} 1"#;
+    assert!(metrics.contains(batch_posts), "{metrics}");
     server.stop();
 
     let stored: Vec<Value> = logged(dir.path());
-    assert_eq!(stored.len(), 3, "{stored:?}");
-    for id in &sent {
-        let m = stored
-            .iter()
-            .find(|s| s["messageId"] == id.as_str())
-            .unwrap_or_else(|| panic!("{id} was sent but is not in the log: {stored:?}"));
-        assert_eq!(m["userId"], "browser-user", "{m}");
-        assert_eq!(m["context"]["library"]["name"], "analytics.js", "{m}");
-        let agent = m["context"]["userAgent"].as_str().unwrap_or_default();
-        assert!(agent.contains("Chrome"), "{m}");
-        assert!(m["context"]["page"]["url"].is_string(), "{m}");
-        assert!(m["anonymousId"].is_string(), "{m}");
+    assert_eq!(stored.len(), 6, "{stored:?}");
+    for (mode, user) in [("standard", "browser-user"), ("batching", "batching-user")] {
+        assert_eq!(sent[mode].len(), 3);
+        for id in &sent[mode] {
+            let m = stored
+                .iter()
+                .find(|s| s["messageId"] == id.as_str())
+                .unwrap_or_else(|| panic!("{id} was sent but is not in the log: {stored:?}"));
+            assert_eq!(m["userId"], user, "{m}");
+            assert_eq!(m["context"]["library"]["name"], "analytics.js", "{m}");
+            let agent = m["context"]["userAgent"].as_str().unwrap_or_default();
+            assert!(agent.contains("Chrome"), "{m}");
+            assert!(m["context"]["page"]["url"].is_string(), "{m}");
+            assert!(m["anonymousId"].is_string(), "{m}");
+        }
     }
     let types: std::collections::BTreeSet<&str> =
         stored.iter().map(|m| m["type"].as_str().unwrap()).collect();

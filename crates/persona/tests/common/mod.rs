@@ -216,6 +216,21 @@ impl Http {
         url: &str,
         token: Option<&str>,
     ) -> anyhow::Result<(StatusCode, serde_json::Value)> {
+        let (status, bytes) = self.get_bytes(url, token).await?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+    }
+
+    /// A GET whose answer is text, such as `/metrics`.
+    pub async fn get_text(&self, url: &str) -> anyhow::Result<String> {
+        let (_, bytes) = self.get_bytes(url, None).await?;
+        Ok(String::from_utf8(bytes.to_vec())?)
+    }
+
+    async fn get_bytes(
+        &self,
+        url: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let mut req = Request::get(url);
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -225,8 +240,7 @@ impl Http {
             .request(req.body(Full::new(Bytes::new()))?)
             .await?;
         let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok((status, serde_json::from_slice(&bytes).unwrap_or_default()))
+        Ok((status, resp.into_body().collect().await?.to_bytes()))
     }
 
     /// Waits until the processor has applied every record in the log.
