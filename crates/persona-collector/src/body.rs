@@ -1,10 +1,12 @@
 //! Reading request bodies within the size limits, gzip included, and finding the write key.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::Query;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use bytes::Bytes;
@@ -108,7 +110,26 @@ fn is_over_limit(e: &axum::Error) -> bool {
 }
 
 /// The write key from HTTP Basic auth (user name, empty password), as Segment's SDKs send it.
-pub(crate) fn basic_auth_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+/// The write key a request carries outside its body: the Basic auth user name, else
+/// `?writeKey=` in the address (RudderStack's JavaScript SDK puts it there when it sends with
+/// `navigator.sendBeacon`, which can set no header).
+pub(crate) fn request_write_key(
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Result<Option<String>, ApiError> {
+    if let Some(key) = basic_auth_key(headers)? {
+        return Ok(Some(key));
+    }
+    if uri.query().is_none() {
+        return Ok(None);
+    }
+    let Ok(Query(mut params)) = Query::<HashMap<String, String>>::try_from_uri(uri) else {
+        return Ok(None);
+    };
+    Ok(params.remove("writeKey").filter(|k| !k.is_empty()))
+}
+
+fn basic_auth_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

@@ -1,11 +1,10 @@
 //! The Segment-compatible ingestion handlers: `/v1/{track,identify,page,screen,group,alias}`,
 //! their one-letter short forms, and `/v1/batch` (also routed as `/v1/b` and `/v1/import`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Query, Request};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -16,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::body::{basic_auth_key, read_body};
+use crate::body::{read_body, request_write_key};
 use crate::error::ApiError;
 use crate::normalize::{Envelope, normalize, not_an_object};
 use crate::shallow::{self, Kind, NotAnObject, Object};
@@ -57,10 +56,7 @@ async fn ingest_inner(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let header_key = match basic_auth_key(&parts.headers)? {
-        Some(key) => Some(key),
-        None => query_write_key(&parts.uri),
-    };
+    let header_key = request_write_key(&parts.headers, &parts.uri)?;
     // A key in the header is checked before the body is read and decoded, so that a
     // client with a wrong key hears 401 (not 413 or 400 about its body) and costs no gunzip.
     if let Some(key) = &header_key
@@ -276,14 +272,6 @@ fn authenticate(
         return Err(invalid_write_key());
     }
     Ok(key)
-}
-
-/// `?writeKey=` in the address: RudderStack's JavaScript SDK puts the key there when it sends
-/// with `navigator.sendBeacon`, which can set no header. Read only when there is a query.
-fn query_write_key(uri: &axum::http::Uri) -> Option<String> {
-    uri.query()?;
-    let Query(mut params) = Query::<HashMap<String, String>>::try_from_uri(uri).ok()?;
-    params.remove("writeKey").filter(|k| !k.is_empty())
 }
 
 /// How long a request waits for the in-flight body budget before it is refused as

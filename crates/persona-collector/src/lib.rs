@@ -52,6 +52,14 @@ pub fn router(state: CollectorState) -> Router {
     Router::new()
         .merge(ingest)
         .route(sdk_settings::ROUTE, get(sdk_settings::settings))
+        .route(
+            sdk_settings::RUDDERSTACK_ROUTES[0],
+            get(sdk_settings::rudderstack_source_config),
+        )
+        .route(
+            sdk_settings::RUDDERSTACK_ROUTES[1],
+            get(sdk_settings::rudderstack_source_config),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -63,7 +71,9 @@ pub fn router(state: CollectorState) -> Router {
         .layer(cors())
 }
 
-/// Browsers on any origin may send events (analytics.js runs on customers' sites).
+/// Browsers on any origin may send events (analytics.js runs on customers' sites) and read
+/// the SDK settings (RudderStack's SDK asks for them with an `Authorization` header, so its
+/// GET is preflighted).
 ///
 /// Every request header a preflight asks for is allowed: browser SDKs add their own (the
 /// RudderStack JS SDK sends `AnonymousId` besides `Authorization`), and a header missing
@@ -73,7 +83,7 @@ pub fn router(state: CollectorState) -> Router {
 pub(crate) fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
         .allow_headers(AllowHeaders::mirror_request())
         .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(86_400))

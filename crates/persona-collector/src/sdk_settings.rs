@@ -1,4 +1,4 @@
-//! The settings document analytics.js (analytics-next) fetches before it sends anything.
+//! The settings documents browser SDKs fetch before they send anything.
 //!
 //! `AnalyticsBrowser.load({ writeKey, cdnURL })` first asks
 //! `GET {cdnURL}/v1/projects/{writeKey}/settings` and refuses to start on any answer but
@@ -7,16 +7,24 @@
 //! the browser asked, so events come back here. Remote metrics are switched off (their
 //! default sends them to Segment), and no other destination or plugin is listed, so the
 //! browser loads no further code.
+//!
+//! RudderStack's JavaScript SDK likewise asks its control plane (`configUrl`) for
+//! `GET /sourceConfig/` with the write key as Basic auth, and waits for the answer before it
+//! sends. persona answers as a control plane whose source has no device-mode destinations, so
+//! the SDK sends every call to its data plane, persona.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use serde_json::{Value, json};
 
+use crate::body::request_write_key;
 use crate::error::ApiError;
 use crate::state::CollectorState;
 
 pub(crate) const ROUTE: &str = "/v1/projects/{write_key}/settings";
+/// RudderStack's SDKs ask for `/sourceConfig/?p=npm&v=...` (with the slash) or without it.
+pub(crate) const RUDDERSTACK_ROUTES: [&str; 2] = ["/sourceConfig", "/sourceConfig/"];
 
 pub(crate) async fn settings(
     State(state): State<CollectorState>,
@@ -59,5 +67,31 @@ pub(crate) async fn settings(
         "plan": {},
         "enabledMiddleware": {},
         "remotePlugins": [],
+    })))
+}
+
+pub(crate) async fn rudderstack_source_config(
+    State(state): State<CollectorState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Value>, ApiError> {
+    let Some(write_key) = request_write_key(&headers, &uri)? else {
+        return Err(ApiError::unauthorized(
+            "missing write key: send it as the Basic auth user name or as ?writeKey=",
+        ));
+    };
+    if !state.config.accepts(&write_key) {
+        return Err(ApiError::unauthorized("invalid write key"));
+    }
+    Ok(Json(json!({
+        "isHosted": false,
+        "source": {
+            "id": "persona",
+            "name": "persona",
+            "writeKey": write_key,
+            "enabled": true,
+            "config": {},
+            "destinations": [],
+        },
     })))
 }

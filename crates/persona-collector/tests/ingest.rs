@@ -354,7 +354,7 @@ async fn cors_preflight_allows_any_origin() {
 /// analytics.js (analytics-next) loads its settings from `{cdnURL}/v1/projects/{key}/settings`
 /// and will not start without them: persona answers with itself as the one destination.
 #[tokio::test]
-async fn analytics_js_gets_settings_that_send_its_events_here() {
+async fn browser_sdks_get_settings_that_send_their_events_here() {
     let h = harness();
     let get = |key: &str, proto: Option<&str>| {
         let req = Request::get(format!("/v1/projects/{key}/settings"))
@@ -386,6 +386,28 @@ async fn analytics_js_gets_settings_that_send_its_events_here() {
     assert_eq!(settings["integrations"]["Segment.io"]["protocol"], "https");
     let (status, _, body) = h.send(get("wrong", None)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    // RudderStack's SDK asks its control plane for the source, key as Basic auth (or in the
+    // address): a source with no device-mode destinations sends everything here.
+    let source = |uri: &str, key: Option<&str>| {
+        let req = Request::get(uri);
+        let req = match key {
+            Some(k) => req.header(header::AUTHORIZATION, basic(k)),
+            None => req,
+        };
+        req.body(Body::empty()).unwrap()
+    };
+    let (status, _, config) = h
+        .send(source("/sourceConfig/?p=npm&v=2.52.21", Some(KEY)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{config}");
+    assert_eq!(config["source"]["writeKey"], KEY);
+    assert_eq!(config["source"]["destinations"], json!([]));
+    let by_query = format!("/sourceConfig?writeKey={KEY}");
+    assert_eq!(h.send(source(&by_query, None)).await.0, StatusCode::OK);
+    for (uri, key) in [("/sourceConfig/", Some("wrong")), ("/sourceConfig/", None)] {
+        assert_eq!(h.send(source(uri, key)).await.0, StatusCode::UNAUTHORIZED);
+    }
 }
 
 #[tokio::test]

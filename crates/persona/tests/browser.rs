@@ -1,7 +1,8 @@
-//! analytics.js in a real browser: Segment's `@segment/analytics-next`, bundled as a site
-//! bundles it, loads in headless Chromium on a page of another origin with persona as its
-//! `cdnURL`, fetches its settings from persona, and sends its calls there. `scripts/test`
-//! installs Chromium and the npm packages.
+//! Browser SDKs in a real browser: Segment's `@segment/analytics-next` and RudderStack's
+//! `rudder-sdk-js`, bundled as a site bundles them, load in headless Chromium on a page of
+//! another origin with persona as their settings source (`cdnURL`, `configUrl`), fetch their
+//! settings from persona, and send their calls there. `scripts/test` installs Chromium and
+//! the npm packages.
 
 mod common;
 
@@ -11,9 +12,9 @@ use std::process::Command;
 use common::{ADMIN, Http, KEY, Server, logged};
 use serde_json::Value;
 
-/// Bundles analytics-next with esbuild, serves a page from its own origin, and drives
-/// Chromium through it with playwright-core, once with each of analytics.js's deliveries.
-/// Prints the message ids the page sent in each.
+/// Bundles both SDKs with esbuild, serves pages from their own origin, and drives
+/// Chromium through them with playwright-core: analytics.js once with each of its deliveries,
+/// then RudderStack. Prints the message ids sent in each.
 const SCRIPT: &str = r#"
 const esbuild = require('esbuild')
 const http = require('http')
@@ -44,17 +45,34 @@ window.sent = (async () => {
 })()
 </script>`
 
-async function main() {
+// RudderStack's SDK, with persona as its control plane (configUrl) and its data plane.
+const rudderPage = `<!doctype html><title>shop</title><script src="/rudder.js"></script><script>
+rudderanalytics.load(${JSON.stringify(writeKey)}, ${JSON.stringify(persona)}, { configUrl: ${JSON.stringify(persona)}, logLevel: 'ERROR' })
+rudderanalytics.ready(() => {
+  rudderanalytics.identify('rudder-user', { plan: 'pro', email: 'r@example.com' })
+  rudderanalytics.track('Order Completed', { revenue: 42.5 })
+  rudderanalytics.page('Docs', 'Install')
+})
+</script>`
+
+async function bundle(name, contents) {
   await esbuild.build({
-    stdin: { contents: "import { AnalyticsBrowser } from '@segment/analytics-next'; window.AnalyticsBrowser = AnalyticsBrowser", resolveDir: dir },
+    stdin: { contents, resolveDir: dir },
     bundle: true, format: 'iife', platform: 'browser', target: 'es2020',
-    nodePaths: [process.env.NODE_PATH], outfile: path.join(dir, 'bundle.js'), logLevel: 'error',
+    nodePaths: [process.env.NODE_PATH], outfile: path.join(dir, name), logLevel: 'error',
   })
-  const bundle = fs.readFileSync(path.join(dir, 'bundle.js'))
+  return fs.readFileSync(path.join(dir, name))
+}
+
+async function main() {
+  const files = {
+    '/bundle.js': await bundle('bundle.js', "import { AnalyticsBrowser } from '@segment/analytics-next'; window.AnalyticsBrowser = AnalyticsBrowser"),
+    '/rudder.js': await bundle('rudder.js', "import * as rudderanalytics from 'rudder-sdk-js'; window.rudderanalytics = rudderanalytics"),
+  }
   const site = http.createServer((req, res) => {
-    const js = req.url === '/bundle.js'
+    const js = files[req.url]
     res.writeHead(200, { 'Content-Type': js ? 'text/javascript' : 'text/html' })
-    res.end(js ? bundle : page)
+    res.end(js || (req.url.startsWith('/rudder') ? rudderPage : page))
   })
   await new Promise((ok) => site.listen(0, '127.0.0.1', ok))
   const browser = await chromium.launch({
@@ -78,6 +96,17 @@ async function main() {
         throw new Error(`${mode}: ${e.message}\nbrowser console: ${problems.join('\n')}`)
       })
     }
+    // RudderStack's SDK reports no delivery to the page: its three posts are awaited here.
+    const posted = ['identify', 'track', 'page'].map((type) =>
+      tab.waitForResponse((r) => r.url() === `${persona}/v1/${type}` && r.request().method() === 'POST', { timeout: 30000 }))
+    await tab.goto(`http://127.0.0.1:${site.address().port}/rudder`)
+    const responses = await Promise.all(posted).catch((e) => {
+      throw new Error(`rudder: ${e.message}\nbrowser console: ${problems.join('\n')}`)
+    })
+    for (const r of responses) {
+      if (r.status() !== 200) throw new Error(`rudder: ${r.url()} answered ${r.status()}: ${await r.text()}`)
+    }
+    sent.rudder = responses.map((r) => JSON.parse(r.request().postData()).messageId)
     console.log(JSON.stringify(sent))
   } finally {
     await browser.close()
@@ -88,7 +117,7 @@ main().catch((e) => { console.error(e); process.exit(1) })
 "#;
 
 #[tokio::test]
-async fn analytics_js_in_chromium_loads_its_settings_from_persona_and_sends_there() {
+async fn browser_sdks_in_chromium_load_their_settings_from_persona_and_send_there() {
     let modules = std::env::var("PERSONA_TEST_NODE_MODULES")
         .expect("PERSONA_TEST_NODE_MODULES names the node_modules that scripts/test installs");
     let dir = tempfile::tempdir().unwrap();
@@ -115,7 +144,7 @@ async fn analytics_js_in_chromium_loads_its_settings_from_persona_and_sends_ther
 
     let http = Http::default();
     http.wait_processed(&server.url()).await;
-    for user in ["browser-user", "batching-user"] {
+    for user in ["browser-user", "batching-user", "rudder-user"] {
         let (status, profile) = http
             .get(&format!("{}/v1/profiles/{user}", server.url()), Some(ADMIN))
             .await
@@ -134,8 +163,13 @@ async fn analytics_js_in_chromium_loads_its_settings_from_persona_and_sends_ther
     server.stop();
 
     let stored: Vec<Value> = logged(dir.path());
-    assert_eq!(stored.len(), 6, "{stored:?}");
-    for (mode, user) in [("standard", "browser-user"), ("batching", "batching-user")] {
+    assert_eq!(stored.len(), 9, "{stored:?}");
+    let libraries = [
+        ("standard", "browser-user", "analytics.js"),
+        ("batching", "batching-user", "analytics.js"),
+        ("rudder", "rudder-user", "RudderLabs JavaScript SDK"),
+    ];
+    for (mode, user, library) in libraries {
         assert_eq!(sent[mode].len(), 3);
         for id in &sent[mode] {
             let m = stored
@@ -143,7 +177,7 @@ async fn analytics_js_in_chromium_loads_its_settings_from_persona_and_sends_ther
                 .find(|s| s["messageId"] == id.as_str())
                 .unwrap_or_else(|| panic!("{id} was sent but is not in the log: {stored:?}"));
             assert_eq!(m["userId"], user, "{m}");
-            assert_eq!(m["context"]["library"]["name"], "analytics.js", "{m}");
+            assert_eq!(m["context"]["library"]["name"], library, "{m}");
             let agent = m["context"]["userAgent"].as_str().unwrap_or_default();
             assert!(agent.contains("Chrome"), "{m}");
             assert!(m["context"]["page"]["url"].is_string(), "{m}");
