@@ -345,8 +345,16 @@ fn coerce_id(body: &mut Object<'_>, field: &str) -> Result<(), String> {
         Kind::String if len > 1024 => Err(format!("is {len} characters long; the limit is 1024")),
         Kind::String => Ok(()),
         Kind::Number => {
-            let n: serde_json::Number = serde_json::from_str(v.raw().get())
-                .map_err(|e| format!("is not a usable number ({e})"))?;
+            // An integer's digits as sent: an id past u64 (a 128-bit database key) would
+            // come out of a parse as a rounded float.
+            let raw = v.raw().get();
+            let digits = raw.strip_prefix('-').unwrap_or(raw);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                body.insert(field.to_owned(), Field::of(raw));
+                return Ok(());
+            }
+            let n: serde_json::Number =
+                serde_json::from_str(raw).map_err(|e| format!("is not a usable number ({e})"))?;
             body.insert(field.to_owned(), Field::of(&n.to_string()));
             Ok(())
         }

@@ -549,6 +549,23 @@ async fn json_the_log_readers_would_refuse_is_400_wherever_it_hides() {
     assert_eq!(stored[0]["properties"], json!({"revenue": 2}));
 }
 
+/// A numeric id becomes a string of the digits sent, however long.
+#[tokio::test]
+async fn numeric_ids_keep_every_digit() {
+    let h = harness();
+    let body = r#"{"userId": 340282366920938463463374607431768211455, "event": "x",
+                   "anonymousId": -7}"#;
+    let req = post("/v1/track", ()).body(Body::from(body)).unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let stored = h.logged();
+    assert_eq!(
+        stored[0]["userId"],
+        "340282366920938463463374607431768211455"
+    );
+    assert_eq!(stored[0]["anonymousId"], "-7");
+}
+
 /// Half an emoji, as `JSON.stringify` writes a string cut in the middle of one, costs
 /// neither its batch nor its message: it is stored as U+FFFD, as Segment stores it.
 #[tokio::test]
