@@ -129,6 +129,13 @@ pub(crate) fn request_write_key(
     Ok(params.remove("writeKey").filter(|k| !k.is_empty()))
 }
 
+/// Standard base64 that also reads text whose padding was left off.
+const BASE64_ANY_PADDING: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
+
 fn basic_auth_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
@@ -141,12 +148,9 @@ fn basic_auth_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => rest,
         _ => return Err(bad()),
     };
-    let lenient = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    let decoded = lenient.decode(encoded.trim()).map_err(|_| bad())?;
+    let decoded = BASE64_ANY_PADDING
+        .decode(encoded.trim())
+        .map_err(|_| bad())?;
     let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
     let user = decoded.split(':').next().unwrap_or_default();
     Ok((!user.is_empty()).then(|| user.to_string()))

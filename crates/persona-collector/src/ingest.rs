@@ -86,11 +86,20 @@ async fn ingest_inner(
                 _ => e,
             })?;
     state.metrics.ingested_bytes.inc_by(bytes.len() as u64);
-    let bytes = match crate::surrogates::replace_lone_surrogates(&bytes) {
-        Some(repaired) => repaired.into(),
-        None => bytes,
+    // Only a body the parse refused is looked at for lone surrogates, so well-formed
+    // bodies pay nothing for the repair.
+    let repaired: Option<Vec<u8>>;
+    let parsed = match Object::parse(&bytes) {
+        Err(NotAnObject::Invalid(e)) => {
+            repaired = crate::surrogates::replace_lone_surrogates(&bytes);
+            match &repaired {
+                Some(text) => Object::parse(text),
+                None => Err(NotAnObject::Invalid(e)),
+            }
+        }
+        parsed => parsed,
     };
-    let mut body = match Object::parse(&bytes) {
+    let mut body = match parsed {
         Ok(o) => o,
         Err(NotAnObject::Other(other)) => {
             return Err(ApiError::new(

@@ -49,17 +49,15 @@ pub fn router(state: CollectorState) -> Router {
     // Bodies are read with our own limits (and after gzip decoding) in `body.rs`.
     let ingest = ingest.layer(DefaultBodyLimit::disable());
 
+    let mut sdk_routes = Router::new();
+    for path in sdk_settings::RUDDERSTACK_ROUTES {
+        sdk_routes = sdk_routes.route(path, get(sdk_settings::rudderstack_source_config));
+    }
+
     Router::new()
         .merge(ingest)
+        .merge(sdk_routes)
         .route(sdk_settings::ROUTE, get(sdk_settings::settings))
-        .route(
-            sdk_settings::RUDDERSTACK_ROUTES[0],
-            get(sdk_settings::rudderstack_source_config),
-        )
-        .route(
-            sdk_settings::RUDDERSTACK_ROUTES[1],
-            get(sdk_settings::rudderstack_source_config),
-        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

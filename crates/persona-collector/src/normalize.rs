@@ -264,11 +264,14 @@ pub fn normalize<'a>(
     }
     let context_traits = merge_envelope(&mut body, env, kind == MessageType::Identify);
     // An empty `traits` object says no more than none at all.
-    let no_traits = body.get("traits").is_none_or(|t| {
-        t.kind() == Kind::Object && Object::of_raw(t.raw()).is_some_and(|o| o.is_empty())
-    });
+    let no_traits = |body: &Object<'_>| {
+        body.get("traits").is_none_or(|t| {
+            let text = t.raw().get();
+            t.kind() == Kind::Object && text[1..text.len() - 1].trim().is_empty()
+        })
+    };
     if let Some(traits) = context_traits
-        && no_traits
+        && no_traits(&body)
     {
         // RudderStack's SDKs send identify traits only as `context.traits`; Segment's send
         // them as `traits`. Downstream reads `traits`, so copy them there (context is kept).

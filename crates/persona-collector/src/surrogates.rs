@@ -4,7 +4,7 @@
 //! pasted by a user) as an escape such as `"\ud83d"`. Rust strings cannot hold it, so a
 //! strict parse refuses the whole body, and an SDK does not retry a 400: every event of the
 //! batch would be lost for one character. Segment's servers read such an escape as U+FFFD,
-//! the replacement character; so does persona, before it parses.
+//! the replacement character; so does persona, when a parse has refused the text.
 
 /// The text with every `\uXXXX` escape of a lone surrogate replaced by `\uFFFD`; `None`
 /// when there is none (the common case, which allocates nothing). A surrogate pair's two

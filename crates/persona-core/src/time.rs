@@ -5,8 +5,9 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 /// Parses an ISO-8601 timestamp as sent by Segment SDKs.
 ///
 /// Accepts RFC 3339 with any offset (`2024-05-01T10:00:00.123Z`, `...+02:00`), ISO-8601
-/// offsets without the colon or the minutes (`+0200`, `+02`), and, as Segment does, a date-time without offset or a bare date, both read as UTC. Anything
-/// else is an error whose text can be shown to the client.
+/// offsets without the colon or the minutes (`+0200`, `+02`), and, as Segment does, a
+/// date-time without offset or a bare date, both read as UTC. Anything else is an error
+/// whose text can be shown to the client.
 pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
     let parsed = parse_any(s).ok_or_else(|| {
         format!("is not an ISO-8601 timestamp (expected e.g. 2024-05-01T10:00:00.000Z), got {s:?}")

@@ -98,11 +98,13 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
                 return None;
             }
             // Half an emoji is kept as U+FFFD, as the HTTP collector keeps it.
-            let parsed =
-                match persona_collector::surrogates::replace_lone_surrogates(line.as_bytes()) {
-                    Some(repaired) => serde_json::from_slice::<Value>(&repaired),
-                    None => serde_json::from_str::<Value>(&line),
-                }
+            let parsed = serde_json::from_str::<Value>(&line)
+                .or_else(|e| {
+                    match persona_collector::surrogates::replace_lone_surrogates(line.as_bytes()) {
+                        Some(repaired) => serde_json::from_slice(&repaired),
+                        None => Err(e),
+                    }
+                })
                 .map_err(|e| format!("line {}: not JSON: {e}", n + 1));
             Some((n + 1, parsed))
         });
