@@ -8,6 +8,7 @@
 //! It owns no storage: it appends to a [`persona_log::EventLog`] and knows nothing of the
 //! stages that consume it.
 
+mod backend;
 mod body;
 pub mod config;
 pub mod error;

@@ -11,6 +11,7 @@ use persona_core::{FieldError, MessageType};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::backend::sent_from_backend;
 use crate::shallow::{self, Field, Kind, Object};
 
 /// What the request around a message contributes to it.
@@ -26,7 +27,8 @@ pub struct Envelope {
     pub integrations: Option<Box<RawValue>>,
     /// The write key the request was authenticated with.
     pub write_key: Option<String>,
-    /// The client's address, stored as `context.ip` when the message has none.
+    /// The client's address, stored as `context.ip` when the message has none and was
+    /// not sent by a backend SDK.
     pub client_ip: Option<String>,
     /// Correct `timestamp` for the client's clock skew using `sentAt` (live traffic). Off
     /// for backfills, whose messages carry their own historical timestamps.
@@ -180,7 +182,9 @@ pub fn normalize<'a>(
         }
         match body.get(field).map(Field::kind) {
             Some(Kind::String) | None => {}
-            Some(Kind::Null) if field != "event" => {
+            // Null says no more than absent, as for the other optional fields (on a call
+            // other than track, `event` is optional too).
+            Some(Kind::Null) => {
                 body.remove(field);
             }
             Some(k) => errors.push(err(field, format!("must be a string, got {}", k.name()))),
@@ -284,8 +288,8 @@ pub fn normalize<'a>(
     Ok(Normalized { kind, body })
 }
 
-/// Adds the batch's context keys and the client's address to the message's `context`
-/// where it lacks them, and the batch's `integrations` where it has none. Returns
+/// Adds the batch's context keys and the client's address (for client-side messages) to
+/// the message's `context` where it lacks them, and the batch's `integrations` where it has none. Returns
 /// `context.traits` when `want_traits` and it is an object.
 fn merge_envelope(
     body: &mut Object<'_>,
@@ -315,6 +319,7 @@ fn merge_envelope(
         .map(|t| t.raw().to_owned());
     if let Some(ip) = &env.client_ip
         && !context.contains_key("ip")
+        && !sent_from_backend(body, &context)
     {
         context.insert("ip", Field::of(ip));
     }

@@ -182,6 +182,8 @@ async fn browser_sdks_in_chromium_load_their_settings_from_persona_and_send_ther
             assert!(agent.contains("Chrome"), "{m}");
             assert!(m["context"]["page"]["url"].is_string(), "{m}");
             assert!(m["anonymousId"].is_string(), "{m}");
+            // The browser's address, filled in by the collector as Segment's servers do.
+            assert_eq!(m["context"]["ip"], "127.0.0.1", "{m}");
         }
     }
     let types: std::collections::BTreeSet<&str> =

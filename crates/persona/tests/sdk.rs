@@ -141,6 +141,9 @@ async fn check_what_arrived(server: &mut Server, dir: &Path, rounds: [&str; 2], 
             let m = &by_id[&format!("{s}-{kind}")];
             assert_eq!(m["type"], kind);
             assert_eq!(m["context"]["library"]["name"], library);
+            // A backend's address says nothing about the customer: as Segment does, it is
+            // not stored as `context.ip` (client-side messages get it; see browser.rs).
+            assert!(m["context"].get("ip").is_none(), "{m}");
             assert!(m["sentAt"].is_string() && m["originalTimestamp"].is_string());
         }
         let track = &by_id[&format!("{s}-track")];

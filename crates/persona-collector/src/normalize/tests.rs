@@ -92,6 +92,32 @@ fn identity_and_required_fields_are_checked_per_type() {
 }
 
 #[test]
+fn a_null_event_is_dropped_except_where_track_needs_one() {
+    let e = env();
+    for kind in [
+        MessageType::Page,
+        MessageType::Identify,
+        MessageType::Screen,
+    ] {
+        let n = normalize_value(json!({"userId": "u", "event": null}), Some(kind), 0, &e)
+            .unwrap_or_else(|errs| panic!("{kind} with a null event refused: {errs:?}"));
+        assert!(
+            n.to_value().get("event").is_none(),
+            "{kind} kept a null event"
+        );
+    }
+    let errs = normalize_value(
+        json!({"userId": "u", "event": null}),
+        Some(MessageType::Track),
+        0,
+        &e,
+    )
+    .unwrap_err();
+    assert_eq!(fields(&errs), ["event"]);
+    assert!(errs[0].reason.contains("null"), "{errs:?}");
+}
+
+#[test]
 fn batch_items_need_a_known_type() {
     let e = env();
     let errs = normalize_value(json!({"userId": "u"}), None, 1, &e).unwrap_err();
@@ -122,6 +148,24 @@ fn batch_context_fills_in_and_ip_is_added() {
     assert_eq!(n.to_value()["context"]["library"]["name"], "batchlib");
     assert_eq!(n.to_value()["context"]["ip"], "10.0.0.7");
     assert_eq!(n.to_value()["writeKey"], "wk");
+}
+
+#[test]
+fn a_backend_sdk_gets_no_ip_from_the_request() {
+    let mut e = env();
+    e.client_ip = Some("10.0.0.7".into());
+    let msg = json!({"userId": "u", "context": {"library": {"name": "analytics-python"}}});
+    let n = normalize_value(msg, Some(MessageType::Identify), 0, &e).unwrap();
+    assert!(
+        n.to_value()["context"].get("ip").is_none(),
+        "{}",
+        n.to_value()
+    );
+    // Its own `context.ip` (the customer's, passed on by the backend) is kept.
+    let msg = json!({"userId": "u", "context": {"ip": "203.0.113.1",
+                     "library": {"name": "analytics-go"}}});
+    let n = normalize_value(msg, Some(MessageType::Identify), 0, &e).unwrap();
+    assert_eq!(n.to_value()["context"]["ip"], "203.0.113.1");
 }
 
 #[test]
