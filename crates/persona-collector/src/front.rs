@@ -159,7 +159,14 @@ impl Service<Request> for Front {
 
     fn call(&mut self, req: Request) -> Self::Future {
         let route = match req.method() {
-            &Method::POST => self.0.routes.get(req.uri().path()).cloned(),
+            &Method::POST => {
+                let path = req.uri().path();
+                self.0
+                    .routes
+                    .get(path)
+                    .or_else(|| self.0.routes.get(&tidy_path(path)?))
+                    .cloned()
+            }
             _ => None,
         };
         match route {
@@ -169,5 +176,29 @@ impl Service<Request> for Front {
             }
             None => Box::pin(self.0.rest.clone().oneshot(req)),
         }
+    }
+}
+
+/// `path` without repeated or trailing slashes, when it has any: an SDK configured with a
+/// host that ends in `/` posts to `//v1/batch`, and its retries would all get 404.
+fn tidy_path(path: &str) -> Option<String> {
+    let trailing = path.len() > 1 && path.ends_with('/');
+    if !trailing && !path.contains("//") {
+        return None;
+    }
+    let tidy: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    Some(format!("/{}", tidy.join("/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tidy_path;
+
+    #[test]
+    fn repeated_and_trailing_slashes_are_dropped() {
+        assert_eq!(tidy_path("//v1/batch").as_deref(), Some("/v1/batch"));
+        assert_eq!(tidy_path("/v1//track/").as_deref(), Some("/v1/track"));
+        assert_eq!(tidy_path("/v1/track"), None);
+        assert_eq!(tidy_path("/"), None);
     }
 }

@@ -86,12 +86,12 @@ async fn ingest_inner(
                 _ => e,
             })?;
     state.metrics.ingested_bytes.inc_by(bytes.len() as u64);
-    // Only a body the parse refused is looked at for lone surrogates, so well-formed
-    // bodies pay nothing for the repair.
+    // Only a body the parse refused is looked at for repairs, so well-formed bodies pay
+    // nothing for them.
     let repaired: Option<Vec<u8>>;
     let parsed = match Object::parse(&bytes) {
         Err(NotAnObject::Invalid(e)) => {
-            repaired = crate::surrogates::replace_lone_surrogates(&bytes);
+            repaired = crate::repair::repair(&bytes);
             match &repaired {
                 Some(text) => Object::parse(text),
                 None => Err(NotAnObject::Invalid(e)),
@@ -371,14 +371,21 @@ fn envelope(
     Ok(env)
 }
 
-/// The first `X-Forwarded-For` address when a proxy set one, else the peer address.
+/// The first `X-Forwarded-For` address when a proxy set one, else the peer address. An
+/// entry that is not an address (some proxies add the port) is not stored as one: the
+/// peer address is used instead.
 fn client_ip(headers: &HeaderMap, extensions: &axum::http::Extensions) -> Option<String> {
     let forwarded = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+        .and_then(|s| {
+            let s = s.trim();
+            s.parse::<std::net::IpAddr>()
+                .or_else(|_| s.parse::<SocketAddr>().map(|a| a.ip()))
+                .ok()
+        })
+        .map(|ip| ip.to_string());
     forwarded.or_else(|| {
         extensions
             .get::<ConnectInfo<SocketAddr>>()

@@ -17,10 +17,11 @@ mod ingest;
 pub mod metrics;
 pub mod normalize;
 mod ops;
+pub mod repair;
 mod sdk_settings;
 pub mod shallow;
 mod state;
-pub mod surrogates;
+mod surrogates;
 
 use std::time::Instant;
 
@@ -86,6 +87,9 @@ pub(crate) fn cors() -> CorsLayer {
         .allow_headers(AllowHeaders::mirror_request())
         .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(86_400))
+        // Chrome asks before a public page may send to a collector on a private network;
+        // any origin may send, so any may send from there too.
+        .allow_private_network(true)
 }
 
 async fn track_latency(State(state): State<CollectorState>, req: Request, next: Next) -> Response {

@@ -350,7 +350,7 @@ fn coerce_id(body: &mut Object<'_>, field: &str) -> Result<(), String> {
             body.remove(field);
             Ok(())
         }
-        Kind::String if len > 1024 => Err(format!("is {len} characters long; the limit is 1024")),
+        Kind::String if len > 1024 => Err(format!("is {len} bytes long; the limit is 1024 bytes")),
         Kind::String => Ok(()),
         Kind::Number => {
             // An integer's digits as sent: an id past u64 (a 128-bit database key) would

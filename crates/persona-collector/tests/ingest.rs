@@ -94,6 +94,14 @@ impl Harness {
         (s, b)
     }
 
+    /// Posts `body` to `/v1/batch`, expects 200 and returns what the log then holds.
+    async fn batch_stored(&self, body: impl Into<Body>) -> Vec<Value> {
+        let req = post("/v1/batch", ()).body(body.into()).unwrap();
+        let (status, _, resp) = self.send(req).await;
+        assert_eq!(status, StatusCode::OK, "{resp}");
+        self.logged()
+    }
+
     /// The `messageId`s in the log, in log order.
     fn logged_ids(&self) -> Vec<Value> {
         self.logged()
@@ -314,11 +322,14 @@ async fn cors_preflight_allows_any_origin() {
             header::ACCESS_CONTROL_REQUEST_HEADERS,
             "content-type,authorization,anonymousid,content-encoding",
         )
+        // Chrome's question before a public page sends to a private network.
+        .header("access-control-request-private-network", "true")
         .body(Body::empty())
         .unwrap();
     let (status, headers, _) = h.send(req).await;
     assert!(status.is_success(), "{status}");
     assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert_eq!(headers["access-control-allow-private-network"], "true");
     let methods = headers[header::ACCESS_CONTROL_ALLOW_METHODS]
         .to_str()
         .unwrap();
@@ -576,16 +587,75 @@ async fn lone_surrogates_are_stored_as_the_replacement_character() {
         {"type": "track", "userId": "u", "event": "x", "messageId": "whole",
          "properties": {"emoji": "\ud83d\ude00", "low": "\ude00!", "text": "\\ud83d"}}
     ]}"#;
-    let req = post("/v1/batch", ()).body(Body::from(body)).unwrap();
-    let (status, _, resp) = h.send(req).await;
-    assert_eq!(status, StatusCode::OK, "{resp}");
-    let stored = h.logged();
+    let stored = h.batch_stored(body).await;
     assert_eq!(stored.len(), 2);
     assert_eq!(stored[0]["userId"], "u\u{FFFD}");
     assert_eq!(stored[0]["name"], "Sale \u{FFFD}");
     assert_eq!(
         stored[1]["properties"],
         json!({"emoji": "\u{1F600}", "low": "\u{FFFD}!", "text": "\\ud83d"})
+    );
+}
+
+/// An SDK whose host was configured ending in `/` posts to `//v1/batch`.
+#[tokio::test]
+async fn repeated_and_trailing_slashes_reach_the_ingestion_paths() {
+    let h = harness();
+    for (i, path) in ["//v1/batch", "/v1/batch/", "/v1//track"]
+        .iter()
+        .enumerate()
+    {
+        let body = if path.ends_with("track") {
+            json!({"userId": "u", "event": "e", "messageId": format!("m{i}")})
+        } else {
+            json!({"batch": [{"type": "track", "userId": "u", "event": "e",
+                              "messageId": format!("m{i}")}]})
+        };
+        let (status, resp) = h.post_json(path, body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {resp}");
+    }
+    assert_eq!(h.logged_ids(), [json!("m0"), json!("m1"), json!("m2")]);
+}
+
+/// Behind a proxy the client's address is the first `X-Forwarded-For` entry; an entry that
+/// is no address is not stored as one.
+#[tokio::test]
+async fn the_forwarded_address_is_stored_only_when_it_is_an_address() {
+    let h = harness();
+    let forwarded = [
+        ("203.0.113.5, 10.0.0.1", Some("203.0.113.5")),
+        ("198.51.100.7:4711", Some("198.51.100.7")),
+        ("2001:db8::1", Some("2001:db8::1")),
+        ("garbage", None),
+    ];
+    for (header, _) in forwarded {
+        let req = post("/v1/track", ())
+            .header("x-forwarded-for", header)
+            .body(Body::from(r#"{"userId": "u", "event": "e"}"#))
+            .unwrap();
+        assert_eq!(h.send(req).await.0, StatusCode::OK);
+    }
+    let stored = h.logged();
+    for (m, (header, want)) in stored.iter().zip(forwarded) {
+        // The test's requests have no peer address to fall back on.
+        assert_eq!(m["context"]["ip"].as_str(), want, "{header}: {m}");
+    }
+}
+
+/// A Latin-1 byte from a backend, or a float NaN as Python's `json.dumps` writes it, costs
+/// neither its batch nor its message: stored as U+FFFD and `null`.
+#[tokio::test]
+async fn bytes_that_are_not_utf8_and_nan_cost_no_message() {
+    let h = harness();
+    let body: &[u8] = b"{\"batch\": [{\"type\": \"track\", \"userId\": \"a\", \"event\": \"e\"},
+        {\"type\": \"track\", \"userId\": \"b\", \"event\": \"caf\xe9\",
+         \"properties\": {\"price\": NaN, \"max\": Infinity, \"note\": \"NaN\"}}]}";
+    let stored = h.batch_stored(body).await;
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1]["event"], "caf\u{FFFD}");
+    assert_eq!(
+        stored[1]["properties"],
+        json!({"price": null, "max": null, "note": "NaN"})
     );
 }
 

@@ -29,7 +29,8 @@ impl ErrorKind {
 /// `index` is the message's position in a batch (0 for single-message calls, the line
 /// number minus one for imports). It is absent when the problem is with the request as a
 /// whole (a batch-level `sentAt`, a query parameter), which names no message. `field` is a
-/// dotted path such as `properties.revenue`.
+/// dotted path such as `properties.revenue`, or empty when the problem is the whole
+/// message (not an object, or too large).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +64,10 @@ impl std::fmt::Display for FieldError {
         if let Some(index) = self.index {
             write!(f, "message {index}: ")?;
         }
-        write!(f, "`{}` {}", self.field, self.reason)
+        match self.field.as_str() {
+            // The message as a whole (not an object, too large): no field to name.
+            "" => f.write_str(&self.reason),
+            field => write!(f, "`{field}` {}", self.reason),
+        }
     }
 }

@@ -85,25 +85,28 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let file = std::fs::File::open(&args.file)
         .with_context(|| format!("cannot open {}", args.file.display()))?;
     let bar = progress_bar(file.metadata()?.len(), "reading");
+    // Lines as bytes: a line that is not UTF-8 is repaired like an HTTP body, not refused.
     let lines = BufReader::new(file)
-        .lines()
+        .split(b'\n')
         .enumerate()
         .filter_map(|(n, line)| {
-            let line = match line {
+            let mut line = match line {
                 Ok(l) => l,
                 Err(e) => return Some((n + 1, Err(format!("line {}: cannot read: {e}", n + 1)))),
             };
             bar.inc(line.len() as u64 + 1);
-            if line.trim().is_empty() {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.trim_ascii().is_empty() {
                 return None;
             }
-            // Half an emoji is kept as U+FFFD, as the HTTP collector keeps it.
-            let parsed = serde_json::from_str::<Value>(&line)
-                .or_else(|e| {
-                    match persona_collector::surrogates::replace_lone_surrogates(line.as_bytes()) {
-                        Some(repaired) => serde_json::from_slice(&repaired),
-                        None => Err(e),
-                    }
+            // What the HTTP collector repairs (half an emoji, bytes that are not UTF-8,
+            // Python's NaN) is repaired here the same way.
+            let parsed = serde_json::from_slice::<Value>(&line)
+                .or_else(|e| match persona_collector::repair::repair(&line) {
+                    Some(repaired) => serde_json::from_slice(&repaired),
+                    None => Err(e),
                 })
                 .map_err(|e| format!("line {}: not JSON: {e}", n + 1));
             Some((n + 1, parsed))

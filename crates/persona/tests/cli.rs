@@ -359,7 +359,13 @@ fn import_backfills_with_original_timestamps_and_reports_rejects() {
         String::new(),
         json!({"type": "track", "userId": "u1"}).to_string(),
     ];
-    std::fs::write(&file, lines.join("\n")).unwrap();
+    let mut text = lines.join("\n").into_bytes();
+    // A Latin-1 byte and Python's NaN, on a line ended as on Windows: repaired, not refused.
+    text.extend_from_slice(
+        b"\n{\"type\": \"track\", \"userId\": \"u1\", \"event\": \"Caf\xe9\", \"properties\": \
+          {\"price\": NaN}, \"timestamp\": \"1997-01-03T00:00:00Z\"}\r\n",
+    );
+    std::fs::write(&file, text).unwrap();
     let data = dir.path().join("data");
     let out = run(&[
         "import",
@@ -374,14 +380,16 @@ fn import_backfills_with_original_timestamps_and_reports_rejects() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("imported 2 messages") && err.contains("rejected 2"),
+        err.contains("imported 3 messages") && err.contains("rejected 2"),
         "{err}"
     );
     assert!(err.contains("line 2: not JSON"), "{err}");
     assert!(err.contains("line 5: `event`"), "{err}");
 
     let logged = logged(&data);
-    assert_eq!(logged.len(), 2);
+    assert_eq!(logged.len(), 3);
+    assert_eq!(logged[2]["event"], "Caf\u{FFFD}");
+    assert_eq!(logged[2]["properties"], json!({"price": null}));
     assert_eq!(logged[0]["messageId"], "m1");
     assert_eq!(logged[0]["timestamp"], "1997-01-01T00:00:00.000Z");
     assert_eq!(logged[1]["timestamp"], "1997-01-02T00:00:00.000Z");
