@@ -235,7 +235,8 @@ pub(crate) struct Malformed(pub String);
 pub(crate) struct Event<'a> {
     pub msg: Incoming<'a>,
     pub kind: MessageType,
-    /// Event time, Unix milliseconds.
+    /// Event time, Unix milliseconds: its `timestamp`, or when it was received if that is
+    /// earlier.
     pub at: i64,
 }
 
@@ -251,7 +252,14 @@ impl<'a> Event<'a> {
         if msg.user_id.is_none() && msg.anonymous_id.is_none() {
             return Err(Malformed("neither userId nor anonymousId".into()));
         }
-        Ok(Event { msg, kind, at })
+        let mut event = Event { msg, kind, at };
+        // Nothing happens after it was received: a client clock years ahead (and no
+        // `sentAt` to correct it by) would otherwise leave the profile's `last_seen` in the
+        // future and its recency at zero for good. The stored message keeps what was sent.
+        if let Some(received) = event.received_at() {
+            event.at = event.at.min(received);
+        }
+        Ok(event)
     }
 
     /// When the collector received it, Unix milliseconds.
@@ -366,6 +374,20 @@ mod tests {
             br#"{"type":"track","event":"x","userId":"u","timestamp":"2024-05-01T10:00:00.000Z",
             "context":{"library":[1,{"name":"y"}]}}"#;
         assert!(Event::parse(raw).is_ok());
+    }
+
+    #[test]
+    fn an_event_time_after_receipt_counts_as_the_receipt() {
+        let at = |timestamp: &str| {
+            let raw = format!(
+                r#"{{"type":"track","event":"x","userId":"u","timestamp":"{timestamp}",
+                "receivedAt":"2026-12-06T10:00:00.000Z"}}"#
+            );
+            Event::parse(raw.as_bytes()).unwrap().at
+        };
+        let received = at("2026-12-06T10:00:00.000Z");
+        assert_eq!(at("9999-12-31T23:59:59.999Z"), received);
+        assert_eq!(at("2026-12-06T09:00:00.000Z"), received - 3_600_000);
     }
 
     #[test]
