@@ -363,7 +363,12 @@ fn coerce_id(body: &mut Object<'_>, field: &str) -> Result<(), String> {
             }
             let n: serde_json::Number =
                 serde_json::from_str(raw).map_err(|e| format!("is not a usable number ({e})"))?;
-            body.insert(field.to_owned(), Field::of(&n.to_string()));
+            // A whole number written as `1000.0` or `1e3` names the same customer as `1000`.
+            let text = match n.as_f64() {
+                Some(f) if f.fract() == 0.0 && f.abs() < 2f64.powi(53) => (f as i64).to_string(),
+                _ => n.to_string(),
+            };
+            body.insert(field.to_owned(), Field::of(&text));
             Ok(())
         }
         k => Err(format!("must be a string, got {}", k.name())),

@@ -575,6 +575,13 @@ async fn numeric_ids_keep_every_digit() {
         "340282366920938463463374607431768211455"
     );
     assert_eq!(stored[0]["anonymousId"], "-7");
+    // A whole number however written is one customer; a fraction keeps its digits.
+    for (sent, want) in [("1e3", "1000"), ("1000.0", "1000"), ("12.50", "12.5")] {
+        let body = format!(r#"{{"userId": {sent}, "event": "x"}}"#);
+        let req = post("/v1/track", ()).body(Body::from(body)).unwrap();
+        assert_eq!(h.send(req).await.0, StatusCode::OK);
+        assert_eq!(h.logged().last().unwrap()["userId"], want, "{sent}");
+    }
 }
 
 /// Half an emoji, as `JSON.stringify` writes a string cut in the middle of one, costs
