@@ -5,8 +5,9 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 /// Parses an ISO-8601 timestamp as sent by Segment SDKs.
 ///
 /// Accepts RFC 3339 with any offset (`2024-05-01T10:00:00.123Z`, `...+02:00`), ISO-8601
-/// offsets without the colon or the minutes (`+0200`, `+02`), and, as Segment does, a
-/// date-time without offset or a bare date, both read as UTC. Anything else is an error
+/// offsets without the colon or the minutes (`+0200`, `+02`), times without seconds
+/// (`2024-05-01T10:00Z`), and, as Segment does, a date-time without offset or a bare date,
+/// both read as UTC. A leap second reads as the next second's start. Anything else is an error
 /// whose text can be shown to the client.
 pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
     let parsed = parse_any(s).ok_or_else(|| {
@@ -17,7 +18,17 @@ pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
     if !(1..=9999).contains(&parsed.year()) {
         return Err(format!("has a year outside 1 to 9999, got {s:?}"));
     }
-    Ok(parsed)
+    Ok(without_leap_second(parsed))
+}
+
+/// A leap second (`23:59:60`) as the next second's start, which is how its Unix time reads:
+/// stored as `:60` it would be refused by JavaScript's `Date` and Python's `fromisoformat`.
+fn without_leap_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos < 1_000_000_000 {
+        return t;
+    }
+    DateTime::from_timestamp(t.timestamp() + 1, nanos - 1_000_000_000).unwrap_or(t)
 }
 
 fn parse_any(s: &str) -> Option<DateTime<Utc>> {
@@ -31,7 +42,18 @@ fn parse_any(s: &str) -> Option<DateTime<Utc>> {
             return Some(t.with_timezone(&Utc));
         }
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
+    // ISO-8601's reduced precision: hours and minutes without seconds (`2024-05-01T10:00Z`).
+    for fmt in ["%Y-%m-%dT%H:%M%#z", "%Y-%m-%d %H:%M%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc());
         }
@@ -64,12 +86,21 @@ mod tests {
             "2024-05-01T08:00:00.5-0200",
             "2024-05-01T12:00:00+02",
             "2024-05-01 12:00:00+02:00",
+            "2024-05-01T10:00Z",
+            "2024-05-01T12:00+02:00",
+            "2024-05-01 10:00",
         ] {
             let got = parse_timestamp(s).unwrap();
             let got = got - chrono::Duration::milliseconds(got.timestamp_subsec_millis().into());
             assert_eq!(got, want, "{s}");
         }
         assert!(parse_timestamp("2024-05-01").is_ok());
+    }
+
+    #[test]
+    fn a_leap_second_is_the_next_second() {
+        let t = parse_timestamp("2016-12-31T23:59:60.250Z").unwrap();
+        assert_eq!(format_timestamp(t), "2017-01-01T00:00:00.250Z");
     }
 
     #[test]
