@@ -163,7 +163,7 @@ pub(crate) async fn events(
                 Ok(Some(rec)) => match serde_json::from_slice::<Value>(&rec.payload) {
                     // A log that lost records reuses their offsets (and often positions):
                     // an index entry from before names another event now.
-                    Ok(v) if event_time_ms(&v) != Some(r.at) => {
+                    Ok(v) if !indexed_at(&v, r.at) => {
                         tracing::debug!(offset = r.offset, "the log holds another event here now");
                     }
                     Ok(mut v) => {
@@ -221,10 +221,15 @@ pub(crate) async fn history(
     ))
 }
 
-/// A logged event's time as the processor indexed it, in Unix milliseconds.
-fn event_time_ms(event: &Value) -> Option<i64> {
-    let t = event.get("timestamp")?.as_str()?;
-    persona_core::time::parse_timestamp(t)
-        .ok()
-        .map(|t| t.timestamp_millis())
+/// Whether a logged event is the one an index entry made at `at` (Unix milliseconds) names:
+/// its time as the processor counts it, or, for entries indexed before a time after
+/// receipt was counted as the receipt, its `timestamp` as sent.
+fn indexed_at(event: &Value, at: i64) -> bool {
+    let Some(t) = event.get("timestamp").and_then(Value::as_str) else {
+        return false;
+    };
+    let received = event.get("receivedAt").and_then(Value::as_str);
+    let counted = persona_core::time::event_time_ms(t, received).ok();
+    let sent = persona_core::time::parse_timestamp(t).ok();
+    counted == Some(at) || sent.is_some_and(|s| s.timestamp_millis() == at)
 }

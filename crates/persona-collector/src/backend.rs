@@ -12,6 +12,7 @@ use crate::shallow::Object;
 /// `context.library.name` of the backend SDKs of Segment and RudderStack, as each one's
 /// source sets it (RudderStack's Node, Python, Go and Java SDKs reuse Segment's names; the
 /// `analytics-node-next`, `AnalyticsNode` and `rudder-sdk-java` names are older releases').
+/// Segment's `Analytics-CSharp` is left out: it runs in Unity and Xamarin apps as well.
 const BACKEND_LIBRARIES: &[&str] = &[
     "analytics-node",
     "@segment/analytics-node",
@@ -22,7 +23,6 @@ const BACKEND_LIBRARIES: &[&str] = &[
     "analytics-ruby",
     "analytics-java",
     "analytics-php",
-    "Analytics-CSharp",
     "Analytics.NET",
     "rudderanalytics-ruby",
     "rudder-analytics-php",

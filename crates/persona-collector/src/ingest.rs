@@ -88,12 +88,32 @@ async fn ingest_inner(
     state.metrics.ingested_bytes.inc_by(bytes.len() as u64);
     // Only a body the parse refused is looked at for repairs, so well-formed bodies pay
     // nothing for them.
-    let repaired: Option<Vec<u8>>;
+    let mut repaired: Option<Vec<u8>> = None;
     let parsed = match Object::parse(&bytes) {
         Err(NotAnObject::Invalid(e)) => {
             repaired = crate::repair::repair(&bytes);
             match &repaired {
-                Some(text) => Object::parse(text),
+                // A replacement character takes three bytes where a stray byte took one:
+                // what is stored stays within the limit.
+                Some(text) if text.len() > limit => {
+                    return Err(ApiError::too_large(
+                        if kind.is_some() {
+                            "message_too_large"
+                        } else {
+                            "batch_too_large"
+                        },
+                        format!(
+                            "body exceeds the limit of {} KB once its bytes that are not \
+                             UTF-8 are replaced",
+                            limit / 1024
+                        ),
+                    ));
+                }
+                Some(text) => match Object::parse(text) {
+                    // Still refused: the error names a place in the body as sent.
+                    Err(NotAnObject::Invalid(_)) => Err(NotAnObject::Invalid(e)),
+                    parsed => parsed,
+                },
                 None => Err(NotAnObject::Invalid(e)),
             }
         }
@@ -156,7 +176,8 @@ async fn ingest_inner(
     let mut errors: Vec<FieldError> = Vec::new();
     // No item can exceed the per-message limit when the whole body does not, so only
     // larger batches pay for measuring each item.
-    let measure_items = kind.is_none() && bytes.len() > state.config.max_message_bytes;
+    let parsed_len = repaired.as_ref().map_or(bytes.len(), Vec::len);
+    let measure_items = kind.is_none() && parsed_len > state.config.max_message_bytes;
     for (index, item) in messages.into_iter().enumerate() {
         let msg = match item {
             Item::Parsed(o) => o,
@@ -371,26 +392,29 @@ fn envelope(
     Ok(env)
 }
 
-/// The first `X-Forwarded-For` address when a proxy set one, else the peer address. An
-/// entry that is not an address (some proxies add the port) is not stored as one: the
-/// peer address is used instead.
+/// The first `X-Forwarded-For` address when a proxy set the header, else the peer address.
+/// A first entry that is no address (Squid writes `unknown`) gives none: the peer is then
+/// the proxy, whose address says nothing about the customer.
 fn client_ip(headers: &HeaderMap, extensions: &axum::http::Extensions) -> Option<String> {
-    let forwarded = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|s| {
-            let s = s.trim();
-            s.parse::<std::net::IpAddr>()
-                .or_else(|_| s.parse::<SocketAddr>().map(|a| a.ip()))
-                .ok()
-        })
-        .map(|ip| ip.to_string());
-    forwarded.or_else(|| {
-        extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string())
-    })
+    let ip = match headers.get("x-forwarded-for") {
+        Some(forwarded) => forwarded_address(forwarded.to_str().ok()?)?,
+        None => extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip(),
+    };
+    // An IPv4 client over an IPv6 socket (`::ffff:203.0.113.5`) is stored as IPv4, so that
+    // IPv4 networks in `processor.internal_networks` match it.
+    Some(ip.to_canonical().to_string())
+}
+
+/// The first entry of an `X-Forwarded-For` value, with or without a port (`1.2.3.4:5`,
+/// `[2001:db8::1]:443`) or brackets.
+fn forwarded_address(value: &str) -> Option<std::net::IpAddr> {
+    let first = value.split(',').next()?.trim();
+    first
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .or_else(|_| first.parse::<SocketAddr>().map(|a| a.ip()))
+        .ok()
 }
 
 fn invalid_field(field: &str, reason: &str) -> ApiError {

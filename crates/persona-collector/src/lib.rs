@@ -87,9 +87,6 @@ pub(crate) fn cors() -> CorsLayer {
         .allow_headers(AllowHeaders::mirror_request())
         .expose_headers([header::RETRY_AFTER])
         .max_age(std::time::Duration::from_secs(86_400))
-        // Chrome asks before a public page may send to a collector on a private network;
-        // any origin may send, so any may send from there too.
-        .allow_private_network(true)
 }
 
 async fn track_latency(State(state): State<CollectorState>, req: Request, next: Next) -> Response {

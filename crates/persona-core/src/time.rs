@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 /// both read as UTC. A leap second reads as the next second's start. Anything else is an error
 /// whose text can be shown to the client.
 pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
-    let parsed = parse_any(s).ok_or_else(|| {
+    let parsed = parse_any(s).map(without_leap_second).ok_or_else(|| {
         format!("is not an ISO-8601 timestamp (expected e.g. 2024-05-01T10:00:00.000Z), got {s:?}")
     })?;
     // Years outside 1..=9999 are not ISO-8601 without an agreement, and arithmetic on them
@@ -18,7 +18,7 @@ pub fn parse_timestamp(s: &str) -> Result<DateTime<Utc>, String> {
     if !(1..=9999).contains(&parsed.year()) {
         return Err(format!("has a year outside 1 to 9999, got {s:?}"));
     }
-    Ok(without_leap_second(parsed))
+    Ok(parsed)
 }
 
 /// A leap second (`23:59:60`) as the next second's start, which is how its Unix time reads:
@@ -63,6 +63,18 @@ fn parse_any(s: &str) -> Option<DateTime<Utc>> {
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
 }
 
+/// When a stored event happened, as profiles and the event index count it, in Unix
+/// milliseconds: its `timestamp`, or its `receivedAt` when that is earlier. Nothing happens
+/// after it was received; a client clock years ahead (with no `sentAt` to correct it by)
+/// would otherwise leave a profile's `last_seen` in the future for good.
+pub fn event_time_ms(timestamp: &str, received_at: Option<&str>) -> Result<i64, String> {
+    let at = parse_timestamp(timestamp)?.timestamp_millis();
+    let received = received_at
+        .and_then(|r| parse_timestamp(r).ok())
+        .map(|r| r.timestamp_millis());
+    Ok(received.map_or(at, |r| at.min(r)))
+}
+
 /// Formats a timestamp the way persona stores and returns them: RFC 3339, UTC, milliseconds.
 pub fn format_timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -101,6 +113,8 @@ mod tests {
     fn a_leap_second_is_the_next_second() {
         let t = parse_timestamp("2016-12-31T23:59:60.250Z").unwrap();
         assert_eq!(format_timestamp(t), "2017-01-01T00:00:00.250Z");
+        // The last second of 9999 would be the first of 10000: out of range.
+        assert!(parse_timestamp("9999-12-31T23:59:60Z").is_err());
     }
 
     #[test]

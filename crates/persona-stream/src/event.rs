@@ -246,20 +246,14 @@ impl<'a> Event<'a> {
             serde_json::from_slice(payload).map_err(|e| Malformed(e.to_string()))?;
         let kind = MessageType::parse(&msg.kind)
             .ok_or_else(|| Malformed(format!("unknown type {:?}", msg.kind)))?;
-        let at = persona_core::time::parse_timestamp(&msg.timestamp)
-            .map_err(|e| Malformed(format!("timestamp {e}")))?
-            .timestamp_millis();
+        // The stored message keeps the time that was sent; profiles count no event as
+        // later than its receipt.
+        let at = persona_core::time::event_time_ms(&msg.timestamp, msg.received_at.as_deref())
+            .map_err(|e| Malformed(format!("timestamp {e}")))?;
         if msg.user_id.is_none() && msg.anonymous_id.is_none() {
             return Err(Malformed("neither userId nor anonymousId".into()));
         }
-        let mut event = Event { msg, kind, at };
-        // Nothing happens after it was received: a client clock years ahead (and no
-        // `sentAt` to correct it by) would otherwise leave the profile's `last_seen` in the
-        // future and its recency at zero for good. The stored message keeps what was sent.
-        if let Some(received) = event.received_at() {
-            event.at = event.at.min(received);
-        }
-        Ok(event)
+        Ok(Event { msg, kind, at })
     }
 
     /// When the collector received it, Unix milliseconds.

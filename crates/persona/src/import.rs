@@ -90,14 +90,11 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         .split(b'\n')
         .enumerate()
         .filter_map(|(n, line)| {
-            let mut line = match line {
+            let line = match line {
                 Ok(l) => l,
                 Err(e) => return Some((n + 1, Err(format!("line {}: cannot read: {e}", n + 1)))),
             };
             bar.inc(line.len() as u64 + 1);
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
             if line.trim_ascii().is_empty() {
                 return None;
             }

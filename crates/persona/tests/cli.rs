@@ -360,7 +360,8 @@ fn import_backfills_with_original_timestamps_and_reports_rejects() {
         json!({"type": "track", "userId": "u1"}).to_string(),
     ];
     let mut text = lines.join("\n").into_bytes();
-    // A Latin-1 byte and Python's NaN, on a line ended as on Windows: repaired, not refused.
+    // A Latin-1 byte and Python's NaN, on a line ended as on Windows (the `\r` is JSON
+    // whitespace): repaired, not refused.
     text.extend_from_slice(
         b"\n{\"type\": \"track\", \"userId\": \"u1\", \"event\": \"Caf\xe9\", \"properties\": \
           {\"price\": NaN}, \"timestamp\": \"1997-01-03T00:00:00Z\"}\r\n",

@@ -115,6 +115,39 @@ async fn a_customer_journey_is_served_as_one_profile() {
     assert_eq!(exported[0]["computed"]["event_count"], 5);
 }
 
+/// A client clock years ahead, with no `sentAt` to correct it by: the profile counts the
+/// event at its receipt, and `/events` still lists it with the time that was sent.
+#[tokio::test]
+async fn an_event_dated_after_its_receipt_counts_at_the_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let (url, http) = (server.url(), Http::default());
+    let sent = "9999-12-31T23:59:59.000Z";
+    let msg = json!({"userId": "clocky", "event": "Opened", "timestamp": sent});
+    let (status, _) = http.post(&url, "/v1/track", KEY, &msg).await.unwrap();
+    assert!(status.is_success());
+    http.wait_processed(&url).await;
+    let (status, profile) = http
+        .get(&format!("{url}/v1/profiles/clocky"), Some(ADMIN))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{profile}");
+    let last_seen = profile["computed"]["last_seen"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(last_seen.as_str() < "2100", "{profile}");
+    let (_, events) = http
+        .get(&format!("{url}/v1/profiles/clocky/events"), Some(ADMIN))
+        .await
+        .unwrap();
+    let listed = events["events"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{events}");
+    assert_eq!(listed[0]["timestamp"], sent);
+    assert_eq!(listed[0]["receivedAt"].as_str(), Some(last_seen.as_str()));
+    server.stop();
+}
+
 fn write_parquet(path: &std::path::Path) {
     use parquet::data_type::{ByteArray, ByteArrayType, Int32Type};
     use parquet::file::properties::WriterProperties;
