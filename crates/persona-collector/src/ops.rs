@@ -17,7 +17,8 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready to accept events: the log can write and is not saturated.
+/// Ready to accept events: the log can write and is not saturated. Later stages' troubles
+/// are reported as warnings (see [`crate::StageCheck`]).
 pub(crate) async fn readyz(State(state): State<CollectorState>) -> Response {
     let fill = state.log.queue_fill();
     let mut problems = Vec::new();
@@ -30,10 +31,11 @@ pub(crate) async fn readyz(State(state): State<CollectorState>) -> Response {
     let mut body = json!({
         "log": {"next_offset": state.log.next_offset(), "queue_fill": fill},
     });
+    let mut warnings = Vec::new();
     for stage in &state.stages {
-        let (figures, stage_problems) = stage.check();
+        let (figures, stage_warnings) = stage.check();
         body[stage.name()] = figures;
-        problems.extend(stage_problems);
+        warnings.extend(stage_warnings);
     }
     body["status"] = json!(if problems.is_empty() {
         "ready"
@@ -41,6 +43,7 @@ pub(crate) async fn readyz(State(state): State<CollectorState>) -> Response {
         "not_ready"
     });
     body["problems"] = json!(problems);
+    body["warnings"] = json!(warnings);
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {

@@ -28,7 +28,10 @@ pub struct Shared {
 pub trait StageCheck: Send + Sync + 'static {
     /// The key of the stage's section in the `/readyz` body.
     fn name(&self) -> &'static str;
-    /// The stage's figures for `/readyz`, and the problems that make the server not ready.
+    /// The stage's figures for `/readyz`, and what is wrong with it. Those are reported as
+    /// warnings without making the server unready: readiness is about taking events, and a
+    /// stage behind the log applies them once it recovers, while a load balancer steering
+    /// senders away would leave them to drop events after their retries.
     fn check(&self) -> (serde_json::Value, Vec<String>);
 }
 

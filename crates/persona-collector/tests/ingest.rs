@@ -11,7 +11,9 @@ use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode, header};
 use base64::Engine;
 use http_body_util::BodyExt;
-use persona_collector::{CollectorConfig, CollectorState, Front, LogMetrics, Metrics, router};
+use persona_collector::{
+    CollectorConfig, CollectorState, Front, LogMetrics, Metrics, StageCheck, router,
+};
 use persona_log::{EventLog, LogConfig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -37,6 +39,15 @@ fn harness_with(log_config: LogConfig) -> Harness {
 }
 
 fn harness_full(log_config: LogConfig, collector: CollectorConfig) -> Harness {
+    harness_adjusted(log_config, collector, |state| state)
+}
+
+/// A harness whose state `adjust` changes before it is shared (to add a stage, say).
+fn harness_adjusted(
+    log_config: LogConfig,
+    collector: CollectorConfig,
+    adjust: impl FnOnce(CollectorState) -> CollectorState,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new());
     let (log, _) = EventLog::open(
@@ -52,7 +63,7 @@ fn harness_full(log_config: LogConfig, collector: CollectorConfig) -> Harness {
     }
     .validate()
     .unwrap();
-    let state = CollectorState::new(log.clone(), config, metrics);
+    let state = adjust(CollectorState::new(log.clone(), config, metrics));
     let router = router(state.clone());
     Harness {
         _dir: dir,
@@ -817,6 +828,44 @@ async fn health_readiness_and_metrics() {
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
+}
+
+/// A stage behind the log that fails, as the processor does when its store cannot write.
+struct FailingStage;
+
+impl StageCheck for FailingStage {
+    fn name(&self) -> &'static str {
+        "processor"
+    }
+
+    fn check(&self) -> (Value, Vec<String>) {
+        (
+            json!({"failure": "disk full"}),
+            vec!["processor failing: disk full".into()],
+        )
+    }
+}
+
+/// Readiness is about taking events: a failing stage behind the log is a warning, not a
+/// reason for a load balancer to steer senders away (who would drop events after their
+/// retries), and events sent meanwhile are stored.
+#[tokio::test]
+async fn a_failing_stage_behind_the_log_leaves_the_server_ready() {
+    let h = harness_adjusted(LogConfig::default(), CollectorConfig::default(), |state| {
+        state.with_stage(Arc::new(FailingStage))
+    });
+    let (status, _, body) = h
+        .send(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["warnings"], json!(["processor failing: disk full"]));
+    assert_eq!(body["processor"]["failure"], "disk full");
+    let (status, _) = h
+        .post_json("/v1/track", json!({"userId": "u", "event": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.logged().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,7 @@ async fn measured(
 }
 
 /// The events the processor of the server at `addr` has yet to apply, from `/readyz`
-/// (which answers 503 while the processor is far behind, with the same figures).
+/// (its body carries them whatever the status).
 async fn processor_lag(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
     let (_, body) = Conn::open(addr)
         .await?
