@@ -69,6 +69,16 @@ fn parse_any(s: &str) -> Option<DateTime<Utc>> {
 /// would otherwise leave a profile's `last_seen` in the future for good.
 pub fn event_time_ms(timestamp: &str, received_at: Option<&str>) -> Result<i64, String> {
     let at = parse_timestamp(timestamp)?.timestamp_millis();
+    // Both as the collector writes them (`2024-05-01T10:00:00.000Z`): their text sorts as
+    // their time, so the usual case, an event before its receipt, needs no second parse.
+    let canonical = |t: &str| t.len() == 24 && t.ends_with('Z');
+    if let Some(r) = received_at
+        && canonical(timestamp)
+        && canonical(r)
+        && timestamp <= r
+    {
+        return Ok(at);
+    }
     let received = received_at
         .and_then(|r| parse_timestamp(r).ok())
         .map(|r| r.timestamp_millis());
@@ -107,6 +117,23 @@ mod tests {
             assert_eq!(got, want, "{s}");
         }
         assert!(parse_timestamp("2024-05-01").is_ok());
+    }
+
+    #[test]
+    fn an_event_counts_no_later_than_its_receipt() {
+        let ms = |t: &str| parse_timestamp(t).unwrap().timestamp_millis();
+        let received = "2026-12-06T10:00:00.000Z";
+        for (sent, want) in [
+            ("2026-12-06T09:59:59.999Z", "2026-12-06T09:59:59.999Z"),
+            ("2026-12-06T10:00:00.001Z", received),
+            ("9999-12-31T23:59:59.999Z", received),
+            // Not as the collector writes it: compared by time, not text.
+            ("2026-12-06T11:00:00+02:00", "2026-12-06T09:00:00.000Z"),
+            ("2026-12-06T11:00:00+00:00", received),
+        ] {
+            assert_eq!(event_time_ms(sent, Some(received)), Ok(ms(want)), "{sent}");
+        }
+        assert_eq!(event_time_ms(received, None), Ok(ms(received)));
     }
 
     #[test]
