@@ -66,12 +66,19 @@ pub(crate) async fn read_body(
             ));
         }
     };
+    // A list of codings in the order applied; `identity` changes nothing.
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .filter(|c| !c.is_empty() && c != "identity")
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
     match encoding.as_deref() {
-        None | Some("") | Some("identity") => Ok(raw),
+        None | Some("") => Ok(raw),
         Some("gzip") | Some("x-gzip") => {
             let mut out = Vec::with_capacity(raw.len() * 4);
             flate2::read::MultiGzDecoder::new(&raw[..])
