@@ -81,11 +81,13 @@ impl std::fmt::Display for PerRequest {
 }
 
 /// The whole machine's CPU time so far (all cores), from the first line of `/proc/stat`:
-/// all of it, and the part idle or waiting for the disk.
+/// all of it, the part idle or waiting for the disk, and the part a VM's host ran something
+/// else on its vCPUs (steal).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct MachineTimes {
     total: u64,
     idle: u64,
+    stolen: u64,
 }
 
 impl MachineTimes {
@@ -106,35 +108,49 @@ impl MachineTimes {
             .take(8)
             .map(|t| t.parse().unwrap_or(0))
             .collect();
+        let tick = |i: usize| ticks.get(i).copied().unwrap_or(0);
         MachineTimes {
             total: ticks.iter().sum(),
-            idle: ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0),
+            idle: tick(3) + tick(4),
+            stolen: tick(7),
         }
     }
 }
 
 /// The share of the machine left idle (or waiting for the disk), summed over several
 /// phases: near zero when a server is bound by CPU, large when it is bound by latency.
+/// Beside it the share the VM's host took: a run in which it is more than a few percent
+/// measured the host as much as the servers.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct IdleShare {
     pub share: f64,
+    pub stolen_share: f64,
     #[serde(skip)]
     total: u64,
     #[serde(skip)]
     idle: u64,
+    #[serde(skip)]
+    stolen: u64,
 }
 
 impl IdleShare {
     pub fn add(&mut self, before: MachineTimes, after: MachineTimes) {
         self.total += after.total.saturating_sub(before.total);
         self.idle += after.idle.saturating_sub(before.idle);
+        self.stolen += after.stolen.saturating_sub(before.stolen);
         self.share = self.idle as f64 / self.total.max(1) as f64;
+        self.stolen_share = self.stolen as f64 / self.total.max(1) as f64;
     }
 }
 
 impl std::fmt::Display for IdleShare {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.0}%", self.share * 100.0)
+        write!(
+            f,
+            "{:.0}% ({:.0}% taken by the VM's host)",
+            self.share * 100.0,
+            self.stolen_share * 100.0
+        )
     }
 }
 
@@ -143,7 +159,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_idle_share_counts_idle_and_iowait_of_all_cores() {
+    fn the_idle_share_counts_idle_and_iowait_and_steal_apart() {
         let stat = |user: u64, idle: u64, iowait: u64| {
             format!(
                 "cpu  {user} 0 100 {idle} {iowait} 0 0 0 50 0\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 1\n"
@@ -154,17 +170,25 @@ mod tests {
             before,
             MachineTimes {
                 total: 1600,
-                idle: 500
+                idle: 500,
+                stolen: 0
             }
         );
         let mut share = IdleShare::default();
         share.add(before, MachineTimes::parse(&stat(1600, 800, 100)));
-        assert_eq!(share.to_string(), "40%");
+        assert_eq!(share.to_string(), "40% (0% taken by the VM's host)");
         // A second phase adds up with the first, weighted by its length.
         let later = MachineTimes::parse(&stat(5000, 800, 100));
         share.add(later, MachineTimes::parse(&stat(5000, 1000, 100)));
         assert!((share.share - 0.5).abs() < 1e-9, "{}", share.share);
         assert_eq!(MachineTimes::parse("garbage"), MachineTimes::default());
+        // Steal is the eighth column: time the host ran something else on these vCPUs.
+        let mut host = IdleShare::default();
+        host.add(
+            MachineTimes::parse("cpu  0 0 0 0 0 0 0 0 0 0\n"),
+            MachineTimes::parse("cpu  100 0 0 100 0 0 0 50 0 0\n"),
+        );
+        assert_eq!(host.to_string(), "40% (20% taken by the VM's host)");
         // The real file parses, and time moves on.
         let now = MachineTimes::read();
         assert!(now.total > 0 && now.idle <= now.total, "{now:?}");
