@@ -229,7 +229,6 @@ fn indexed_at(event: &Value, at: i64) -> bool {
         return false;
     };
     let received = event.get("receivedAt").and_then(Value::as_str);
-    let counted = persona_core::time::event_time_ms(t, received).ok();
-    let sent = persona_core::time::parse_timestamp(t).ok();
-    counted == Some(at) || sent.is_some_and(|s| s.timestamp_millis() == at)
+    persona_core::time::event_time_ms(t, received) == Ok(at)
+        || persona_core::time::parse_timestamp(t).is_ok_and(|s| s.timestamp_millis() == at)
 }

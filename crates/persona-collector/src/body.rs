@@ -70,16 +70,15 @@ pub(crate) async fn read_body(
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(',')
-                .map(|c| c.trim().to_ascii_lowercase())
-                .filter(|c| !c.is_empty() && c != "identity")
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
-    match encoding.as_deref() {
-        None | Some("") => Ok(raw),
-        Some("gzip") | Some("x-gzip") => {
+        .unwrap_or_default();
+    let mut codings = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity"));
+    let gzip = |c: &str| c.eq_ignore_ascii_case("gzip") || c.eq_ignore_ascii_case("x-gzip");
+    match (codings.next(), codings.next()) {
+        (None, _) => Ok(raw),
+        (Some(c), None) if gzip(c) => {
             let mut out = Vec::with_capacity(raw.len() * 4);
             flate2::read::MultiGzDecoder::new(&raw[..])
                 .take(limit as u64 + 1)
@@ -96,10 +95,13 @@ pub(crate) async fn read_body(
             }
             Ok(out.into())
         }
-        Some(other) => Err(ApiError::new(
+        _ => Err(ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_encoding",
-            format!("Content-Encoding {other:?} is not supported; send identity or gzip"),
+            format!(
+                "Content-Encoding {:?} is not supported; send identity or gzip",
+                encoding.trim()
+            ),
         )),
     }
 }

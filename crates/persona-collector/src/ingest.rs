@@ -71,54 +71,34 @@ async fn ingest_inner(
     // Held until the answer: the body, its parse and the serialised records all live
     // that long.
     let _budget = reserve_body(state, &parts.headers, limit).await?;
-    let bytes =
-        read_body(&parts.headers, body, limit)
-            .await
-            .map_err(|e| match (e.status, kind) {
-                (StatusCode::PAYLOAD_TOO_LARGE, Some(_)) => ApiError::too_large(
-                    "message_too_large",
-                    format!("message exceeds the limit of {} KB", limit / 1024),
-                ),
-                (StatusCode::PAYLOAD_TOO_LARGE, None) => ApiError::too_large(
-                    "batch_too_large",
-                    format!("batch exceeds the limit of {} KB", limit / 1024),
-                ),
-                _ => e,
-            })?;
+    let too_large = |after: &str| {
+        let (code, what) = match kind {
+            Some(_) => ("message_too_large", "message"),
+            None => ("batch_too_large", "batch"),
+        };
+        let limit_kb = limit / 1024;
+        ApiError::too_large(
+            code,
+            format!("{what} exceeds the limit of {limit_kb} KB{after}"),
+        )
+    };
+    let bytes = read_body(&parts.headers, body, limit)
+        .await
+        .map_err(|e| match e.status {
+            StatusCode::PAYLOAD_TOO_LARGE => too_large(""),
+            _ => e,
+        })?;
     state.metrics.ingested_bytes.inc_by(bytes.len() as u64);
     // Only a body the parse refused is looked at for repairs, so well-formed bodies pay
     // nothing for them.
-    let mut repaired: Option<Vec<u8>> = None;
-    let parsed = match Object::parse(&bytes) {
-        Err(NotAnObject::Invalid(e)) => {
-            repaired = crate::repair::repair(&bytes);
-            match &repaired {
-                // A replacement character takes three bytes where a stray byte took one:
-                // what is stored stays within the limit.
-                Some(text) if text.len() > limit => {
-                    return Err(ApiError::too_large(
-                        if kind.is_some() {
-                            "message_too_large"
-                        } else {
-                            "batch_too_large"
-                        },
-                        format!(
-                            "body exceeds the limit of {} KB once its bytes that are not \
-                             UTF-8 are replaced",
-                            limit / 1024
-                        ),
-                    ));
-                }
-                Some(text) => match Object::parse(text) {
-                    // Still refused: the error names a place in the body as sent.
-                    Err(NotAnObject::Invalid(_)) => Err(NotAnObject::Invalid(e)),
-                    parsed => parsed,
-                },
-                None => Err(NotAnObject::Invalid(e)),
-            }
-        }
-        parsed => parsed,
-    };
+    let mut repaired = None;
+    let (text, parsed) = crate::repair::parse_or_repair(&bytes, &mut repaired, Object::parse);
+    // A replacement character takes three bytes where a stray byte took one: what is
+    // stored stays within the limit.
+    let parsed_len = text.len();
+    if parsed_len > limit {
+        return Err(too_large(" once its bytes that are not UTF-8 are replaced"));
+    }
     let mut body = match parsed {
         Ok(o) => o,
         Err(NotAnObject::Other(other)) => {
@@ -176,7 +156,6 @@ async fn ingest_inner(
     let mut errors: Vec<FieldError> = Vec::new();
     // No item can exceed the per-message limit when the whole body does not, so only
     // larger batches pay for measuring each item.
-    let parsed_len = repaired.as_ref().map_or(bytes.len(), Vec::len);
     let measure_items = kind.is_none() && parsed_len > state.config.max_message_bytes;
     for (index, item) in messages.into_iter().enumerate() {
         let msg = match item {

@@ -19,24 +19,44 @@ use std::borrow::Cow;
 
 use crate::surrogates::replace_lone_surrogates;
 
+/// `parse` of `text`; when it refuses the text and [`repair`] mends something, `parse` of
+/// the mended text, which is kept in `repaired`. Refused again, the first error is the
+/// answer: its position is in the text as sent. Also returns the text that was parsed.
+pub fn parse_or_repair<'a, T, E>(
+    text: &'a [u8],
+    repaired: &'a mut Option<Vec<u8>>,
+    parse: impl Fn(&'a [u8]) -> Result<T, E>,
+) -> (&'a [u8], Result<T, E>) {
+    let refused = match parse(text) {
+        Ok(parsed) => return (text, Ok(parsed)),
+        Err(e) => e,
+    };
+    match repair(text) {
+        Some(mended) => {
+            let mended = repaired.insert(mended);
+            (mended, parse(mended).map_err(|_| refused))
+        }
+        None => (text, Err(refused)),
+    }
+}
+
 /// The text repaired; `None` when none of the slips above is in it (it was refused for
 /// something else, which the original parse error describes).
 pub fn repair(text: &[u8]) -> Option<Vec<u8>> {
-    let utf8 = String::from_utf8_lossy(text);
-    let mut changed = matches!(utf8, Cow::Owned(_));
-    let mut text: Cow<'_, [u8]> = match utf8 {
+    let mut text: Cow<'_, [u8]> = match String::from_utf8_lossy(text) {
         Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
         Cow::Owned(s) => Cow::Owned(s.into_bytes()),
     };
     if let Some(t) = replace_lone_surrogates(&text) {
         text = Cow::Owned(t);
-        changed = true;
     }
     if let Some(t) = replace_non_finite(&text) {
         text = Cow::Owned(t);
-        changed = true;
     }
-    changed.then(|| text.into_owned())
+    match text {
+        Cow::Owned(mended) => Some(mended),
+        Cow::Borrowed(_) => None,
+    }
 }
 
 /// The words that stand for non-finite numbers, longest first so `-Infinity` is not read

@@ -37,13 +37,13 @@ fn parse_any(s: &str) -> Option<DateTime<Utc>> {
     }
     // ISO-8601 also writes offsets without the colon (`+0000`, PHP's DATE_ISO8601, Java's
     // `Z` pattern) or as hours alone (`+02`); RFC 3339 does not.
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%.f%#z"] {
-        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
-            return Some(t.with_timezone(&Utc));
-        }
-    }
-    // ISO-8601's reduced precision: hours and minutes without seconds (`2024-05-01T10:00Z`).
-    for fmt in ["%Y-%m-%dT%H:%M%#z", "%Y-%m-%d %H:%M%#z"] {
+    // And its reduced precision: hours and minutes without seconds (`2024-05-01T10:00Z`).
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%dT%H:%M%#z",
+        "%Y-%m-%d %H:%M%#z",
+    ] {
         if let Ok(t) = DateTime::parse_from_str(s, fmt) {
             return Some(t.with_timezone(&Utc));
         }

@@ -100,12 +100,12 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
             }
             // What the HTTP collector repairs (half an emoji, bytes that are not UTF-8,
             // Python's NaN) is repaired here the same way.
-            let parsed = serde_json::from_slice::<Value>(&line)
-                .or_else(|e| match persona_collector::repair::repair(&line) {
-                    Some(repaired) => serde_json::from_slice(&repaired),
-                    None => Err(e),
-                })
-                .map_err(|e| format!("line {}: not JSON: {e}", n + 1));
+            let (_, parsed) = persona_collector::repair::parse_or_repair(
+                &line,
+                &mut None,
+                serde_json::from_slice::<Value>,
+            );
+            let parsed = parsed.map_err(|e| format!("line {}: not JSON: {e}", n + 1));
             Some((n + 1, parsed))
         });
     let summary = dest.import(lines, "line", batch_size).await?;

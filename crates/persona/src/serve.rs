@@ -215,9 +215,7 @@ async fn rfm_loop(store: Arc<dyn ProfileStore>, registry: Arc<SegmentRegistry>, 
     loop {
         let wait = match registry.rfm() {
             None => RFM_FIRST_FIT_RETRY,
-            Some(fit) => {
-                until_next_fit(fit.fitted_at, every, chrono::Utc::now()).unwrap_or_default()
-            }
+            Some(_) => until_due(&registry).unwrap_or_default(),
         };
         tokio::time::sleep(wait).await;
         // A fit asked for through the API while this one slept moves the schedule: it is
