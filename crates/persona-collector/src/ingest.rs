@@ -92,7 +92,21 @@ async fn ingest_inner(
     // Only a body the parse refused is looked at for repairs, so well-formed bodies pay
     // nothing for them.
     let mut repaired = None;
-    let (text, parsed) = crate::repair::parse_or_repair(&bytes, &mut repaired, Object::parse);
+    let (mut text, mut parsed) =
+        crate::repair::parse_or_repair(&bytes, &mut repaired, Object::parse);
+    // A batch refused for what some of its messages hold keeps the others.
+    let mut isolated = None;
+    if kind.is_none()
+        && matches!(parsed, Err(NotAnObject::Invalid(_)))
+        && let Some(found) = crate::salvage::isolate_refused_messages(text)
+    {
+        isolated = Some(found);
+        let found = &isolated.as_ref().expect("just set").text;
+        if let Ok(o) = Object::parse(found) {
+            (text, parsed) = (found, Ok(o));
+        }
+    }
+    let isolated = isolated.as_ref();
     // A replacement character takes three bytes where a stray byte took one: what is
     // stored stays within the limit.
     let parsed_len = text.len();
@@ -161,6 +175,11 @@ async fn ingest_inner(
         let msg = match item {
             Item::Parsed(o) => o,
             Item::Raw(raw) => {
+                if let Some(refused) = isolated.and_then(|i| i.refusal(index)) {
+                    errors.push(FieldError::new(index, "", refused.reason.clone()));
+                    state.metrics.count_messages(refused.claimed, false, 1);
+                    continue;
+                }
                 let size = raw.get().len();
                 if measure_items && size > state.config.max_message_bytes {
                     errors.push(FieldError::new(
@@ -436,6 +455,6 @@ fn batch_kind(msg: &Object<'_>) -> &'static str {
 }
 
 /// [`batch_kind`] of an item not parsed yet.
-fn claimed_kind(raw: &RawValue) -> &'static str {
+pub(crate) fn claimed_kind(raw: &RawValue) -> &'static str {
     Object::of_raw(raw).map_or("unknown", |o| batch_kind(&o))
 }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod normalize;
 mod ops;
 pub mod repair;
+mod salvage;
 mod sdk_settings;
 pub mod shallow;
 mod state;

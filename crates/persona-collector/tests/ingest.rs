@@ -707,6 +707,62 @@ async fn bytes_that_are_not_utf8_and_nan_cost_no_message() {
     assert_eq!(h.logged().len(), 2);
 }
 
+/// A number beyond a float's range or nesting past the parser's limit in one message of a
+/// batch refuses that message, named by index, not the whole body.
+#[tokio::test]
+async fn json_that_cannot_be_stored_costs_only_its_own_message() {
+    let h = harness();
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let body = format!(
+        r#"{{"batch": [
+            {{"type": "track", "userId": "u", "event": "kept", "messageId": "m0"}},
+            {{"type": "track", "userId": "u", "event": "x", "properties": {{"revenue": 1e400}}}},
+            {{"type": "identify", "userId": "u", "traits": {{"deep": {deep}}}}},
+            {{"type": "page", "anonymousId": "a", "name": "1e400", "messageId": "m3"}}
+        ]}}"#
+    );
+    let req = post("/v1/batch", ()).body(Body::from(body)).unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(
+        (resp["accepted"].as_u64(), resp["rejected"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let details = resp["error"]["details"].as_array().unwrap();
+    let reasons: Vec<_> = details
+        .iter()
+        .map(|d| (d["index"].as_u64().unwrap(), d["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (1, "holds a number beyond the range of a 64-bit float"),
+            (2, "is nested deeper than 125 levels"),
+        ]
+    );
+    assert_eq!(h.logged_ids(), [json!("m0"), json!("m3")]);
+    let (_, _, metrics) = h
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    let metrics = metrics.as_str().unwrap();
+    // Counted as the type each refused message claims.
+    for want in [
+        r#"persona_collector_messages_total{kind="identify",outcome="rejected"} 1"#,
+        r#"persona_collector_messages_total{kind="track",outcome="rejected"} 1"#,
+    ] {
+        assert!(metrics.contains(want), "missing {want} in\n{metrics}");
+    }
+
+    // A bad value outside the messages still refuses the body: nothing to keep apart.
+    let body = r#"{"batch": [{"type": "track", "userId": "u", "event": "e"}],
+                   "context": {"n": 1e400}}"#;
+    let req = post("/v1/batch", ()).body(Body::from(body)).unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+    assert_eq!(resp["error"]["code"], "invalid_json");
+    assert_eq!(h.logged().len(), 2);
+}
+
 #[tokio::test]
 async fn a_partial_batch_keeps_the_valid_messages_and_names_the_invalid() {
     let h = harness();
