@@ -3,7 +3,7 @@
 //!
 //! Everything stored must parse again downstream, so the collector refuses JSON that
 //! `serde_json::Value` refuses: a number beyond a 64-bit float's range (`1e400`) or nesting
-//! deeper than 128 levels. Found anywhere in a batch, that refused the whole body, and with
+//! deeper than 127 levels. Found anywhere in a batch, that refused the whole body, and with
 //! it every good message beside the bad one (an SDK does not retry a 400). Such a value is
 //! one message's problem: [`isolate_refused_messages`] finds the messages a full parse
 //! refuses and puts `null` in their place, so that the batch is read as usual, the others
@@ -62,7 +62,9 @@ pub fn isolate_refused_messages(text: &[u8]) -> Option<Isolated> {
         else {
             continue;
         };
+        // Borrowed from `text` (a raw value deserialised from a `&str` always is).
         let start = item.get().as_ptr() as usize - text.as_ptr() as usize;
+        debug_assert!(start + item.get().len() <= text.len());
         out.extend_from_slice(&text[copied..start]);
         out.extend_from_slice(b"null");
         copied = start + item.get().len();

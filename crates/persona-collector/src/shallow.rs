@@ -286,7 +286,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
     }
 }
 
-/// Nesting deeper than this gets a full parse (serde_json's own limit is 128 levels).
+/// Nesting deeper than this gets a full parse (serde_json refuses 128 levels or more).
 const DEEP: usize = 100;
 /// A run of more digits than this may be a number out of `f64`'s range.
 const LONG_NUMBER: usize = 300;
