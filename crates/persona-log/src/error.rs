@@ -6,11 +6,12 @@ use std::time::Duration;
 /// Failures opening, reading or maintaining the log.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("I/O error on {path}: {source}")]
+    // The cause is in the message and not a `#[source]`, so that a chain of contexts
+    // printed whole does not repeat it.
+    #[error("I/O error on {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("the log at {0} is in use by another persona process (its LOCK file is held)")]
     Locked(PathBuf),
@@ -26,7 +27,7 @@ impl LogError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         LogError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

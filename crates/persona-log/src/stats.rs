@@ -22,6 +22,11 @@ pub struct LogStats {
     /// Offset the next appended record will get.
     pub next_offset: u64,
     pub consumers: BTreeMap<String, ConsumerStats>,
+    /// Why the last segment's records end before its written bytes do, when they do: a
+    /// torn or damaged tail, which the next start cuts off and keeps aside, or (while a
+    /// server writes) a record caught half written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_segment_problem: Option<String>,
 }
 
 /// One consumer's position.
@@ -44,14 +49,20 @@ impl LogStats {
             ));
         }
         let segments = segment::list_segments(dir)?;
-        let (next, active) = match segments.last() {
+        let (next, active, problem) = match segments.last() {
             Some(last) => {
                 let scan = segment::scan(last)?;
-                (scan.next_offset, (last.base, scan.valid_len))
+                let problem = scan.problem.map(|why| {
+                    let file = last.path.file_name().unwrap_or_default().to_string_lossy();
+                    format!("{file}: {why}")
+                });
+                (scan.next_offset, (last.base, scan.valid_len), problem)
             }
-            None => (0, (0, 0)),
+            None => (0, (0, 0), None),
         };
-        Self::from_segments(dir, &segments, next, active)
+        let mut stats = Self::from_segments(dir, &segments, next, active)?;
+        stats.last_segment_problem = problem;
+        Ok(stats)
     }
 
     /// The stats of this process's log: `active` is the base offset of the segment being
@@ -111,6 +122,7 @@ impl LogStats {
             first_offset,
             next_offset,
             consumers,
+            last_segment_problem: None,
         })
     }
 }

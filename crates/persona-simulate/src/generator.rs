@@ -65,6 +65,16 @@ pub struct Period {
 }
 
 impl Period {
+    /// What makes the message ids of one period differ from another's. A customer is the
+    /// same in every run with one seed, but the messages of a run ending at another time
+    /// are new ones: with the seed's ids they would be dropped as copies of the first run's.
+    fn id_salt(&self) -> [u8; 16] {
+        let mut salt = [0u8; 16];
+        salt[..8].copy_from_slice(&self.start.timestamp_millis().to_le_bytes());
+        salt[8..].copy_from_slice(&self.end.timestamp_millis().to_le_bytes());
+        salt
+    }
+
     fn at_fraction(&self, f: f64) -> DateTime<Utc> {
         self.start
             + Duration::milliseconds(((self.end - self.start).num_milliseconds() as f64 * f) as i64)
@@ -73,6 +83,8 @@ impl Period {
 
 struct State<'a> {
     rng: ChaCha8Rng,
+    /// Mixed into every `messageId`: see [`Period::id_salt`].
+    id_salt: [u8; 16],
     c: &'a mut Customer,
     ip: String,
     country: &'static str,
@@ -103,6 +115,7 @@ pub fn customer(seed: u64, index: usize, period: Period) -> Customer {
     };
     let mut s = State {
         rng,
+        id_salt: period.id_salt(),
         c: &mut c,
         ip,
         country,
@@ -318,7 +331,8 @@ impl State<'_> {
     fn push(&mut self, t: DateTime<Utc>, kind: &str, fill: impl FnOnce(&mut Map<String, Value>)) {
         let mut m = Map::new();
         m.insert("type".into(), kind.into());
-        m.insert("messageId".into(), uuid(&mut self.rng).into());
+        let id = salted_uuid(&mut self.rng, self.id_salt);
+        m.insert("messageId".into(), id.into());
         let device_id = match (&self.c.app_anonymous_id, self.in_app) {
             (Some(app), true) => app,
             _ => &self.c.anonymous_id,
@@ -396,8 +410,17 @@ fn weighted<T: Copy>(rng: &mut impl Rng, items: &[(T, f64)]) -> T {
 }
 
 fn uuid(rng: &mut impl RngCore) -> String {
+    salted_uuid(rng, [0; 16])
+}
+
+/// A random id from `rng`, with `salt` mixed in (the generator draws the same numbers
+/// either way, so nothing else in a simulation changes with the salt).
+fn salted_uuid(rng: &mut impl RngCore, salt: [u8; 16]) -> String {
     let mut bytes = [0u8; 16];
     rng.fill_bytes(&mut bytes);
+    for (b, s) in bytes.iter_mut().zip(salt) {
+        *b ^= s;
+    }
     uuid::Builder::from_random_bytes(bytes)
         .into_uuid()
         .to_string()

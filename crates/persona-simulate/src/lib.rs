@@ -89,6 +89,39 @@ mod tests {
         assert_ne!(a, c);
     }
 
+    /// A second run with the same seed over another period is the same customers doing
+    /// new things: no message id of the first run comes back, or the second run's events
+    /// would be dropped as copies.
+    #[test]
+    fn another_period_gives_new_message_ids_for_the_same_customers() {
+        let ids = |p: Period| {
+            let (customers, lines) = generate(5, 30, p, || {});
+            let ids: std::collections::HashSet<String> = lines
+                .iter()
+                .map(|(_, l)| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .map(|m| m["messageId"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(ids.len(), lines.len(), "unique within a run");
+            let anonymous: Vec<_> = customers.into_iter().map(|c| c.anonymous_id).collect();
+            (ids, anonymous)
+        };
+        let first = period();
+        let later = Period {
+            start: first.start + Duration::seconds(5),
+            end: first.end + Duration::seconds(5),
+        };
+        let longer = Period {
+            start: first.start - Duration::days(30),
+            end: first.end,
+        };
+        let (a, customers_a) = ids(first);
+        for other in [later, longer] {
+            let (b, customers_b) = ids(other);
+            assert!(a.is_disjoint(&b));
+            assert_eq!(customers_a, customers_b, "the same customers");
+        }
+    }
+
     /// Every event falls inside the requested period, even a session begun just before its
     /// end; and a customer counts as identified exactly when an identify was kept.
     #[test]

@@ -116,8 +116,13 @@ pub struct SimulateArgs {
 
 #[derive(Args)]
 pub struct ImportArgs {
-    /// JSONL file of Segment-spec messages (each with its `type`).
+    /// JSONL file of Segment-spec messages (each with its `type`), gzipped or not; `-` reads
+    /// standard input.
     pub file: PathBuf,
+    /// Rejected lines allowed before the command exits with a failure (the valid lines are
+    /// imported either way).
+    #[arg(long, default_value_t = 0)]
+    pub max_rejects: usize,
     #[command(flatten)]
     pub destination: DestinationArgs,
 }
@@ -126,7 +131,7 @@ pub struct ImportArgs {
 #[derive(Args)]
 pub struct DestinationArgs {
     /// Data folder of a stopped server to write into [default: ./persona-data].
-    #[arg(long, env = "PERSONA_DATA_DIR", conflicts_with = "target")]
+    #[arg(long, env = "PERSONA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Send through a running server's HTTP API instead.
     #[arg(long, requires = "write_key")]

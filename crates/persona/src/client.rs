@@ -44,8 +44,9 @@ pub fn reject_line(unit: &str, number: usize, e: &FieldError) -> String {
 pub struct BatchOutcome {
     pub accepted: usize,
     pub rejected: usize,
-    /// The reasons for rejected messages, one line each.
-    pub problems: Vec<String>,
+    /// The reasons for rejected messages, one line each, with the number of the message
+    /// in its input (they arrive out of order when batches are sent in parallel).
+    pub problems: Vec<(usize, String)>,
 }
 
 impl BatchOutcome {
@@ -156,7 +157,11 @@ impl Sender {
                         rejected: messages.len(),
                         problems: messages
                             .iter()
-                            .map(|m| format!("{unit} {}: too large to send ({why})", m.number))
+                            .map(|m| {
+                                let text =
+                                    format!("{unit} {}: too large to send ({why})", m.number);
+                                (m.number, text)
+                            })
                             .collect(),
                     });
                 }
@@ -190,21 +195,18 @@ fn outcome(batch: &[Numbered], unit: &str, body: &[u8]) -> BatchOutcome {
     }
     let total = batch.len();
     let accepted = v["accepted"].as_u64().unwrap_or(0) as usize;
+    let first = batch.first().map_or(0, |m| m.number);
     let name = |e: &FieldError| match e.index.and_then(|i| batch.get(i)) {
-        Some(m) => reject_line(unit, m.number, e),
-        None => e.to_string(),
+        Some(m) => (m.number, reject_line(unit, m.number, e)),
+        None => (first, e.to_string()),
     };
     let problems = serde_json::from_value::<Vec<FieldError>>(v["error"]["details"].take())
         .ok()
         .filter(|d| !d.is_empty())
         .map(|d| d.iter().map(name).collect())
         .unwrap_or_else(|| {
-            vec![
-                v["error"]["message"]
-                    .as_str()
-                    .unwrap_or("rejected")
-                    .to_string(),
-            ]
+            let message = v["error"]["message"].as_str().unwrap_or("rejected");
+            vec![(first, message.to_string())]
         });
     BatchOutcome {
         accepted,
@@ -232,23 +234,33 @@ pub async fn send_all(
     while chunks.peek().is_some() {
         let batch = next_batch(&mut chunks, batch_size);
         let permit = slots.clone().acquire_owned().await.expect("never closed");
-        let sender = sender.clone();
+        let task_sender = sender.clone();
         let bar = bar.clone();
         tasks.spawn(async move {
-            let outcome = sender.send_batch(&batch, unit).await;
+            let outcome = task_sender.send_batch(&batch, unit).await;
             bar.inc(batch.len() as u64);
             drop(permit);
             outcome
         });
         while let Some(done) = tasks.try_join_next() {
-            total.add(done??);
+            total.add(done?.map_err(|e| stopped(e, sender, &total))?);
         }
     }
     while let Some(done) = tasks.join_next().await {
-        total.add(done??);
+        total.add(done?.map_err(|e| stopped(e, sender, &total))?);
     }
     bar.finish_and_clear();
     Ok(total)
+}
+
+/// A send that failed part way, with what had been stored by then.
+fn stopped(e: anyhow::Error, sender: &Sender, so_far: &BatchOutcome) -> anyhow::Error {
+    e.context(format!(
+        "sending to {} stopped after {} messages were stored and {} rejected; running the \
+         same command again sends the same message ids, so the processor drops copies of \
+         those it has seen recently",
+        sender.base, so_far.accepted, so_far.rejected
+    ))
 }
 
 /// Request bodies are kept under the server's 500 KB batch limit with room to spare.
@@ -272,6 +284,19 @@ fn next_batch(
         }
     }
     batch
+}
+
+/// A progress bar of bytes read, in the same style; its length is set once known (an input
+/// of unknown length, such as standard input, shows what was read so far).
+pub fn bytes_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::no_length();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{elapsed_precise}}] {{wide_bar}} {{binary_bytes}}/{{binary_total_bytes}} ({{binary_bytes_per_sec}}, eta {{eta}})"
+        ))
+        .expect("valid template"),
+    );
+    bar
 }
 
 /// A progress bar in the style every long command uses.

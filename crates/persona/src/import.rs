@@ -2,21 +2,26 @@
 //! timestamps, through the collector's validation, into the event log. `import-profiles`
 //! sends its messages the same way.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::Utc;
+use indicatif::ProgressBar;
+use persona_collector::CollectorConfig;
 use persona_collector::normalize::{Envelope, has_message_id, normalize_value};
-use persona_log::{EventLog, LogConfig};
+use persona_log::{EventLog, LogConfig, LogError};
 use serde_json::Value;
 
 use crate::cli::{DestinationArgs, ImportArgs, default_data_dir};
-use crate::client::{BatchOutcome, Numbered, Sender, progress_bar, reject_line, send_all};
+use crate::client::{BatchOutcome, Numbered, Sender, bytes_bar, reject_line, send_all};
 
 /// Rejects printed in full; the rest are only counted.
 const SHOWN_REJECTS: usize = 20;
+
+/// Most messages in one append or HTTP batch (the server takes 500 KB a batch in any case).
+const MAX_BATCH: usize = 5000;
 
 /// Namespace of the ids imported messages without a `messageId` get (see [`give_stable_id`]).
 const IMPORT_IDS: uuid::Uuid = uuid::uuid!("e811e646-861c-4ffa-a1d0-3ada7667aa20");
@@ -46,14 +51,22 @@ pub enum Destination {
 impl Destination {
     /// `--target URL --write-key KEY`, else the data folder's log; and the batch size.
     pub fn from_args(args: &DestinationArgs) -> anyhow::Result<(Self, usize)> {
-        if args.batch_size == 0 {
-            anyhow::bail!("--batch-size must be at least 1");
+        if args.batch_size == 0 || args.batch_size > MAX_BATCH {
+            anyhow::bail!("--batch-size must be between 1 and {MAX_BATCH}");
         }
         let dest = match &args.target {
-            Some(t) => Destination::Http(Sender::new(
-                t,
-                args.write_key.as_deref().unwrap_or_default(),
-            )?),
+            Some(t) => {
+                // `PERSONA_DATA_DIR` set for the server does not stand in the way of a
+                // `--target`; a `--data-dir` given with it does.
+                let from_env = std::env::var_os("PERSONA_DATA_DIR").map(PathBuf::from);
+                if args.data_dir.is_some() && args.data_dir != from_env {
+                    anyhow::bail!("--data-dir and --target cannot be used together");
+                }
+                Destination::Http(Sender::new(
+                    t,
+                    args.write_key.as_deref().unwrap_or_default(),
+                )?)
+            }
             None => Destination::Log(
                 args.data_dir
                     .clone()
@@ -82,36 +95,130 @@ impl Destination {
 
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let (dest, batch_size) = Destination::from_args(&args.destination)?;
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("cannot open {}", args.file.display()))?;
-    let bar = progress_bar(file.metadata()?.len(), "reading");
-    // Lines as bytes: a line that is not UTF-8 is repaired like an HTTP body, not refused.
-    let lines = BufReader::new(file)
+    let bar = bytes_bar("reading");
+    let input = open_input(&args.file, &bar)?;
+    // A read error ends the input (it is no reject of one line); it is reported after
+    // what was read before it has been imported.
+    let read_error = std::cell::Cell::new(None);
+    let lines = input
         .split(b'\n')
         .enumerate()
+        .map_while(|(n, line)| match line {
+            Ok(line) => Some((n + 1, line)),
+            Err(e) => {
+                read_error.set(Some((n + 1, e)));
+                None
+            }
+        })
         .filter_map(|(n, line)| {
-            let line = match line {
-                Ok(l) => l,
-                Err(e) => return Some((n + 1, Err(format!("line {}: cannot read: {e}", n + 1)))),
+            // A byte-order mark, as Windows editors write one, is not part of the JSON.
+            let line = match (n, line.strip_prefix(b"\xEF\xBB\xBF")) {
+                (1, Some(rest)) => rest,
+                _ => &line[..],
             };
-            bar.inc(line.len() as u64 + 1);
             if line.trim_ascii().is_empty() {
                 return None;
             }
-            // What the HTTP collector repairs (half an emoji, bytes that are not UTF-8,
-            // Python's NaN) is repaired here the same way.
-            let (_, parsed) = persona_collector::repair::parse_or_repair(
-                &line,
-                &mut None,
-                serde_json::from_slice::<Value>,
-            );
-            let parsed = parsed.map_err(|e| format!("line {}: not JSON: {e}", n + 1));
-            Some((n + 1, parsed))
-        });
-    let summary = dest.import(lines, "line", batch_size).await?;
+            Some((n, parse_line(n, line)))
+        })
+        // Read to the end: the bar goes, before a `--target` import starts its own.
+        .chain(std::iter::from_fn(|| {
+            bar.finish_and_clear();
+            None
+        }));
+    let summary = dest.import(lines, "line", batch_size).await;
     bar.finish_and_clear();
+    let summary = summary?;
     report(&summary, "messages", &args.file);
+    if let Some((n, e)) = read_error.take() {
+        anyhow::bail!(
+            "cannot read {} at line {n}: {e}; the lines before it were imported",
+            args.file.display()
+        );
+    }
+    if summary.rejected > args.max_rejects {
+        anyhow::bail!(
+            "{} lines were rejected, more than --max-rejects {}; the other lines were imported",
+            summary.rejected,
+            args.max_rejects
+        );
+    }
     Ok(())
+}
+
+/// One line of the input as a message; what the HTTP collector repairs (half an emoji,
+/// bytes that are not UTF-8, Python's NaN) is repaired here the same way.
+fn parse_line(n: usize, line: &[u8]) -> Result<Value, String> {
+    let (_, parsed) = persona_collector::repair::parse_or_repair(
+        line,
+        &mut None,
+        serde_json::from_slice::<Value>,
+    );
+    let v = parsed.map_err(|e| format!("line {n}: not JSON: {e}"))?;
+    // The server's limit, in both ways of importing, measured as the server measures a
+    // message sent through `--target`: serialised compactly. (Only a long line can be over.)
+    let limit = CollectorConfig::default().max_message_bytes;
+    if line.len() > limit / 2 {
+        let size = v.to_string().len();
+        if size > limit {
+            let kb = limit / 1024;
+            return Err(format!(
+                "line {n}: message is {size} bytes; the limit is {kb} KB"
+            ));
+        }
+    }
+    if v.get("batch").is_some_and(Value::is_array) && v.get("type").is_none() {
+        return Err(format!(
+            "line {n}: is a batch body ({{\"batch\": [...]}}); the file needs one message per line"
+        ));
+    }
+    Ok(v)
+}
+
+/// The input file (`-`: standard input), gunzipped when it is gzip, counting the bytes
+/// read from it on `bar`.
+fn open_input(path: &Path, bar: &ProgressBar) -> anyhow::Result<Box<dyn BufRead>> {
+    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            anyhow::bail!("{} is a folder, not a file of JSON lines", path.display());
+        }
+        bar.set_length(meta.len());
+        Box::new(file)
+    };
+    let mut input = BufReader::with_capacity(
+        256 << 10,
+        Counted {
+            inner: raw,
+            bar: bar.clone(),
+        },
+    );
+    let head = input
+        .fill_buf()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(input)))
+    } else {
+        Box::new(input)
+    })
+}
+
+/// A reader that counts what it reads on a progress bar.
+struct Counted<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
 }
 
 /// Prints the summary of an import and its first rejects.
@@ -122,7 +229,9 @@ pub fn report(summary: &BatchOutcome, what: &str, file: &std::path::Path) {
         file.display(),
         summary.rejected
     );
-    for p in summary.problems.iter().take(SHOWN_REJECTS) {
+    let mut problems: Vec<_> = summary.problems.iter().collect();
+    problems.sort_by_key(|(n, _)| *n);
+    for (_, p) in problems.iter().take(SHOWN_REJECTS) {
         eprintln!("  rejected {p}");
     }
     if summary.problems.len() > SHOWN_REJECTS {
@@ -136,12 +245,21 @@ async fn into_log(
     unit: &str,
     batch: usize,
 ) -> anyhow::Result<BatchOutcome> {
-    let (log, _) = EventLog::open(dir, LogConfig::default(), Arc::new(())).with_context(|| {
-        format!(
-            "cannot open the event log in {} (is a server running? then use --target)",
-            dir.display()
-        )
+    let new = !dir.exists();
+    let (log, _) = EventLog::open(dir, LogConfig::default(), Arc::new(())).map_err(|e| {
+        let hint = match e {
+            LogError::Locked(_) => " (a server is running: import with --target instead)",
+            _ => "",
+        };
+        anyhow::anyhow!("cannot open the event log in {}{hint}: {e}", dir.display())
     })?;
+    if new {
+        eprintln!(
+            "note: {} did not exist; a new event log was made there",
+            dir.display()
+        );
+    }
+
     let mut summary = BatchOutcome::default();
     let mut pending = Vec::with_capacity(batch);
     for (n, item) in messages {
@@ -150,10 +268,10 @@ async fn into_log(
             correct_skew: false,
             ..Default::default()
         };
-        let normalized = item.map_err(|p| vec![p]).and_then(|mut v| {
+        let normalized = item.map_err(|p| vec![(n, p)]).and_then(|mut v| {
             give_stable_id(n, &mut v);
             normalize_value(v, None, n, &envelope)
-                .map_err(|errs| errs.iter().map(|e| reject_line(unit, n, e)).collect())
+                .map_err(|errs| errs.iter().map(|e| (n, reject_line(unit, n, e))).collect())
         });
         match normalized {
             Ok(m) => pending.push(m.bytes),
@@ -183,14 +301,15 @@ async fn via_http(
     for (number, item) in messages {
         match item {
             Ok(mut v) => {
+                // An id given here, not by the server, also keeps a retried batch from
+                // being stored twice under two ids. It is derived from the message as
+                // read, as an import straight into the log derives it.
+                give_stable_id(number, &mut v);
                 // Without `sentAt` the server keeps each message's own timestamp instead of
                 // "correcting" it for a clock skew of months.
                 if let Some(o) = v.as_object_mut() {
                     o.remove("sentAt");
                 }
-                // An id given here, not by the server, also keeps a retried batch from
-                // being stored twice under two ids.
-                give_stable_id(number, &mut v);
                 lines.push(Numbered {
                     number,
                     json: v.to_string(),
@@ -198,7 +317,7 @@ async fn via_http(
             }
             Err(problem) => {
                 summary.rejected += 1;
-                summary.problems.push(problem);
+                summary.problems.push((number, problem));
             }
         }
     }

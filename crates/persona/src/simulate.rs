@@ -2,6 +2,7 @@
 //! personas, written to a JSONL file or sent to a server through its HTTP API.
 
 use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
@@ -25,17 +26,24 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let start = end
         .checked_sub_signed(Duration::days(args.days.into()))
         .with_context(|| format!("--days {} reaches before the year -262143", args.days))?;
+    check_memory(args.customers, args.days)?;
+    // Both files are created before minutes of generating, so that a wrong path fails at
+    // once; the truth is written last, so that a failed run leaves none behind.
+    let out = match &args.out {
+        Some(path) if path.as_os_str() == "-" => Some(Output::Stdout),
+        Some(path) => Some(Output::File(create(path)?)),
+        None => None,
+    };
+    let truth = match &args.truth {
+        Some(path) => Some(PendingFile::create(path)?),
+        None => None,
+    };
     let period = Period { start, end };
     let (customers, lines) = generate(args.seed, args.customers, period);
-    if let Some(path) = &args.truth {
-        write_truth(path, &customers)?;
-    }
-    match (&args.out, &args.target) {
-        (Some(path), _) => {
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            let mut out = BufWriter::new(file);
+    match (out, &args.target) {
+        (Some(out), _) => {
             let bar = progress_bar(lines.len() as u64, "writing");
+            let mut out = BufWriter::new(out.writer());
             for (_, line) in &lines {
                 out.write_all(line.as_bytes())?;
                 out.write_all(b"\n")?;
@@ -43,11 +51,11 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             }
             out.flush()?;
             bar.finish_and_clear();
+            let to = args.out.as_ref().expect("out given").display();
             eprintln!(
-                "wrote {} messages for {} customers to {}",
+                "wrote {} messages for {} customers to {to}",
                 lines.len(),
                 customers.len(),
-                path.display()
             );
         }
         (None, Some(target)) => {
@@ -60,7 +68,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     json,
                 })
                 .collect();
-            let sent = send_all(&sender, messages, args.batch_size, "message").await?;
+            let sent = send_all(&sender, messages, args.batch_size, "message")
+                .await
+                .map_err(|e| e.context(format!("cannot send to {target}")))?;
             eprintln!(
                 "sent {} messages for {} customers to {target}: {} accepted, {} rejected",
                 sent.accepted + sent.rejected,
@@ -71,7 +81,97 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         }
         (None, None) => unreachable!("clap requires --out or --target"),
     }
+    if let Some(truth) = truth {
+        truth.write(|out| persona_simulate::write_truth(out, &customers))?;
+    }
     Ok(())
+}
+
+/// Messages a simulated customer sends a day, on average (10,000 customers over 90 days
+/// sent 2,830,792), and the memory each takes until it is written or sent.
+const MESSAGES_PER_CUSTOMER_DAY: f64 = 3.2;
+const BYTES_PER_MESSAGE: f64 = 520.0;
+
+/// Refuses a simulation whose messages would not fit in the memory available: they are
+/// all generated before the first is written, to be written in time order.
+fn check_memory(customers: usize, days: u32) -> anyhow::Result<()> {
+    let Some(available) = available_memory() else {
+        return Ok(());
+    };
+    let messages = customers as f64 * f64::from(days) * MESSAGES_PER_CUSTOMER_DAY;
+    let needed = messages * BYTES_PER_MESSAGE;
+    if needed > available as f64 {
+        anyhow::bail!(
+            "--customers {customers} over --days {days} makes about {messages:.0} messages, \
+             about {:.1} GiB in memory, and {:.1} GiB is available; simulate fewer customers, \
+             or consecutive periods one at a time (--end), which keeps the same customers",
+            needed / GIB,
+            available as f64 / GIB
+        );
+    }
+    Ok(())
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes (`None` where there is no such file).
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Where `--out` writes: a file, or standard output for `-`.
+enum Output {
+    File(std::fs::File),
+    Stdout,
+}
+
+impl Output {
+    fn writer(self) -> Box<dyn Write> {
+        match self {
+            Output::File(f) => Box::new(f),
+            Output::Stdout => Box::new(std::io::stdout().lock()),
+        }
+    }
+}
+
+fn create(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// A file created at once and written at the end; removed again if it never is.
+struct PendingFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl PendingFile {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        Ok(PendingFile {
+            file: Some(create(path)?),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn write(
+        mut self,
+        fill: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut out = BufWriter::new(self.file.take().expect("written once"));
+        fill(&mut out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 fn generate(
@@ -83,15 +183,6 @@ fn generate(
     let out = persona_simulate::generate(seed, customers, period, || bar.inc(1));
     bar.finish_and_clear();
     out
-}
-
-fn write_truth(path: &std::path::Path, customers: &[Customer]) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
-    let mut out = BufWriter::new(file);
-    persona_simulate::write_truth(&mut out, customers)?;
-    out.flush()?;
-    Ok(())
 }
 
 /// `serve --demo`: keeps feeding a gentle stream of simulated customers into the server.
