@@ -218,18 +218,24 @@ fn outcome(batch: &[Numbered], unit: &str, body: &[u8]) -> BatchOutcome {
 /// Batches in flight at once when sending.
 const IN_FLIGHT: usize = 4;
 
-/// Sends messages in batches, a few in flight, with a progress bar; rejects are named as
-/// `unit` and the message's number.
+/// Sends messages in batches, a few in flight; rejects are named as `unit` and the
+/// message's number. Messages are taken from `messages` as batches go out, so only those
+/// in flight are held. A progress bar shows when their number is known beforehand (a
+/// caller streaming from a file shows its own).
 pub async fn send_all(
     sender: &Sender,
-    messages: Vec<Numbered>,
+    messages: impl IntoIterator<Item = Numbered>,
     batch_size: usize,
     unit: &'static str,
 ) -> anyhow::Result<BatchOutcome> {
-    let bar = progress_bar(messages.len() as u64, "sending");
+    let messages = messages.into_iter();
+    let bar = match messages.size_hint() {
+        (n, Some(m)) if n == m => progress_bar(n as u64, "sending"),
+        _ => indicatif::ProgressBar::hidden(),
+    };
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
-    let mut chunks = messages.into_iter().peekable();
+    let mut chunks = messages.peekable();
     let mut total = BatchOutcome::default();
     while chunks.peek().is_some() {
         let batch = next_batch(&mut chunks, batch_size);

@@ -296,31 +296,31 @@ async fn via_http(
     unit: &'static str,
     batch: usize,
 ) -> anyhow::Result<BatchOutcome> {
-    let mut lines = Vec::new();
-    let mut summary = BatchOutcome::default();
-    for (number, item) in messages {
-        match item {
-            Ok(mut v) => {
-                // An id given here, not by the server, also keeps a retried batch from
-                // being stored twice under two ids. It is derived from the message as
-                // read, as an import straight into the log derives it.
-                give_stable_id(number, &mut v);
-                // Without `sentAt` the server keeps each message's own timestamp instead of
-                // "correcting" it for a clock skew of months.
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("sentAt");
-                }
-                lines.push(Numbered {
-                    number,
-                    json: v.to_string(),
-                });
+    // Streamed: a file of any size is read as its batches go out.
+    let mut unreadable = Vec::new();
+    let lines = messages.filter_map(|(number, item)| match item {
+        Ok(mut v) => {
+            // An id given here, not by the server, also keeps a retried batch from being
+            // stored twice under two ids. It is derived from the message as read, as an
+            // import straight into the log derives it.
+            give_stable_id(number, &mut v);
+            // Without `sentAt` the server keeps each message's own timestamp instead of
+            // "correcting" it for a clock skew of months.
+            if let Some(o) = v.as_object_mut() {
+                o.remove("sentAt");
             }
-            Err(problem) => {
-                summary.rejected += 1;
-                summary.problems.push((number, problem));
-            }
+            Some(Numbered {
+                number,
+                json: v.to_string(),
+            })
         }
-    }
-    summary.add(send_all(sender, lines, batch, unit).await?);
+        Err(problem) => {
+            unreadable.push((number, problem));
+            None
+        }
+    });
+    let mut summary = send_all(sender, lines, batch, unit).await?;
+    summary.rejected += unreadable.len();
+    summary.problems.extend(unreadable);
     Ok(summary)
 }

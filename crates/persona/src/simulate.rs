@@ -66,8 +66,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 .map(|(i, (_, json))| Numbered {
                     number: i + 1,
                     json,
-                })
-                .collect();
+                });
             let sent = send_all(&sender, messages, args.batch_size, "message")
                 .await
                 .map_err(|e| e.context(format!("cannot send to {target}")))?;
