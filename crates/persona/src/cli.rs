@@ -119,10 +119,6 @@ pub struct ImportArgs {
     /// JSONL file of Segment-spec messages (each with its `type`), gzipped or not; `-` reads
     /// standard input.
     pub file: PathBuf,
-    /// Rejected lines allowed before the command exits with a failure (the valid lines are
-    /// imported either way).
-    #[arg(long, default_value_t = 0)]
-    pub max_rejects: usize,
     #[command(flatten)]
     pub destination: DestinationArgs,
 }
@@ -142,6 +138,10 @@ pub struct DestinationArgs {
     /// Messages per append or HTTP batch.
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
+    /// Rejects allowed before the command exits with a failure (everything valid is
+    /// imported either way).
+    #[arg(long, default_value_t = 0)]
+    pub max_rejects: usize,
 }
 
 #[derive(Args)]

@@ -129,16 +129,27 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let summary = dest.import(lines, "line", batch_size).await;
     bar.finish_and_clear();
     let summary = summary?;
-    report(&summary, "messages", &args.file);
     if let Some((n, e)) = read_error.take() {
+        report(&summary, "messages", &args.file);
         anyhow::bail!(
             "cannot read {} at line {n}: {e}; the lines before it were imported",
             args.file.display()
         );
     }
+    finish(&summary, "messages", &args.file, &args.destination)
+}
+
+/// Prints the summary; an error when more were rejected than `--max-rejects` allows.
+pub fn finish(
+    summary: &BatchOutcome,
+    what: &str,
+    file: &Path,
+    args: &DestinationArgs,
+) -> anyhow::Result<()> {
+    report(summary, what, file);
     if summary.rejected > args.max_rejects {
         anyhow::bail!(
-            "{} lines were rejected, more than --max-rejects {}; the other lines were imported",
+            "{} rejected, more than --max-rejects {}; everything else was imported",
             summary.rejected,
             args.max_rejects
         );
@@ -222,7 +233,7 @@ impl<R: Read> Read for Counted<R> {
 }
 
 /// Prints the summary of an import and its first rejects.
-pub fn report(summary: &BatchOutcome, what: &str, file: &std::path::Path) {
+fn report(summary: &BatchOutcome, what: &str, file: &std::path::Path) {
     eprintln!(
         "imported {} {what} from {}; rejected {}",
         summary.accepted,

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{ImportProfilesArgs, ProfilesExportArgs, ProfilesStatsArgs, default_data_dir};
 use crate::client::progress_bar;
-use crate::import::{Destination, report};
+use crate::import::{Destination, finish};
 use crate::table;
 
 /// Each row becomes an identify call marked as enrichment: the processor writes its traits
@@ -58,8 +58,7 @@ pub async fn import(args: ImportProfilesArgs) -> anyhow::Result<()> {
     });
     let summary = dest.import(messages, "row", batch_size).await?;
     bar.finish_and_clear();
-    report(&summary, "profiles", &args.file);
-    Ok(())
+    finish(&summary, "profiles", &args.file, &args.destination)
 }
 
 fn open_store(data_dir: Option<PathBuf>) -> anyhow::Result<(EmbeddedStore, PathBuf)> {

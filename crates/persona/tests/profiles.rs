@@ -203,6 +203,8 @@ async fn crm_attributes_from_csv_and_parquet_reach_profile_traits() {
         "user_id",
         "--data-dir",
         data.to_str().unwrap(),
+        "--max-rejects",
+        "1",
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
