@@ -91,7 +91,8 @@ pub struct SimulateArgs {
     /// Days of history, ending at --end.
     #[arg(long)]
     pub days: u32,
-    /// Seed of the random generator: the same seed and --end give the same events.
+    /// Seed of the random generator: the same seed gives the same customers, and with the
+    /// same --end and --days the same events (message ids included).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// End of the simulated period (RFC 3339) [default: now].
@@ -103,13 +104,13 @@ pub struct SimulateArgs {
     /// Write key for --target.
     #[arg(long, env = "PERSONA_WRITE_KEY")]
     pub write_key: Option<String>,
-    /// Write the messages to this JSONL file instead.
+    /// Write the messages to this JSONL file instead (`-`: standard output).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Also write each customer's true persona to this CSV file.
     #[arg(long)]
     pub truth: Option<PathBuf>,
-    /// Messages per HTTP batch.
+    /// Messages per HTTP batch (at most 5000).
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
 }
@@ -135,7 +136,7 @@ pub struct DestinationArgs {
     /// Write key for --target.
     #[arg(long, env = "PERSONA_WRITE_KEY")]
     pub write_key: Option<String>,
-    /// Messages per append or HTTP batch.
+    /// Messages per append or HTTP batch (at most 5000).
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
     /// Rejects allowed before the command exits with a failure (everything valid is

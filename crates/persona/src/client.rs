@@ -36,7 +36,11 @@ pub struct Numbered {
 
 /// One reject as the import and simulate summaries print it.
 pub fn reject_line(unit: &str, number: usize, e: &FieldError) -> String {
-    format!("{unit} {number}: `{}` {}", e.field, e.reason)
+    match e.field.as_str() {
+        // A problem with the whole message names no field.
+        "" => format!("{unit} {number}: {}", e.reason),
+        field => format!("{unit} {number}: `{field}` {}", e.reason),
+    }
 }
 
 /// What happened to one batch, or (added up) to a whole send or import.
@@ -248,23 +252,42 @@ pub async fn send_all(
             drop(permit);
             outcome
         });
+        let mut failed = None;
         while let Some(done) = tasks.try_join_next() {
-            total.add(done?.map_err(|e| stopped(e, sender, &total))?);
+            match done? {
+                Ok(outcome) => total.add(outcome),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(stopped(e, sender, tasks, total).await);
         }
     }
     while let Some(done) = tasks.join_next().await {
-        total.add(done?.map_err(|e| stopped(e, sender, &total))?);
+        match done? {
+            Ok(outcome) => total.add(outcome),
+            Err(e) => return Err(stopped(e, sender, tasks, total).await),
+        }
     }
     bar.finish_and_clear();
     Ok(total)
 }
 
-/// A send that failed part way, with what had been stored by then.
-fn stopped(e: anyhow::Error, sender: &Sender, so_far: &BatchOutcome) -> anyhow::Error {
+/// A send that failed part way, with what had been stored by then, the batches still in
+/// flight included.
+async fn stopped(
+    e: anyhow::Error,
+    sender: &Sender,
+    mut in_flight: tokio::task::JoinSet<anyhow::Result<BatchOutcome>>,
+    mut so_far: BatchOutcome,
+) -> anyhow::Error {
+    while let Some(done) = in_flight.join_next().await {
+        if let Ok(Ok(outcome)) = done {
+            so_far.add(outcome);
+        }
+    }
     e.context(format!(
-        "sending to {} stopped after {} messages were stored and {} rejected; running the \
-         same command again sends the same message ids, so the processor drops copies of \
-         those it has seen recently",
+        "sending to {} stopped after {} messages were stored and {} rejected",
         sender.base, so_far.accepted, so_far.rejected
     ))
 }
@@ -298,10 +321,11 @@ pub fn bytes_bar(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::no_length();
     bar.set_style(
         indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} [{{elapsed_precise}}] {{wide_bar}} {{binary_bytes}}/{{binary_total_bytes}} ({{binary_bytes_per_sec}}, eta {{eta}})"
+            "{{spinner}} {{msg}} [{{elapsed_precise}}] {{wide_bar}} {{binary_bytes}}/{{binary_total_bytes}} ({{binary_bytes_per_sec}}, eta {{eta}})"
         ))
         .expect("valid template"),
     );
+    bar.set_message(what.to_string());
     bar
 }
 

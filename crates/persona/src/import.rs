@@ -2,13 +2,10 @@
 //! timestamps, through the collector's validation, into the event log. `import-profiles`
 //! sends its messages the same way.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use chrono::Utc;
-use indicatif::ProgressBar;
 use persona_collector::CollectorConfig;
 use persona_collector::normalize::{Envelope, has_message_id, normalize_value};
 use persona_log::{EventLog, LogConfig, LogError};
@@ -16,6 +13,8 @@ use serde_json::Value;
 
 use crate::cli::{DestinationArgs, ImportArgs, default_data_dir};
 use crate::client::{BatchOutcome, Numbered, Sender, bytes_bar, reject_line, send_all};
+use crate::jsonl::{self, Line};
+use crate::say::say;
 
 /// Rejects printed in full; the rest are only counted.
 const SHOWN_REJECTS: usize = 20;
@@ -67,12 +66,17 @@ impl Destination {
                     args.write_key.as_deref().unwrap_or_default(),
                 )?)
             }
-            None => Destination::Log(
-                args.data_dir
-                    .clone()
-                    .unwrap_or_else(default_data_dir)
-                    .join("log"),
-            ),
+            None => {
+                let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+                let log = dir.join("log");
+                if !log.exists() {
+                    say!(
+                        "note: {} has no event log yet; a new one is made",
+                        dir.display()
+                    );
+                }
+                Destination::Log(log)
+            }
         };
         Ok((dest, args.batch_size))
     }
@@ -96,21 +100,23 @@ impl Destination {
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let (dest, batch_size) = Destination::from_args(&args.destination)?;
     let bar = bytes_bar("reading");
-    let input = open_input(&args.file, &bar)?;
+    let input = jsonl::open(&args.file, &bar)?;
     // A read error ends the input (it is no reject of one line); it is reported after
     // what was read before it has been imported.
     let read_error = std::cell::Cell::new(None);
-    let lines = input
-        .split(b'\n')
-        .enumerate()
-        .map_while(|(n, line)| match line {
-            Ok(line) => Some((n + 1, line)),
+    let lines = jsonl::lines(input, MAX_LINE)
+        .map_while(|line| match line {
+            Ok(line) => Some(line),
             Err(e) => {
-                read_error.set(Some((n + 1, e)));
+                read_error.set(Some(e));
                 None
             }
         })
         .filter_map(|(n, line)| {
+            let line = match line {
+                Line::Text(text) => text,
+                Line::TooLong(len) => return Some((n, Err(too_long(n, len)))),
+            };
             // A byte-order mark, as Windows editors write one, is not part of the JSON.
             let line = match (n, line.strip_prefix(b"\xEF\xBB\xBF")) {
                 (1, Some(rest)) => rest,
@@ -129,14 +135,25 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let summary = dest.import(lines, "line", batch_size).await;
     bar.finish_and_clear();
     let summary = summary?;
-    if let Some((n, e)) = read_error.take() {
+    if let Some(e) = read_error.take() {
         report(&summary, "messages", &args.file);
         anyhow::bail!(
-            "cannot read {} at line {n}: {e}; the lines before it were imported",
+            "cannot read {} to its end: {e}; the lines before that were imported",
             args.file.display()
         );
     }
     finish(&summary, "messages", &args.file, &args.destination)
+}
+
+/// Lines longer than this are not read into memory: no message can be this long (the
+/// server takes 32 KB a message, 500 KB a batch), even written with room to spare.
+const MAX_LINE: usize = 1 << 20;
+
+fn too_long(n: usize, len: usize) -> String {
+    format!(
+        "line {n}: is {len} bytes long, longer than any message can be; a file holding one \
+         JSON array is not JSON lines (one message per line)"
+    )
 }
 
 /// Prints the summary; an error when more were rejected than `--max-rejects` allows.
@@ -165,19 +182,14 @@ fn parse_line(n: usize, line: &[u8]) -> Result<Value, String> {
         &mut None,
         serde_json::from_slice::<Value>,
     );
-    let v = parsed.map_err(|e| format!("line {n}: not JSON: {e}"))?;
-    // The server's limit, in both ways of importing, measured as the server measures a
-    // message sent through `--target`: serialised compactly. (Only a long line can be over.)
-    let limit = CollectorConfig::default().max_message_bytes;
-    if line.len() > limit / 2 {
-        let size = v.to_string().len();
-        if size > limit {
-            let kb = limit / 1024;
-            return Err(format!(
-                "line {n}: message is {size} bytes; the limit is {kb} KB"
-            ));
-        }
-    }
+    let v = parsed.map_err(|e| {
+        // serde_json counts lines and columns within the text it was given: this line.
+        format!(
+            "line {n}: not JSON: {} at column {}",
+            without_position(&e),
+            e.column()
+        )
+    })?;
     if v.get("batch").is_some_and(Value::is_array) && v.get("type").is_none() {
         return Err(format!(
             "line {n}: is a batch body ({{\"batch\": [...]}}); the file needs one message per line"
@@ -186,55 +198,39 @@ fn parse_line(n: usize, line: &[u8]) -> Result<Value, String> {
     Ok(v)
 }
 
-/// The input file (`-`: standard input), gunzipped when it is gzip, counting the bytes
-/// read from it on `bar`.
-fn open_input(path: &Path, bar: &ProgressBar) -> anyhow::Result<Box<dyn BufRead>> {
-    let raw: Box<dyn Read> = if path.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let meta = file.metadata()?;
-        if meta.is_dir() {
-            anyhow::bail!("{} is a folder, not a file of JSON lines", path.display());
-        }
-        bar.set_length(meta.len());
-        Box::new(file)
-    };
-    let mut input = BufReader::with_capacity(
-        256 << 10,
-        Counted {
-            inner: raw,
-            bar: bar.clone(),
-        },
-    );
-    let head = input
-        .fill_buf()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(input)))
-    } else {
-        Box::new(input)
-    })
-}
-
-/// A reader that counts what it reads on a progress bar.
-struct Counted<R> {
-    inner: R,
-    bar: ProgressBar,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
+/// serde_json's message without the " at line L column C" it appends.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
     }
 }
 
+/// A message as both ways of importing hand it on: with a stable id, without `sentAt`
+/// (so that the server keeps each message's own timestamp instead of "correcting" it for a
+/// clock skew of months), and within the server's size limit, measured as the server
+/// measures a message sent to it: serialised compactly.
+fn prepare(number: usize, mut v: Value, unit: &str) -> Result<(Value, String), String> {
+    give_stable_id(number, &mut v);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("sentAt");
+    }
+    let json = v.to_string();
+    let limit = CollectorConfig::default().max_message_bytes;
+    if json.len() > limit {
+        return Err(format!(
+            "{unit} {number}: message is {} bytes; the limit is {} KB",
+            json.len(),
+            limit / 1024
+        ));
+    }
+    Ok((v, json))
+}
+
 /// Prints the summary of an import and its first rejects.
-fn report(summary: &BatchOutcome, what: &str, file: &std::path::Path) {
-    eprintln!(
+fn report(summary: &BatchOutcome, what: &str, file: &Path) {
+    say!(
         "imported {} {what} from {}; rejected {}",
         summary.accepted,
         file.display(),
@@ -243,20 +239,20 @@ fn report(summary: &BatchOutcome, what: &str, file: &std::path::Path) {
     let mut problems: Vec<_> = summary.problems.iter().collect();
     problems.sort_by_key(|(n, _)| *n);
     for (_, p) in problems.iter().take(SHOWN_REJECTS) {
-        eprintln!("  rejected {p}");
+        say!("  rejected {p}");
     }
-    if summary.problems.len() > SHOWN_REJECTS {
-        eprintln!("  ... and {} more", summary.problems.len() - SHOWN_REJECTS);
+    if problems.len() > SHOWN_REJECTS {
+        // A reject may have several problems: these are counted, not the rejects.
+        say!("  ... and {} more problems", problems.len() - SHOWN_REJECTS);
     }
 }
 
 async fn into_log(
-    dir: &std::path::Path,
+    dir: &Path,
     messages: impl Iterator<Item = (usize, Result<Value, String>)>,
     unit: &str,
     batch: usize,
 ) -> anyhow::Result<BatchOutcome> {
-    let new = !dir.exists();
     let (log, _) = EventLog::open(dir, LogConfig::default(), Arc::new(())).map_err(|e| {
         let hint = match e {
             LogError::Locked(_) => " (a server is running: import with --target instead)",
@@ -264,13 +260,6 @@ async fn into_log(
         };
         anyhow::anyhow!("cannot open the event log in {}{hint}: {e}", dir.display())
     })?;
-    if new {
-        eprintln!(
-            "note: {} did not exist; a new event log was made there",
-            dir.display()
-        );
-    }
-
     let mut summary = BatchOutcome::default();
     let mut pending = Vec::with_capacity(batch);
     for (n, item) in messages {
@@ -279,11 +268,13 @@ async fn into_log(
             correct_skew: false,
             ..Default::default()
         };
-        let normalized = item.map_err(|p| vec![(n, p)]).and_then(|mut v| {
-            give_stable_id(n, &mut v);
-            normalize_value(v, None, n, &envelope)
-                .map_err(|errs| errs.iter().map(|e| (n, reject_line(unit, n, e))).collect())
-        });
+        let normalized = item
+            .and_then(|v| prepare(n, v, unit))
+            .map_err(|p| vec![(n, p)])
+            .and_then(|(v, _)| {
+                normalize_value(v, None, n, &envelope)
+                    .map_err(|errs| errs.iter().map(|e| (n, reject_line(unit, n, e))).collect())
+            });
         match normalized {
             Ok(m) => pending.push(m.bytes),
             Err(problems) => {
@@ -308,30 +299,25 @@ async fn via_http(
     batch: usize,
 ) -> anyhow::Result<BatchOutcome> {
     // Streamed: a file of any size is read as its batches go out.
-    let mut unreadable = Vec::new();
-    let lines = messages.filter_map(|(number, item)| match item {
-        Ok(mut v) => {
-            // An id given here, not by the server, also keeps a retried batch from being
-            // stored twice under two ids. It is derived from the message as read, as an
-            // import straight into the log derives it.
-            give_stable_id(number, &mut v);
-            // Without `sentAt` the server keeps each message's own timestamp instead of
-            // "correcting" it for a clock skew of months.
-            if let Some(o) = v.as_object_mut() {
-                o.remove("sentAt");
-            }
-            Some(Numbered {
-                number,
-                json: v.to_string(),
-            })
-        }
-        Err(problem) => {
-            unreadable.push((number, problem));
-            None
-        }
-    });
-    let mut summary = send_all(sender, lines, batch, unit).await?;
-    summary.rejected += unreadable.len();
-    summary.problems.extend(unreadable);
+    let mut unsendable = Vec::new();
+    let lines =
+        messages.filter_map(
+            |(number, item)| match item.and_then(|v| prepare(number, v, unit)) {
+                Ok((_, json)) => Some(Numbered { number, json }),
+                Err(problem) => {
+                    unsendable.push((number, problem));
+                    None
+                }
+            },
+        );
+    let sent = send_all(sender, lines, batch, unit).await;
+    let mut summary = sent.map_err(|e| {
+        e.context(
+            "running the same import again is safe: each message is sent with the same id, \
+             and the processor drops copies of those it has seen recently",
+        )
+    })?;
+    summary.rejected += unsendable.len();
+    summary.problems.extend(unsendable);
     Ok(summary)
 }

@@ -12,9 +12,11 @@ mod client;
 mod cluster;
 mod http_server;
 mod import;
+mod jsonl;
 mod keys;
 mod logcmd;
 mod profiles;
+mod say;
 mod serve;
 mod settings;
 mod simulate;
@@ -82,7 +84,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say::say!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

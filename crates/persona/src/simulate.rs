@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
-use persona_core::time::parse_timestamp;
+use persona_core::time::{format_timestamp, parse_timestamp};
 
 use crate::cli::SimulateArgs;
 use crate::client::{Numbered, Sender, progress_bar, send_all};
+use crate::say::say;
 use persona_simulate::{Customer, Period};
 
 pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
@@ -27,39 +28,52 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         .checked_sub_signed(Duration::days(args.days.into()))
         .with_context(|| format!("--days {} reaches before the year -262143", args.days))?;
     check_memory(args.customers, args.days)?;
-    // Both files are created before minutes of generating, so that a wrong path fails at
-    // once; the truth is written last, so that a failed run leaves none behind.
-    let out = match &args.out {
-        Some(path) if path.as_os_str() == "-" => Some(Output::Stdout),
-        Some(path) => Some(Output::File(create(path)?)),
+    let sender = match &args.target {
+        Some(target) => Some(Sender::new(
+            target,
+            args.write_key.as_deref().unwrap_or_default(),
+        )?),
         None => None,
     };
+    // Both files are created before minutes of generating, so that a wrong path fails at
+    // once, the truth file first, so that a wrong truth path leaves the output as it was;
+    // the truth is written last, so that a failed run leaves none behind.
+    if let (Some(out), Some(truth)) = (&args.out, &args.truth)
+        && out == truth
+    {
+        anyhow::bail!("--out and --truth name the same file");
+    }
     let truth = match &args.truth {
+        Some(path) if path.as_os_str() == "-" => {
+            anyhow::bail!("--truth needs a file (`-` is for --out)")
+        }
         Some(path) => Some(PendingFile::create(path)?),
+        None => None,
+    };
+    let out = match &args.out {
+        Some(path) if path.as_os_str() == "-" => Some(Output::Stdout),
+        Some(path) => Some(Output::File(create(path)?, path.clone())),
         None => None,
     };
     let period = Period { start, end };
     let (customers, lines) = generate(args.seed, args.customers, period);
-    match (out, &args.target) {
+    match (out, sender) {
         (Some(out), _) => {
-            let bar = progress_bar(lines.len() as u64, "writing");
-            let mut out = BufWriter::new(out.writer());
-            for (_, line) in &lines {
-                out.write_all(line.as_bytes())?;
-                out.write_all(b"\n")?;
-                bar.inc(1);
+            let to = out.name();
+            match write_lines(out, &lines) {
+                Ok(()) => {}
+                // The reader stopped reading (`| head`): what it wanted, it has.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(anyhow::anyhow!("cannot write {to}: {e}")),
             }
-            out.flush()?;
-            bar.finish_and_clear();
-            let to = args.out.as_ref().expect("out given").display();
-            eprintln!(
+            say!(
                 "wrote {} messages for {} customers to {to}",
                 lines.len(),
                 customers.len(),
             );
         }
-        (None, Some(target)) => {
-            let sender = Sender::new(target, args.write_key.as_deref().unwrap_or_default())?;
+        (None, Some(sender)) => {
+            let target = args.target.as_deref().expect("a sender has a target");
             let messages = lines
                 .into_iter()
                 .enumerate()
@@ -69,14 +83,27 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 });
             let sent = send_all(&sender, messages, args.batch_size, "message")
                 .await
-                .map_err(|e| e.context(format!("cannot send to {target}")))?;
-            eprintln!(
+                .map_err(|e| {
+                    let end = format_timestamp(end);
+                    e.context(format!(
+                        "to send the same messages again (their ids depend on the period), \
+                         repeat the command with --end {end}"
+                    ))
+                })?;
+            say!(
                 "sent {} messages for {} customers to {target}: {} accepted, {} rejected",
                 sent.accepted + sent.rejected,
                 customers.len(),
                 sent.accepted,
                 sent.rejected
             );
+            for (_, problem) in sent.problems.iter().take(20) {
+                say!("  rejected {problem}");
+            }
+            if sent.rejected > 0 {
+                // A server with its default limits takes every simulated message.
+                anyhow::bail!("the server rejected {} messages", sent.rejected);
+            }
         }
         (None, None) => unreachable!("clap requires --out or --target"),
     }
@@ -86,10 +113,23 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn write_lines(out: Output, lines: &[(DateTime<Utc>, String)]) -> std::io::Result<()> {
+    let bar = progress_bar(lines.len() as u64, "writing");
+    let mut out = BufWriter::new(out.writer());
+    for (_, line) in lines {
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+        bar.inc(1);
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
 /// Messages a simulated customer sends a day, on average (10,000 customers over 90 days
 /// sent 2,830,792), and the memory each takes until it is written or sent.
 const MESSAGES_PER_CUSTOMER_DAY: f64 = 3.2;
-const BYTES_PER_MESSAGE: f64 = 520.0;
+const BYTES_PER_MESSAGE: f64 = 1000.0;
 
 /// Refuses a simulation whose messages would not fit in the memory available: they are
 /// all generated before the first is written, to be written in time order.
@@ -123,14 +163,21 @@ fn available_memory() -> Option<u64> {
 
 /// Where `--out` writes: a file, or standard output for `-`.
 enum Output {
-    File(std::fs::File),
+    File(std::fs::File, PathBuf),
     Stdout,
 }
 
 impl Output {
+    fn name(&self) -> String {
+        match self {
+            Output::File(_, path) => path.display().to_string(),
+            Output::Stdout => "standard output".into(),
+        }
+    }
+
     fn writer(self) -> Box<dyn Write> {
         match self {
-            Output::File(f) => Box::new(f),
+            Output::File(f, _) => Box::new(f),
             Output::Stdout => Box::new(std::io::stdout().lock()),
         }
     }

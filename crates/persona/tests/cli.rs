@@ -392,7 +392,37 @@ fn simulate_refuses_bad_arguments_naming_them() {
         err.contains("sending to http://127.0.0.1:9 stopped after 0 messages"),
         "{err}"
     );
+    assert!(err.contains("repeat the command with --end "), "{err}");
     assert!(!truth.exists());
+
+    // A truth path that cannot be made leaves an existing output file as it was.
+    let kept = dir.path().join("kept.jsonl");
+    std::fs::write(&kept, "earlier run\n").unwrap();
+    let o = run(&[
+        "simulate",
+        "--customers",
+        "3",
+        "--days",
+        "2",
+        "--out",
+        kept.to_str().unwrap(),
+        "--truth",
+        "/nonexistent/t.csv",
+    ]);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "earlier run\n");
+    let o = run(&[
+        "simulate",
+        "--customers",
+        "3",
+        "--days",
+        "2",
+        "--out",
+        kept.to_str().unwrap(),
+        "--truth",
+        kept.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the same file"));
 }
 
 #[test]
@@ -437,7 +467,37 @@ fn import_reads_gzip_and_standard_input_and_names_what_it_cannot_read() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("imported 2 messages"), "{err}");
     assert!(err.contains("line 2: is a batch body"), "{err}");
-    assert!(err.contains("a new event log was made"), "{err}");
+    assert!(
+        err.contains("has no event log yet; a new one is made"),
+        "{err}"
+    );
+
+    // A gzip file damaged in the middle: nothing of it is imported (gzip would only notice
+    // at its end, after handing over altered lines).
+    let mut damaged = std::fs::read(&gz).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    let bad = dir.path().join("bad.jsonl.gz");
+    std::fs::write(&bad, damaged).unwrap();
+    let out = run(&["import", bad.to_str().unwrap(), "--data-dir", data]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("is not a whole gzip file") && err.contains("nothing was imported"),
+        "{err}"
+    );
+
+    // One huge line (a JSON array export, say) is skipped without being held, and named.
+    let array = dir.path().join("array.json");
+    let items: Vec<_> = (0..30_000).map(msg).collect();
+    std::fs::write(&array, serde_json::to_string(&items).unwrap()).unwrap();
+    let out = run(&["import", array.to_str().unwrap(), "--data-dir", data]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("line 1: is ") && err.contains("not JSON lines"),
+        "{err}"
+    );
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_persona"))
         .args(["import", "-", "--data-dir", data])
