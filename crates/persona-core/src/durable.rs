@@ -47,6 +47,19 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// [`create_dir_all`] for a data folder: when it did not exist, only its owner may enter
+/// it (mode 0700, as PostgreSQL wants of its data directory), since the events in it carry
+/// customers' data and the write key. A folder that exists keeps its mode: its owner chose.
+pub fn create_private_dir_all(dir: &Path) -> io::Result<()> {
+    let existed = dir.exists();
+    create_dir_all(dir)?;
+    if !existed {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 /// The folder holding `path`: `.` for a lone relative name, `None` for a root.
 fn parent_of(path: &Path) -> Option<&Path> {
     match path.parent() {

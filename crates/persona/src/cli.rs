@@ -68,17 +68,21 @@ pub struct ServeArgs {
     /// Folder for all of persona's data [default: ./persona-data].
     #[arg(long, env = "PERSONA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address to serve HTTP on [default: 127.0.0.1:8080]; port 0 picks a free port.
-    #[arg(long, env = "PERSONA_LISTEN")]
+    /// Address to serve HTTP on [default: 127.0.0.1:8080]; a host name such as
+    /// localhost:8080 works too; port 0 picks a free port.
+    #[arg(long, env = "PERSONA_LISTEN", value_parser = crate::settings::listen_address)]
     pub listen: Option<SocketAddr>,
-    /// Write key that SDKs authenticate with; generated and saved when unset.
+    /// Write key that SDKs authenticate with (replaces the config file's); generated and
+    /// saved when none is set anywhere.
     #[arg(long, env = "PERSONA_WRITE_KEY")]
     pub write_key: Option<String>,
     /// Bearer token for the admin API; generated and saved when unset.
     #[arg(long, env = "PERSONA_ADMIN_TOKEN")]
     pub admin_token: Option<String>,
-    /// Feed simulated customer traffic into this server.
-    #[arg(long, env = "PERSONA_DEMO")]
+    /// Feed simulated customer traffic into this server (PERSONA_DEMO takes 1/0,
+    /// true/false, yes/no, on/off).
+    #[arg(long, env = "PERSONA_DEMO", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
 }
 

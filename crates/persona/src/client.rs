@@ -320,9 +320,9 @@ fn next_batch(
 pub fn bytes_bar(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::no_length();
     bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {{msg}} [{{elapsed_precise}}] {{wide_bar}} {{binary_bytes}}/{{binary_total_bytes}} ({{binary_bytes_per_sec}}, eta {{eta}})"
-        ))
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, eta {eta})",
+        )
         .expect("valid template"),
     );
     bar.set_message(what.to_string());

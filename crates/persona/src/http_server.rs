@@ -48,13 +48,20 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// How long a stop waits for the requests in flight. A client that stalls mid-request would
+/// otherwise hold the stop for the whole request-head deadline; Kubernetes, for one, kills
+/// a pod 30 s after asking it to stop.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight
-/// finish (idle connections are closed at once) and returns when every connection is gone.
+/// finish (idle connections are closed at once) and returns when every connection is gone,
+/// when [`DRAIN_DEADLINE`] has passed, or when `force` completes, whichever is first.
 pub async fn serve<S>(
     listener: TcpListener,
     app: S,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
+    force: impl Future<Output = ()>,
 ) where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -108,7 +115,16 @@ pub async fn serve<S>(
     let _ = stop_tx.send(());
     // Every connection holds a slot until it ends: having them all back means none is left.
     let all = u32::try_from(limits.max_connections).expect("settings cap it at a million");
-    let _ = slots.acquire_many(all).await;
+    // Connections still open when this returns end with the runtime; their requests were
+    // not acknowledged, so nothing acknowledged is lost.
+    tokio::select! {
+        _ = slots.acquire_many(all) => {}
+        () = force => tracing::warn!("stopping at once: requests still in flight are dropped"),
+        () = tokio::time::sleep(DRAIN_DEADLINE) => tracing::warn!(
+            "requests still in flight after {} s are dropped",
+            DRAIN_DEADLINE.as_secs()
+        ),
+    }
 }
 
 /// Files the process needs besides its connections: log segments, the store's tables and

@@ -74,6 +74,8 @@ impl Destination {
                         "note: {} has no event log yet; a new one is made",
                         dir.display()
                     );
+                    persona_core::durable::create_private_dir_all(&dir)
+                        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
                 }
                 Destination::Log(log)
             }

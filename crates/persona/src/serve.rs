@@ -30,7 +30,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::http_server::reserve_open_files(settings.http.max_connections);
     let data_dir = settings.data_dir.clone();
     // Synced into its parent: the secrets and stores in it must outlive a power cut.
-    persona_core::durable::create_dir_all(&data_dir)
+    persona_core::durable::create_private_dir_all(&data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;
 
     let processor_config = settings
@@ -51,7 +51,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot open the event log in {}", log_dir.display()))?;
     if recovery.dropped_anything() {
-        println!(
+        stdout_line(format_args!(
             "recovered the event log: kept {} records of the last segment, cut {} bytes of a torn write ({}), saved in {}",
             recovery.kept_records,
             recovery.dropped_bytes,
@@ -60,9 +60,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .quarantined
                 .as_ref()
                 .map_or_else(String::new, |p| p.display().to_string()),
-        );
+        ));
     }
     let log = Arc::new(log);
+    // Bound before any key is generated: a start that fails on a taken port must not
+    // print a generated key that the next start, finding it saved, prints no more.
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
 
     // Generated only under the log's lock: two servers started on one folder at once would
     // otherwise each print a key of their own and leave one of them in the file.
@@ -144,13 +149,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let app = persona_collector::router(collector_state.clone()).merge(api);
     let app = persona_collector::Front::new(collector_state, app);
 
-    let shutdown = shutdown_signal()?;
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let (shutdown, force) = shutdown_signals()?;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port when listening on port 0.
-    println!("persona listening on http://{addr}");
+    stdout_line(format_args!("persona listening on http://{addr}"));
     tracing::info!(%addr, data_dir = %data_dir.display(), next_offset = log.next_offset(), "serving");
 
     tokio::spawn(retention_loop(log.clone()));
@@ -162,18 +164,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
 
-    crate::http_server::serve(listener, app, settings.http, shutdown).await;
+    crate::http_server::serve(listener, app, settings.http, shutdown, force).await;
     tracing::info!("stopped; every acknowledged event is on disk");
     Ok(())
+}
+
+/// A line on standard output that a closed pipe (`persona serve | head -1`) cannot turn
+/// into a panic: what it says is also in the log or the data folder.
+fn stdout_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{args}").and_then(|()| out.flush());
 }
 
 fn secret(data_dir: &std::path::Path, file: &str, what: &str) -> anyhow::Result<String> {
     let (value, generated) = keys::load_or_generate(data_dir, file)?;
     if generated {
-        println!(
+        stdout_line(format_args!(
             "generated {what} (saved in {}): {value}",
             data_dir.join(file).display()
-        );
+        ));
     } else {
         tracing::info!(file = %data_dir.join(file).display(), "using the saved {what}");
     }
@@ -269,17 +279,37 @@ async fn retention_loop(log: Arc<EventLog>) {
 
 /// Installs the SIGINT/SIGTERM handlers at once (so a signal sent right after start-up
 /// is not lost) and returns the future that completes on the first of them.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+/// Completes on the first SIGTERM or SIGINT (stop: finish the requests in flight), and the
+/// second future on the next one (stop now).
+fn shutdown_signals() -> anyhow::Result<(impl Future<Output = ()>, impl Future<Output = ()>)> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    Ok(async move {
+    let (first_tx, first) = tokio::sync::oneshot::channel();
+    let (second_tx, second) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
         tokio::select! {
             _ = int.recv() => {},
             _ = term.recv() => {},
         }
-        tracing::info!("shutting down: finishing requests in flight");
-    })
+        tracing::info!(
+            "shutting down: finishing requests in flight (a second signal stops at once)"
+        );
+        let _ = first_tx.send(());
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        let _ = second_tx.send(());
+    });
+    Ok((
+        async move {
+            let _ = first.await;
+        },
+        async move {
+            let _ = second.await;
+        },
+    ))
 }
 
 /// The processor as `/readyz` and the profile API see it.

@@ -18,7 +18,8 @@ use crate::http_server::ConnectionLimits;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
-    pub listen: Option<SocketAddr>,
+    /// An address and port, or a host name and port (see [`listen_address`]).
+    pub listen: Option<String>,
     /// Accepted write keys; the first is used by `--demo`.
     #[serde(default)]
     pub write_keys: Vec<String>,
@@ -87,10 +88,28 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let mut write_keys = file.write_keys;
-        if let Some(k) = args.write_key {
-            write_keys.insert(0, k);
+        // A key given as a flag or in the environment replaces the file's keys, as every
+        // other flag does its setting: rotating a leaked key must not leave it working.
+        let write_keys = match args.write_key {
+            Some(k) => vec![k],
+            None => file.write_keys,
+        };
+        let admin_token = args.admin_token.or(file.admin_token);
+        if admin_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            // An empty one (an unset variable in a compose file, say) would lock the admin
+            // API for good; a missing one is generated.
+            anyhow::bail!(
+                "the admin token is empty; give one, or leave PERSONA_ADMIN_TOKEN and \
+                 --admin-token unset to have one generated"
+            );
         }
+        let listen = match args.listen {
+            Some(addr) => addr,
+            None => match file.listen {
+                Some(text) => listen_address(&text).map_err(|e| anyhow::anyhow!("listen: {e}"))?,
+                None => "127.0.0.1:8080".parse().expect("valid address"),
+            },
+        };
         let defaults = LogConfig::default();
         let log = LogConfig {
             segment_bytes: file.log.segment_bytes.unwrap_or(defaults.segment_bytes),
@@ -104,6 +123,12 @@ impl Settings {
             },
             ..defaults
         };
+        if log.max_queue_bytes > MAX_QUEUE_BYTES {
+            anyhow::bail!(
+                "log.max_queue_bytes must be at most {MAX_QUEUE_BYTES} (1 TiB), got {}",
+                log.max_queue_bytes
+            );
+        }
         if log.segment_bytes < MIN_SEGMENT_BYTES {
             anyhow::bail!(
                 "log.segment_bytes must be at least {MIN_SEGMENT_BYTES} (1 MiB), got {}",
@@ -116,18 +141,42 @@ impl Settings {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(default_data_dir),
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid address")),
+            listen,
             write_keys,
-            admin_token: args.admin_token.or(file.admin_token),
+            admin_token,
             demo: args.demo,
             log,
             collector: file.collector,
             http: connection_limits(&file.http)?,
             processor: file.processor,
         })
+    }
+}
+
+/// The append queue is memory: more than this is a typing error, not a plan.
+const MAX_QUEUE_BYTES: usize = 1 << 40;
+
+/// An address to listen on: `IP:port`, `[IPv6]:port`, or `host:port` for a name that
+/// resolves here (the first address it resolves to). A bare `:port` is refused with a hint,
+/// since it could mean this machine only or every interface.
+pub fn listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    if text.starts_with(':') {
+        return Err(format!(
+            "{text:?} has no address: give 127.0.0.1{text} (this machine) or 0.0.0.0{text} \
+             (every interface)"
+        ));
+    }
+    use std::net::ToSocketAddrs;
+    match text.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{text:?} resolves to no address")),
+        Err(e) => Err(format!(
+            "{text:?} is not an address and port such as 127.0.0.1:8080 ({e})"
+        )),
     }
 }
 
@@ -207,5 +256,61 @@ mod tests {
             ..CollectorSection::default()
         };
         assert!(check_queue_fits_a_batch(&small, &small_batches).is_ok());
+    }
+
+    fn load(config: &str, args: &[&str]) -> anyhow::Result<Settings> {
+        use clap::FromArgMatches;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("persona.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut argv = vec!["serve", "--config", file.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+        let matches = cmd.try_get_matches_from(argv).unwrap();
+        Settings::load(ServeArgs::from_arg_matches(&matches).unwrap())
+    }
+
+    #[test]
+    fn a_write_key_flag_replaces_the_files_keys() {
+        let config = "write_keys = [\"old-1\", \"old-2\"]\n";
+        assert_eq!(load(config, &[]).unwrap().write_keys, ["old-1", "old-2"]);
+        let rotated = load(config, &["--write-key", "new"]).unwrap();
+        assert_eq!(rotated.write_keys, ["new"]);
+    }
+
+    #[test]
+    fn an_empty_admin_token_is_refused_rather_than_locking_the_admin_api() {
+        let err = load("admin_token = \" \"\n", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("admin token is empty"), "{err}");
+        let err = load("", &["--admin-token", ""]).err().unwrap().to_string();
+        assert!(err.contains("admin token is empty"), "{err}");
+    }
+
+    #[test]
+    fn listen_takes_host_names_and_explains_a_bare_port() {
+        assert_eq!(
+            listen_address("127.0.0.1:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert!(listen_address("localhost:8080").unwrap().ip().is_loopback());
+        let err = listen_address(":8080").unwrap_err();
+        assert!(err.contains("0.0.0.0:8080"), "{err}");
+        assert!(listen_address("no such host:80").is_err());
+        let from_file = load("listen = \"localhost:0\"\n", &[]).unwrap();
+        assert!(from_file.listen.ip().is_loopback());
+        let err = load("listen = \":9\"\n", &[]).err().unwrap().to_string();
+        assert!(err.starts_with("listen: "), "{err}");
+    }
+
+    #[test]
+    fn a_queue_no_machine_could_hold_is_refused() {
+        let err = load("[log]\nmax_queue_bytes = 4611686018427387904\n", &[])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("log.max_queue_bytes must be at most"), "{err}");
     }
 }

@@ -135,6 +135,49 @@ async fn keys_are_generated_once_and_env_vars_configure_serve() {
     server.stop();
 }
 
+/// A start that fails on a taken port generates no key (the next start, finding one
+/// saved, would never print it); a new data folder is its owner's alone; and a second stop
+/// signal does not wait for a client that stalls in the middle of a request.
+#[tokio::test]
+async fn serve_starts_and_stops_as_an_operator_expects() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        &addr,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("generated"));
+    assert!(!data.join("write_key").exists() && !data.join("admin_token").exists());
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+
+    let mut server = Server::start_with(&data, &[], &[]);
+    assert!(server.printed().contains("generated write key"));
+    let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
+    std::io::Write::write_all(&mut stalled, b"GET /heal").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = server.pid().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let asked = std::time::Instant::now();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(server.wait().success());
+    // Without the second signal it would wait for the client up to the drain deadline.
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
 /// Every setting of `serve` from the environment alone, as a container would pass them;
 /// and the data folder `./persona-data` when none is given.
 #[tokio::test]

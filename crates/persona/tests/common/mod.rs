@@ -136,6 +136,11 @@ impl Server {
         assert!(status.success(), "server exited with {status}");
     }
 
+    /// Waits for the server to exit (after a signal sent some other way).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
+    }
+
     pub fn printed(&self) -> String {
         self.stdout.lock().unwrap().join("\n")
     }
