@@ -59,6 +59,16 @@ pub fn repair(text: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// serde_json's message for `e` without the " at line L column C" it appends, for an
+/// answer that gives the position its own way (or none).
+pub fn message_without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
 /// The words that stand for non-finite numbers, longest first so `-Infinity` is not read
 /// as `-` then `Infinity`.
 const NON_FINITE: [&[u8]; 3] = [b"-Infinity", b"Infinity", b"NaN"];

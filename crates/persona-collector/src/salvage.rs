@@ -84,9 +84,7 @@ pub fn isolate_refused_messages(text: &[u8]) -> Option<Isolated> {
 /// Why the full parse refused a message, without a position (which would be in the text
 /// as the check wrapped it, not as sent).
 fn reason(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let what = text.split(" at line ").next().unwrap_or(&text);
-    match what {
+    match crate::repair::message_without_position(e).as_str() {
         "number out of range" => "holds a number beyond the range of a 64-bit float".into(),
         "recursion limit exceeded" => "is nested deeper than 125 levels".into(),
         other => format!("is not JSON that can be stored: {other}"),

@@ -188,7 +188,7 @@ fn parse_line(n: usize, line: &[u8]) -> Result<Value, String> {
         // serde_json counts lines and columns within the text it was given: this line.
         format!(
             "line {n}: not JSON: {} at column {}",
-            without_position(&e),
+            persona_collector::repair::message_without_position(&e),
             e.column()
         )
     })?;
@@ -200,34 +200,45 @@ fn parse_line(n: usize, line: &[u8]) -> Result<Value, String> {
     Ok(v)
 }
 
-/// serde_json's message without the " at line L column C" it appends.
-fn without_position(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" at line ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
-    }
-}
-
-/// A message as both ways of importing hand it on: with a stable id, without `sentAt`
+/// A message as both ways of importing hand it on: with a stable id and without `sentAt`
 /// (so that the server keeps each message's own timestamp instead of "correcting" it for a
-/// clock skew of months), and within the server's size limit, measured as the server
-/// measures a message sent to it: serialised compactly.
-fn prepare(number: usize, mut v: Value, unit: &str) -> Result<(Value, String), String> {
+/// clock skew of months).
+fn prepare(number: usize, mut v: Value) -> Value {
     give_stable_id(number, &mut v);
     if let Some(o) = v.as_object_mut() {
         o.remove("sentAt");
     }
-    let json = v.to_string();
+    v
+}
+
+/// The server's size limit for a message of `bytes` serialised compactly, as the server
+/// measures a message sent to it, so that both ways of importing refuse the same ones.
+fn within_limit(unit: &str, number: usize, bytes: usize) -> Result<(), String> {
     let limit = CollectorConfig::default().max_message_bytes;
-    if json.len() > limit {
+    if bytes > limit {
         return Err(format!(
-            "{unit} {number}: message is {} bytes; the limit is {} KB",
-            json.len(),
+            "{unit} {number}: message is {bytes} bytes; the limit is {} KB",
             limit / 1024
         ));
     }
-    Ok((v, json))
+    Ok(())
+}
+
+/// Bytes of `v` serialised compactly, counted without building the text.
+fn compact_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, v).expect("a value serialises");
+    count.0
 }
 
 /// Prints the summary of an import and its first rejects.
@@ -271,9 +282,10 @@ async fn into_log(
             ..Default::default()
         };
         let normalized = item
-            .and_then(|v| prepare(n, v, unit))
+            .map(|v| prepare(n, v))
+            .and_then(|v| within_limit(unit, n, compact_len(&v)).map(|()| v))
             .map_err(|p| vec![(n, p)])
-            .and_then(|(v, _)| {
+            .and_then(|v| {
                 normalize_value(v, None, n, &envelope)
                     .map_err(|errs| errs.iter().map(|e| (n, reject_line(unit, n, e))).collect())
             });
@@ -302,16 +314,19 @@ async fn via_http(
 ) -> anyhow::Result<BatchOutcome> {
     // Streamed: a file of any size is read as its batches go out.
     let mut unsendable = Vec::new();
-    let lines =
-        messages.filter_map(
-            |(number, item)| match item.and_then(|v| prepare(number, v, unit)) {
-                Ok((_, json)) => Some(Numbered { number, json }),
-                Err(problem) => {
-                    unsendable.push((number, problem));
-                    None
-                }
-            },
-        );
+    let lines = messages.filter_map(|(number, item)| {
+        let json = item.and_then(|v| {
+            let json = prepare(number, v).to_string();
+            within_limit(unit, number, json.len()).map(|()| json)
+        });
+        match json {
+            Ok(json) => Some(Numbered { number, json }),
+            Err(problem) => {
+                unsendable.push((number, problem));
+                None
+            }
+        }
+    });
     let sent = send_all(sender, lines, batch, unit).await;
     let mut summary = sent.map_err(|e| {
         e.context(

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::keys;
+use crate::say::stdout_line;
 use crate::settings::Settings;
 
 /// Profiles are reported stale when the processor's newest applied event is older than
@@ -167,14 +168,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::http_server::serve(listener, app, settings.http, shutdown, force).await;
     tracing::info!("stopped; every acknowledged event is on disk");
     Ok(())
-}
-
-/// A line on standard output that a closed pipe (`persona serve | head -1`) cannot turn
-/// into a panic: what it says is also in the log or the data folder.
-fn stdout_line(args: std::fmt::Arguments<'_>) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{args}").and_then(|()| out.flush());
 }
 
 fn secret(data_dir: &std::path::Path, file: &str, what: &str) -> anyhow::Result<String> {

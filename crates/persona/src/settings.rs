@@ -270,6 +270,10 @@ mod tests {
         Settings::load(ServeArgs::from_arg_matches(&matches).unwrap())
     }
 
+    fn load_error(config: &str, args: &[&str]) -> String {
+        load(config, args).err().expect("refused").to_string()
+    }
+
     #[test]
     fn a_write_key_flag_replaces_the_files_keys() {
         let config = "write_keys = [\"old-1\", \"old-2\"]\n";
@@ -280,12 +284,9 @@ mod tests {
 
     #[test]
     fn an_empty_admin_token_is_refused_rather_than_locking_the_admin_api() {
-        let err = load("admin_token = \" \"\n", &[])
-            .err()
-            .unwrap()
-            .to_string();
+        let err = load_error("admin_token = \" \"\n", &[]);
         assert!(err.contains("admin token is empty"), "{err}");
-        let err = load("", &["--admin-token", ""]).err().unwrap().to_string();
+        let err = load_error("", &["--admin-token", ""]);
         assert!(err.contains("admin token is empty"), "{err}");
     }
 
@@ -301,16 +302,13 @@ mod tests {
         assert!(listen_address("no such host:80").is_err());
         let from_file = load("listen = \"localhost:0\"\n", &[]).unwrap();
         assert!(from_file.listen.ip().is_loopback());
-        let err = load("listen = \":9\"\n", &[]).err().unwrap().to_string();
+        let err = load_error("listen = \":9\"\n", &[]);
         assert!(err.starts_with("listen: "), "{err}");
     }
 
     #[test]
     fn a_queue_no_machine_could_hold_is_refused() {
-        let err = load("[log]\nmax_queue_bytes = 4611686018427387904\n", &[])
-            .err()
-            .unwrap()
-            .to_string();
+        let err = load_error("[log]\nmax_queue_bytes = 4611686018427387904\n", &[]);
         assert!(err.contains("log.max_queue_bytes must be at most"), "{err}");
     }
 }

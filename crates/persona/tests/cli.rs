@@ -441,30 +441,24 @@ fn simulate_refuses_bad_arguments_naming_them() {
     // A truth path that cannot be made leaves an existing output file as it was.
     let kept = dir.path().join("kept.jsonl");
     std::fs::write(&kept, "earlier run\n").unwrap();
-    let o = run(&[
-        "simulate",
-        "--customers",
-        "3",
-        "--days",
-        "2",
-        "--out",
-        kept.to_str().unwrap(),
-        "--truth",
-        "/nonexistent/t.csv",
-    ]);
+    let into_kept = |truth: &str| {
+        let out = kept.to_str().unwrap();
+        let args = [
+            "--customers",
+            "3",
+            "--days",
+            "2",
+            "--out",
+            out,
+            "--truth",
+            truth,
+        ];
+        run(&[&["simulate"][..], &args].concat())
+    };
+    let o = into_kept("/nonexistent/t.csv");
     assert!(!o.status.success());
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "earlier run\n");
-    let o = run(&[
-        "simulate",
-        "--customers",
-        "3",
-        "--days",
-        "2",
-        "--out",
-        kept.to_str().unwrap(),
-        "--truth",
-        kept.to_str().unwrap(),
-    ]);
+    let o = into_kept(kept.to_str().unwrap());
     assert!(String::from_utf8_lossy(&o.stderr).contains("the same file"));
 }
 
