@@ -70,6 +70,18 @@ impl CollectorConfig {
         {
             return Err(ConfigError::BadWriteKey);
         }
+        self.check_limits()?;
+        Ok(ValidCollectorConfig {
+            write_keys: self.write_keys.into_iter().collect(),
+            max_message_bytes: self.max_message_bytes,
+            max_batch_bytes: self.max_batch_bytes,
+            max_inflight_bytes: self.max_inflight_bytes,
+        })
+    }
+
+    /// The size limits alone, so that a start can refuse bad limits before it generates
+    /// the keys that [`validate`](Self::validate) then checks.
+    pub fn check_limits(&self) -> Result<(), ConfigError> {
         if self.max_message_bytes == 0
             || self.max_message_bytes > self.max_batch_bytes
             || self.max_batch_bytes > MAX_BATCH_BYTES
@@ -87,12 +99,7 @@ impl CollectorConfig {
                 batch: self.max_batch_bytes,
             });
         }
-        Ok(ValidCollectorConfig {
-            write_keys: self.write_keys.into_iter().collect(),
-            max_message_bytes: self.max_message_bytes,
-            max_batch_bytes: self.max_batch_bytes,
-            max_inflight_bytes: self.max_inflight_bytes,
-        })
+        Ok(())
     }
 }
 

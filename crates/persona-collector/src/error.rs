@@ -95,6 +95,22 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_str(&secs).expect("digits"),
             );
         }
+        // The headers RFC 9110 asks of these statuses: a 401 names the scheme to use (some
+        // HTTP clients, Android's among them, fail on a 401 without one; the admin API
+        // replaces it with `Bearer`), a 415 for an encoding says which one is understood.
+        match self.status {
+            StatusCode::UNAUTHORIZED => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"persona write key\""),
+                );
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                resp.headers_mut()
+                    .insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            _ => {}
+        }
         resp
     }
 }

@@ -35,19 +35,26 @@ pub(crate) async fn ingest(
     req: Request,
 ) -> Result<Response, ApiError> {
     let result = ingest_inner(&state, kind, req).await;
-    if let Err(e) = &result {
-        let reason = match e.status {
-            StatusCode::UNAUTHORIZED => Some("auth"),
-            StatusCode::PAYLOAD_TOO_LARGE => Some("too_large"),
-            StatusCode::SERVICE_UNAVAILABLE => Some("overloaded"),
-            _ if e.code == "invalid_json" => Some("invalid_json"),
-            _ => None,
-        };
-        if let Some(reason) = reason {
-            state.metrics.count_refusal(reason);
-        }
+    if let Err(e) = &result
+        && let Some(reason) = refusal_reason(e)
+    {
+        state.metrics.count_refusal(reason);
     }
     result
+}
+
+/// The reason a refused request is counted under: its error code, so that an alert can tell
+/// a failed disk (`log_unavailable`) from load (`overloaded`). `None` for refusals made of
+/// invalid messages, which `persona_collector_messages_total{outcome="rejected"}` counts one
+/// by one; a problem with the request itself rather than a message is `invalid_request`.
+fn refusal_reason(e: &ApiError) -> Option<&'static str> {
+    match e.code {
+        "invalid_message" | "invalid_messages" if e.details.iter().all(|d| d.index.is_some()) => {
+            None
+        }
+        "invalid_message" => Some("invalid_request"),
+        code => Some(code),
+    }
 }
 
 async fn ingest_inner(
@@ -434,7 +441,7 @@ fn append_error(e: AppendError) -> ApiError {
             tracing::error!(reason = %why, "event log append failed");
             ApiError::unavailable(
                 "log_unavailable",
-                "the event log cannot write; nothing was stored",
+                "the event log cannot write; the request was not acknowledged, retry it later",
                 Duration::from_secs(30),
             )
         }

@@ -43,6 +43,12 @@ pub use state::{CollectorState, StageCheck};
 /// The ingestion and operational routes, ready to serve or to call with `oneshot` in tests.
 /// `persona serve` puts a [`Front`] before it, which answers the ingestion calls itself.
 pub fn router(state: CollectorState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `other` routes merged in (the admin API), all of them answered alike:
+/// JSON 404 and 405 errors, the request latency histogram, CORS.
+pub fn router_with(state: CollectorState, other: Router) -> Router {
     let mut ingest = Router::new();
     for (path, kind) in front::ingest_routes() {
         let handler =
@@ -64,10 +70,13 @@ pub fn router(state: CollectorState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), track_latency))
+        .with_state(state.clone())
+        .merge(other)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        // After the routes and fallbacks, so that it times every one of them (a 404 as
+        // `unmatched`).
+        .layer(middleware::from_fn_with_state(state, track_latency))
         // Outermost, so preflight requests are answered before routing.
         .layer(cors())
 }

@@ -31,8 +31,9 @@ pub(crate) struct RequestLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RefusalLabels {
-    /// Why a whole request was refused: `auth`, `too_large`, `invalid_json`, `overloaded`,
-    /// `log_failed`.
+    /// Why a whole request was refused: its error code (`unauthorized`, `invalid_json`,
+    /// `payload_too_large`, `overloaded`, `log_unavailable`, `shutting_down`, ...), or
+    /// `invalid_request` for a problem with the request rather than one of its messages.
     pub reason: &'static str,
 }
 
@@ -56,8 +57,8 @@ pub struct Metrics {
 }
 
 fn latency_histogram() -> Histogram {
-    // 50 µs to about 1.6 s.
-    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+    // 50 µs to about 26 s: a body read that times out takes 30 s.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 20))
 }
 
 impl Default for Metrics {

@@ -252,9 +252,16 @@ async fn bad_or_missing_write_keys_are_401() {
         .header(header::AUTHORIZATION, basic("wrong"))
         .body(Body::from(body.clone()))
         .unwrap();
-    let (status, _, resp) = h.send(req).await;
+    let (status, headers, resp) = h.send(req).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(resp["error"]["code"], "unauthorized");
+    // The scheme to use, as a 401 must name (some HTTP clients fail without it).
+    assert!(
+        headers[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic ")
+    );
     let req = Request::post("/v1/track").body(Body::from(body)).unwrap();
     let (status, _, resp) = h.send(req).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -309,9 +316,10 @@ async fn gzip_bodies_are_accepted() {
         .header(header::CONTENT_ENCODING, "br")
         .body(Body::from(gzipped))
         .unwrap();
-    let (status, _, resp) = h.send(req).await;
+    let (status, headers, resp) = h.send(req).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{resp}");
     assert!(resp["error"]["message"].as_str().unwrap().contains("br"));
+    assert_eq!(headers[header::ACCEPT_ENCODING], "gzip");
 
     let req = post("/v1/batch", ())
         .header(header::CONTENT_ENCODING, "gzip")
@@ -1069,7 +1077,11 @@ async fn a_body_that_breaks_off_is_400_not_413() {
         .send(Request::get("/metrics").body(Body::empty()).unwrap())
         .await;
     let text = metrics.as_str().unwrap();
-    assert!(!text.contains(r#"reason="too_large""#), "{text}");
+    assert!(
+        text.contains(r#"persona_collector_refused_requests_total{reason="body_unreadable"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains(r#"reason="payload_too_large""#), "{text}");
     assert!(h.logged().is_empty());
 }
 
@@ -1116,6 +1128,10 @@ async fn front_answers_as_the_router_does() {
         r#"persona_http_request_duration_seconds_count{path="/v1/t",status="200"} 2"#,
         r#"persona_http_request_duration_seconds_count{path="/v1/track",status="401"} 2"#,
         r#"persona_http_request_duration_seconds_count{path="/v1/identify",status="400"} 2"#,
+        // And so are the router's, its 404s and 405s included.
+        r#"persona_http_request_duration_seconds_count{path="/v1/track",status="405"} 2"#,
+        r#"persona_http_request_duration_seconds_count{path="unmatched",status="404"} 2"#,
+        r#"persona_http_request_duration_seconds_count{path="/healthz",status="200"} 2"#,
     ] {
         assert!(metrics.contains(series), "{series} not in\n{metrics}");
     }

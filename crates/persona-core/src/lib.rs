@@ -14,6 +14,7 @@ pub mod message;
 pub mod open_files;
 pub mod parallel;
 pub mod profile;
+pub mod signals;
 pub mod threads;
 pub mod time;
 

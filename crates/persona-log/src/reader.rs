@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::LogError;
-use crate::record::{self, HEADER_LEN};
+use crate::record::{self, HEADER_LEN, MAX_PAYLOAD};
 use crate::segment::{self, ReadStop, SegmentFile};
 use crate::writer::Shared;
 
@@ -287,11 +287,35 @@ impl LogReader {
         let mut offset = seg.base;
         let mut h = [0u8; HEADER_LEN];
         while offset < self.next {
-            if reader.read_exact(&mut h).is_err() {
-                return Ok(None); // the record is not (completely) written yet
-            }
-            if h == [0; HEADER_LEN] {
-                return Ok(None); // the zeros ahead of the records: not written yet
+            let stop = match reader.read_exact(&mut h) {
+                Err(e) if e.kind() != std::io::ErrorKind::UnexpectedEof => {
+                    return Err(LogError::io(&seg.path, e));
+                }
+                Err(_) => Some("the segment ends".to_string()),
+                Ok(()) if h == [0; HEADER_LEN] => Some("zeros where a record was".to_string()),
+                Ok(()) => {
+                    let header = record::parse_header(&h);
+                    (header.offset != offset || header.len > MAX_PAYLOAD).then(|| {
+                        format!(
+                            "a header of offset {} and {} bytes",
+                            header.offset, header.len
+                        )
+                    })
+                }
+            };
+            if let Some(why) = stop {
+                // A live reader only seeks below the committed offset, where every record
+                // was written and synced: damage, which must not read as "nothing more" (a
+                // follower would wait there for ever, holding retention back). Any other
+                // reader may be looking at a write in progress.
+                if self.live.is_none() {
+                    return Ok(None);
+                }
+                return Err(LogError::Corrupt(format!(
+                    "{} at byte {pos}, skipping to offset {}: {why} before offset {offset}",
+                    seg.path.display(),
+                    self.next
+                )));
             }
             let header = record::parse_header(&h);
             reader

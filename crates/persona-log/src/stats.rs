@@ -116,7 +116,9 @@ impl LogStats {
             })
             .collect();
         Ok(LogStats {
-            records: next_offset - first_offset,
+            // `next_offset` is read before the segments are listed: a roll and a retention
+            // pass in between could leave the first kept segment past it.
+            records: next_offset.saturating_sub(first_offset),
             segments: kept.len(),
             bytes,
             first_offset,

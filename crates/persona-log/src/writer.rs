@@ -91,8 +91,12 @@ impl EventLog {
         segment::create_dir_durably(&dir)?;
         let lock_path = dir.join("LOCK");
         let lock = File::create(&lock_path).map_err(|e| LogError::io(&lock_path, e))?;
-        if lock.try_lock().is_err() {
-            return Err(LogError::Locked(dir));
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(LogError::Locked(dir)),
+            // No lock to be had at all (NFS without a lock daemon, an I/O error): not
+            // another process's.
+            Err(std::fs::TryLockError::Error(e)) => return Err(LogError::io(&lock_path, e)),
         }
 
         let mut segments = segment::list_segments(&dir)?;
@@ -182,11 +186,17 @@ impl EventLog {
         if bytes > limit {
             return Err(AppendError::TooLarge { bytes, limit });
         }
+        // The queue counts bytes in `u32` permits: a larger queue still takes no larger
+        // append than that.
+        let permits = u32::try_from(bytes).map_err(|_| AppendError::TooLarge {
+            bytes,
+            limit: u32::MAX as usize,
+        })?;
         // Most appends find room at once; only those that do not arm a timer.
-        let permit = match self.queue.clone().try_acquire_many_owned(bytes as u32) {
+        let permit = match self.queue.clone().try_acquire_many_owned(permits) {
             Ok(permit) => permit,
             Err(TryAcquireError::Closed) => return Err(AppendError::Closed),
-            Err(TryAcquireError::NoPermits) => self.wait_for_room(bytes as u32).await?,
+            Err(TryAcquireError::NoPermits) => self.wait_for_room(permits).await?,
         };
         let (reply, answer) = oneshot::channel();
         let tx = self.tx.as_ref().ok_or(AppendError::Closed)?;
@@ -304,6 +314,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let _failed_if_panicking = FailOnPanic(self.shared.clone());
         let max_group = self.shared.config.max_group_bytes;
         while let Some(first) = rx.blocking_recv() {
             // Everything that queued up while the previous sync ran goes into this one.
@@ -364,8 +375,15 @@ impl Writer {
         let records = offset - self.next_offset;
         self.next_offset = offset;
         self.shared.committed.store(offset, Ordering::Release);
-        self.observer
-            .on_commit(records, self.buf.len() as u64, sync);
+        // The group is durable whatever an observer does: a panic there must not drop the
+        // replies and have the senders told that nothing was stored.
+        let observed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.observer
+                .on_commit(records, self.buf.len() as u64, sync)
+        }));
+        if observed.is_err() {
+            tracing::error!("the log's commit observer panicked; the group is durable");
+        }
         if self.buf.capacity() > 4 * self.shared.config.max_group_bytes {
             self.buf = Vec::new(); // do not keep a huge buffer after one burst
         }
@@ -412,6 +430,21 @@ impl Writer {
         // A later failure (the undo of this one, say) does not hide the first.
         let _ = self.shared.failure.set(why.clone());
         why
+    }
+}
+
+/// Marks the log failed when the writer thread unwinds, so that `failure()` and `/readyz`
+/// report it instead of a healthy log whose every append is refused as closed.
+struct FailOnPanic(Arc<Shared>);
+
+impl Drop for FailOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self
+                .0
+                .failure
+                .set("the log's writer thread panicked".into());
+        }
     }
 }
 

@@ -397,6 +397,33 @@ async fn a_live_reader_reports_a_segment_cut_short_instead_of_stalling() {
     assert!(err.contains("ends before offset"), "{err}");
 }
 
+/// The same when the damage lies before the record a reader seeks to, as the processor
+/// does on every start: skipping to its offset must not read a zeroed header as the end.
+#[tokio::test]
+async fn a_live_reader_seeking_past_damage_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(
+        dir.path(),
+        LogConfig {
+            segment_bytes: 400,
+            ..Default::default()
+        },
+    );
+    for i in 0..20 {
+        log.append(vec![payload(i)]).await.unwrap();
+    }
+    // The second record's header, in the first (closed) segment, read back as zeros.
+    let first = dir.path().join(format!("{:020}.log", 0));
+    let second = 16 + payload(0).len() as u64;
+    let file = OpenOptions::new().write(true).open(&first).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0; 16], second).unwrap();
+    let mut reader = log.reader().unwrap();
+    reader.seek(3);
+    let err = reader.read_batch(100).unwrap_err();
+    assert!(matches!(err, LogError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("before offset 1"), "{err}");
+}
+
 /// A bad record that a consumer has already read past is damage to acknowledged records,
 /// not a torn write: opening refuses and changes nothing, where cutting would lose them and
 /// hand their offsets out again.

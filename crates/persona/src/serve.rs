@@ -39,6 +39,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .validate()
         .context("invalid processor settings")?;
+    let defaults = CollectorConfig::default();
+    let mut collector = CollectorConfig {
+        write_keys: settings.write_keys.clone(),
+        max_message_bytes: settings
+            .collector
+            .max_message_bytes
+            .unwrap_or(defaults.max_message_bytes),
+        max_batch_bytes: settings
+            .collector
+            .max_batch_bytes
+            .unwrap_or(defaults.max_batch_bytes),
+        max_inflight_bytes: settings
+            .collector
+            .max_inflight_bytes
+            .unwrap_or(defaults.max_inflight_bytes),
+    };
+    // Checked in full before any key is generated, as everything else that can fail is.
+    if collector.write_keys.is_empty() {
+        collector.check_limits()
+    } else {
+        collector.clone().validate().map(drop)
+    }
+    .context("invalid collector settings")?;
     let mut metrics = Metrics::new();
     let processor_metrics = ProcessorMetrics::new();
     processor_metrics.register(metrics.registry_mut());
@@ -70,35 +93,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
 
-    // Generated only under the log's lock: two servers started on one folder at once would
-    // otherwise each print a key of their own and leave one of them in the file.
-    let mut write_keys = settings.write_keys.clone();
-    if write_keys.is_empty() {
-        write_keys.push(secret(&data_dir, "write_key", "write key")?);
-    }
-    let admin_token = match settings.admin_token.clone() {
-        Some(t) => t,
-        None => secret(&data_dir, "admin_token", "admin token")?,
-    };
-
-    let defaults = CollectorConfig::default();
-    let collector = CollectorConfig {
-        write_keys: write_keys.clone(),
-        max_message_bytes: settings
-            .collector
-            .max_message_bytes
-            .unwrap_or(defaults.max_message_bytes),
-        max_batch_bytes: settings
-            .collector
-            .max_batch_bytes
-            .unwrap_or(defaults.max_batch_bytes),
-        max_inflight_bytes: settings
-            .collector
-            .max_inflight_bytes
-            .unwrap_or(defaults.max_inflight_bytes),
-    }
-    .validate()
-    .context("invalid collector settings")?;
     let store_path = data_dir.join("profiles");
     let store: Arc<dyn ProfileStore> = Arc::new(
         EmbeddedStore::open(&store_path)
@@ -131,6 +125,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _processor = persona_stream::spawn(processor, log.clone(), wakeup)
         .context("cannot start the processor thread")?;
 
+    // Generated only under the log's lock (two servers started on one folder at once would
+    // otherwise each print a key of their own and leave one of them in the file), and only
+    // once every other part of the start has succeeded: a key printed by a start that then
+    // fails is saved, and the next start, finding it, prints it no more.
+    if collector.write_keys.is_empty() {
+        collector
+            .write_keys
+            .push(secret(&data_dir, "write_key", "write key")?);
+    }
+    let first_write_key = collector.write_keys[0].clone();
+    let admin_token = match settings.admin_token.clone() {
+        Some(t) => t,
+        None => secret(&data_dir, "admin_token", "admin token")?,
+    };
+
+    let collector = collector.validate().context("invalid collector settings")?;
     let check = Arc::new(ProcessorCheck {
         status: status.clone(),
         log: log.clone(),
@@ -147,7 +157,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         models_lock: Arc::default(),
         segments_lock: Arc::default(),
     });
-    let app = persona_collector::router(collector_state.clone()).merge(api);
+    let app = persona_collector::router_with(collector_state.clone(), api);
     let app = persona_collector::Front::new(collector_state, app);
 
     let (shutdown, force) = shutdown_signals()?;
@@ -161,7 +171,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if settings.demo {
         tokio::spawn(crate::simulate::demo(
             format!("http://{addr}"),
-            write_keys[0].clone(),
+            first_write_key,
         ));
     }
 
@@ -270,20 +280,28 @@ async fn retention_loop(log: Arc<EventLog>) {
     }
 }
 
-/// Installs the SIGINT/SIGTERM handlers at once (so a signal sent right after start-up
-/// is not lost) and returns the future that completes on the first of them.
-/// Completes on the first SIGTERM or SIGINT (stop: finish the requests in flight), and the
-/// second future on the next one (stop now).
+/// Installs the SIGINT, SIGTERM and SIGHUP handlers at once (so a signal sent right after
+/// start-up is not lost). The first future completes on the first of them (stop: finish the
+/// requests in flight), the second on the next one (stop now). SIGHUP, sent when the
+/// terminal that started the server closes, would otherwise kill it without its drain; the
+/// server has no configuration to reload on it. Under `nohup`, which starts it with SIGHUP
+/// ignored, it stays ignored.
 fn shutdown_signals() -> anyhow::Result<(impl Future<Output = ()>, impl Future<Output = ()>)> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = if persona_core::signals::is_ignored(libc::SIGHUP) {
+        None
+    } else {
+        Some(signal(SignalKind::hangup()).context("cannot handle SIGHUP")?)
+    };
     let (first_tx, first) = tokio::sync::oneshot::channel();
     let (second_tx, second) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         tokio::select! {
             _ = int.recv() => {},
             _ = term.recv() => {},
+            Some(_) = hang_up(&mut hup) => {},
         }
         tracing::info!(
             "shutting down: finishing requests in flight (a second signal stops at once)"
@@ -292,6 +310,7 @@ fn shutdown_signals() -> anyhow::Result<(impl Future<Output = ()>, impl Future<O
         tokio::select! {
             _ = int.recv() => {},
             _ = term.recv() => {},
+            Some(_) = hang_up(&mut hup) => {},
         }
         let _ = second_tx.send(());
     });
@@ -303,6 +322,14 @@ fn shutdown_signals() -> anyhow::Result<(impl Future<Output = ()>, impl Future<O
             let _ = second.await;
         },
     ))
+}
+
+/// The next SIGHUP, or never when it is left ignored.
+async fn hang_up(hup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hup {
+        Some(hup) => hup.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The processor as `/readyz` and the profile API see it.

@@ -135,9 +135,10 @@ async fn keys_are_generated_once_and_env_vars_configure_serve() {
     server.stop();
 }
 
-/// A start that fails on a taken port generates no key (the next start, finding one
-/// saved, would never print it); a new data folder is its owner's alone; and a second stop
-/// signal does not wait for a client that stalls in the middle of a request.
+/// A start that fails on a taken port or on bad settings generates no key (the next start,
+/// finding one saved, would never print it); a new data folder is its owner's alone; a
+/// hang-up drains like a stop; and a second stop signal does not wait for a client that
+/// stalls in the middle of a request.
 #[tokio::test]
 async fn serve_starts_and_stops_as_an_operator_expects() {
     use std::os::unix::fs::PermissionsExt;
@@ -159,14 +160,31 @@ async fn serve_starts_and_stops_as_an_operator_expects() {
     let mode = std::fs::metadata(&data).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o700);
 
+    let config = dir.path().join("persona.toml");
+    std::fs::write(&config, "[collector]\nmax_message_bytes = 0\n").unwrap();
+    let out = run(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid collector settings"));
+    assert!(!data.join("write_key").exists() && !data.join("admin_token").exists());
+
     let mut server = Server::start_with(&data, &[], &[]);
     assert!(server.printed().contains("generated write key"));
     let mut stalled = std::net::TcpStream::connect(server.addr).unwrap();
     std::io::Write::write_all(&mut stalled, b"GET /heal").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let pid = server.pid().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
+    // Still draining: the stalled client holds it open.
+    assert!(server.try_wait().is_none());
     let asked = std::time::Instant::now();
     Command::new("kill").args(["-INT", &pid]).status().unwrap();
     assert!(server.wait().success());

@@ -141,6 +141,11 @@ impl Server {
         self.child.wait().unwrap()
     }
 
+    /// The exit status, if the server has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     pub fn printed(&self) -> String {
         self.stdout.lock().unwrap().join("\n")
     }
