@@ -2,14 +2,18 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::Query;
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use bytes::Bytes;
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::error::Elapsed;
 
 use crate::error::ApiError;
@@ -29,13 +33,70 @@ async fn read_within<F: Future>(limit: Duration, read: F) -> Result<F::Output, E
     }
 }
 
+/// How long a request waits for its next share of the in-flight body budget before it is
+/// refused as overloaded, as an append waits for the log's queue.
+const BUDGET_WAIT: Duration = Duration::from_millis(200);
+
+/// A request's share of the in-flight body budget
+/// ([`crate::CollectorConfig::max_inflight_bytes`]), taken as its bytes arrive and decode
+/// and held until the answer. A sender that trickles its body holds only what it has sent:
+/// a share reserved up front, at the declared length or the limit, would let a hundred
+/// slow senders (no key needed for that) hold the whole budget and turn every other
+/// sender away.
+pub(crate) struct BodyShare {
+    budget: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl BodyShare {
+    pub(crate) fn new(budget: Arc<Semaphore>) -> Self {
+        BodyShare { budget, held: None }
+    }
+
+    async fn take(&mut self, bytes: usize) -> Result<(), ApiError> {
+        let Ok(n) = u32::try_from(bytes) else {
+            return Err(overloaded());
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        // Most requests find room at once; only those that do not arm a timer.
+        let permit = match self.budget.clone().try_acquire_many_owned(n) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(overloaded()),
+            Err(TryAcquireError::NoPermits) => {
+                let wait = self.budget.clone().acquire_many_owned(n);
+                match tokio::time::timeout(BUDGET_WAIT, wait).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(overloaded()),
+                }
+            }
+        };
+        match &mut self.held {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        Ok(())
+    }
+}
+
+fn overloaded() -> ApiError {
+    ApiError::unavailable(
+        "overloaded",
+        "too many request bodies are being read at once; retry later",
+        Duration::from_secs(1),
+    )
+}
+
 /// Reads the body, gunzipping it when `Content-Encoding: gzip`, and refuses (413) anything
 /// whose decoded size exceeds `limit`. Decoding stops at the limit, so a small gzip bomb
-/// cannot make the server inflate gigabytes.
+/// cannot make the server inflate gigabytes. What is read and decoded is taken from
+/// `share` as it comes.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
+    share: &mut BodyShare,
 ) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::too_large(
@@ -43,12 +104,13 @@ pub(crate) async fn read_body(
             format!("request body exceeds the limit of {} KB", limit / 1024),
         )
     };
-    let raw = match read_within(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+    let raw = match read_within(BODY_TIMEOUT, collect(body, limit, share)).await {
         Ok(Ok(raw)) => raw,
-        Ok(Err(e)) if is_over_limit(&e) => return Err(too_large()),
+        Ok(Err(Collect::TooLarge)) => return Err(too_large()),
+        Ok(Err(Collect::Refused(e))) => return Err(e),
         // The client went away or broke the framing mid-body: nothing to store, and not a
         // size problem to report or count as one.
-        Ok(Err(e)) => {
+        Ok(Err(Collect::Unreadable(e))) => {
             return Err(ApiError::new(
                 axum::http::StatusCode::BAD_REQUEST,
                 "body_unreadable",
@@ -93,6 +155,7 @@ pub(crate) async fn read_body(
             if out.len() > limit {
                 return Err(too_large());
             }
+            share.take(out.len()).await?;
             Ok(out.into())
         }
         _ => Err(ApiError::new(
@@ -106,16 +169,41 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Whether reading a body failed because it passed the size limit.
-fn is_over_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
+/// Why [`collect`] stopped short of a whole body.
+enum Collect {
+    TooLarge,
+    Unreadable(axum::Error),
+    Refused(ApiError),
+}
+
+/// The body's bytes, at most `limit` of them, each frame's taken from `share` as it
+/// arrives. A body that comes in one frame (the usual case) is kept without a copy.
+async fn collect(mut body: Body, limit: usize, share: &mut BodyShare) -> Result<Bytes, Collect> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(Collect::TooLarge);
     }
-    false
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Collect::Unreadable)?.into_data() else {
+            continue; // trailers
+        };
+        let so_far = first.as_ref().map_or(joined.len(), Bytes::len);
+        if so_far + data.len() > limit {
+            return Err(Collect::TooLarge);
+        }
+        share.take(data.len()).await.map_err(Collect::Refused)?;
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    joined.extend_from_slice(&earlier);
+                }
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| joined.into()))
 }
 
 /// The write key from HTTP Basic auth (user name, empty password), as Segment's SDKs send it.

@@ -13,9 +13,8 @@ use persona_core::{FieldError, MessageType};
 use persona_log::AppendError;
 use serde_json::value::RawValue;
 use serde_json::{Map, json};
-use tokio::sync::OwnedSemaphorePermit;
 
-use crate::body::{read_body, request_write_key};
+use crate::body::{BodyShare, read_body, request_write_key};
 use crate::error::ApiError;
 use crate::normalize::{Envelope, normalize, not_an_object};
 use crate::shallow::{self, Kind, NotAnObject, Object};
@@ -77,7 +76,7 @@ async fn ingest_inner(
     };
     // Held until the answer: the body, its parse and the serialised records all live
     // that long.
-    let _budget = reserve_body(state, &parts.headers, limit).await?;
+    let mut share = BodyShare::new(state.inflight.clone());
     let too_large = |after: &str| {
         let (code, what) = match kind {
             Some(_) => ("message_too_large", "message"),
@@ -89,7 +88,7 @@ async fn ingest_inner(
             format!("{what} exceeds the limit of {limit_kb} KB{after}"),
         )
     };
-    let bytes = read_body(&parts.headers, body, limit)
+    let bytes = read_body(&parts.headers, body, limit, &mut share)
         .await
         .map_err(|e| match e.status {
             StatusCode::PAYLOAD_TOO_LARGE => too_large(""),
@@ -307,36 +306,6 @@ fn authenticate(
         return Err(invalid_write_key());
     }
     Ok(key)
-}
-
-/// How long a request waits for the in-flight body budget before it is refused as
-/// overloaded, as an append waits for the log's queue.
-const BUDGET_WAIT: Duration = Duration::from_millis(200);
-
-/// Takes a request's share of the in-flight body budget: its declared length, or the limit
-/// when the length is not declared or gzip may grow the body past it.
-async fn reserve_body(
-    state: &CollectorState,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<OwnedSemaphorePermit, ApiError> {
-    let encoded = headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .filter(|_| !encoded)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let bytes = declared.map_or(limit, |n| n.min(limit)).max(1);
-    let share = state.inflight.clone().acquire_many_owned(bytes as u32);
-    match tokio::time::timeout(BUDGET_WAIT, share).await {
-        Ok(Ok(permit)) => Ok(permit),
-        _ => Err(ApiError::unavailable(
-            "overloaded",
-            "too many request bodies are being read at once; retry later",
-            Duration::from_secs(1),
-        )),
-    }
 }
 
 fn invalid_write_key() -> ApiError {

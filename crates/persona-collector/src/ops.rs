@@ -17,11 +17,15 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready to accept events: the log can write and is not saturated. Later stages' troubles
+/// Ready to accept events: the server is not stopping, and the log can write and is not
+/// saturated. Later stages' troubles
 /// are reported as warnings (see [`crate::StageCheck`]).
 pub(crate) async fn readyz(State(state): State<CollectorState>) -> Response {
     let fill = state.log.queue_fill();
     let mut problems = Vec::new();
+    if state.is_stopping() {
+        problems.push("shutting down".to_string());
+    }
     if let Some(why) = state.log.failure() {
         problems.push(format!("event log failed: {why}"));
     }

@@ -2,6 +2,7 @@
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use persona_log::EventLog;
 use tokio::sync::Semaphore;
@@ -22,6 +23,8 @@ pub struct Shared {
     pub inflight: Arc<Semaphore>,
     /// Later pipeline stages reported by `/readyz`.
     pub stages: Vec<Arc<dyn StageCheck>>,
+    /// Set by [`CollectorState::begin_stop`]: `/readyz` then says not ready.
+    stopping: AtomicBool,
 }
 
 /// A pipeline stage behind the log (e.g. the processor) that `/readyz` reports on.
@@ -43,7 +46,19 @@ impl CollectorState {
             config,
             metrics,
             stages: Vec::new(),
+            stopping: AtomicBool::new(false),
         }))
+    }
+
+    /// The server has been asked to stop: from now on `/readyz` answers 503, so a load
+    /// balancer takes it out of rotation, while requests are still taken and acknowledged
+    /// until the listener closes.
+    pub fn begin_stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     /// Adds a stage to `/readyz`; call before the state is shared.

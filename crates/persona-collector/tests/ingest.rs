@@ -906,6 +906,18 @@ async fn health_readiness_and_metrics() {
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
+
+    // Asked to stop: out of rotation, yet what still arrives is taken.
+    h.state.begin_stop();
+    let (status, _, body) = h
+        .send(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["problems"], json!(["shutting down"]));
+    let (status, _) = h
+        .post_json("/v1/track", json!({"userId": "u", "event": "late"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 /// A stage behind the log that fails, as the processor does when its store cannot write.
@@ -998,22 +1010,28 @@ async fn a_full_log_queue_answers_503_with_retry_after_and_loses_nothing_acknowl
     );
 }
 
-/// Bodies still arriving hold their share of the in-flight budget, so a flood of large
-/// bodies gets 503 + Retry-After instead of growing memory; the share comes back with the
-/// answer.
+/// Bodies hold a share of the in-flight budget as their bytes arrive, so a flood of large
+/// bodies gets 503 + Retry-After instead of growing memory, while a slow sender holds only
+/// what it has sent; the share comes back with the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_past_the_in_flight_budget_get_503_until_one_is_answered() {
-    // Room for one body of the message limit (32 KB), not two.
+    const BUDGET: usize = 40 * 1024;
     let h = Arc::new(harness_full(
         LogConfig::default(),
         CollectorConfig {
-            max_inflight_bytes: 40 * 1024,
-            max_batch_bytes: 40 * 1024,
+            max_inflight_bytes: BUDGET,
+            max_batch_bytes: BUDGET,
             ..Default::default()
         },
     ));
-    // No Content-Length, so the slow sender holds the whole message limit.
+    // A slow sender sends 30 KB of its message, then stops.
+    let head = format!(
+        r#"{{"userId": "u", "event": "x", "messageId": "slow", "properties": {{"pad": "{}"#,
+        "p".repeat(30 * 1024)
+    );
+    let sent = head.len();
     let (mut tx, slow_body) = http_body_util::channel::Channel::<bytes::Bytes>::new(1);
+    tx.send_data(head.into()).await.unwrap();
     let slow = {
         let h = h.clone();
         tokio::spawn(async move {
@@ -1021,44 +1039,47 @@ async fn bodies_past_the_in_flight_budget_get_503_until_one_is_answered() {
             h.send(req).await
         })
     };
-    // Wait until the slow request holds its share.
+    // It holds what it has sent, no more: not the message limit it might still grow to.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while h.state.inflight.available_permits() == 40 * 1024 {
+    while h.state.inflight.available_permits() == BUDGET {
         assert!(
             std::time::Instant::now() < deadline,
             "the slow body took no share"
         );
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
-    let track = |id: &str, declare_length: bool| {
-        let body = json!({"userId": "u", "event": "x", "messageId": id}).to_string();
-        let req = post("/v1/track", ());
-        let req = if declare_length {
-            req.header(header::CONTENT_LENGTH, body.len())
-        } else {
-            req
-        };
-        req.body(Body::from(body)).unwrap()
+    assert_eq!(h.state.inflight.available_permits(), BUDGET - sent);
+
+    let track = |id: &str, pad: usize| {
+        let body = json!({"userId": "u", "event": "x", "messageId": id,
+                          "properties": {"pad": "q".repeat(pad)}});
+        post("/v1/track", ())
+            .body(Body::from(body.to_string()))
+            .unwrap()
     };
-    // A body that declares its small length fits in what is left...
-    let (status, _, resp) = h.send(track("small", true)).await;
+    // A small body fits in what is left...
+    let (status, _, resp) = h.send(track("small", 10)).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
-    // ...one that does not would need the whole message limit again.
-    let (status, headers, resp) = h.send(track("refused", false)).await;
+    // ...a 12 KB one does not, and is told to come back.
+    let (status, headers, resp) = h.send(track("big", 12 * 1024)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{resp}");
     assert_eq!(resp["error"]["code"], "overloaded");
     assert!(headers.contains_key(header::RETRY_AFTER));
 
-    let body = json!({"userId": "u", "event": "x", "messageId": "slow"}).to_string();
-    tx.send_data(body.into()).await.unwrap();
+    tx.send_data(r#""}}"#.into()).await.unwrap();
     drop(tx);
     let (status, _, resp) = slow.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{resp}");
-    let (status, _, resp) = h.send(track("after", false)).await;
+    assert_eq!(
+        h.state.inflight.available_permits(),
+        BUDGET,
+        "share returned"
+    );
+    let (status, _, resp) = h.send(track("big", 12 * 1024)).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
     assert_eq!(
         h.logged_ids(),
-        [json!("small"), json!("slow"), json!("after")]
+        [json!("small"), json!("slow"), json!("big")]
     );
 }
 

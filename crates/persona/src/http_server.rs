@@ -36,6 +36,9 @@ pub struct ConnectionLimits {
     /// How long a connection may take to send a request's head, or stay idle between
     /// requests, before it is closed.
     pub header_timeout: Duration,
+    /// How long the listener keeps accepting after a stop signal, while `/readyz` says not
+    /// ready, so that a load balancer stops sending before connections are refused.
+    pub drain_delay: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -44,6 +47,9 @@ impl Default for ConnectionLimits {
             max_connections: 10_000,
             // hyper's own default, and half of nginx's `client_header_timeout`.
             header_timeout: Duration::from_secs(30),
+            // A stop from a terminal should stop; behind a load balancer set it to the time
+            // the balancer takes to notice (Kubernetes: a few seconds).
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -53,9 +59,10 @@ impl Default for ConnectionLimits {
 /// a pod 30 s after asking it to stop.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight
-/// finish (idle connections are closed at once) and returns when every connection is gone,
-/// when [`DRAIN_DEADLINE`] has passed, or when `force` completes, whichever is first.
+/// Serves `app` on `listener` until `shutdown` completes and then
+/// [`ConnectionLimits::drain_delay`] has passed, then lets the requests in flight finish
+/// (idle connections are closed at once) and returns when every connection is gone, when
+/// [`DRAIN_DEADLINE`] has passed, or when `force` completes, whichever is first.
 pub async fn serve<S>(
     listener: TcpListener,
     app: S,
@@ -72,51 +79,76 @@ pub async fn serve<S>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     let (stop_tx, stop_rx) = watch::channel(());
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    accept_failed(e).await;
-                    continue;
+    let mut force = std::pin::pin!(force);
+    // Whether a second signal came during the drain delay.
+    let forced = {
+        let stop_accepting = async {
+            shutdown.await;
+            if !limits.drain_delay.is_zero() {
+                tracing::info!(
+                    seconds = limits.drain_delay.as_secs_f64(),
+                    "still taking requests while load balancers see /readyz fail"
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(limits.drain_delay) => false,
+                    () = force.as_mut() => true,
                 }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let service = app.clone().map_request(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req.map(Body::new)
-        });
-        let mut stop = stop_rx.clone();
-        let http1 = http1.clone();
-        tokio::spawn(async move {
-            let _slot = slot; // held until the connection ends
-            let conn = http1
-                .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
-                // As `axum::serve`, so that a WebSocket route works when one is added.
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => log_connection_end(peer, result),
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    log_connection_end(peer, conn.await);
-                }
+            } else {
+                false
             }
-        });
-    }
+        };
+        let mut stop_accepting = std::pin::pin!(stop_accepting);
+        loop {
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                forced = &mut stop_accepting => break forced,
+            };
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed(e).await;
+                        continue;
+                    }
+                },
+                forced = &mut stop_accepting => break forced,
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = app.clone().map_request(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.map(Body::new)
+            });
+            let mut stop = stop_rx.clone();
+            let http1 = http1.clone();
+            tokio::spawn(async move {
+                let _slot = slot; // held until the connection ends
+                let conn = http1
+                    .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+                    // As `axum::serve`, so that a WebSocket route works when one is added.
+                    .with_upgrades();
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    result = conn.as_mut() => log_connection_end(peer, result),
+                    _ = stop.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        log_connection_end(peer, conn.await);
+                    }
+                }
+            });
+        }
+    };
     drop(listener);
     let _ = stop_tx.send(());
     // Every connection holds a slot until it ends: having them all back means none is left.
     let all = u32::try_from(limits.max_connections).expect("settings cap it at a million");
     // Connections still open when this returns end with the runtime; their requests were
     // not acknowledged, so nothing acknowledged is lost.
+    // A second signal during the drain delay has already completed `force`.
+    let force = async move {
+        if !forced {
+            force.await;
+        }
+    };
     tokio::select! {
         _ = slots.acquire_many(all) => {}
         () = force => tracing::warn!("stopping at once: requests still in flight are dropped"),

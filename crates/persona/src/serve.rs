@@ -158,9 +158,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         segments_lock: Arc::default(),
     });
     let app = persona_collector::router_with(collector_state.clone(), api);
+    let stopping = collector_state.clone();
     let app = persona_collector::Front::new(collector_state, app);
 
     let (shutdown, force) = shutdown_signals()?;
+    let shutdown = async move {
+        shutdown.await;
+        stopping.begin_stop();
+    };
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port when listening on port 0.
     stdout_line(format_args!("persona listening on http://{addr}"));

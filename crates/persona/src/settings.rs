@@ -67,6 +67,9 @@ pub struct HttpSection {
     /// Seconds a connection may take to send a request's head, or stay idle between
     /// requests, before it is closed [default 30].
     pub header_timeout_seconds: Option<f64>,
+    /// Seconds the server keeps taking requests after a stop signal, with `/readyz`
+    /// failing, before it closes its listener [default 0].
+    pub drain_delay_seconds: Option<f64>,
 }
 
 /// Everything `serve` needs, merged.
@@ -219,9 +222,15 @@ fn connection_limits(http: &HttpSection) -> anyhow::Result<ConnectionLimits> {
             "http.header_timeout_seconds must be more than 0 and at most 86400, got {s}"
         ),
     };
+    let drain_delay = match http.drain_delay_seconds {
+        None => defaults.drain_delay,
+        Some(s) if s.is_finite() && (0.0..=3_600.0).contains(&s) => Duration::from_secs_f64(s),
+        Some(s) => anyhow::bail!("http.drain_delay_seconds must be 0 to 3600, got {s}"),
+    };
     Ok(ConnectionLimits {
         max_connections,
         header_timeout,
+        drain_delay,
     })
 }
 

@@ -196,6 +196,76 @@ async fn serve_starts_and_stops_as_an_operator_expects() {
     );
 }
 
+/// With `http.drain_delay_seconds`, a stopping server fails `/readyz` at once but goes on
+/// taking and acknowledging events, on new connections too, until the delay has passed, as a
+/// load balancer needs to take it out of rotation without refused connections.
+#[tokio::test]
+async fn a_drain_delay_keeps_taking_events_while_readyz_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("persona.toml");
+    std::fs::write(&config, "[http]\ndrain_delay_seconds = 3\n").unwrap();
+    let mut server = Server::start_configured(&dir.path().join("data"), &config);
+    let http = Http::default();
+    let (status, _) = http
+        .get(&format!("{}/readyz", server.url()), None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+
+    let asked = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    let readyz = format!("{}/readyz", server.url());
+    let every = std::time::Duration::from_millis(20);
+    let body = common::poll("readyz to fail", every, || async {
+        let (status, body) = http.get(&readyz, None).await.ok()?;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert_eq!(body["problems"], json!(["shutting down"]));
+    // A fresh client, so a new connection: the listener is still open.
+    let (status, _) = Http::default()
+        .post(
+            &server.url(),
+            "/v1/track",
+            KEY,
+            &json!({"userId": "u", "event": "late"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert!(server.wait().success());
+    assert!(
+        asked.elapsed() >= std::time::Duration::from_secs(3),
+        "stopped after {:?}, before the drain delay",
+        asked.elapsed()
+    );
+    let events = logged(&dir.path().join("data"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event"], "late");
+
+    // A second signal cuts the delay short.
+    let mut server = Server::start_configured(&dir.path().join("data"), &config);
+    let pid = server.pid().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let readyz = format!("{}/readyz", server.url());
+    common::poll("readyz to fail", every, || async {
+        let (status, _) = http.get(&readyz, None).await.ok()?;
+        (status == 503).then_some(())
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(server.wait().success());
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+}
+
 /// Every setting of `serve` from the environment alone, as a container would pass them;
 /// and the data folder `./persona-data` when none is given.
 #[tokio::test]

@@ -165,6 +165,7 @@ fn bad_connection_limits_are_refused_at_start() {
     for (section, field) in [
         ("max_connections = 0", "http.max_connections"),
         ("header_timeout_seconds = -1", "http.header_timeout_seconds"),
+        ("drain_delay_seconds = 7200", "http.drain_delay_seconds"),
     ] {
         let config = dir.path().join("bad.toml");
         std::fs::write(&config, format!("[http]\n{section}\n")).unwrap();
