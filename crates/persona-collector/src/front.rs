@@ -157,25 +157,40 @@ impl Service<Request> for Front {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request) -> Self::Future {
-        let route = match req.method() {
-            &Method::POST => {
-                let path = req.uri().path();
-                self.0
-                    .routes
-                    .get(path)
-                    .or_else(|| self.0.routes.get(&tidy_path(path)?))
-                    .cloned()
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let mut route = self.0.routes.get(req.uri().path()).cloned();
+        if route.is_none()
+            && let Some(tidy) = tidy_path(req.uri().path())
+        {
+            route = self.0.routes.get(&tidy).cloned();
+            if route.is_some() && req.method() != Method::POST {
+                // So that a GET gets the 405 naming POST that the tidy path gets, not a 404.
+                set_path(&mut req, &tidy);
             }
-            _ => None,
-        };
+        }
         match route {
-            Some(route) => {
+            Some(route) if req.method() == Method::POST => {
                 let state = self.0.state.clone();
                 Box::pin(async move { Ok(Self::ingest(state, route, req).await) })
             }
-            None => Box::pin(self.0.rest.clone().oneshot(req)),
+            _ => Box::pin(self.0.rest.clone().oneshot(req)),
         }
+    }
+}
+
+/// Replaces the request's path, keeping its query.
+fn set_path(req: &mut Request, path: &str) {
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut parts = req.uri().clone().into_parts();
+    let Ok(path_and_query) = path_and_query.parse() else {
+        return;
+    };
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
     }
 }
 

@@ -38,6 +38,7 @@ pub use config::{CollectorConfig, ConfigError, ValidCollectorConfig};
 pub use error::ApiError;
 pub use front::Front;
 pub use metrics::{LogMetrics, Metrics};
+pub use ops::starting_router;
 pub use state::{CollectorState, StageCheck};
 
 /// The ingestion and operational routes, ready to serve or to call with `oneshot` in tests.

@@ -1,11 +1,15 @@
 //! Operational endpoints: `/healthz`, `/readyz`, `/metrics`.
 
-use axum::Json;
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::json;
 
+use crate::error::ApiError;
 use crate::state::CollectorState;
 
 /// Share of the append queue above which the server reports itself not ready, so a load
@@ -15,6 +19,28 @@ const READY_QUEUE_FILL: f64 = 0.9;
 /// The process is up and serving HTTP.
 pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
+}
+
+/// What `persona serve` answers while it opens its event log and profile store, which can
+/// take a while on a large data folder: `/healthz` says the process is alive (so a liveness
+/// probe does not kill a slow start) and everything else, `/readyz` included, is 503 with
+/// `Retry-After`, which every SDK retries. Prometheus answers the same way during its WAL
+/// replay. Without it, connections would wait unanswered in the kernel's queue.
+pub fn starting_router() -> Router {
+    let starting = || async {
+        ApiError::unavailable(
+            "starting",
+            "the server is starting: it is opening its event log and profile store; retry shortly",
+            Duration::from_secs(1),
+        )
+    };
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({"status": "starting"})) }),
+        )
+        .fallback(starting)
+        .layer(crate::cors())
 }
 
 /// Ready to accept events: the server is not stopping, and the log can write and is not

@@ -15,7 +15,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::body::request_write_key;
@@ -26,11 +27,21 @@ pub(crate) const ROUTE: &str = "/v1/projects/{write_key}/settings";
 /// RudderStack's SDKs ask for `/sourceConfig/?p=npm&v=...` (with the slash) or without it.
 pub(crate) const RUDDERSTACK_ROUTES: [&str; 2] = ["/sourceConfig", "/sourceConfig/"];
 
+/// How the settings may be cached. The browser may keep them for five minutes (every page
+/// load asks for them otherwise), but no shared cache may: they name the host and scheme the
+/// request came in on, which a shared cache would hand to requests that came in on others.
+const CACHE_CONTROL: HeaderValue = HeaderValue::from_static("private, max-age=300");
+
+/// The settings answer with [`CACHE_CONTROL`].
+fn cacheable(settings: Value) -> Response {
+    ([(header::CACHE_CONTROL, CACHE_CONTROL)], Json(settings)).into_response()
+}
+
 pub(crate) async fn settings(
     State(state): State<CollectorState>,
     Path(write_key): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if !state.config.accepts(&write_key) {
         return Err(ApiError::unauthorized("invalid write key"));
     }
@@ -55,7 +66,7 @@ pub(crate) async fn settings(
         Some(p) if p.eq_ignore_ascii_case("https") => "https",
         _ => "http",
     };
-    Ok(Json(json!({
+    Ok(cacheable(json!({
         "integrations": {
             "Segment.io": {
                 "apiKey": write_key,
@@ -74,7 +85,7 @@ pub(crate) async fn rudderstack_source_config(
     State(state): State<CollectorState>,
     headers: HeaderMap,
     uri: Uri,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Some(write_key) = request_write_key(&headers, &uri)? else {
         return Err(ApiError::unauthorized(
             "missing write key: send it as the Basic auth user name or as ?writeKey=",
@@ -83,7 +94,7 @@ pub(crate) async fn rudderstack_source_config(
     if !state.config.accepts(&write_key) {
         return Err(ApiError::unauthorized("invalid write key"));
     }
-    Ok(Json(json!({
+    Ok(cacheable(json!({
         "isHosted": false,
         "source": {
             "id": "persona",

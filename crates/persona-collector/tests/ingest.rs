@@ -412,6 +412,7 @@ async fn browser_sdks_get_settings_that_send_their_events_here() {
     let (status, headers, settings) = h.send(get(KEY, None)).await;
     assert_eq!(status, StatusCode::OK, "{settings}");
     assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert_eq!(headers[header::CACHE_CONTROL], "private, max-age=300");
     let segment = &settings["integrations"]["Segment.io"];
     assert_eq!(segment["apiKey"], KEY);
     assert_eq!(segment["apiHost"], "collect.example:8080/v1");
@@ -654,6 +655,12 @@ async fn repeated_and_trailing_slashes_reach_the_ingestion_paths() {
         assert_eq!(status, StatusCode::OK, "{path}: {resp}");
     }
     assert_eq!(h.logged_ids(), [json!("m0"), json!("m1"), json!("m2")]);
+    // Any other method is told which one the path takes, as without the slash.
+    let (status, headers, resp) = h
+        .send(Request::get("/v1/track/").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{resp}");
+    assert_eq!(headers[header::ALLOW], "POST");
 }
 
 /// Behind a proxy the client's address is the first `X-Forwarded-For` entry; an entry that

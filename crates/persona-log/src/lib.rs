@@ -23,6 +23,7 @@ mod record;
 mod retention;
 mod segment;
 mod stats;
+mod verify;
 mod writer;
 
 pub use config::{LogConfig, RetentionPolicy};
@@ -32,4 +33,5 @@ pub use reader::{LogReader, Record, read_at};
 pub use retention::RetentionReport;
 pub use segment::{RecoveryReport, written_len};
 pub use stats::{ConsumerStats, LogStats};
+pub use verify::{VerifyReport, verify};
 pub use writer::{CommitObserver, EventLog};

@@ -158,6 +158,11 @@ impl LogReader {
         self.next
     }
 
+    /// The segment file and byte where the next read starts, once a read has opened it.
+    pub fn location(&self) -> Option<(&Path, u64)> {
+        self.cursor.as_ref().map(|c| (c.path.as_path(), c.pos))
+    }
+
     /// Moves the cursor so the next read starts at `offset`.
     pub fn seek(&mut self, offset: u64) {
         if offset != self.next {

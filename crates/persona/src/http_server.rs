@@ -25,7 +25,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
 
 /// Limits on the clients of one listener.
@@ -114,16 +115,13 @@ pub async fn serve<S>(
                 forced = &mut stop_accepting => break forced,
             };
             let _ = tcp.set_nodelay(true);
-            let service = app.clone().map_request(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req.map(Body::new)
-            });
+            let service = hyper_service(app.clone(), peer);
             let mut stop = stop_rx.clone();
             let http1 = http1.clone();
             tokio::spawn(async move {
                 let _slot = slot; // held until the connection ends
                 let conn = http1
-                    .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+                    .serve_connection(TokioIo::new(tcp), service)
                     // As `axum::serve`, so that a WebSocket route works when one is added.
                     .with_upgrades();
                 let mut conn = std::pin::pin!(conn);
@@ -156,6 +154,89 @@ pub async fn serve<S>(
             "requests still in flight after {} s are dropped",
             DRAIN_DEADLINE.as_secs()
         ),
+    }
+}
+
+/// `app` as hyper calls it for a connection from `peer`, which handlers see as axum's
+/// `ConnectInfo`.
+fn hyper_service<S>(
+    app: S,
+    peer: SocketAddr,
+) -> TowerToHyperService<
+    impl Service<Request<Incoming>, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static,
+>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    TowerToHyperService::new(app.map_request(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.map(Body::new)
+    }))
+}
+
+/// The listener while `serve` opens its stores, answered by
+/// [`persona_collector::starting_router`]; [`Starting::ready`] hands it back.
+pub struct Starting {
+    ready: oneshot::Sender<()>,
+    task: JoinHandle<TcpListener>,
+}
+
+/// How long a connection made during the start may take to send its request.
+const STARTING_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts answering on `listener` with `app` until [`Starting::ready`]. Every answer closes
+/// its connection, so that no client stays on this service once the real one takes over;
+/// past `limits.max_connections` at once, new connections are closed unanswered.
+pub fn answer_while_starting<S>(listener: TcpListener, app: S, limits: ConnectionLimits) -> Starting
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let (ready, mut until) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .keep_alive(false)
+            .timer(TokioTimer::new())
+            .header_read_timeout(STARTING_HEADER_TIMEOUT);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                biased;
+                _ = &mut until => return listener,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed(e).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                continue; // dropped: closed unanswered
+            };
+            let conn = http1.serve_connection(TokioIo::new(tcp), hyper_service(app.clone(), peer));
+            tokio::spawn(async move {
+                let _slot = slot;
+                log_connection_end(peer, conn.await);
+            });
+        }
+    });
+    Starting { ready, task }
+}
+
+impl Starting {
+    /// Stops answering and gives the listener back; connections accepted meanwhile finish
+    /// their one request.
+    pub async fn ready(self) -> TcpListener {
+        let _ = self.ready.send(());
+        self.task
+            .await
+            .expect("the start-up accept loop does not panic")
     }
 }
 
@@ -203,4 +284,58 @@ async fn accept_failed(e: std::io::Error) {
     }
     tracing::error!(error = %e, "cannot accept connections; retrying in a second");
     tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// One request on a fresh connection; the whole answer, read until the server closes.
+    async fn exchange(addr: SocketAddr, request: &str) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer))
+            .await
+            .expect("an answer, and the connection closed")
+            .unwrap();
+        answer
+    }
+
+    /// While the stores open, a liveness probe is answered and everything else is told to
+    /// come back, each on a connection that closes; then the listener is handed back whole.
+    #[tokio::test]
+    async fn a_starting_server_answers_healthz_and_asks_the_rest_to_retry() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits::default();
+        let starting =
+            answer_while_starting(listener, persona_collector::starting_router(), limits);
+
+        let health = exchange(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        assert!(health.contains(r#"{"status":"starting"}"#), "{health}");
+        let body = r#"{"userId":"u","event":"e"}"#;
+        let track = exchange(
+            addr,
+            &format!(
+                "POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .await;
+        assert!(track.starts_with("HTTP/1.1 503"), "{track}");
+        assert!(track.contains("retry-after: 1"), "{track}");
+        assert!(track.contains(r#""code":"starting""#), "{track}");
+        let ready = exchange(addr, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+
+        let listener = starting.ready().await;
+        assert_eq!(listener.local_addr().unwrap(), addr);
+        let client = tokio::net::TcpStream::connect(addr);
+        let (accepted, connected) = tokio::join!(listener.accept(), client);
+        assert!(accepted.is_ok() && connected.is_ok());
+    }
 }

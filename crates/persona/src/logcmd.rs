@@ -1,11 +1,14 @@
-//! `persona log stats`.
+//! `persona log stats` and `persona log verify`.
+
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use persona_log::LogStats;
 
 use crate::cli::{LogStatsArgs, default_data_dir};
 
-pub fn stats(args: LogStatsArgs) -> anyhow::Result<()> {
+/// The log folder of the data folder `args` name, or an error saying why there is none.
+fn log_dir(args: LogStatsArgs) -> anyhow::Result<PathBuf> {
     let data_dir = args.data_dir.unwrap_or_else(default_data_dir);
     let dir = data_dir.join("log");
     if !dir.is_dir() {
@@ -21,6 +24,11 @@ pub fn stats(args: LogStatsArgs) -> anyhow::Result<()> {
             data_dir.display()
         );
     }
+    Ok(dir)
+}
+
+pub fn stats(args: LogStatsArgs) -> anyhow::Result<()> {
+    let dir = log_dir(args)?;
     let stats = LogStats::read(&dir)
         .with_context(|| format!("cannot read the event log in {}", dir.display()))?;
     println!("{}", serde_json::to_string_pretty(&stats)?);
@@ -33,4 +41,21 @@ pub fn stats(args: LogStatsArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Reads every record, with a progress bar; prints the report as JSON and fails when a
+/// record does not read.
+pub fn verify(args: LogStatsArgs) -> anyhow::Result<()> {
+    let dir = log_dir(args)?;
+    let stats = LogStats::read(&dir)
+        .with_context(|| format!("cannot read the event log in {}", dir.display()))?;
+    let bar = crate::client::progress_bar(stats.records, "verifying records");
+    let report = persona_log::verify(&dir, |checked| bar.set_position(checked))
+        .with_context(|| format!("cannot read the event log in {}", dir.display()))?;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    match &report.problem {
+        Some(problem) => bail!("the event log in {} is damaged: {problem}", dir.display()),
+        None => Ok(()),
+    }
 }

@@ -64,6 +64,9 @@ fn main() -> std::process::ExitCode {
             Command::Log {
                 command: LogCommand::Stats(args),
             } => logcmd::stats(args),
+            Command::Log {
+                command: LogCommand::Verify(args),
+            } => logcmd::verify(args),
             Command::Bench {
                 command: BenchCommand::Ingest(args),
             } => bench::ingest::ingest(args).await,

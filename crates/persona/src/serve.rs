@@ -92,6 +92,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let starting = crate::http_server::answer_while_starting(
+        listener,
+        persona_collector::starting_router(),
+        settings.http,
+    );
 
     let store_path = data_dir.join("profiles");
     let store: Arc<dyn ProfileStore> = Arc::new(
@@ -166,6 +171,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.await;
         stopping.begin_stop();
     };
+    let listener = starting.ready().await;
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find the port when listening on port 0.
     stdout_line(format_args!("persona listening on http://{addr}"));

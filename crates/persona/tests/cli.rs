@@ -39,6 +39,14 @@ async fn start_recovers_a_torn_tail_and_reports_it() {
         .unwrap()
         .set_len(len - 10)
         .unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let verify = run(&["log", "verify", "--data-dir", data_dir]);
+    assert!(!verify.status.success());
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        said.contains("is damaged") && said.contains("torn write"),
+        "{said}"
+    );
 
     let mut server = Server::start(dir.path());
     let printed = server.printed();
@@ -97,6 +105,11 @@ async fn start_recovers_a_torn_tail_and_reports_it() {
         .collect();
     assert_eq!(events[18], "e18");
     assert_eq!(events[19], "after");
+    let verify = run(&["log", "verify", "--data-dir", data_dir]);
+    assert!(verify.status.success(), "{verify:?}");
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(report["checked_records"], 20, "{report}");
+    assert!(report.get("problem").is_none(), "{report}");
 }
 
 #[tokio::test]
