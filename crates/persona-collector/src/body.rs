@@ -37,6 +37,9 @@ async fn read_within<F: Future>(limit: Duration, read: F) -> Result<F::Output, E
 /// refused as overloaded, as an append waits for the log's queue.
 const BUDGET_WAIT: Duration = Duration::from_millis(200);
 
+/// How often a request waiting for its share tries again.
+const BUDGET_RETRY: Duration = Duration::from_millis(2);
+
 /// A request's share of the in-flight body budget
 /// ([`crate::CollectorConfig::max_inflight_bytes`]), taken as its bytes arrive and decode
 /// and held until the answer. A sender that trickles its body holds only what it has sent:
@@ -60,16 +63,20 @@ impl BodyShare {
         if n == 0 {
             return Ok(());
         }
-        // Most requests find room at once; only those that do not arm a timer.
-        let permit = match self.budget.clone().try_acquire_many_owned(n) {
-            Ok(permit) => permit,
-            Err(TryAcquireError::Closed) => return Err(overloaded()),
-            Err(TryAcquireError::NoPermits) => {
-                let wait = self.budget.clone().acquire_many_owned(n);
-                match tokio::time::timeout(BUDGET_WAIT, wait).await {
-                    Ok(Ok(permit)) => permit,
-                    _ => return Err(overloaded()),
+        // All or nothing, and never queued: a queued waiter of tokio's semaphore is handed
+        // every permit set free until it has all it asked for, so one large body waiting
+        // for its next frame's share while holding the earlier ones would make every other
+        // request, however small, wait behind it. Retried instead, briefly; most requests
+        // find room at once and arm no timer.
+        let mut waited = Duration::ZERO;
+        let permit = loop {
+            match self.budget.clone().try_acquire_many_owned(n) {
+                Ok(permit) => break permit,
+                Err(TryAcquireError::NoPermits) if waited < BUDGET_WAIT => {
+                    tokio::time::sleep(BUDGET_RETRY).await;
+                    waited += BUDGET_RETRY;
                 }
+                Err(_) => return Err(overloaded()),
             }
         };
         match &mut self.held {
@@ -77,6 +84,15 @@ impl BodyShare {
             None => self.held = Some(permit),
         }
         Ok(())
+    }
+
+    /// Returns `bytes` of the share to the budget (or all of it, when it holds less).
+    fn give_back(&mut self, bytes: usize) {
+        if let Some(held) = &mut self.held
+            && held.split(bytes).is_none()
+        {
+            self.held = None;
+        }
     }
 }
 
@@ -141,7 +157,8 @@ pub(crate) async fn read_body(
     match (codings.next(), codings.next()) {
         (None, _) => Ok(raw),
         (Some(c), None) if gzip(c) => {
-            let mut out = Vec::with_capacity(raw.len() * 4);
+            let compressed = raw.len();
+            let mut out = Vec::with_capacity((raw.len() * 4).min(limit + 1));
             flate2::read::MultiGzDecoder::new(&raw[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
@@ -155,6 +172,10 @@ pub(crate) async fn read_body(
             if out.len() > limit {
                 return Err(too_large());
             }
+            // The compressed bytes go with this call: their share pays for the decoded
+            // ones, so a body never needs more of the budget than the larger of the two.
+            drop(raw);
+            share.give_back(compressed);
             share.take(out.len()).await?;
             Ok(out.into())
         }

@@ -11,10 +11,11 @@ pub struct CollectorConfig {
     pub max_message_bytes: usize,
     /// Largest request body, in bytes, after gzip decoding (Segment: 500 KB).
     pub max_batch_bytes: usize,
-    /// Bytes of request bodies being read, decoded and validated at once, counted by their
-    /// declared length (the limit where it is not known or gzip may grow it). Past this a
+    /// Bytes of request bodies being read, decoded and validated at once, counted as they
+    /// arrive (a gzip body's decoded bytes in place of its compressed ones). Past this a
     /// request waits briefly, then gets 503 with `Retry-After`: memory stays bounded
-    /// however many connections send large bodies at once.
+    /// however many connections send large bodies at once, and a slow sender holds only
+    /// what it has sent.
     pub max_inflight_bytes: usize,
 }
 

@@ -292,13 +292,17 @@ async fn bad_or_missing_write_keys_are_401() {
     assert!(h.logged().is_empty());
 }
 
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(bytes).unwrap();
+    gz.finish().unwrap()
+}
+
 #[tokio::test]
 async fn gzip_bodies_are_accepted() {
     let h = harness();
     let body = json!({"batch": (0..50).map(|i| json!({"type": "track", "userId": format!("u{i}"), "event": "E"})).collect::<Vec<_>>()});
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(body.to_string().as_bytes()).unwrap();
-    let gzipped = gz.finish().unwrap();
+    let gzipped = gzip(body.to_string().as_bytes());
     // A list of codings with `identity` in it is the same as `gzip` alone.
     for (i, encoding) in ["gzip", "gzip, identity", "identity,GZIP"]
         .iter()
@@ -1084,9 +1088,37 @@ async fn bodies_past_the_in_flight_budget_get_503_until_one_is_answered() {
     );
     let (status, _, resp) = h.send(track("big", 12 * 1024)).await;
     assert_eq!(status, StatusCode::OK, "{resp}");
+
+    // A gzip body whose compressed and decoded sizes together pass the budget, each alone
+    // not: the compressed bytes' share pays for the decoded ones.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let letters: String = (0..30 * 1024)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    let body = json!({"userId": "u", "event": "x", "messageId": "zipped",
+                      "properties": {"letters": letters}})
+    .to_string();
+    let gzipped = gzip(body.as_bytes());
+    assert!(gzipped.len() + body.len() > BUDGET && body.len() < BUDGET);
+    let req = post("/v1/track", ())
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(gzipped))
+        .unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    assert_eq!(
+        h.state.inflight.available_permits(),
+        BUDGET,
+        "share returned"
+    );
     assert_eq!(
         h.logged_ids(),
-        [json!("small"), json!("slow"), json!("big")]
+        [json!("small"), json!("slow"), json!("big"), json!("zipped")]
     );
 }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::LogError;
 use crate::reader::LogReader;
+use crate::segment;
 use crate::stats::LogStats;
 
 /// What [`verify`] found.
@@ -62,9 +63,11 @@ pub fn verify(
             stats.next_offset
         ))
     } else {
-        stats.last_segment_problem.map(|why| {
-            format!("the last segment's records end early ({why}): a torn write, which the next start cuts off and keeps aside")
-        })
+        match (stats.last_segment_problem, reader.location()) {
+            (Some(why), Some((path, byte))) => Some(last_segment_problem(path, byte, &why)?),
+            (Some(why), None) => Some(format!("the last segment's records end early ({why})")),
+            (None, _) => None,
+        }
     };
     Ok(VerifyReport {
         checked_records: checked,
@@ -73,4 +76,17 @@ pub fn verify(
         next_offset: stats.next_offset,
         problem,
     })
+}
+
+/// The records of the last segment stop at `byte` of `path`, for `why`, with more written
+/// after: a crash's torn write, or damage with whole records behind it.
+fn last_segment_problem(path: &Path, byte: u64, why: &str) -> Result<String, LogError> {
+    let written = segment::written_len(path).map_err(|e| LogError::io(path, e))?;
+    Ok(format!(
+        "the last segment's records end at byte {byte} of {} ({why}), with {} bytes written \
+         after them: a torn write if the server crashed while writing them, otherwise damage \
+         and every record in them is lost; the next start cuts them off and keeps them aside",
+        path.display(),
+        written.saturating_sub(byte)
+    ))
 }

@@ -580,7 +580,8 @@ async fn verify_finds_damage_inside_an_older_segment() {
     };
     let holder = segments.iter().rev().find(|p| base(p) <= 40).unwrap();
     assert_ne!(holder, segments.last().unwrap(), "an older segment");
-    let mut bytes = std::fs::read(holder).unwrap();
+    let intact = std::fs::read(holder).unwrap();
+    let mut bytes = intact.clone();
     bytes[where_is_40 as usize + 20] ^= 0xff;
     std::fs::write(holder, bytes).unwrap();
 
@@ -590,4 +591,23 @@ async fn verify_finds_damage_inside_an_older_segment() {
     assert!(problem.starts_with("offset 40 "), "{problem}");
     assert!(problem.contains(&holder.display().to_string()), "{problem}");
     assert!(problem.contains("short of the 60 records"), "{problem}");
+
+    // Damage at the start of the last segment, whole records behind it: not passed off as
+    // a torn write alone, and what follows it is counted.
+    std::fs::write(holder, intact).unwrap();
+    let last = segments.last().unwrap();
+    let mut bytes = std::fs::read(last).unwrap();
+    bytes[20] ^= 0xff;
+    std::fs::write(last, bytes).unwrap();
+    let report = persona_log::verify(dir.path(), |_| {}).unwrap();
+    let problem = report.problem.expect("damage reported");
+    assert!(problem.contains("records end at byte 0 of"), "{problem}");
+    let after: u64 = problem
+        .split(" bytes written after")
+        .next()
+        .and_then(|p| p.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {problem}"));
+    assert!(after > 100, "{problem}");
+    assert!(problem.contains("otherwise damage"), "{problem}");
 }

@@ -62,6 +62,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         collector.clone().validate().map(drop)
     }
     .context("invalid collector settings")?;
+    // Bound before any key is generated: a start that fails on a taken port must not
+    // print a generated key that the next start, finding it saved, prints no more. Bound
+    // before the stores open, so that a slow start answers (see `answer_while_starting`).
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let starting = crate::http_server::answer_while_starting(
+        listener,
+        persona_collector::starting_router(),
+        settings.http,
+    );
     let mut metrics = Metrics::new();
     let processor_metrics = ProcessorMetrics::new();
     processor_metrics.register(metrics.registry_mut());
@@ -87,16 +98,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
     let log = Arc::new(log);
-    // Bound before any key is generated: a start that fails on a taken port must not
-    // print a generated key that the next start, finding it saved, prints no more.
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let starting = crate::http_server::answer_while_starting(
-        listener,
-        persona_collector::starting_router(),
-        settings.http,
-    );
 
     let store_path = data_dir.join("profiles");
     let store: Arc<dyn ProfileStore> = Arc::new(

@@ -260,6 +260,7 @@ async fn a_drain_delay_keeps_taking_events_while_readyz_fails() {
     assert_eq!(events[0]["event"], "late");
 
     // A second signal cuts the delay short.
+    std::fs::write(&config, "[http]\ndrain_delay_seconds = 60\n").unwrap();
     let mut server = Server::start_configured(&dir.path().join("data"), &config);
     let pid = server.pid().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -273,7 +274,7 @@ async fn a_drain_delay_keeps_taking_events_while_readyz_fails() {
     Command::new("kill").args(["-INT", &pid]).status().unwrap();
     assert!(server.wait().success());
     assert!(
-        asked.elapsed() < std::time::Duration::from_secs(2),
+        asked.elapsed() < std::time::Duration::from_secs(30),
         "{:?}",
         asked.elapsed()
     );
