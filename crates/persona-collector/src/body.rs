@@ -37,8 +37,10 @@ async fn read_within<F: Future>(limit: Duration, read: F) -> Result<F::Output, E
 /// refused as overloaded, as an append waits for the log's queue.
 const BUDGET_WAIT: Duration = Duration::from_millis(200);
 
-/// How often a request waiting for its share tries again.
-const BUDGET_RETRY: Duration = Duration::from_millis(2);
+/// The first pause of a request waiting for its share; each next one is twice as long, so
+/// a request tries about eight times in [`BUDGET_WAIT`], and a crowd of waiters during an
+/// overload costs little CPU.
+const BUDGET_FIRST_RETRY: Duration = Duration::from_millis(1);
 
 /// A request's share of the in-flight body budget
 /// ([`crate::CollectorConfig::max_inflight_bytes`]), taken as its bytes arrive and decode
@@ -69,12 +71,15 @@ impl BodyShare {
         // request, however small, wait behind it. Retried instead, briefly; most requests
         // find room at once and arm no timer.
         let mut waited = Duration::ZERO;
+        let mut pause = BUDGET_FIRST_RETRY;
         let permit = loop {
             match self.budget.clone().try_acquire_many_owned(n) {
                 Ok(permit) => break permit,
                 Err(TryAcquireError::NoPermits) if waited < BUDGET_WAIT => {
-                    tokio::time::sleep(BUDGET_RETRY).await;
-                    waited += BUDGET_RETRY;
+                    let pause_now = pause.min(BUDGET_WAIT - waited);
+                    tokio::time::sleep(pause_now).await;
+                    waited += pause_now;
+                    pause *= 2;
                 }
                 Err(_) => return Err(overloaded()),
             }
