@@ -65,7 +65,7 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// (idle connections are closed at once) and returns when every connection is gone, when
 /// [`DRAIN_DEADLINE`] has passed, or when `force` completes, whichever is first.
 pub async fn serve<S>(
-    listener: TcpListener,
+    listening: Listening,
     app: S,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
@@ -74,7 +74,7 @@ pub async fn serve<S>(
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let Listening { listener, slots } = listening;
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
@@ -182,7 +182,21 @@ where
 /// [`persona_collector::starting_router`]; [`Starting::ready`] hands it back.
 pub struct Starting {
     ready: oneshot::Sender<()>,
-    task: JoinHandle<TcpListener>,
+    task: JoinHandle<Listening>,
+}
+
+/// A listener and the slots of its open connections ([`ConnectionLimits::max_connections`]),
+/// shared by the connections made during the start and after it, so that the cap (and the
+/// open-file limit reserved for it) holds across the handover.
+pub struct Listening {
+    listener: TcpListener,
+    slots: Arc<Semaphore>,
+}
+
+impl Listening {
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
 }
 
 /// How long a connection made during the start may take to send its request.
@@ -207,7 +221,7 @@ where
         loop {
             let (tcp, peer) = tokio::select! {
                 biased;
-                _ = &mut until => return listener,
+                _ = &mut until => return Listening { listener, slots },
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
@@ -231,8 +245,8 @@ where
 
 impl Starting {
     /// Stops answering and gives the listener back; connections accepted meanwhile finish
-    /// their one request.
-    pub async fn ready(self) -> TcpListener {
+    /// their one request, holding their slots until then.
+    pub async fn ready(self) -> Listening {
         let _ = self.ready.send(());
         self.task
             .await
@@ -332,10 +346,10 @@ mod tests {
         let ready = exchange(addr, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
 
-        let listener = starting.ready().await;
-        assert_eq!(listener.local_addr().unwrap(), addr);
+        let listening = starting.ready().await;
+        assert_eq!(listening.local_addr().unwrap(), addr);
         let client = tokio::net::TcpStream::connect(addr);
-        let (accepted, connected) = tokio::join!(listener.accept(), client);
+        let (accepted, connected) = tokio::join!(listening.listener.accept(), client);
         assert!(accepted.is_ok() && connected.is_ok());
     }
 }

@@ -172,8 +172,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown.await;
         stopping.begin_stop();
     };
-    let listener = starting.ready().await;
-    let addr = listener.local_addr()?;
+    let listening = starting.ready().await;
+    let addr = listening.local_addr()?;
     // Tests and scripts read this line to find the port when listening on port 0.
     stdout_line(format_args!("persona listening on http://{addr}"));
     tracing::info!(%addr, data_dir = %data_dir.display(), next_offset = log.next_offset(), "serving");
@@ -187,7 +187,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ));
     }
 
-    crate::http_server::serve(listener, app, settings.http, shutdown, force).await;
+    crate::http_server::serve(listening, app, settings.http, shutdown, force).await;
     tracing::info!("stopped; every acknowledged event is on disk");
     Ok(())
 }
