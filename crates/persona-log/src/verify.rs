@@ -6,6 +6,7 @@
 //! file changed by hand) would otherwise show only when a consumer reached it. This reads
 //! every record from the oldest, checking each one's CRC and offset.
 
+use std::fs::{File, TryLockError};
 use std::path::Path;
 
 use serde::Serialize;
@@ -23,6 +24,9 @@ pub struct VerifyReport {
     pub segments: usize,
     pub first_offset: u64,
     pub next_offset: u64,
+    /// A server held the log while it was read: the last segment's newest bytes may be a
+    /// write in progress, so they are not judged.
+    pub in_use: bool,
     /// The first damage found, where it is, and what it costs; `None` when every record
     /// reads.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,13 +37,15 @@ pub struct VerifyReport {
 const BATCH: usize = 4096;
 
 /// Reads every record of the log in `dir`, calling `progress` with the records checked so
-/// far. Meant for a log no server is writing: a record being written while it runs would
-/// read as a damaged tail.
+/// far. While it reads, no server can open the log (it holds the log's lock, shared); when
+/// a server already has it open, the records it has written are checked all the same, all
+/// but a last one it may be writing.
 pub fn verify(
     dir: impl AsRef<Path>,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, LogError> {
     let dir = dir.as_ref();
+    let (_lock, in_use) = share_lock(dir)?;
     let stats = LogStats::read(dir)?;
     let mut reader = LogReader::open_dir(dir)?;
     let mut checked = 0u64;
@@ -62,6 +68,8 @@ pub fn verify(
             stats.next_offset - stopped,
             stats.next_offset
         ))
+    } else if in_use {
+        None
     } else {
         match (stats.last_segment_problem, reader.location()) {
             (Some(why), Some((path, byte))) => Some(last_segment_problem(path, byte, &why)?),
@@ -74,8 +82,24 @@ pub fn verify(
         segments: stats.segments,
         first_offset: stats.first_offset,
         next_offset: stats.next_offset,
+        in_use,
         problem,
     })
+}
+
+/// The log's lock, taken shared, and whether a writer holds it instead.
+fn share_lock(dir: &Path) -> Result<(Option<File>, bool), LogError> {
+    let path = dir.join("LOCK");
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, false)),
+        Err(e) => return Err(LogError::io(&path, e)),
+    };
+    match file.try_lock_shared() {
+        Ok(()) => Ok((Some(file), false)),
+        Err(TryLockError::WouldBlock) => Ok((None, true)),
+        Err(TryLockError::Error(e)) => Err(LogError::io(&path, e)),
+    }
 }
 
 /// The records of the last segment stop at `byte` of `path`, for `why`, with more written

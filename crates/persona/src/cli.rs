@@ -265,7 +265,8 @@ pub enum LogCommand {
     /// Print the log's size, offsets and consumers' committed offsets as JSON.
     Stats(LogStatsArgs),
     /// Read every record, checking each one's CRC and offset; print what was found as JSON,
-    /// and exit with status 1 when a record does not read. Run it with the server stopped.
+    /// and exit with status 1 when a record does not read. With the server running, the
+    /// last record it may be writing is not judged (`in_use`).
     Verify(LogStatsArgs),
 }
 
