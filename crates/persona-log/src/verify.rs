@@ -36,10 +36,13 @@ pub struct VerifyReport {
 /// Records read between two calls of the progress callback.
 const BATCH: usize = 4096;
 
+/// How long a running server is given to finish a record that reading stopped at.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Reads every record of the log in `dir`, calling `progress` with the records checked so
 /// far. While it reads, no server can open the log (it holds the log's lock, shared); when
-/// a server already has it open, the records it has written are checked all the same, all
-/// but a last one it may be writing.
+/// a server already has it open, the records it has written are checked all the same, and
+/// one that does not read is looked at again once a write in progress would have ended.
 pub fn verify(
     dir: impl AsRef<Path>,
     mut progress: impl FnMut(u64),
@@ -49,14 +52,17 @@ pub fn verify(
     let stats = LogStats::read(dir)?;
     let mut reader = LogReader::open_dir(dir)?;
     let mut checked = 0u64;
-    loop {
-        let batch = reader.read_batch(BATCH)?;
-        if batch.is_empty() {
-            break;
+    let mut read_on = |reader: &mut LogReader| -> Result<(), LogError> {
+        loop {
+            let batch = reader.read_batch(BATCH)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            checked += batch.len() as u64;
+            progress(checked);
         }
-        checked += batch.len() as u64;
-        progress(checked);
-    }
+    };
+    read_on(&mut reader)?;
     let stopped = reader.position();
     let problem = if stopped < stats.next_offset {
         let at = reader.location().map_or_else(String::new, |(path, byte)| {
@@ -68,10 +74,21 @@ pub fn verify(
             stats.next_offset - stopped,
             stats.next_offset
         ))
-    } else if in_use {
+    } else if stats.last_segment_problem.is_none() {
         None
     } else {
-        match (stats.last_segment_problem, reader.location()) {
+        let mut why = stats.last_segment_problem;
+        if in_use {
+            // Reading may have stopped at a record the server was still writing. Once it
+            // has had time to finish it, reading goes on past it; a record that still does
+            // not read is damage.
+            std::thread::sleep(SETTLE);
+            read_on(&mut reader)?;
+            why = LogStats::read(dir)?
+                .last_segment_problem
+                .filter(|_| reader.position() == stopped);
+        }
+        match (why, reader.location()) {
             (Some(why), Some((path, byte))) => Some(last_segment_problem(path, byte, &why)?),
             (Some(why), None) => Some(format!("the last segment's records end early ({why})")),
             (None, _) => None,

@@ -616,3 +616,29 @@ async fn verify_finds_damage_inside_an_older_segment() {
     assert!(after > 100, "{problem}");
     assert!(problem.contains("otherwise damage"), "{problem}");
 }
+
+/// With a server holding the log, a record in its active segment that still does not read
+/// once a write in progress would have ended is reported, not taken for that write.
+#[tokio::test]
+async fn verify_reports_damage_under_a_running_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogConfig::default());
+    for i in 0..10 {
+        log.append(vec![payload(i)]).await.unwrap();
+    }
+    let fifth = read_all(&mut LogReader::open_dir(dir.path()).unwrap())[5].position;
+    let segment = dir.path().join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[fifth as usize + 20] ^= 0xff;
+    std::fs::write(&segment, bytes).unwrap();
+
+    let report = persona_log::verify(dir.path(), |_| {}).unwrap();
+    assert!(report.in_use);
+    assert_eq!(report.checked_records, 5);
+    let problem = report.problem.expect("damage reported");
+    assert!(
+        problem.contains(&format!("records end at byte {fifth} of")),
+        "{problem}"
+    );
+    drop(log);
+}

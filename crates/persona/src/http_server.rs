@@ -74,7 +74,11 @@ pub async fn serve<S>(
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let Listening { listener, slots } = listening;
+    let Listening {
+        listener,
+        slots,
+        cap,
+    } = listening;
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
@@ -138,7 +142,7 @@ pub async fn serve<S>(
     drop(listener);
     let _ = stop_tx.send(());
     // Every connection holds a slot until it ends: having them all back means none is left.
-    let all = u32::try_from(limits.max_connections).expect("settings cap it at a million");
+    let all = u32::try_from(cap).expect("settings cap it at a million");
     // Connections still open when this returns end with the runtime; their requests were
     // not acknowledged, so nothing acknowledged is lost.
     // A second signal during the drain delay has already completed `force`.
@@ -191,6 +195,8 @@ pub struct Starting {
 pub struct Listening {
     listener: TcpListener,
     slots: Arc<Semaphore>,
+    /// The slots there are in all.
+    cap: usize,
 }
 
 impl Listening {
@@ -221,7 +227,7 @@ where
         loop {
             let (tcp, peer) = tokio::select! {
                 biased;
-                _ = &mut until => return Listening { listener, slots },
+                _ = &mut until => return Listening { listener, slots, cap: limits.max_connections },
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
