@@ -265,8 +265,8 @@ pub enum LogCommand {
     /// Print the log's size, offsets and consumers' committed offsets as JSON.
     Stats(LogStatsArgs),
     /// Read every record, checking each one's CRC and offset; print what was found as JSON,
-    /// and exit with status 1 when a record does not read. With the server running, the
-    /// last record it may be writing is not judged (`in_use`).
+    /// and exit with status 1 when a record does not read. With the server running
+    /// (`in_use`), a last record that does not read is looked at again after 200 ms.
     Verify(LogStatsArgs),
 }
 
