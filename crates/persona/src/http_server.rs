@@ -358,4 +358,39 @@ mod tests {
         let (accepted, connected) = tokio::join!(listening.listener.accept(), client);
         assert!(accepted.is_ok() && connected.is_ok());
     }
+
+    /// A connection made during the start keeps its slot past the handover: with a cap of
+    /// one, the server answers nobody else until it closes.
+    #[tokio::test]
+    async fn a_connection_from_the_start_counts_against_the_cap_after_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits {
+            max_connections: 1,
+            ..Default::default()
+        };
+        let starting =
+            answer_while_starting(listener, persona_collector::starting_router(), limits);
+        // A request head left unfinished: the stand-in holds the connection.
+        let mut early = tokio::net::TcpStream::connect(addr).await.unwrap();
+        early.write_all(b"GET /heal").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let listening = starting.ready().await;
+        assert_eq!(
+            listening.slots.available_permits(),
+            0,
+            "the stand-in took it"
+        );
+
+        let app = axum::Router::new().route("/healthz", axum::routing::get(|| async { "ok" }));
+        let (never, never_either) = (std::future::pending(), std::future::pending());
+        tokio::spawn(serve(listening, app, limits, never, never_either));
+        let request = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let waiting = tokio::spawn(exchange(addr, request));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "answered past the cap");
+        drop(early);
+        let answer = waiting.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
 }
