@@ -2,7 +2,7 @@
 //! (`-`), gzipped or not, its bytes counted on a progress bar, each line read into memory
 //! only up to a length no message can exceed.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::Context;
@@ -11,12 +11,11 @@ use indicatif::ProgressBar;
 /// Opens `path` (`-`: standard input) for reading lines, gunzipped when it is gzip, and
 /// counts the bytes read from it on `bar`.
 ///
-/// A gzip file is read through once first: gzip checks its data only at the end of each
+/// Gzip input is read through once first: gzip checks its data only at the end of each
 /// member, so a damaged file would otherwise hand over altered lines, and store them,
-/// before its damage showed. (Standard input cannot be read twice; there the damage stops
-/// the import where it is found.)
+/// before its damage showed. Standard input cannot be read twice, so gzip on it is first
+/// copied to an unnamed temporary file (removed when closed).
 pub fn open(path: &Path, bar: &ProgressBar) -> anyhow::Result<Box<dyn BufRead>> {
-    let stdin = path.as_os_str() == "-";
     let mut input = reader(path, bar)?;
     let head = input
         .fill_buf()
@@ -24,22 +23,34 @@ pub fn open(path: &Path, bar: &ProgressBar) -> anyhow::Result<Box<dyn BufRead>> 
     if !head.starts_with(&[0x1f, 0x8b]) {
         return Ok(Box::new(input));
     }
-    if !stdin {
-        bar.set_message("checking the gzip file");
-        let checked = std::io::copy(
-            &mut flate2::bufread::MultiGzDecoder::new(input),
-            &mut std::io::sink(),
+    let mut file = if path.as_os_str() == "-" {
+        bar.set_message("saving the gzip input");
+        let mut spool =
+            tempfile::tempfile().context("cannot make a temporary file for the gzip input")?;
+        std::io::copy(&mut input, &mut spool)
+            .context("cannot save the gzip input to a temporary file")?;
+        spool
+    } else {
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?
+    };
+    bar.set_message("checking the gzip input");
+    bar.set_length(file.metadata()?.len());
+    bar.set_position(0);
+    file.seek(SeekFrom::Start(0))?;
+    let checked = std::io::copy(
+        &mut flate2::read::MultiGzDecoder::new(counted(&file, bar)),
+        &mut std::io::sink(),
+    );
+    if let Err(e) = checked {
+        anyhow::bail!(
+            "{} is not a whole gzip file ({e}); nothing was imported",
+            path.display()
         );
-        if let Err(e) = checked {
-            anyhow::bail!(
-                "{} is not a whole gzip file ({e}); nothing was imported",
-                path.display()
-            );
-        }
-        bar.set_message("reading");
-        bar.set_position(0);
-        input = reader(path, bar)?;
     }
+    bar.set_message("reading");
+    bar.set_position(0);
+    file.seek(SeekFrom::Start(0))?;
+    let input = BufReader::with_capacity(256 << 10, counted(file, bar));
     Ok(Box::new(BufReader::new(
         flate2::bufread::MultiGzDecoder::new(input),
     )))
@@ -58,13 +69,14 @@ fn reader(path: &Path, bar: &ProgressBar) -> anyhow::Result<BufReader<Counted<Bo
         bar.set_length(meta.len());
         Box::new(file)
     };
-    Ok(BufReader::with_capacity(
-        256 << 10,
-        Counted {
-            inner: raw,
-            bar: bar.clone(),
-        },
-    ))
+    Ok(BufReader::with_capacity(256 << 10, counted(raw, bar)))
+}
+
+fn counted<R: Read>(inner: R, bar: &ProgressBar) -> Counted<R> {
+    Counted {
+        inner,
+        bar: bar.clone(),
+    }
 }
 
 /// A reader that counts what it reads on a progress bar.

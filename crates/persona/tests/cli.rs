@@ -638,29 +638,35 @@ fn import_reads_gzip_and_standard_input_and_names_what_it_cannot_read() {
         "{err}"
     );
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_persona"))
-        .args(["import", "-", "--data-dir", data])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{}\n", msg(4)).as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let from_stdin = |input: Vec<u8>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_persona"))
+            .args(["import", "-", "--data-dir", data])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, err) = from_stdin(format!("{}\n", msg(4)).into_bytes());
+    assert!(ok, "{err}");
+    // Gzip on standard input is checked whole before anything is imported, as a file is.
+    let damaged = std::fs::read(&bad).unwrap();
+    let (ok, err) = from_stdin(damaged);
+    assert!(!ok && err.contains("nothing was imported"), "{err}");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(format!("{}\n", msg(5)).as_bytes()).unwrap();
+    let (ok, err) = from_stdin(enc.finish().unwrap());
+    assert!(ok && err.contains("imported 1 messages"), "{err}");
     let users: Vec<_> = logged(std::path::Path::new(data))
         .iter()
         .map(|m| m["userId"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(users, ["u1", "u3", "u4"]);
+    assert_eq!(users, ["u1", "u3", "u4", "u5"]);
 
     let out = run(&["import", dir.path().to_str().unwrap(), "--data-dir", data]);
     let err = String::from_utf8_lossy(&out.stderr);
