@@ -208,28 +208,29 @@ async fn collect(mut body: Body, limit: usize, share: &mut BodyShare) -> Result<
     if body.size_hint().lower() > limit as u64 {
         return Err(Collect::TooLarge);
     }
-    let mut first: Option<Bytes> = None;
+    // The body so far: in `whole` while it is one frame, in `joined` from the second on.
+    let mut whole = Bytes::new();
     let mut joined: Vec<u8> = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(Collect::Unreadable)?.into_data() else {
             continue; // trailers
         };
-        let so_far = first.as_ref().map_or(joined.len(), Bytes::len);
-        if so_far + data.len() > limit {
+        if whole.len() + joined.len() + data.len() > limit {
             return Err(Collect::TooLarge);
         }
         share.take(data.len()).await.map_err(Collect::Refused)?;
-        match first.take() {
-            None if joined.is_empty() => first = Some(data),
-            earlier => {
-                if let Some(earlier) = earlier {
-                    joined.extend_from_slice(&earlier);
-                }
-                joined.extend_from_slice(&data);
-            }
+        if whole.is_empty() && joined.is_empty() {
+            whole = data;
+        } else {
+            joined.extend_from_slice(&std::mem::take(&mut whole));
+            joined.extend_from_slice(&data);
         }
     }
-    Ok(first.unwrap_or_else(|| joined.into()))
+    Ok(if joined.is_empty() {
+        whole
+    } else {
+        joined.into()
+    })
 }
 
 /// The write key from HTTP Basic auth (user name, empty password), as Segment's SDKs send it.

@@ -15,6 +15,13 @@ fn payload(i: usize) -> Vec<u8> {
     format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 50)).into_bytes()
 }
 
+/// Inverts the byte at `at` of the file; doing it again puts the byte back.
+fn flip_byte(path: &std::path::Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
 fn read_all(reader: &mut LogReader) -> Vec<persona_log::Record> {
     let mut out = Vec::new();
     loop {
@@ -129,10 +136,8 @@ async fn a_corrupted_tail_record_is_detected_by_its_crc() {
         log.append((0..3).map(payload).collect()).await.unwrap();
     }
     let seg = dir.path().join(format!("{:020}.log", 0));
-    let mut bytes = std::fs::read(&seg).unwrap();
     let n = persona_log::written_len(&seg).unwrap() as usize;
-    bytes[n - 2] ^= 0xff;
-    std::fs::write(&seg, bytes).unwrap();
+    flip_byte(&seg, n - 2);
     let (log, report) = EventLog::open(dir.path(), LogConfig::default(), Arc::new(())).unwrap();
     assert_eq!(report.kept_records, 2);
     assert!(report.reason.unwrap().contains("CRC"));
@@ -585,10 +590,7 @@ async fn verify_finds_damage_inside_an_older_segment() {
     };
     let holder = segments.iter().rev().find(|p| base(p) <= 40).unwrap();
     assert_ne!(holder, segments.last().unwrap(), "an older segment");
-    let intact = std::fs::read(holder).unwrap();
-    let mut bytes = intact.clone();
-    bytes[where_is_40 as usize + 20] ^= 0xff;
-    std::fs::write(holder, bytes).unwrap();
+    flip_byte(holder, where_is_40 as usize + 20);
 
     let report = persona_log::verify(dir.path(), |_| {}).unwrap();
     assert_eq!(report.checked_records, 40);
@@ -599,11 +601,8 @@ async fn verify_finds_damage_inside_an_older_segment() {
 
     // Damage at the start of the last segment, whole records behind it: not passed off as
     // a torn write alone, and what follows it is counted.
-    std::fs::write(holder, intact).unwrap();
-    let last = segments.last().unwrap();
-    let mut bytes = std::fs::read(last).unwrap();
-    bytes[20] ^= 0xff;
-    std::fs::write(last, bytes).unwrap();
+    flip_byte(holder, where_is_40 as usize + 20);
+    flip_byte(segments.last().unwrap(), 20);
     let report = persona_log::verify(dir.path(), |_| {}).unwrap();
     let problem = report.problem.expect("damage reported");
     assert!(problem.contains("records end at byte 0 of"), "{problem}");
@@ -628,9 +627,7 @@ async fn verify_reports_damage_under_a_running_writer() {
     }
     let fifth = read_all(&mut LogReader::open_dir(dir.path()).unwrap())[5].position;
     let segment = dir.path().join(format!("{:020}.log", 0));
-    let mut bytes = std::fs::read(&segment).unwrap();
-    bytes[fifth as usize + 20] ^= 0xff;
-    std::fs::write(&segment, bytes).unwrap();
+    flip_byte(&segment, fifth as usize + 20);
 
     let report = persona_log::verify(dir.path(), |_| {}).unwrap();
     assert!(report.in_use);

@@ -109,13 +109,7 @@ pub async fn serve<S>(
                 forced = &mut stop_accepting => break forced,
             };
             let (tcp, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        accept_failed(e).await;
-                        continue;
-                    }
-                },
+                accepted = next_connection(&listener) => accepted,
                 forced = &mut stop_accepting => break forced,
             };
             let _ = tcp.set_nodelay(true);
@@ -228,13 +222,7 @@ where
             let (tcp, peer) = tokio::select! {
                 biased;
                 _ = &mut until => return Listening { listener, slots, cap: limits.max_connections },
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        accept_failed(e).await;
-                        continue;
-                    }
-                },
+                accepted = next_connection(&listener) => accepted,
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 continue; // dropped: closed unanswered
@@ -288,6 +276,17 @@ fn log_connection_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
             tracing::debug!(%peer, "closed a connection that sent no request head in time")
         }
         Err(e) => tracing::trace!(%peer, error = %e, "connection ended with an error"),
+    }
+}
+
+/// The next connection `listener` accepts. Cancel-safe: a connection is either returned or
+/// left in the kernel's queue.
+async fn next_connection(listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => accept_failed(e).await,
+        }
     }
 }
 
