@@ -2,8 +2,8 @@
 //! the CPU first when there is not enough of it.
 //!
 //! An event is acknowledged only once the log has synced it, so the threads on that path
-//! (the collector's HTTP workers and the log writer) keep the normal priority, and so does
-//! the processor: profiles are promised fresh within tens of milliseconds under load, and
+//! (the collector's HTTP workers, which also run the log's group commits) keep the normal
+//! priority, and so does the processor: profiles are promised fresh within tens of milliseconds under load, and
 //! at nice 5 it fell behind whenever ingestion saturated the machine (`persona bench
 //! profiles` on a slow VM: freshness p50 167 ms and p99 1.4 s, against 3.6 ms and 424 ms at
 //! normal priority). The store's flush and compaction can wait (the store slows the

@@ -1,8 +1,9 @@
 //! persona's durable event log: the first thing every acknowledged event touches.
 //!
 //! The embedded log is a folder of rolling segment files (`<base offset>.log`). Each record
-//! carries its offset and a CRC; appends from many concurrent requests are gathered by one
-//! writer thread and made durable with a single `fdatasync` (group commit), and only then
+//! carries its offset and a CRC; appends from many concurrent requests are gathered into one
+//! group, written and made durable with a single `fdatasync` (group commit) by whichever
+//! append holds the baton (see `commit`), and only then
 //! is each caller told its offsets. On open, the tail of the last segment is checked and a
 //! torn write is cut off (and kept aside for inspection), so every whole record survives a
 //! crash and no partial record is ever read.
@@ -15,6 +16,7 @@
 //! opaque bytes, and commit timings are reported through [`CommitObserver`].
 
 mod active;
+mod commit;
 mod config;
 mod consumer;
 mod error;

@@ -1,21 +1,21 @@
-//! The writing side of the log: one thread, group commit, durable acknowledgements.
+//! The log open for writing: appends, durable acknowledgements, consumers and retention.
 
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::active::Active;
+use crate::commit::{GroupCommit, Writer};
 use crate::config::LogConfig;
 use crate::consumer::Consumers;
 use crate::error::{AppendError, LogError};
 use crate::reader::LogReader;
-use crate::record::{self, HEADER_LEN, MAX_PAYLOAD};
+use crate::record::{HEADER_LEN, MAX_PAYLOAD};
 use crate::retention::{self, RetentionReport};
 use crate::segment::{self, RecoveryReport, SegmentFile};
 use crate::stats::LogStats;
@@ -39,7 +39,7 @@ impl<A: CommitObserver, B: CommitObserver> CommitObserver for (A, B) {
     }
 }
 
-/// State shared by the writer thread, readers and maintenance in this process.
+/// State shared by the committing appends, readers and maintenance in this process.
 pub(crate) struct Shared {
     pub dir: PathBuf,
     pub config: LogConfig,
@@ -61,22 +61,14 @@ impl Shared {
     }
 }
 
-struct Request {
-    payloads: Vec<Vec<u8>>,
-    reply: oneshot::Sender<Result<Range<u64>, AppendError>>,
-    /// Queue space held until the request is answered: this is what bounds memory.
-    _permit: OwnedSemaphorePermit,
-}
-
 /// The embedded event log, open for writing by this process.
 ///
 /// Opening takes the folder's `LOCK` file, so a second process (a second server, or an
 /// import while the server runs) gets [`LogError::Locked`] instead of corrupting it.
 pub struct EventLog {
     shared: Arc<Shared>,
-    tx: Option<mpsc::UnboundedSender<Request>>,
+    group: GroupCommit,
     queue: Arc<Semaphore>,
-    thread: Option<JoinHandle<()>>,
     _lock: File,
 }
 
@@ -143,18 +135,12 @@ impl EventLog {
             buf: Vec::new(),
             observer,
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let thread = std::thread::Builder::new()
-            .name("persona-log-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| LogError::io(&shared.dir, e))?;
         let queue = Arc::new(Semaphore::new(shared.config.max_queue_bytes));
         Ok((
             EventLog {
                 shared,
-                tx: Some(tx),
+                group: GroupCommit::new(writer),
                 queue,
-                thread: Some(thread),
                 _lock: lock,
             },
             report,
@@ -198,15 +184,7 @@ impl EventLog {
             Err(TryAcquireError::Closed) => return Err(AppendError::Closed),
             Err(TryAcquireError::NoPermits) => self.wait_for_room(permits).await?,
         };
-        let (reply, answer) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or(AppendError::Closed)?;
-        tx.send(Request {
-            payloads,
-            reply,
-            _permit: permit,
-        })
-        .map_err(|_| AppendError::Closed)?;
-        answer.await.map_err(|_| AppendError::Closed)?
+        self.group.append(payloads, permit).await
     }
 
     /// Waits for `bytes` of room in the queue, at most [`LogConfig::queue_wait`].
@@ -293,179 +271,7 @@ impl EventLog {
 
 impl Drop for EventLog {
     fn drop(&mut self) {
-        // Closing the channel lets the writer finish what it holds and exit.
-        self.tx.take();
+        // Appends still waiting for room are refused as closed.
         self.queue.close();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
-}
-
-/// The writer thread's state: the active segment and the next offset to assign.
-struct Writer {
-    shared: Arc<Shared>,
-    active: Active,
-    segment_base: u64,
-    next_offset: u64,
-    buf: Vec<u8>,
-    observer: Arc<dyn CommitObserver>,
-}
-
-impl Writer {
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Request>) {
-        let _failed_if_panicking = FailOnPanic(self.shared.clone());
-        let max_group = self.shared.config.max_group_bytes;
-        while let Some(first) = rx.blocking_recv() {
-            // Everything that queued up while the previous sync ran goes into this one.
-            let mut group = vec![first];
-            let mut bytes = group_bytes(&group[0]);
-            drain(&mut rx, &mut group, &mut bytes, max_group);
-            let outcome = self.commit(&group);
-            match outcome {
-                Ok(ranges) => {
-                    for (r, range) in group.into_iter().zip(ranges) {
-                        let _ = r.reply.send(Ok(range));
-                    }
-                }
-                Err(why) => {
-                    for r in group {
-                        let _ = r.reply.send(Err(AppendError::Failed(why.clone())));
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes and syncs one group; returns each request's offsets.
-    fn commit(&mut self, group: &[Request]) -> Result<Vec<Range<u64>>, String> {
-        if let Some(why) = self.shared.failure.get() {
-            return Err(why.clone());
-        }
-        // Never roll an empty segment: the new one would take the same name (its base).
-        let roll_at = self.shared.config.segment_bytes;
-        if self.active.len() > 0 && self.active.len() >= roll_at {
-            self.roll().map_err(|e| self.fail(e.to_string()))?;
-        }
-        self.buf.clear();
-        let mut offset = self.next_offset;
-        let mut ranges = Vec::with_capacity(group.len());
-        for r in group {
-            let start = offset;
-            for p in &r.payloads {
-                record::encode(&mut self.buf, offset, p);
-                offset += 1;
-            }
-            ranges.push(start..offset);
-        }
-        if let Err(e) = self.active.write(&self.buf, roll_at) {
-            let undo = self.cut_off_group();
-            return Err(self.fail(format!("write failed ({e}){undo}")));
-        }
-        let started = Instant::now();
-        if let Err(e) = self.active.sync(self.buf.len()) {
-            // The group's bytes are in the file, whole and with valid CRCs, but the senders
-            // are told nothing was stored: left there, a restart would keep them and the
-            // senders' retries would store them twice.
-            let undo = self.cut_off_group();
-            return Err(self.fail(format!("fdatasync failed ({e}){undo}")));
-        }
-        let sync = started.elapsed();
-        *self.shared.active.lock().expect("not poisoned") = (self.segment_base, self.active.len());
-        let records = offset - self.next_offset;
-        self.next_offset = offset;
-        self.shared.committed.store(offset, Ordering::Release);
-        // The group is durable whatever an observer does: a panic there must not drop the
-        // replies and have the senders told that nothing was stored.
-        let observed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.observer
-                .on_commit(records, self.buf.len() as u64, sync)
-        }));
-        if observed.is_err() {
-            tracing::error!("the log's commit observer panicked; the group is durable");
-        }
-        if self.buf.capacity() > 4 * self.shared.config.max_group_bytes {
-            self.buf = Vec::new(); // do not keep a huge buffer after one burst
-        }
-        Ok(ranges)
-    }
-
-    /// After a failed write or sync, when nothing of the group was acknowledged: cuts the
-    /// group off so a restart finds the segment as it was before it. The log then stops (see
-    /// [`Writer::fail`]): a reader in this process may already have buffered bytes of the
-    /// failed group, and reusing their offsets would let it return them. Returns what to add
-    /// to the failure's reason.
-    fn cut_off_group(&mut self) -> String {
-        match self.active.cut_to_records() {
-            Ok(()) => String::new(),
-            Err(e) => format!(" and could not be undone ({e})"),
-        }
-    }
-
-    /// Closes the active segment and starts a new one at the next offset.
-    fn roll(&mut self) -> Result<(), LogError> {
-        // A closed segment holds only records: readers of closed segments read to the end.
-        if self.active.has_zeros_ahead() {
-            let closing = segment::segment_path(&self.shared.dir, self.segment_base);
-            self.active
-                .cut_to_records()
-                .map_err(|e| LogError::io(&closing, e))?;
-        }
-        let path = segment::segment_path(&self.shared.dir, self.next_offset);
-        let active = Active::create(&path).map_err(|e| LogError::io(&path, e))?;
-        segment::sync_dir(&self.shared.dir)?;
-        tracing::debug!(segment = %path.display(), "rolled to a new log segment");
-        self.active = active;
-        self.segment_base = self.next_offset;
-        *self.shared.active.lock().expect("not poisoned") = (self.segment_base, 0);
-        Ok(())
-    }
-
-    fn fail(&self, why: String) -> String {
-        tracing::error!(
-            reason = %why,
-            segment_base = self.segment_base,
-            "event log failed; refusing appends until restarted"
-        );
-        // A later failure (the undo of this one, say) does not hide the first.
-        let _ = self.shared.failure.set(why.clone());
-        why
-    }
-}
-
-/// Marks the log failed when the writer thread unwinds, so that `failure()` and `/readyz`
-/// report it instead of a healthy log whose every append is refused as closed.
-struct FailOnPanic(Arc<Shared>);
-
-impl Drop for FailOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let _ = self
-                .0
-                .failure
-                .set("the log's writer thread panicked".into());
-        }
-    }
-}
-
-/// Moves queued requests into `group` until the queue is empty or the group is full.
-fn drain(
-    rx: &mut mpsc::UnboundedReceiver<Request>,
-    group: &mut Vec<Request>,
-    bytes: &mut usize,
-    max: usize,
-) {
-    while *bytes < max {
-        match rx.try_recv() {
-            Ok(r) => {
-                *bytes += group_bytes(&r);
-                group.push(r);
-            }
-            Err(_) => break,
-        }
-    }
-}
-
-fn group_bytes(r: &Request) -> usize {
-    r.payloads.iter().map(|p| p.len() + HEADER_LEN).sum()
 }

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::sync::Arc;
+use std::time::Duration;
 
 use persona_log::{EventLog, LogConfig, LogError, LogReader, LogStats, RetentionPolicy};
 
@@ -65,6 +66,124 @@ async fn concurrent_appends_get_distinct_durable_offsets() {
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r.offset, i as u64);
     }
+}
+
+/// Appends abandoned while they wait (a client that hangs up) never leave the log without
+/// someone to commit what is queued: every append after them still completes, and every
+/// acknowledged record reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_appends_never_stall_the_ones_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path(), LogConfig::default()));
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for round in 0..20 {
+        let mut tasks = Vec::new();
+        for t in 0..16 {
+            let (log, acknowledged) = (log.clone(), acknowledged.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..5 {
+                    let n = round * 10_000 + t * 100 + i;
+                    let range = log.append(vec![payload(n)]).await.unwrap();
+                    acknowledged.lock().unwrap().push((range.start, n));
+                }
+            }));
+        }
+        tokio::task::yield_now().await;
+        // Abandon every other task wherever it happens to be waiting.
+        for (t, task) in tasks.iter().enumerate() {
+            if t % 2 == 1 {
+                task.abort();
+            }
+        }
+        let rest = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+            log.append(vec![payload(0)]).await
+        };
+        // Not a timing check: a lost baton would make this wait forever.
+        tokio::time::timeout(Duration::from_secs(30), rest)
+            .await
+            .expect("the appends left and one after them complete")
+            .unwrap();
+    }
+    let records = read_all(&mut log.reader().unwrap());
+    assert_eq!(records.len() as u64, log.next_offset());
+    let acknowledged = acknowledged.lock().unwrap();
+    assert!(
+        acknowledged.len() >= 20 * 8 * 5,
+        "the tasks left alone all finish"
+    );
+    for &(offset, n) in acknowledged.iter() {
+        assert_eq!(records[offset as usize].payload, payload(n));
+    }
+}
+
+/// The bytes of each group commit, in order.
+#[derive(Default)]
+struct Groups(std::sync::Mutex<Vec<u64>>);
+
+impl persona_log::CommitObserver for Groups {
+    fn on_commit(&self, _records: u64, bytes: u64, _sync: Duration) {
+        self.0.lock().unwrap().push(bytes);
+    }
+}
+
+/// On a runtime with a single thread, the append that commits lets the others queue
+/// first: concurrent appends still share a sync instead of taking one each.
+#[tokio::test]
+async fn concurrent_appends_share_syncs_on_a_single_threaded_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let groups = Arc::new(Groups::default());
+    let log = Arc::new(
+        EventLog::open(dir.path(), LogConfig::default(), groups.clone())
+            .unwrap()
+            .0,
+    );
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(vec![payload(i)]).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(log.next_offset(), 50);
+    let syncs = groups.0.lock().unwrap().len();
+    assert!(syncs <= 5, "50 concurrent appends took {syncs} syncs");
+}
+
+/// Each sync takes what queued before it, up to `max_group_bytes`: a burst is committed in
+/// several groups, none much larger than the limit, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_committed_in_groups_of_at_most_the_configured_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let groups = Arc::new(Groups::default());
+    let config = LogConfig {
+        max_group_bytes: 1000,
+        ..Default::default()
+    };
+    let log = Arc::new(
+        EventLog::open(dir.path(), config, groups.clone())
+            .unwrap()
+            .0,
+    );
+    let payload = vec![b'x'; 84]; // 100 bytes with its 16-byte header
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let (log, payload) = (log.clone(), payload.clone());
+            tokio::spawn(async move { log.append(vec![payload]).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let groups = groups.0.lock().unwrap();
+    assert_eq!(groups.iter().sum::<u64>(), 200 * 100);
+    // The group stops once it holds the limit: ten of these requests at most.
+    assert!(groups.iter().all(|&b| b <= 1000), "{groups:?}");
+    assert_eq!(log.next_offset(), 200);
 }
 
 #[tokio::test]

@@ -1,4 +1,4 @@
-//! How the log writer tells the processor that new records are durable.
+//! How the log's group commit tells the processor that new records are durable.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -9,8 +9,8 @@ use persona_log::CommitObserver;
 
 /// Wakes the processor when the log commits new records. Clones share one signal.
 ///
-/// Lock-free on purpose: the log writer calls [`Wakeup::notify`] after every group commit,
-/// and every acknowledgement waits for the writer. With a mutex here, a processor preempted
+/// Lock-free on purpose: the append committing a group calls [`Wakeup::notify`] after
+/// every sync, and every acknowledgement in the group waits for it. With a mutex here, a processor preempted
 /// while holding it would hold up every sender until it ran again.
 #[derive(Clone, Default)]
 pub struct Wakeup(Arc<WakeupInner>);
@@ -25,7 +25,7 @@ struct WakeupInner {
 impl Wakeup {
     pub fn notify(&self) {
         // Already pending: the notification that set it has woken the waiter, or the waiter
-        // will see the flag before it parks. Nothing more to do on the writer's hot path.
+        // will see the flag before it parks. Nothing more to do on the commit's hot path.
         if self.0.pending.swap(true, Ordering::AcqRel) {
             return;
         }

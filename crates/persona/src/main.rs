@@ -24,8 +24,9 @@ mod table;
 
 use clap::Parser;
 
-// glibc's allocator spends a sixth of the ingest path's CPU when buffers allocated on the
-// HTTP workers are freed by the log's writer thread; mimalloc handles that pattern well.
+// glibc's allocator spent a sixth of the ingest path's CPU when buffers allocated on one
+// HTTP worker were freed on another thread (the log's group commit); mimalloc handles that
+// pattern well.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

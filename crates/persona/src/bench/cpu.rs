@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 #[derive(Debug, Clone, Default)]
 pub struct ThreadTimes(HashMap<u32, (&'static str, f64)>);
 
-/// The group a thread's name puts it in; Linux keeps the first 15 bytes of a name.
+/// The group a thread's name puts it in; Linux keeps the first 15 bytes of a name. The
+/// log's group commits run on the HTTP workers (see `persona_log`), so their CPU counts there.
 fn group(name: &str) -> &'static str {
     match name {
         n if n.starts_with("tokio") => "HTTP workers",
-        n if n.starts_with("persona-log-w") => "log writer",
         n if n.starts_with("persona-process") => "processor",
         n if n.starts_with("fjall") => "store background",
         _ => "other",
