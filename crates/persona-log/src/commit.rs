@@ -134,16 +134,20 @@ impl GroupCommit {
         }
     }
 
-    /// The queue's front, up to `max_group_bytes` (at least one request).
+    /// The queue's front, up to `max_group_bytes` (at least one request). Requests whose
+    /// append was abandoned (the client hung up) are dropped instead: nobody will be told
+    /// they were stored, a client that retries would store them twice, and dropping them
+    /// gives their queue space back.
     fn take_group(&self) -> Vec<Request> {
         let max = self.shared.config.max_group_bytes;
         let mut queue = self.lock_queue();
+        queue.requests.retain(|r| !r.reply.is_closed());
         let mut bytes = 0;
         let taken = queue
             .requests
             .iter()
             .take_while(|r| {
-                let more = bytes < max;
+                let more = bytes == 0 || bytes < max;
                 bytes += r.bytes();
                 more
             })
@@ -153,6 +157,38 @@ impl GroupCommit {
         } else {
             queue.requests.drain(..taken).collect()
         }
+    }
+
+    /// Waits for `room` (queue space), committing the queue meanwhile if the baton comes
+    /// this way: when the queue is full of abandoned appends, the stored baton would
+    /// otherwise wait for an append that can never queue.
+    pub async fn while_waiting<T>(&self, room: impl Future<Output = T>) -> T {
+        let mut room = std::pin::pin!(room);
+        loop {
+            tokio::select! {
+                biased;
+                room = &mut room => return room,
+                () = self.baton.notified() => self.commit_queued(),
+            }
+        }
+    }
+
+    /// Test only: leaves `requests` queued with nobody waiting for them and the baton
+    /// stored, as when every append in a full queue is abandoned while a commit runs.
+    #[cfg(test)]
+    pub fn strand(&self, requests: Vec<(Vec<Vec<u8>>, OwnedSemaphorePermit)>) {
+        let mut queue = self.lock_queue();
+        for (payloads, permit) in requests {
+            let (reply, _) = oneshot::channel();
+            queue.requests.push(Request {
+                payloads,
+                reply,
+                _permit: permit,
+            });
+        }
+        queue.held = true;
+        drop(queue);
+        self.baton.notify_one();
     }
 
     fn lock_queue(&self) -> MutexGuard<'_, Queue> {

@@ -190,7 +190,10 @@ impl EventLog {
     /// Waits for `bytes` of room in the queue, at most [`LogConfig::queue_wait`].
     async fn wait_for_room(&self, bytes: u32) -> Result<OwnedSemaphorePermit, AppendError> {
         let wait = self.shared.config.queue_wait;
-        match tokio::time::timeout(wait, self.queue.clone().acquire_many_owned(bytes)).await {
+        let room = self
+            .group
+            .while_waiting(self.queue.clone().acquire_many_owned(bytes));
+        match tokio::time::timeout(wait, room).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(AppendError::Closed),
             Err(_) => Err(AppendError::Overloaded {
@@ -273,5 +276,61 @@ impl Drop for EventLog {
     fn drop(&mut self) {
         // Appends still waiting for room are refused as closed.
         self.queue.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A queue full of appends that were all abandoned while a commit ran (clients hanging
+    /// up under overload) must not refuse every later append as overloaded: the append
+    /// waiting for room takes the stored baton, and the abandoned records are not written.
+    #[tokio::test]
+    async fn a_queue_full_of_abandoned_appends_frees_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = 100 + HEADER_LEN;
+        let config = LogConfig {
+            max_queue_bytes: 10 * record,
+            ..Default::default()
+        };
+        let (log, _) = EventLog::open(dir.path(), config, Arc::new(())).unwrap();
+        let stranded = (0..10)
+            .map(|_| {
+                let permit = log.queue.clone().try_acquire_many_owned(record as u32);
+                (vec![vec![b'x'; 100]], permit.unwrap())
+            })
+            .collect();
+        log.group.strand(stranded);
+        assert_eq!(log.queue_fill(), 1.0);
+        let appended = log.append(vec![vec![b'y'; 100]]).await.unwrap();
+        assert_eq!(appended, 0..1, "only the live append was written");
+        assert_eq!(log.queue_fill(), 0.0);
+    }
+
+    /// A group limit below one request still commits one request a group.
+    #[test]
+    fn a_zero_group_limit_still_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            max_group_bytes: 0,
+            ..Default::default()
+        };
+        let path = dir.path().to_path_buf();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // On a thread of its own, so that an append that never finishes fails the test
+        // instead of hanging it.
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let (log, _) = EventLog::open(&path, config, Arc::new(())).unwrap();
+            let _ = tx.send(runtime.block_on(log.append(vec![vec![1]])));
+        });
+        let appended = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the append completes");
+        assert_eq!(appended.unwrap(), 0..1);
     }
 }
