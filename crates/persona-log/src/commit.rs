@@ -28,7 +28,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
 
 use crate::active::Active;
 use crate::error::{AppendError, LogError};
-use crate::record::{self, HEADER_LEN};
+use crate::record;
 use crate::segment;
 use crate::writer::{CommitObserver, Shared};
 
@@ -36,13 +36,14 @@ use crate::writer::{CommitObserver, Shared};
 pub(crate) struct Request {
     payloads: Vec<Vec<u8>>,
     reply: oneshot::Sender<Result<Range<u64>, AppendError>>,
-    /// Queue space held until the request is answered: this is what bounds memory.
-    _permit: OwnedSemaphorePermit,
+    /// Queue space held until the request is answered: this is what bounds memory. It
+    /// holds one permit for each byte the records take in the log.
+    permit: OwnedSemaphorePermit,
 }
 
 impl Request {
     fn bytes(&self) -> usize {
-        self.payloads.iter().map(|p| p.len() + HEADER_LEN).sum()
+        self.permit.num_permits()
     }
 }
 
@@ -80,16 +81,7 @@ impl GroupCommit {
         payloads: Vec<Vec<u8>>,
         permit: OwnedSemaphorePermit,
     ) -> Result<Range<u64>, AppendError> {
-        let (reply, mut answer) = oneshot::channel();
-        let takes_baton = {
-            let mut queue = self.lock_queue();
-            queue.requests.push(Request {
-                payloads,
-                reply,
-                _permit: permit,
-            });
-            !std::mem::replace(&mut queue.held, true)
-        };
+        let (answer, takes_baton) = self.enqueue(payloads, permit);
         if takes_baton {
             // Let the tasks already runnable on this worker queue their appends first: on a
             // runtime with one worker nobody else could while this one syncs, and every group
@@ -99,16 +91,25 @@ impl GroupCommit {
             pass_on.0 = None;
             self.commit_queued();
         }
-        loop {
-            tokio::select! {
-                // An append whose answer is in never takes the baton; if it was handed the
-                // baton all the same, dropping the unused `Notified` passes it on to the
-                // next waiter (or keeps it for the next append), so it is never lost.
-                biased;
-                answer = &mut answer => return answer.map_err(|_| AppendError::Closed)?,
-                () = self.baton.notified() => self.commit_queued(),
-            }
-        }
+        self.while_waiting(answer)
+            .await
+            .map_err(|_| AppendError::Closed)?
+    }
+
+    /// Queues a request; true when no append held the baton, so this one now does.
+    fn enqueue(
+        &self,
+        payloads: Vec<Vec<u8>>,
+        permit: OwnedSemaphorePermit,
+    ) -> (oneshot::Receiver<Result<Range<u64>, AppendError>>, bool) {
+        let (reply, answer) = oneshot::channel();
+        let mut queue = self.lock_queue();
+        queue.requests.push(Request {
+            payloads,
+            reply,
+            permit,
+        });
+        (answer, !std::mem::replace(&mut queue.held, true))
     }
 
     /// Commits one group from the front of the queue, blocking this thread for its write
@@ -159,15 +160,19 @@ impl GroupCommit {
         }
     }
 
-    /// Waits for `room` (queue space), committing the queue meanwhile if the baton comes
-    /// this way: when the queue is full of abandoned appends, the stored baton would
-    /// otherwise wait for an append that can never queue.
-    pub async fn while_waiting<T>(&self, room: impl Future<Output = T>) -> T {
-        let mut room = std::pin::pin!(room);
+    /// Waits for `done` (an append's answer, or room in the queue), committing the queue
+    /// whenever the baton comes this way. An append waiting for room takes part too: when
+    /// the queue is full of abandoned appends, the stored baton would otherwise wait for an
+    /// append that can never queue.
+    pub async fn while_waiting<T>(&self, done: impl Future<Output = T>) -> T {
+        let mut done = std::pin::pin!(done);
         loop {
             tokio::select! {
+                // A waiter whose future is done never takes the baton; if it was handed the
+                // baton all the same, dropping the unused `Notified` passes it on to the
+                // next waiter (or keeps it for the next append), so it is never lost.
                 biased;
-                room = &mut room => return room,
+                out = &mut done => return out,
                 () = self.baton.notified() => self.commit_queued(),
             }
         }
@@ -177,17 +182,9 @@ impl GroupCommit {
     /// stored, as when every append in a full queue is abandoned while a commit runs.
     #[cfg(test)]
     pub fn strand(&self, requests: Vec<(Vec<Vec<u8>>, OwnedSemaphorePermit)>) {
-        let mut queue = self.lock_queue();
         for (payloads, permit) in requests {
-            let (reply, _) = oneshot::channel();
-            queue.requests.push(Request {
-                payloads,
-                reply,
-                _permit: permit,
-            });
+            drop(self.enqueue(payloads, permit));
         }
-        queue.held = true;
-        drop(queue);
         self.baton.notify_one();
     }
 
