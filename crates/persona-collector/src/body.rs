@@ -195,6 +195,35 @@ pub(crate) async fn read_body(
     }
 }
 
+/// How much of a refused body is read and thrown away after the answer, and for how long.
+const LINGER_BYTES: usize = 8 << 20;
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
+/// Reads what is left of a body refused before its end and throws it away, at most
+/// [`LINGER_BYTES`] within [`LINGER_TIME`], as nginx's lingering close does. A client is
+/// usually still sending when the answer goes out; a connection closed with its bytes
+/// unread is reset, and the reset can reach the client before the answer, which it then
+/// never reads: it sees a broken pipe instead of 413, 401 or 503 with `Retry-After`, and
+/// retries what it should not, or sooner than asked. Nothing is kept, so the refused
+/// body costs no memory while it drains.
+pub(crate) fn discard_rest(mut body: Body) {
+    if body.is_end_stream() {
+        return;
+    }
+    tokio::spawn(async move {
+        let drain = async {
+            let mut seen = 0;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, Bytes::len);
+                if seen > LINGER_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    });
+}
+
 /// Why [`collect`] stopped short of a whole body.
 enum Collect {
     TooLarge,
@@ -206,6 +235,7 @@ enum Collect {
 /// arrives. A body that comes in one frame (the usual case) is kept without a copy.
 async fn collect(mut body: Body, limit: usize, share: &mut BodyShare) -> Result<Bytes, Collect> {
     if body.size_hint().lower() > limit as u64 {
+        discard_rest(body);
         return Err(Collect::TooLarge);
     }
     // The body so far: in `whole` while it is one frame, in `joined` from the second on.
@@ -216,9 +246,13 @@ async fn collect(mut body: Body, limit: usize, share: &mut BodyShare) -> Result<
             continue; // trailers
         };
         if whole.len() + joined.len() + data.len() > limit {
+            discard_rest(body);
             return Err(Collect::TooLarge);
         }
-        share.take(data.len()).await.map_err(Collect::Refused)?;
+        if let Err(refused) = share.take(data.len()).await {
+            discard_rest(body);
+            return Err(Collect::Refused(refused));
+        }
         if whole.is_empty() && joined.is_empty() {
             whole = data;
         } else {

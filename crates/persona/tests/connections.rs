@@ -1,6 +1,7 @@
 //! The HTTP server's defences against clients that hold connections: a deadline for
-//! request heads (slowloris, idle keep-alive) and a cap on open connections, on the real
-//! binary over real sockets.
+//! request heads (slowloris, idle keep-alive) and a cap on open connections; and refused
+//! bodies read to their end, so that their senders hear why. On the real binary over real
+//! sockets.
 
 mod common;
 
@@ -85,6 +86,38 @@ fn a_client_that_never_finishes_its_request_head_is_disconnected() {
 
     // Clients that keep to the deadline are served as before.
     assert_served(&mut connect(server.addr));
+}
+
+/// A client that sends its whole body before it reads the answer, as the SDKs and most HTTP
+/// libraries do, hears why a body was refused before its end (413 too large, 401 wrong
+/// key) instead of a broken pipe: the server reads the rest and throws it away. Without
+/// that, the reset of a connection closed with unread bytes reached the client before the
+/// answer in most tries, and an SDK then retried what it should not.
+#[test]
+fn a_body_refused_before_its_end_is_read_so_its_sender_hears_why() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let pad = "a".repeat(2 << 20);
+    let body = format!(
+        r#"{{"batch":[{{"type":"track","event":"e","userId":"u","properties":{{"pad":"{pad}"}}}}]}}"#
+    );
+    for (key, want) in [(KEY, "HTTP/1.1 413"), ("not-the-key", "HTTP/1.1 401")] {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+        for _ in 0..3 {
+            let mut s = connect(server.addr);
+            let head = format!(
+                "POST /v1/batch HTTP/1.1\r\nHost: persona\r\nAuthorization: Basic {auth}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            s.write_all(body.as_bytes())
+                .unwrap_or_else(|e| panic!("sending the body with key {key:?}: {e}"));
+            let answer = read_response(&mut s).unwrap();
+            assert!(answer.starts_with(want), "key {key:?}: {answer}");
+        }
+    }
 }
 
 #[test]
