@@ -303,9 +303,12 @@ pub struct BenchIngestArgs {
     /// Concurrent connections for the batch phase.
     #[arg(long, default_value_t = 8)]
     pub batch_connections: usize,
-    /// Concurrent connections for the single-event phases.
-    #[arg(long, default_value_t = 64)]
-    pub single_connections: usize,
+    /// Concurrent connections for the single-event phases. A list (`16,64,256`) runs the
+    /// max-load rounds at each count and also compares each server at its best count; the
+    /// paced phase uses the first.
+    #[arg(long, value_delimiter = ',', default_value = "64",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub single_connections: Vec<u32>,
     /// Messages per batch.
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
@@ -316,6 +319,10 @@ pub struct BenchIngestArgs {
     /// Write the results as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Draw each server's single-event rate against its connections as an SVG chart here,
+    /// with the target (half the no-op handler's best rate) across it.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Args)]

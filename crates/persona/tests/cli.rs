@@ -1,5 +1,5 @@
 //! The `persona` commands end to end: serve's start-up and recovery, log stats, simulate
-//! and import.
+//! and import, and the ingestion benchmark's sweep of connection counts.
 
 mod common;
 
@@ -897,4 +897,76 @@ async fn the_example_config_file_works() {
         .unwrap();
     assert_eq!(status, 401);
     server.stop();
+}
+
+/// `persona bench ingest` with a list of connection counts runs the max-load rounds at each,
+/// compares each server at its best count, and draws the rates as a chart, as the README's
+/// Speed section shows them. Timings are not judged here, only that every part is measured.
+#[test]
+fn bench_ingest_sweeps_connection_counts_and_draws_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, svg) = (dir.path().join("bench.json"), dir.path().join("bench.svg"));
+    let out = run(&[
+        "bench",
+        "ingest",
+        "--seconds",
+        "0.3",
+        "--rounds",
+        "1",
+        "--single-connections",
+        "4,8",
+        "--batch-connections",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "at 4 connections, persona vs no-op handler",
+        "at 8 connections, persona vs no-op handler",
+        "each server at its best connection count",
+    ] {
+        assert!(printed.contains(line), "no {line:?} in:\n{printed}");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let counts: Vec<u64> = report["by_connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|at| {
+            for rate in ["noop_requests_per_sec", "persona_requests_per_sec", "ratio"] {
+                assert!(at[rate].as_f64().unwrap() > 0.0, "{rate} in {at}");
+            }
+            at["connections"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(counts, [4, 8]);
+    assert!(report["best_vs_best_ratio"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        report["single_vs_noop_ratio"],
+        report["by_connections"][0]["ratio"]
+    );
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg"), "{chart}");
+    assert_eq!(chart.matches("<polyline").count(), 2, "one line a server");
+    assert_eq!(
+        chart.matches("<circle").count(),
+        4,
+        "one point a server and count"
+    );
+
+    let zero = run(&["bench", "ingest", "--single-connections", "64,0"]);
+    assert!(!zero.status.success());
+    assert!(
+        String::from_utf8_lossy(&zero.stderr).contains("--single-connections"),
+        "{}",
+        String::from_utf8_lossy(&zero.stderr)
+    );
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 
+use super::chart::{Level, Series, rate_by_connections};
 use super::cpu::{IdleShare, MachineTimes, PerRequest, ThreadTimes};
 use super::scrape::{Histogram, metrics_page};
 use super::{Conn, Phase, Req, Server, WRITE_KEY, task_load};
@@ -20,19 +21,58 @@ const BODIES: usize = 512;
 #[derive(Debug, Serialize)]
 struct Report {
     phases: Vec<Phase>,
-    /// The median of the rounds' ratios.
+    /// At the first connection count: the median of the rounds' ratios, and each round's.
     single_vs_noop_ratio: f64,
     single_vs_noop_rounds: Vec<f64>,
-    /// Each server's CPU time per request over the max-load rounds, by group of threads.
-    cpu_per_request: CpuPerRequest,
-    /// The share of the machine idle (or waiting for the disk) during each server's
-    /// max-load rounds.
-    machine_idle: MachineIdle,
+    /// The max-load rounds at each connection count, in the order given.
+    by_connections: Vec<AtConnections>,
+    /// With more than one connection count: persona's best median rate over the no-op
+    /// handler's best, each at whichever count gave it.
+    best_vs_best_ratio: Option<f64>,
     /// Events the processor had yet to apply when the last max-load round ended.
     processor_behind_after_max_load: u64,
     /// How long it then took to catch up, before the paced phase started.
     processor_caught_up_seconds: f64,
     paced_server_side: ServerSide,
+}
+
+/// The max-load rounds at one connection count.
+#[derive(Debug, Serialize)]
+struct AtConnections {
+    connections: usize,
+    /// Each server's median rate over the rounds.
+    noop_requests_per_sec: f64,
+    persona_requests_per_sec: f64,
+    /// The median round's ratio, and each round's.
+    ratio: f64,
+    rounds: Vec<f64>,
+    /// Each server's CPU time per request over the rounds, by group of threads.
+    cpu_per_request: CpuPerRequest,
+    /// The share of the machine idle (or waiting for the disk) during each server's rounds.
+    machine_idle: MachineIdle,
+}
+
+impl std::fmt::Display for AtConnections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let each: Vec<String> = self.rounds.iter().map(|r| format!("{r:.2}")).collect();
+        writeln!(
+            f,
+            "single-event requests/s at {} connections, persona vs no-op handler: {:.2} (median of rounds: {})",
+            self.connections,
+            self.ratio,
+            each.join(", ")
+        )?;
+        writeln!(
+            f,
+            "server CPU per single-event request in these rounds: no-op {}; persona {}",
+            self.cpu_per_request.noop, self.cpu_per_request.persona
+        )?;
+        write!(
+            f,
+            "machine idle or waiting for the disk in these rounds: no-op {}, persona {}",
+            self.machine_idle.noop, self.machine_idle.persona
+        )
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -185,47 +225,43 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         data.path().display()
     );
 
+    let counts: Vec<usize> = args
+        .single_connections
+        .iter()
+        .map(|&c| c as usize)
+        .collect();
     let singles = bodies(1);
     let batches = bodies(args.batch_size);
     let mut phases = Vec::new();
     let warm = Duration::from_secs(1);
     for addr in [noop.addr, persona.addr] {
-        task_load(addr, &singles, args.single_connections, warm, None, 1).await?;
+        task_load(addr, &singles, counts[0], warm, None, 1).await?;
     }
-    // The two servers take turns, round after round: this machine's speed drifts by tens of
-    // percent within a minute, and a single pair of phases would carry that drift into the
-    // ratio. Each round gives a ratio; the median round's is reported.
-    let (mut rounds, mut persona_rates) = (Vec::new(), Vec::new());
-    let mut cpu = CpuPerRequest::default();
-    let mut idle = MachineIdle::default();
-    for round in 1..=args.rounds {
-        let load = |addr| task_load(addr, &singles, args.single_connections, duration, None, 1);
-        let noop_single = measured(&noop, &mut cpu.noop, &mut idle.noop, load(noop.addr))
-            .await?
-            .named(&format!("no-op axum, single events, round {round}"));
-        let single = measured(
-            &persona,
-            &mut cpu.persona,
-            &mut idle.persona,
-            load(persona.addr),
-        )
-        .await?
-        .named(&format!("persona, single events, max load, round {round}"));
-        rounds.push(single.requests_per_sec / noop_single.requests_per_sec);
-        persona_rates.push(single.requests_per_sec);
-        phases.extend([noop_single, single]);
+    let mut by_connections = Vec::new();
+    for &connections in &counts {
+        by_connections.push(
+            max_load_rounds(
+                [&noop, &persona],
+                &singles,
+                connections,
+                duration,
+                args.rounds,
+                &mut phases,
+            )
+            .await?,
+        );
     }
-    let ratio = median(rounds.clone());
+    let first = &by_connections[0];
     // A burst that saturates the machine may leave the processor behind; the paced phase
     // starts once it has caught up, so it measures half load and not a backlog.
     let (behind, caught_up) = processor_catch_up(persona.addr).await?;
     // Latency is judged at half of the load persona sustains, as capacity planning would.
-    let half = median(persona_rates) / 2.0;
+    let half = first.persona_requests_per_sec / 2.0;
     let before = ServerSide::read(persona.addr).await?;
     let paced = task_load(
         persona.addr,
         &singles,
-        args.single_connections,
+        first.connections,
         duration,
         Some(half),
         1,
@@ -268,19 +304,27 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             p.errors
         );
     }
-    let each: Vec<String> = rounds.iter().map(|r| format!("{r:.2}")).collect();
-    println!(
-        "single-event requests/s, persona vs no-op handler: {ratio:.2} (median of rounds: {})",
-        each.join(", ")
-    );
-    println!(
-        "server CPU per single-event request in the max-load rounds: no-op {}; persona {}",
-        cpu.noop, cpu.persona
-    );
-    println!(
-        "machine idle or waiting for the disk in the max-load rounds: no-op {}, persona {}",
-        idle.noop, idle.persona
-    );
+    for at in &by_connections {
+        println!("{at}");
+    }
+    let best_vs_best_ratio = (by_connections.len() > 1).then(|| {
+        let best = |rate: fn(&AtConnections) -> f64| {
+            by_connections
+                .iter()
+                .max_by(|a, b| rate(a).total_cmp(&rate(b)))
+                .expect("at least one count")
+        };
+        let (p, n) = (
+            best(|a| a.persona_requests_per_sec),
+            best(|a| a.noop_requests_per_sec),
+        );
+        let ratio = p.persona_requests_per_sec / n.noop_requests_per_sec;
+        println!(
+            "each server at its best connection count: persona {:.0} req/s at {}, no-op {:.0} req/s at {}: {ratio:.2}",
+            p.persona_requests_per_sec, p.connections, n.noop_requests_per_sec, n.connections
+        );
+        ratio
+    });
     println!(
         "the processor ended the max-load rounds {behind} events behind and caught up in {caught_up:.1} s"
     );
@@ -289,12 +333,16 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         "log after the run: {} records durable in {} segments, {} bytes",
         stats.records, stats.segments, stats.bytes
     );
+    if let Some(path) = &args.plot {
+        std::fs::write(path, plot(&by_connections))?;
+        println!("chart written to {}", path.display());
+    }
     let report = Report {
         phases,
-        single_vs_noop_ratio: ratio,
-        single_vs_noop_rounds: rounds,
-        cpu_per_request: cpu,
-        machine_idle: idle,
+        single_vs_noop_ratio: by_connections[0].ratio,
+        single_vs_noop_rounds: by_connections[0].rounds.clone(),
+        by_connections,
+        best_vs_best_ratio,
         processor_behind_after_max_load: behind,
         processor_caught_up_seconds: caught_up,
         paced_server_side,
@@ -303,6 +351,77 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(())
+}
+
+/// The max-load rounds at `connections`, the two servers taking turns round after round:
+/// this machine's speed drifts by tens of percent within a minute, and a single pair of
+/// phases would carry that drift into the ratio. Each round gives a ratio; the median
+/// round's is reported.
+async fn max_load_rounds(
+    [noop, persona]: [&Server; 2],
+    singles: &[Req],
+    connections: usize,
+    duration: Duration,
+    rounds: u32,
+    phases: &mut Vec<Phase>,
+) -> anyhow::Result<AtConnections> {
+    let (mut ratios, mut noop_rates, mut persona_rates) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cpu = CpuPerRequest::default();
+    let mut idle = MachineIdle::default();
+    let load = |addr| task_load(addr, singles, connections, duration, None, 1);
+    for round in 1..=rounds {
+        let noop_single = measured(noop, &mut cpu.noop, &mut idle.noop, load(noop.addr))
+            .await?
+            .named(&format!("no-op axum, single events, round {round}"));
+        let single = measured(
+            persona,
+            &mut cpu.persona,
+            &mut idle.persona,
+            load(persona.addr),
+        )
+        .await?
+        .named(&format!("persona, single events, max load, round {round}"));
+        ratios.push(single.requests_per_sec / noop_single.requests_per_sec);
+        noop_rates.push(noop_single.requests_per_sec);
+        persona_rates.push(single.requests_per_sec);
+        phases.extend([noop_single, single]);
+    }
+    Ok(AtConnections {
+        connections,
+        noop_requests_per_sec: median(noop_rates),
+        persona_requests_per_sec: median(persona_rates),
+        ratio: median(ratios.clone()),
+        rounds: ratios,
+        cpu_per_request: cpu,
+        machine_idle: idle,
+    })
+}
+
+/// Each server's median rate by connection count, with the target across: half the no-op
+/// handler's best.
+fn plot(by_connections: &[AtConnections]) -> String {
+    let mut sorted: Vec<&AtConnections> = by_connections.iter().collect();
+    sorted.sort_by_key(|a| a.connections);
+    let series = |name, colour, rate: fn(&AtConnections) -> f64| Series {
+        name,
+        colour,
+        points: sorted.iter().map(|a| (a.connections, rate(a))).collect(),
+    };
+    let noop_best = sorted
+        .iter()
+        .map(|a| a.noop_requests_per_sec)
+        .fold(0.0, f64::max);
+    rate_by_connections(
+        "single-event requests/s at max load (median of rounds)",
+        &[
+            series("no-op axum", "#777777", |a| a.noop_requests_per_sec),
+            series("persona", "#2563eb", |a| a.persona_requests_per_sec),
+        ],
+        Some(Level {
+            value: noop_best / 2.0,
+            label: "target: ½ no-op best",
+        }),
+    )
 }
 
 /// `bench noop-server`: answers every ingestion call with success after reading the body,

@@ -4,6 +4,7 @@
 //! Servers run as child processes of this command, so the load generator's CPU use is the
 //! same for persona and for the reference.
 
+mod chart;
 pub mod cluster;
 mod cpu;
 pub mod ingest;
