@@ -10,8 +10,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::json;
 
-use super::chart::{Level, Series, rate_by_connections};
 use super::cpu::{IdleShare, MachineTimes, PerRequest, ThreadTimes};
+use super::rounds::{AtConnections, Tally, plot};
 use super::scrape::{Histogram, metrics_page};
 use super::{Conn, Phase, Req, Server, WRITE_KEY, task_load};
 use crate::cli::{BenchIngestArgs, NoopServerArgs};
@@ -34,57 +34,6 @@ struct Report {
     /// How long it then took to catch up, before the paced phase started.
     processor_caught_up_seconds: f64,
     paced_server_side: ServerSide,
-}
-
-/// The max-load rounds at one connection count.
-#[derive(Debug, Serialize)]
-struct AtConnections {
-    connections: usize,
-    /// Each server's median rate over the rounds.
-    noop_requests_per_sec: f64,
-    persona_requests_per_sec: f64,
-    /// The median round's ratio, and each round's.
-    ratio: f64,
-    rounds: Vec<f64>,
-    /// Each server's CPU time per request over the rounds, by group of threads.
-    cpu_per_request: CpuPerRequest,
-    /// The share of the machine idle (or waiting for the disk) during each server's rounds.
-    machine_idle: MachineIdle,
-}
-
-impl std::fmt::Display for AtConnections {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let each: Vec<String> = self.rounds.iter().map(|r| format!("{r:.2}")).collect();
-        writeln!(
-            f,
-            "single-event requests/s at {} connections, persona vs no-op handler: {:.2} (median of rounds: {})",
-            self.connections,
-            self.ratio,
-            each.join(", ")
-        )?;
-        writeln!(
-            f,
-            "server CPU per single-event request in these rounds: no-op {}; persona {}",
-            self.cpu_per_request.noop, self.cpu_per_request.persona
-        )?;
-        write!(
-            f,
-            "machine idle or waiting for the disk in these rounds: no-op {}, persona {}",
-            self.machine_idle.noop, self.machine_idle.persona
-        )
-    }
-}
-
-#[derive(Debug, Default, Serialize)]
-struct CpuPerRequest {
-    noop: PerRequest,
-    persona: PerRequest,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct MachineIdle {
-    noop: IdleShare,
-    persona: IdleShare,
 }
 
 /// A server's single-event phase, with the CPU its process used meanwhile and the share of
@@ -237,20 +186,37 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     for addr in [noop.addr, persona.addr] {
         task_load(addr, &singles, counts[0], warm, None, 1).await?;
     }
-    let mut by_connections = Vec::new();
-    for &connections in &counts {
-        by_connections.push(
-            max_load_rounds(
-                [&noop, &persona],
-                &singles,
-                connections,
-                duration,
-                args.rounds,
-                &mut phases,
+    // Each round goes over every connection count in turn, so that the store's growth
+    // through the run (its background work rises with it) weighs on every count alike.
+    let mut tallies: Vec<Tally> = counts.iter().map(|_| Tally::default()).collect();
+    for round in 1..=args.rounds {
+        for (&connections, tally) in counts.iter().zip(&mut tallies) {
+            let load = |addr| task_load(addr, &singles, connections, duration, None, 1);
+            let noop_single = measured(
+                &noop,
+                &mut tally.cpu.noop,
+                &mut tally.idle.noop,
+                load(noop.addr),
             )
-            .await?,
-        );
+            .await?
+            .named(&format!("no-op axum, single events, round {round}"));
+            let single = measured(
+                &persona,
+                &mut tally.cpu.persona,
+                &mut tally.idle.persona,
+                load(persona.addr),
+            )
+            .await?
+            .named(&format!("persona, single events, max load, round {round}"));
+            tally.add(&noop_single, &single);
+            phases.extend([noop_single, single]);
+        }
     }
+    let by_connections: Vec<AtConnections> = counts
+        .iter()
+        .zip(tallies)
+        .map(|(&connections, tally)| tally.finish(connections))
+        .collect();
     let first = &by_connections[0];
     // A burst that saturates the machine may leave the processor behind; the paced phase
     // starts once it has caught up, so it measures half load and not a backlog.
@@ -353,77 +319,6 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The max-load rounds at `connections`, the two servers taking turns round after round:
-/// this machine's speed drifts by tens of percent within a minute, and a single pair of
-/// phases would carry that drift into the ratio. Each round gives a ratio; the median
-/// round's is reported.
-async fn max_load_rounds(
-    [noop, persona]: [&Server; 2],
-    singles: &[Req],
-    connections: usize,
-    duration: Duration,
-    rounds: u32,
-    phases: &mut Vec<Phase>,
-) -> anyhow::Result<AtConnections> {
-    let (mut ratios, mut noop_rates, mut persona_rates) = (Vec::new(), Vec::new(), Vec::new());
-    let mut cpu = CpuPerRequest::default();
-    let mut idle = MachineIdle::default();
-    let load = |addr| task_load(addr, singles, connections, duration, None, 1);
-    for round in 1..=rounds {
-        let noop_single = measured(noop, &mut cpu.noop, &mut idle.noop, load(noop.addr))
-            .await?
-            .named(&format!("no-op axum, single events, round {round}"));
-        let single = measured(
-            persona,
-            &mut cpu.persona,
-            &mut idle.persona,
-            load(persona.addr),
-        )
-        .await?
-        .named(&format!("persona, single events, max load, round {round}"));
-        ratios.push(single.requests_per_sec / noop_single.requests_per_sec);
-        noop_rates.push(noop_single.requests_per_sec);
-        persona_rates.push(single.requests_per_sec);
-        phases.extend([noop_single, single]);
-    }
-    Ok(AtConnections {
-        connections,
-        noop_requests_per_sec: median(noop_rates),
-        persona_requests_per_sec: median(persona_rates),
-        ratio: median(ratios.clone()),
-        rounds: ratios,
-        cpu_per_request: cpu,
-        machine_idle: idle,
-    })
-}
-
-/// Each server's median rate by connection count, with the target across: half the no-op
-/// handler's best.
-fn plot(by_connections: &[AtConnections]) -> String {
-    let mut sorted: Vec<&AtConnections> = by_connections.iter().collect();
-    sorted.sort_by_key(|a| a.connections);
-    let series = |name, colour, rate: fn(&AtConnections) -> f64| Series {
-        name,
-        colour,
-        points: sorted.iter().map(|a| (a.connections, rate(a))).collect(),
-    };
-    let noop_best = sorted
-        .iter()
-        .map(|a| a.noop_requests_per_sec)
-        .fold(0.0, f64::max);
-    rate_by_connections(
-        "single-event requests/s at max load (median of rounds)",
-        &[
-            series("no-op axum", "#777777", |a| a.noop_requests_per_sec),
-            series("persona", "#2563eb", |a| a.persona_requests_per_sec),
-        ],
-        Some(Level {
-            value: noop_best / 2.0,
-            label: "target: ½ no-op best",
-        }),
-    )
-}
-
 /// `bench noop-server`: answers every ingestion call with success after reading the body,
 /// and every profile read with the same small profile, built without any lookup.
 pub async fn noop_server(args: NoopServerArgs) -> anyhow::Result<()> {
@@ -451,15 +346,6 @@ pub async fn noop_server(args: NoopServerArgs) -> anyhow::Result<()> {
     });
     axum::serve(listener, app).await?;
     Ok(())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
 }
 
 fn bodies(batch: usize) -> Vec<Req> {

@@ -10,6 +10,7 @@ mod cpu;
 pub mod ingest;
 mod paced;
 pub mod profiles;
+mod rounds;
 mod scrape;
 pub mod segments;
 
