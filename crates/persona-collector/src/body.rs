@@ -125,7 +125,7 @@ pub(crate) async fn read_body(
             format!("request body exceeds the limit of {} KB", limit / 1024),
         )
     };
-    let raw = match read_within(BODY_TIMEOUT, collect(body, limit, share)).await {
+    let raw = match read_within(BODY_TIMEOUT, collect(body, headers, limit, share)).await {
         Ok(Ok(raw)) => raw,
         Ok(Err(Collect::TooLarge)) => return Err(too_large()),
         Ok(Err(Collect::Refused(e))) => return Err(e),
@@ -206,8 +206,14 @@ const LINGER_TIME: Duration = Duration::from_secs(5);
 /// never reads: it sees a broken pipe instead of 413, 401 or 503 with `Retry-After`, and
 /// retries what it should not, or sooner than asked. Nothing is kept, so the refused
 /// body costs no memory while it drains.
-pub(crate) fn discard_rest(mut body: Body) {
-    if body.is_end_stream() {
+///
+/// A client that asked `Expect: 100-continue` has sent no body yet and sends none once it
+/// hears a final answer; reading would invite it to, so its body is left alone.
+pub(crate) fn discard_rest(mut body: Body, headers: &HeaderMap) {
+    let waits_to_send = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if waits_to_send || body.is_end_stream() {
         return;
     }
     tokio::spawn(async move {
@@ -233,9 +239,14 @@ enum Collect {
 
 /// The body's bytes, at most `limit` of them, each frame's taken from `share` as it
 /// arrives. A body that comes in one frame (the usual case) is kept without a copy.
-async fn collect(mut body: Body, limit: usize, share: &mut BodyShare) -> Result<Bytes, Collect> {
+async fn collect(
+    mut body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    share: &mut BodyShare,
+) -> Result<Bytes, Collect> {
     if body.size_hint().lower() > limit as u64 {
-        discard_rest(body);
+        discard_rest(body, headers);
         return Err(Collect::TooLarge);
     }
     // The body so far: in `whole` while it is one frame, in `joined` from the second on.
@@ -246,11 +257,11 @@ async fn collect(mut body: Body, limit: usize, share: &mut BodyShare) -> Result<
             continue; // trailers
         };
         if whole.len() + joined.len() + data.len() > limit {
-            discard_rest(body);
+            discard_rest(body, headers);
             return Err(Collect::TooLarge);
         }
         if let Err(refused) = share.take(data.len()).await {
-            discard_rest(body);
+            discard_rest(body, headers);
             return Err(Collect::Refused(refused));
         }
         if whole.is_empty() && joined.is_empty() {

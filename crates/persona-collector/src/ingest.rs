@@ -68,7 +68,7 @@ async fn ingest_inner(
     if let Some(key) = &header_key
         && !state.config.accepts(key)
     {
-        crate::body::discard_rest(body);
+        crate::body::discard_rest(body, &parts.headers);
         return Err(invalid_write_key());
     }
     let limit = match kind {

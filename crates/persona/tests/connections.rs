@@ -118,6 +118,19 @@ fn a_body_refused_before_its_end_is_read_so_its_sender_hears_why() {
             assert!(answer.starts_with(want), "key {key:?}: {answer}");
         }
     }
+
+    // A client that asks `Expect: 100-continue` sends nothing until told to: it hears the
+    // refusal at once, and is not invited to send the body after all.
+    let mut s = connect(server.addr);
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"));
+    let head = format!(
+        "POST /v1/batch HTTP/1.1\r\nHost: persona\r\nAuthorization: Basic {auth}\r\n\
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let answer = read_response(&mut s).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
 
 #[test]
