@@ -205,15 +205,19 @@ const LINGER_TIME: Duration = Duration::from_secs(5);
 /// unread is reset, and the reset can reach the client before the answer, which it then
 /// never reads: it sees a broken pipe instead of 413, 401 or 503 with `Retry-After`, and
 /// retries what it should not, or sooner than asked. Nothing is kept, so the refused
-/// body costs no memory while it drains.
+/// body costs no memory while it drains. A body declared longer than that is not read at
+/// all: its connection is reset whatever is read of it.
 ///
-/// A client that asked `Expect: 100-continue` has sent no body yet and sends none once it
-/// hears a final answer; reading would invite it to, so its body is left alone.
-pub(crate) fn discard_rest(mut body: Body, headers: &HeaderMap) {
-    let waits_to_send = headers
-        .get(header::EXPECT)
+/// `headers` are the request's, for a body refused before any of it was read: a client
+/// that asked `Expect: 100-continue` has then sent nothing and sends nothing once it
+/// hears a final answer, while reading would invite it to (hyper answers `100 Continue`
+/// at the first read). Once a body has been read from, the client has been invited and is
+/// sending, so `None`.
+pub(crate) fn discard_rest(mut body: Body, unread: Option<&HeaderMap>) {
+    let waits_to_send = unread
+        .and_then(|h| h.get(header::EXPECT))
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if waits_to_send || body.is_end_stream() {
+    if waits_to_send || body.is_end_stream() || body.size_hint().lower() > LINGER_BYTES as u64 {
         return;
     }
     tokio::spawn(async move {
@@ -246,7 +250,7 @@ async fn collect(
     share: &mut BodyShare,
 ) -> Result<Bytes, Collect> {
     if body.size_hint().lower() > limit as u64 {
-        discard_rest(body, headers);
+        discard_rest(body, Some(headers));
         return Err(Collect::TooLarge);
     }
     // The body so far: in `whole` while it is one frame, in `joined` from the second on.
@@ -257,11 +261,11 @@ async fn collect(
             continue; // trailers
         };
         if whole.len() + joined.len() + data.len() > limit {
-            discard_rest(body, headers);
+            discard_rest(body, None);
             return Err(Collect::TooLarge);
         }
         if let Err(refused) = share.take(data.len()).await {
-            discard_rest(body, headers);
+            discard_rest(body, None);
             return Err(Collect::Refused(refused));
         }
         if whole.is_empty() && joined.is_empty() {

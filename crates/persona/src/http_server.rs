@@ -350,6 +350,18 @@ mod tests {
         assert!(track.contains(r#""code":"starting""#), "{track}");
         let ready = exchange(addr, "GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+        // A large batch sent whole before the answer is read, as the SDKs send, hears the
+        // 503 and its `Retry-After` too, not a reset of its connection.
+        let pad = "a".repeat(6 << 20);
+        let batch = format!(r#"{{"batch":[{{"userId":"u","event":"e","pad":"{pad}"}}]}}"#);
+        for _ in 0..3 {
+            let request = format!(
+                "POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{batch}",
+                batch.len()
+            );
+            let answer = exchange(addr, &request).await;
+            assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        }
 
         let listening = starting.ready().await;
         assert_eq!(listening.local_addr().unwrap(), addr);

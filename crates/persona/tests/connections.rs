@@ -89,8 +89,8 @@ fn a_client_that_never_finishes_its_request_head_is_disconnected() {
 }
 
 /// A client that sends its whole body before it reads the answer, as the SDKs and most HTTP
-/// libraries do, hears why a body was refused before its end (413 too large, 401 wrong
-/// key) instead of a broken pipe: the server reads the rest and throws it away. Without
+/// libraries do, hears why a body was refused before its end (413 too large, 401 wrong or
+/// malformed key) instead of a broken pipe: the server reads the rest and throws it away. Without
 /// that, the reset of a connection closed with unread bytes reached the client before the
 /// answer in most tries, and an SDK then retried what it should not.
 #[test]
@@ -102,30 +102,38 @@ fn a_body_refused_before_its_end_is_read_so_its_sender_hears_why() {
     let body = format!(
         r#"{{"batch":[{{"type":"track","event":"e","userId":"u","properties":{{"pad":"{pad}"}}}}]}}"#
     );
-    for (key, want) in [(KEY, "HTTP/1.1 413"), ("not-the-key", "HTTP/1.1 401")] {
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+    let basic = |key: &str| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
+        format!("Basic {encoded}")
+    };
+    let refusals = [
+        (basic(KEY), "HTTP/1.1 413"),
+        (basic("not-the-key"), "HTTP/1.1 401"),
+        ("Bearer not-basic".to_string(), "HTTP/1.1 401"),
+    ];
+    for (auth, want) in refusals {
         for _ in 0..3 {
             let mut s = connect(server.addr);
             let head = format!(
-                "POST /v1/batch HTTP/1.1\r\nHost: persona\r\nAuthorization: Basic {auth}\r\n\
+                "POST /v1/batch HTTP/1.1\r\nHost: persona\r\nAuthorization: {auth}\r\n\
                  Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
             s.write_all(head.as_bytes()).unwrap();
             s.write_all(body.as_bytes())
-                .unwrap_or_else(|e| panic!("sending the body with key {key:?}: {e}"));
+                .unwrap_or_else(|e| panic!("sending the body with {auth:?}: {e}"));
             let answer = read_response(&mut s).unwrap();
-            assert!(answer.starts_with(want), "key {key:?}: {answer}");
+            assert!(answer.starts_with(want), "{auth:?}: {answer}");
         }
     }
 
     // A client that asks `Expect: 100-continue` sends nothing until told to: it hears the
     // refusal at once, and is not invited to send the body after all.
     let mut s = connect(server.addr);
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"));
     let head = format!(
-        "POST /v1/batch HTTP/1.1\r\nHost: persona\r\nAuthorization: Basic {auth}\r\n\
+        "POST /v1/batch HTTP/1.1\r\nHost: persona\r\nAuthorization: {}\r\n\
          Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        basic(KEY),
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();

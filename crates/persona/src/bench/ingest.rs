@@ -234,7 +234,8 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     )
     .await?
     .named(&format!(
-        "persona, single events paced at {half:.0}/s (half its max)"
+        "persona, single events paced at {half:.0}/s (half its max at {} conns)",
+        first.connections
     ));
     let paced_server_side = ServerSide::read(persona.addr).await?.since(&before);
     let batch = task_load(
