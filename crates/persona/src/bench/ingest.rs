@@ -255,12 +255,12 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let stats = persona_log::LogStats::read(data.path().join("log"))?;
 
     println!(
-        "{:<58} {:>6} {:>10} {:>11} {:>8} {:>8} {:>8} {:>6}",
+        "{:<68} {:>6} {:>10} {:>11} {:>8} {:>8} {:>8} {:>6}",
         "phase", "conns", "req/s", "events/s", "p50 ms", "p90 ms", "p99 ms", "errors"
     );
     for p in &phases {
         println!(
-            "{:<58} {:>6} {:>10.0} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>6}",
+            "{:<68} {:>6} {:>10.0} {:>11.0} {:>8.2} {:>8.2} {:>8.2} {:>6}",
             p.name,
             p.connections,
             p.requests_per_sec,
