@@ -18,10 +18,10 @@ pub struct Level<'a> {
     pub label: &'a str,
 }
 
-const W: f64 = 640.0;
+const W: f64 = 680.0;
 const H: f64 = 380.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 150.0;
+const RIGHT: f64 = 190.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 50.0;
 
@@ -97,15 +97,19 @@ pub fn rate_by_connections(title: &str, series: &[Series<'_>], level: Option<Lev
         by = H - 10.0,
         my = (TOP + H - BOTTOM) / 2.0
     );
+    // The level's label goes in the legend, below the series': beside its line it would
+    // collide with the labels of the points at the right end.
     if let Some(level) = &level {
-        let y = sy(level.value);
+        let (y, ly) = (sy(level.value), TOP + 20.0 * series.len() as f64);
         let _ = write!(
             svg,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#c0392b" stroke-dasharray="6 4"/><text x="{tx}" y="{ty:.1}" fill="#c0392b">{}</text>"##,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#c0392b" stroke-dasharray="6 4"/><line x1="{x}" y1="{ly}" x2="{x2}" y2="{ly}" stroke="#c0392b" stroke-dasharray="6 4"/><text x="{tx}" y="{ty}" fill="#c0392b">{}</text>"##,
             escape(level.label),
             r = W - RIGHT,
-            tx = W - RIGHT + 8.0,
-            ty = y + 4.0
+            x = W - RIGHT + 8.0,
+            x2 = W - RIGHT + 28.0,
+            tx = W - RIGHT + 34.0,
+            ty = ly + 4.0
         );
     }
     for (i, s) in series.iter().enumerate() {

@@ -115,7 +115,7 @@ pub(super) fn plot(by_connections: &[AtConnections]) -> String {
         ],
         Some(Level {
             value: noop_best / 2.0,
-            label: "target: ½ no-op best",
+            label: "target: ½ no-op's best",
         }),
     )
 }
