@@ -119,19 +119,30 @@ async fn track_latency(State(state): State<CollectorState>, req: Request, next: 
 }
 
 async fn not_found(req: Request) -> Response {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no route for {} {}", req.method(), req.uri().path()),
-    )
-    .into_response()
+    let message = format!("no route for {} {}", req.method(), req.uri().path());
+    refused_unread(req, StatusCode::NOT_FOUND, "not_found", message)
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    ApiError::new(
+    let message = format!("{} is not allowed on {}", req.method(), req.uri().path());
+    refused_unread(
+        req,
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+        message,
     )
-    .into_response()
+}
+
+/// The answer to `req` with its body unread: the body is read and thrown away after the
+/// answer (see [`body::discard_rest`]), so that a sender posting to the wrong address hears
+/// why rather than a reset.
+fn refused_unread(
+    req: Request,
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+) -> Response {
+    let (parts, unread) = req.into_parts();
+    body::discard_rest(unread, Some(&parts.headers));
+    ApiError::new(status, code, message).into_response()
 }

@@ -90,7 +90,7 @@ fn a_client_that_never_finishes_its_request_head_is_disconnected() {
 
 /// A client that sends its whole body before it reads the answer, as the SDKs and most HTTP
 /// libraries do, hears why a body was refused before its end (413 too large, 401 wrong or
-/// malformed key) instead of a broken pipe: the server reads the rest and throws it away. Without
+/// malformed key, 404 wrong address) instead of a broken pipe: the server reads the rest and throws it away. Without
 /// that, the reset of a connection closed with unread bytes reached the client before the
 /// answer in most tries, and an SDK then retried what it should not.
 #[test]
@@ -107,15 +107,16 @@ fn a_body_refused_before_its_end_is_read_so_its_sender_hears_why() {
         format!("Basic {encoded}")
     };
     let refusals = [
-        (basic(KEY), "HTTP/1.1 413"),
-        (basic("not-the-key"), "HTTP/1.1 401"),
-        ("Bearer not-basic".to_string(), "HTTP/1.1 401"),
+        ("/v1/batch", basic(KEY), "HTTP/1.1 413"),
+        ("/v1/batch", basic("not-the-key"), "HTTP/1.1 401"),
+        ("/v1/batch", "Bearer not-basic".to_string(), "HTTP/1.1 401"),
+        ("/v1/batches", basic(KEY), "HTTP/1.1 404"),
     ];
-    for (auth, want) in refusals {
+    for (path, auth, want) in refusals {
         for _ in 0..3 {
             let mut s = connect(server.addr);
             let head = format!(
-                "POST /v1/batch HTTP/1.1\r\nHost: persona\r\nAuthorization: {auth}\r\n\
+                "POST {path} HTTP/1.1\r\nHost: persona\r\nAuthorization: {auth}\r\n\
                  Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
                 body.len()
             );
