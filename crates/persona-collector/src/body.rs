@@ -125,7 +125,7 @@ pub(crate) async fn read_body(
             format!("request body exceeds the limit of {} KB", limit / 1024),
         )
     };
-    let raw = match read_within(BODY_TIMEOUT, collect(body, headers, limit, share)).await {
+    let raw = match read_within(BODY_TIMEOUT, collect(body, limit, share)).await {
         Ok(Ok(raw)) => raw,
         Ok(Err(Collect::TooLarge)) => return Err(too_large()),
         Ok(Err(Collect::Refused(e))) => return Err(e),
@@ -195,45 +195,6 @@ pub(crate) async fn read_body(
     }
 }
 
-/// How much of a refused body is read and thrown away after the answer, and for how long.
-const LINGER_BYTES: usize = 8 << 20;
-const LINGER_TIME: Duration = Duration::from_secs(5);
-
-/// Reads what is left of a body refused before its end and throws it away, at most
-/// [`LINGER_BYTES`] within [`LINGER_TIME`], as nginx's lingering close does. A client is
-/// usually still sending when the answer goes out; a connection closed with its bytes
-/// unread is reset, and the reset can reach the client before the answer, which it then
-/// never reads: it sees a broken pipe instead of 413, 401 or 503 with `Retry-After`, and
-/// retries what it should not, or sooner than asked. Nothing is kept, so the refused
-/// body costs no memory while it drains. A body declared longer than that is not read at
-/// all: its connection is reset whatever is read of it.
-///
-/// `headers` are the request's, for a body refused before any of it was read: a client
-/// that asked `Expect: 100-continue` has then sent nothing and sends nothing once it
-/// hears a final answer, while reading would invite it to (hyper answers `100 Continue`
-/// at the first read). Once a body has been read from, the client has been invited and is
-/// sending, so `None`.
-pub(crate) fn discard_rest(mut body: Body, unread: Option<&HeaderMap>) {
-    let waits_to_send = unread
-        .and_then(|h| h.get(header::EXPECT))
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    if waits_to_send || body.is_end_stream() || body.size_hint().lower() > LINGER_BYTES as u64 {
-        return;
-    }
-    tokio::spawn(async move {
-        let drain = async {
-            let mut seen = 0;
-            while let Some(Ok(frame)) = body.frame().await {
-                seen += frame.data_ref().map_or(0, Bytes::len);
-                if seen > LINGER_BYTES {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
-    });
-}
-
 /// Why [`collect`] stopped short of a whole body.
 enum Collect {
     TooLarge,
@@ -243,14 +204,8 @@ enum Collect {
 
 /// The body's bytes, at most `limit` of them, each frame's taken from `share` as it
 /// arrives. A body that comes in one frame (the usual case) is kept without a copy.
-async fn collect(
-    mut body: Body,
-    headers: &HeaderMap,
-    limit: usize,
-    share: &mut BodyShare,
-) -> Result<Bytes, Collect> {
+async fn collect(mut body: Body, limit: usize, share: &mut BodyShare) -> Result<Bytes, Collect> {
     if body.size_hint().lower() > limit as u64 {
-        discard_rest(body, Some(headers));
         return Err(Collect::TooLarge);
     }
     // The body so far: in `whole` while it is one frame, in `joined` from the second on.
@@ -261,13 +216,9 @@ async fn collect(
             continue; // trailers
         };
         if whole.len() + joined.len() + data.len() > limit {
-            discard_rest(body, None);
             return Err(Collect::TooLarge);
         }
-        if let Err(refused) = share.take(data.len()).await {
-            discard_rest(body, None);
-            return Err(Collect::Refused(refused));
-        }
+        share.take(data.len()).await.map_err(Collect::Refused)?;
         if whole.is_empty() && joined.is_empty() {
             whole = data;
         } else {

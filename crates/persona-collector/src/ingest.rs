@@ -62,19 +62,14 @@ async fn ingest_inner(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
+    let header_key = request_write_key(&parts.headers, &parts.uri)?;
     // A key in the header is checked before the body is read and decoded, so that a
     // client with a wrong key hears 401 (not 413 or 400 about its body) and costs no gunzip.
-    let header_key = match request_write_key(&parts.headers, &parts.uri) {
-        Ok(Some(key)) if !state.config.accepts(&key) => Err(invalid_write_key()),
-        other => other,
-    };
-    let header_key = match header_key {
-        Ok(key) => key,
-        Err(refused) => {
-            crate::body::discard_rest(body, Some(&parts.headers));
-            return Err(refused);
-        }
-    };
+    if let Some(key) = &header_key
+        && !state.config.accepts(key)
+    {
+        return Err(invalid_write_key());
+    }
     let limit = match kind {
         Some(_) => state.config.max_message_bytes,
         None => state.config.max_batch_bytes,

@@ -119,30 +119,19 @@ async fn track_latency(State(state): State<CollectorState>, req: Request, next: 
 }
 
 async fn not_found(req: Request) -> Response {
-    let message = format!("no route for {} {}", req.method(), req.uri().path());
-    refused_unread(req, StatusCode::NOT_FOUND, "not_found", message)
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+    .into_response()
 }
 
 async fn method_not_allowed(req: Request) -> Response {
-    let message = format!("{} is not allowed on {}", req.method(), req.uri().path());
-    refused_unread(
-        req,
+    ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        message,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
-}
-
-/// The answer to `req` with its body unread: the body is read and thrown away after the
-/// answer (see [`body::discard_rest`]), so that a sender posting to the wrong address hears
-/// why rather than a reset.
-fn refused_unread(
-    req: Request,
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-) -> Response {
-    let (parts, unread) = req.into_parts();
-    body::discard_rest(unread, Some(&parts.headers));
-    ApiError::new(status, code, message).into_response()
+    .into_response()
 }

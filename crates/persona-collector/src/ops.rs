@@ -27,11 +27,7 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 /// `Retry-After`, which every SDK retries. Prometheus answers the same way during its WAL
 /// replay. Without it, connections would wait unanswered in the kernel's queue.
 pub fn starting_router() -> Router {
-    let starting = |req: axum::extract::Request| async move {
-        // Read to its end, so that a sender still sending hears the 503 and its
-        // `Retry-After` rather than a reset.
-        let (parts, body) = req.into_parts();
-        crate::body::discard_rest(body, Some(&parts.headers));
+    let starting = || async {
         ApiError::unavailable(
             "starting",
             "the server is starting: it is opening its event log and profile store; retry shortly",

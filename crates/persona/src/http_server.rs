@@ -29,6 +29,8 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
 
+use crate::lingering::Lingering;
+
 /// Limits on the clients of one listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -172,7 +174,10 @@ where
 {
     TowerToHyperService::new(app.map_request(move |mut req: Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
-        req.map(Body::new)
+        // A body a handler refuses before its end is still read, so its sender hears why.
+        let (parts, body) = req.into_parts();
+        let body = Lingering::new(body, &parts.headers);
+        Request::from_parts(parts, Body::new(body))
     }))
 }
 

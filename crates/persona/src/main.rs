@@ -14,6 +14,7 @@ mod http_server;
 mod import;
 mod jsonl;
 mod keys;
+mod lingering;
 mod logcmd;
 mod profiles;
 mod say;
