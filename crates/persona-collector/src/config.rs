@@ -2,6 +2,8 @@
 
 use std::collections::HashSet;
 
+use ipnet::IpNet;
+
 /// Settings of the ingestion endpoints. Defaults are Segment's limits.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
@@ -17,6 +19,9 @@ pub struct CollectorConfig {
     /// however many connections send large bodies at once, and a slow sender holds only
     /// what it has sent.
     pub max_inflight_bytes: usize,
+    /// Peers whose `X-Forwarded-For` is believed when `context.ip` is filled in (see
+    /// [`crate::client_ip`]). Default: this machine and the private networks.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for CollectorConfig {
@@ -26,6 +31,7 @@ impl Default for CollectorConfig {
             max_message_bytes: 32 * 1024,
             max_batch_bytes: 500 * 1024,
             max_inflight_bytes: 64 << 20,
+            trusted_proxies: crate::client_ip::default_trusted_proxies(),
         }
     }
 }
@@ -40,6 +46,7 @@ pub struct ValidCollectorConfig {
     pub(crate) max_message_bytes: usize,
     pub(crate) max_batch_bytes: usize,
     pub(crate) max_inflight_bytes: usize,
+    pub(crate) trusted_proxies: Vec<IpNet>,
 }
 
 /// Why a configuration was refused.
@@ -77,6 +84,7 @@ impl CollectorConfig {
             max_message_bytes: self.max_message_bytes,
             max_batch_bytes: self.max_batch_bytes,
             max_inflight_bytes: self.max_inflight_bytes,
+            trusted_proxies: self.trusted_proxies,
         })
     }
 

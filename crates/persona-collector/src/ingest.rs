@@ -1,10 +1,9 @@
 //! The Segment-compatible ingestion handlers: `/v1/{track,identify,page,screen,group,alias}`,
 //! their one-letter short forms, and `/v1/batch` (also routed as `/v1/b` and `/v1/import`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -15,6 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, json};
 
 use crate::body::{BodyShare, read_body, request_write_key};
+use crate::client_ip::client_ip;
 use crate::error::ApiError;
 use crate::normalize::{Envelope, normalize, not_an_object};
 use crate::shallow::{self, Kind, NotAnObject, Object};
@@ -139,6 +139,7 @@ async fn ingest_inner(
 
     let write_key = authenticate(state, header_key, &mut body)?;
     let envelope = envelope(
+        state,
         &parts.headers,
         &parts.extensions,
         &mut body,
@@ -313,6 +314,7 @@ fn invalid_write_key() -> ApiError {
 }
 
 fn envelope(
+    state: &CollectorState,
     headers: &HeaderMap,
     extensions: &axum::http::Extensions,
     body: &mut Object<'_>,
@@ -322,7 +324,7 @@ fn envelope(
     let mut env = Envelope {
         received_at: Utc::now(),
         write_key: Some(write_key),
-        client_ip: client_ip(headers, extensions),
+        client_ip: client_ip(headers, extensions, &state.config.trusted_proxies),
         correct_skew: true,
         ..Default::default()
     };
@@ -364,31 +366,6 @@ fn envelope(
             .map(|i| i.raw().to_owned());
     }
     Ok(env)
-}
-
-/// The first `X-Forwarded-For` address when a proxy set the header, else the peer address.
-/// A first entry that is no address (Squid writes `unknown`) gives none: the peer is then
-/// the proxy, whose address says nothing about the customer.
-fn client_ip(headers: &HeaderMap, extensions: &axum::http::Extensions) -> Option<String> {
-    let ip = match headers.get("x-forwarded-for") {
-        Some(forwarded) => forwarded_address(forwarded.to_str().ok()?)?,
-        None => extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip(),
-    };
-    // An IPv4 client over an IPv6 socket (`::ffff:203.0.113.5`) is stored as IPv4, so that
-    // IPv4 networks in `processor.internal_networks` match it.
-    Some(ip.to_canonical().to_string())
-}
-
-/// The first entry of an `X-Forwarded-For` value, with or without a port (`1.2.3.4:5`,
-/// `[2001:db8::1]:443`) or brackets.
-fn forwarded_address(value: &str) -> Option<std::net::IpAddr> {
-    let first = value.split(',').next()?.trim();
-    first
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .or_else(|_| first.parse::<SocketAddr>().map(|a| a.ip()))
-        .ok()
 }
 
 fn invalid_field(field: &str, reason: &str) -> ApiError {

@@ -10,6 +10,7 @@
 
 mod backend;
 mod body;
+pub mod client_ip;
 pub mod config;
 pub mod error;
 mod front;

@@ -667,14 +667,17 @@ async fn repeated_and_trailing_slashes_reach_the_ingestion_paths() {
     assert_eq!(headers[header::ALLOW], "POST");
 }
 
-/// Behind a proxy the client's address is the first `X-Forwarded-For` entry; an entry that
-/// is no address is not stored as one, and neither is the proxy's own address.
+/// Behind a proxy on a private network (trusted by default) the client's address is the
+/// last `X-Forwarded-For` entry the proxies did not add themselves; what a client wrote
+/// before it is not believed; an entry that is no address is not stored as one, and neither
+/// is the proxy's own address.
 #[tokio::test]
 async fn the_forwarded_address_is_stored_only_when_it_is_an_address() {
     let h = harness();
     let proxy: SocketAddr = "10.0.0.9:50000".parse().unwrap();
     let forwarded = [
         (Some("203.0.113.5, 10.0.0.1"), Some("203.0.113.5")),
+        (Some("192.0.2.1, 203.0.113.7"), Some("203.0.113.7")),
         (Some("198.51.100.7:4711"), Some("198.51.100.7")),
         (Some("[2001:db8::1]:443"), Some("2001:db8::1")),
         (Some("[2001:db8::2]"), Some("2001:db8::2")),

@@ -54,6 +54,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .collector
             .max_inflight_bytes
             .unwrap_or(defaults.max_inflight_bytes),
+        trusted_proxies: settings.trusted_proxies.clone(),
     };
     // Checked in full before any key is generated, as everything else that can fail is.
     if collector.write_keys.is_empty() {

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use ipnet::IpNet;
 use persona_collector::CollectorConfig;
+use persona_collector::client_ip::{default_trusted_proxies, parse_network};
 use persona_log::{LogConfig, RetentionPolicy};
 use persona_stream::StreamConfig;
 use serde::Deserialize;
@@ -57,6 +59,9 @@ pub struct CollectorSection {
     pub max_batch_bytes: Option<usize>,
     /// Request body bytes read and validated at once before 503 + Retry-After [default 64 MiB].
     pub max_inflight_bytes: Option<usize>,
+    /// Proxies whose `X-Forwarded-For` is believed, as networks or addresses [default:
+    /// loopback, private, link-local and unique-local networks].
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +86,8 @@ pub struct Settings {
     pub demo: bool,
     pub log: LogConfig,
     pub collector: CollectorSection,
+    /// `collector.trusted_proxies`, read.
+    pub trusted_proxies: Vec<IpNet>,
     pub http: ConnectionLimits,
     pub processor: StreamConfig,
 }
@@ -139,6 +146,10 @@ impl Settings {
             );
         }
         check_queue_fits_a_batch(&log, &file.collector)?;
+        let trusted_proxies = match &file.collector.trusted_proxies {
+            Some(list) => trusted_proxies(list)?,
+            None => default_trusted_proxies(),
+        };
         Ok(Settings {
             data_dir: args
                 .data_dir
@@ -150,10 +161,24 @@ impl Settings {
             demo: args.demo,
             log,
             collector: file.collector,
+            trusted_proxies,
             http: connection_limits(&file.http)?,
             processor: file.processor,
         })
     }
+}
+
+fn trusted_proxies(list: &[String]) -> anyhow::Result<Vec<IpNet>> {
+    list.iter()
+        .map(|text| {
+            parse_network(text).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "collector.trusted_proxies: {text:?} is neither an IP address nor a \
+                     network such as 10.0.0.0/8"
+                )
+            })
+        })
+        .collect()
 }
 
 /// The append queue is memory: more than this is a typing error, not a plan.
@@ -289,6 +314,34 @@ mod tests {
         assert_eq!(load(config, &[]).unwrap().write_keys, ["old-1", "old-2"]);
         let rotated = load(config, &["--write-key", "new"]).unwrap();
         assert_eq!(rotated.write_keys, ["new"]);
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_private_networks_and_name_a_bad_entry() {
+        let trusts = |s: &Settings, ip: &str| {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            s.trusted_proxies.iter().any(|n| n.contains(&ip))
+        };
+        let default = load("", &[]).unwrap();
+        assert!(trusts(&default, "10.1.2.3") && trusts(&default, "::1"));
+        assert!(!trusts(&default, "203.0.113.5"));
+        let cdn = load(
+            "[collector]\ntrusted_proxies = [\"203.0.113.0/24\", \"198.51.100.7\"]\n",
+            &[],
+        )
+        .unwrap();
+        assert!(trusts(&cdn, "203.0.113.5") && trusts(&cdn, "198.51.100.7"));
+        assert!(!trusts(&cdn, "10.1.2.3"));
+        let none = load("[collector]\ntrusted_proxies = []\n", &[]).unwrap();
+        assert!(none.trusted_proxies.is_empty());
+        let err = load_error(
+            "[collector]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb\"]\n",
+            &[],
+        );
+        assert!(
+            err.contains("collector.trusted_proxies") && err.contains("\"lb\""),
+            "{err}"
+        );
     }
 
     #[test]
