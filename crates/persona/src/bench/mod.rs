@@ -17,6 +17,7 @@ pub mod segments;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -163,14 +164,25 @@ pub async fn task_load(
     rate: Option<f64>,
     events_per_request: usize,
 ) -> anyhow::Result<Phase> {
+    // Every connection is open before the clock starts: connecting hundreds of them takes
+    // a busy machine tens of milliseconds, which a paced phase would otherwise count as the
+    // server's latency for the first requests due, and a max-load phase as its time.
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        opening.spawn(Conn::open(addr));
+    }
+    let mut conns = Vec::with_capacity(connections);
+    while let Some(conn) = opening.join_next().await {
+        conns.push(conn??);
+    }
+    let requests: Arc<[Req]> = requests.into();
     let started = Instant::now();
     let end = started + duration;
     let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r.max(1.0)));
     let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..connections {
-        let requests = requests.to_vec();
+    for (w, mut conn) in conns.into_iter().enumerate() {
+        let requests = Arc::clone(&requests);
         tasks.spawn(async move {
-            let mut conn = Conn::open(addr).await?;
             let mut s = Samples::default();
             let mut due = started
                 + interval

@@ -17,7 +17,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -38,18 +38,27 @@ pub async fn open_loop(
     // Shared by the connection threads, not copied for each.
     let requests: Arc<[Vec<u8>]> = requests.iter().map(raw_request).collect();
     tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
         let interval = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
-        let end = started + duration;
+        // The schedule starts once every thread runs and has its connection: starting and
+        // connecting 64 threads on a busy machine takes tens of milliseconds, which would
+        // otherwise count as the server's latency for the first requests due.
+        let start = Arc::new(Start {
+            ready: Barrier::new(connections),
+            at: OnceLock::new(),
+        });
         let threads: Vec<_> = (0..connections)
             .map(|w| {
                 let requests = Arc::clone(&requests);
-                let first = started + interval.mul_f64(w as f64 / connections as f64);
+                let start = Arc::clone(&start);
                 std::thread::spawn(move || {
+                    let conn = BlockingConn::open(addr);
+                    start.ready.wait();
+                    let started = *start.at.get_or_init(|| Instant::now() + START_MARGIN);
+                    let first = started + interval.mul_f64(w as f64 / connections as f64);
                     let sends = (w..)
                         .step_by(connections)
                         .map(|i| requests[i % requests.len()].as_slice());
-                    paced_connection(addr, sends, first, interval, end)
+                    paced_connection(conn?, sends, first, interval, started + duration)
                 })
             })
             .collect();
@@ -60,20 +69,29 @@ pub async fn open_loop(
                     .map_err(|_| anyhow::anyhow!("a load thread panicked"))??,
             );
         }
+        let started = *start.at.get().expect("set once the threads were ready");
         Ok(all.phase(started, connections, events_per_request))
     })
     .await?
 }
 
+/// When the paced threads begin: once all are ready, a little later than the first of them
+/// wakes, so that the others are awake too before their first request is due.
+struct Start {
+    ready: Barrier,
+    at: OnceLock<Instant>,
+}
+
+const START_MARGIN: Duration = Duration::from_millis(20);
+
 /// One connection sending `sends` in turn, the first at `first`, then every `interval`.
 fn paced_connection<'a>(
-    addr: SocketAddr,
+    mut conn: BlockingConn,
     mut sends: impl Iterator<Item = &'a [u8]>,
     first: Instant,
     interval: Duration,
     end: Instant,
 ) -> anyhow::Result<Samples> {
-    let mut conn = BlockingConn::open(addr)?;
     let mut samples = Samples::default();
     let mut due = first;
     let mut previous_done = first;
