@@ -293,6 +293,10 @@ pub enum BenchCommand {
     /// (internal) A server whose handler does nothing: the ceiling for `bench ingest`.
     #[command(hide = true)]
     NoopServer(NoopServerArgs),
+    /// (internal) persona's collector and event log alone, without the processor or the
+    /// profile store: `bench ingest --collector-alone`.
+    #[command(hide = true)]
+    CollectorServer(CollectorServerArgs),
 }
 
 #[derive(Args)]
@@ -323,6 +327,11 @@ pub struct BenchIngestArgs {
     /// with the target (half the no-op handler's best rate) across it.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Also run, in every round, persona's collector and event log alone (durable acks, no
+    /// processor or profile store), to tell the ingestion path's share from the live
+    /// processing that shares the machine with it.
+    #[arg(long)]
+    pub collector_alone: bool,
 }
 
 #[derive(Args)]
@@ -413,6 +422,15 @@ pub struct BenchSegmentsArgs {
 pub struct NoopServerArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+}
+
+#[derive(Args)]
+pub struct CollectorServerArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// The event log goes in `log` under this folder.
+    #[arg(long)]
+    pub data_dir: PathBuf,
 }
 
 /// The data folder used when none is given.

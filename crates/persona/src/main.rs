@@ -76,6 +76,9 @@ fn main() -> std::process::ExitCode {
                 command: BenchCommand::NoopServer(args),
             } => bench::ingest::noop_server(args).await,
             Command::Bench {
+                command: BenchCommand::CollectorServer(args),
+            } => bench::collector_alone::collector_server(args).await,
+            Command::Bench {
                 command: BenchCommand::Profiles(args),
             } => bench::profiles::profiles(args).await,
             Command::Bench {

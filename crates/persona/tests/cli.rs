@@ -901,9 +901,10 @@ async fn the_example_config_file_works() {
 
 /// `persona bench ingest` with a list of connection counts runs the max-load rounds at each,
 /// compares each server at its best count, and draws the rates as a chart, as the README's
-/// Speed section shows them. Timings are not judged here, only that every part is measured.
+/// Speed section shows them; `--collector-alone` adds the collector and the log without the
+/// processor as a third server. Timings are not judged here, only that every part is measured.
 #[test]
-fn bench_ingest_sweeps_connection_counts_and_draws_them() {
+fn bench_ingest_sweeps_connection_counts_and_draws_them_with_the_collector_alone() {
     let dir = tempfile::tempdir().unwrap();
     let (json, svg) = (dir.path().join("bench.json"), dir.path().join("bench.svg"));
     let out = run(&[
@@ -921,6 +922,7 @@ fn bench_ingest_sweeps_connection_counts_and_draws_them() {
         json.to_str().unwrap(),
         "--plot",
         svg.to_str().unwrap(),
+        "--collector-alone",
     ]);
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -932,6 +934,8 @@ fn bench_ingest_sweeps_connection_counts_and_draws_them() {
         "at 4 connections, persona vs no-op handler",
         "at 8 connections, persona vs no-op handler",
         "each server at its best connection count",
+        "at 8 connections, collector and log alone vs no-op handler",
+        "the collector and log alone at their best",
     ] {
         assert!(printed.contains(line), "no {line:?} in:\n{printed}");
     }
@@ -944,6 +948,9 @@ fn bench_ingest_sweeps_connection_counts_and_draws_them() {
             for rate in ["noop_requests_per_sec", "persona_requests_per_sec", "ratio"] {
                 assert!(at[rate].as_f64().unwrap() > 0.0, "{rate} in {at}");
             }
+            let alone = &at["collector_alone"];
+            assert!(alone["requests_per_sec"].as_f64().unwrap() > 0.0, "{at}");
+            assert_eq!(alone["rounds"].as_array().unwrap().len(), 1, "{at}");
             at["connections"].as_u64().unwrap()
         })
         .collect();
@@ -955,12 +962,13 @@ fn bench_ingest_sweeps_connection_counts_and_draws_them() {
     );
     let chart = std::fs::read_to_string(&svg).unwrap();
     assert!(chart.starts_with("<svg"), "{chart}");
-    assert_eq!(chart.matches("<polyline").count(), 2, "one line a server");
+    assert_eq!(chart.matches("<polyline").count(), 3, "one line a server");
     assert_eq!(
         chart.matches("<circle").count(),
-        4,
+        6,
         "one point a server and count"
     );
+    assert!(chart.contains("collector and log alone"), "{chart}");
 
     let zero = run(&["bench", "ingest", "--single-connections", "64,0"]);
     assert!(!zero.status.success());

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::cpu::{IdleShare, MachineTimes, PerRequest, ThreadTimes};
-use super::rounds::{AtConnections, Tally, plot};
+use super::rounds::{AtConnections, Tally, alone_rate, plot};
 use super::scrape::{Histogram, metrics_page};
 use super::{Conn, Phase, Req, Server, WRITE_KEY, task_load};
 use crate::cli::{BenchIngestArgs, NoopServerArgs};
@@ -165,6 +165,16 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             .env("PERSONA_LOG", "warn"),
     )?;
     let mut noop = Server::start(Command::new(&exe).args(["bench", "noop-server"]))?;
+    let alone_data = tempfile::tempdir()?;
+    let mut alone = if args.collector_alone {
+        Some(Server::start(
+            Command::new(&exe)
+                .args(["bench", "collector-server", "--data-dir"])
+                .arg(alone_data.path()),
+        )?)
+    } else {
+        None
+    };
     let duration = Duration::from_secs_f64(args.seconds);
     eprintln!(
         "bench ingest: {}s per phase; persona at {}, no-op axum at {}; data in {}",
@@ -183,7 +193,14 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let batches = bodies(args.batch_size);
     let mut phases = Vec::new();
     let warm = Duration::from_secs(1);
-    for addr in [noop.addr, persona.addr] {
+    for addr in [
+        Some(noop.addr),
+        Some(persona.addr),
+        alone.as_ref().map(|a| a.addr),
+    ]
+    .into_iter()
+    .flatten()
+    {
         task_load(addr, &singles, counts[0], warm, None, 1).await?;
     }
     // Each round goes over every connection count in turn, so that the store's growth
@@ -209,7 +226,23 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             .await?
             .named(&format!("persona, single events, max load, round {round}"));
             tally.add(&noop_single, &single);
+            let alone_phase = match &alone {
+                None => None,
+                Some(alone) => {
+                    let phase = measured(
+                        alone,
+                        &mut tally.alone.cpu,
+                        &mut tally.alone.idle,
+                        load(alone.addr),
+                    )
+                    .await?
+                    .named(&format!("collector and log alone, max load, round {round}"));
+                    tally.alone.add(&noop_single, &phase);
+                    Some(phase)
+                }
+            };
             phases.extend([noop_single, single]);
+            phases.extend(alone_phase);
         }
     }
     let by_connections: Vec<AtConnections> = counts
@@ -252,6 +285,9 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
 
     persona.stop();
     noop.stop();
+    if let Some(alone) = &mut alone {
+        alone.stop();
+    }
     let stats = persona_log::LogStats::read(data.path().join("log"))?;
 
     println!(
@@ -290,6 +326,15 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             "each server at its best connection count: persona {:.0} req/s at {}, no-op {:.0} req/s at {}: {ratio:.2}",
             p.persona_requests_per_sec, p.connections, n.noop_requests_per_sec, n.connections
         );
+        if alone.is_some() {
+            let a = best(alone_rate);
+            println!(
+                "the collector and log alone at their best: {:.0} req/s at {}: {:.2} of the no-op's best",
+                alone_rate(a),
+                a.connections,
+                alone_rate(a) / n.noop_requests_per_sec
+            );
+        }
         ratio
     });
     println!(

@@ -6,6 +6,7 @@
 
 mod chart;
 pub mod cluster;
+pub mod collector_alone;
 mod cpu;
 pub mod ingest;
 mod paced;

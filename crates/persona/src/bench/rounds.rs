@@ -22,6 +22,20 @@ pub(super) struct AtConnections {
     cpu_per_request: CpuPerRequest,
     /// The share of the machine idle (or waiting for the disk) during each server's rounds.
     machine_idle: MachineIdle,
+    /// With `--collector-alone`: persona's collector and event log alone, the same way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collector_alone: Option<AloneAt>,
+}
+
+/// The collector and the event log alone at one connection count.
+#[derive(Debug, Serialize)]
+pub(super) struct AloneAt {
+    pub requests_per_sec: f64,
+    /// Against the no-op handler's rate in the same round: the median round's, and each.
+    pub ratio: f64,
+    pub rounds: Vec<f64>,
+    cpu_per_request: PerRequest,
+    machine_idle: IdleShare,
 }
 
 impl std::fmt::Display for AtConnections {
@@ -43,7 +57,21 @@ impl std::fmt::Display for AtConnections {
             f,
             "machine idle or waiting for the disk in these rounds: no-op {}, persona {}",
             self.machine_idle.noop, self.machine_idle.persona
-        )
+        )?;
+        if let Some(alone) = &self.collector_alone {
+            let each: Vec<String> = alone.rounds.iter().map(|r| format!("{r:.2}")).collect();
+            write!(
+                f,
+                "\nsingle-event requests/s at {} connections, collector and log alone vs no-op handler: {:.2} (median of rounds: {}); \
+                 its server CPU per request {}, machine idle {}",
+                self.connections,
+                alone.ratio,
+                each.join(", "),
+                alone.cpu_per_request,
+                alone.machine_idle
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -70,6 +98,34 @@ pub(super) struct Tally {
     persona_rates: Vec<f64>,
     pub cpu: CpuPerRequest,
     pub idle: MachineIdle,
+    pub alone: AloneTally,
+}
+
+/// The collector-alone phases of one connection count, each beside the round's no-op one.
+#[derive(Default)]
+pub(super) struct AloneTally {
+    ratios: Vec<f64>,
+    rates: Vec<f64>,
+    pub cpu: PerRequest,
+    pub idle: IdleShare,
+}
+
+impl AloneTally {
+    pub fn add(&mut self, noop: &Phase, alone: &Phase) {
+        self.ratios
+            .push(alone.requests_per_sec / noop.requests_per_sec);
+        self.rates.push(alone.requests_per_sec);
+    }
+
+    fn finish(self) -> Option<AloneAt> {
+        (!self.rates.is_empty()).then(|| AloneAt {
+            requests_per_sec: median(self.rates),
+            ratio: median(self.ratios.clone()),
+            rounds: self.ratios,
+            cpu_per_request: self.cpu,
+            machine_idle: self.idle,
+        })
+    }
 }
 
 impl Tally {
@@ -89,6 +145,7 @@ impl Tally {
             rounds: self.ratios,
             cpu_per_request: self.cpu,
             machine_idle: self.idle,
+            collector_alone: self.alone.finish(),
         }
     }
 }
@@ -107,17 +164,32 @@ pub(super) fn plot(by_connections: &[AtConnections]) -> String {
         .iter()
         .map(|a| a.noop_requests_per_sec)
         .fold(0.0, f64::max);
+    let mut all = vec![
+        series("no-op axum", "#777777", |a| a.noop_requests_per_sec),
+        series("persona", "#2563eb", |a| a.persona_requests_per_sec),
+    ];
+    if sorted.iter().all(|a| a.collector_alone.is_some()) {
+        all.push(series("collector and log alone", "#16a34a", |a| {
+            a.collector_alone
+                .as_ref()
+                .map_or(0.0, |c| c.requests_per_sec)
+        }));
+    }
     rate_by_connections(
         "single-event requests/s at max load (median of rounds)",
-        &[
-            series("no-op axum", "#777777", |a| a.noop_requests_per_sec),
-            series("persona", "#2563eb", |a| a.persona_requests_per_sec),
-        ],
+        &all,
         Some(Level {
             value: noop_best / 2.0,
             label: "target: ½ no-op's best",
         }),
     )
+}
+
+/// The collector-alone median rate at one count (0 when it was not run).
+pub(super) fn alone_rate(at: &AtConnections) -> f64 {
+    at.collector_alone
+        .as_ref()
+        .map_or(0.0, |c| c.requests_per_sec)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
