@@ -1,11 +1,13 @@
 //! The customer's address for `context.ip`: the connection's peer, or, when the peer is a
-//! proxy the operator trusts, the nearest address in `X-Forwarded-For` that is not one.
+//! trusted proxy, the nearest address in `X-Forwarded-For` that is not itself trusted.
 //!
 //! A proxy appends the address it was reached from to whatever `X-Forwarded-For` the
 //! client sent, so only the entries the trusted proxies added are known to be true. Read
 //! from the right, past the trusted ones, the first other address is the customer's; the
-//! entries left of it are whatever the client chose to write. (As nginx's `real_ip` with
-//! `real_ip_recursive on`, or Express's `trust proxy`.)
+//! entries left of it are whatever the client chose to write. (nginx's `real_ip` with
+//! `real_ip_recursive on` and Express's `trust proxy` read it the same way.) An entry in
+//! that walk that is no address (Squid writes `unknown`), or a header that is not text,
+//! leaves the address unknown rather than guessed.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -15,8 +17,10 @@ use ipnet::IpNet;
 
 /// The proxies trusted when the configuration names none: this machine and the private,
 /// link-local and unique-local networks, where load balancers and reverse proxies live.
-/// A client on the internet cannot come from these, so it cannot choose its `context.ip`
-/// by sending `X-Forwarded-For` itself.
+/// A client connecting from the internet is not believed, so it cannot choose its
+/// `context.ip` by sending `X-Forwarded-For` itself. (One whose connection arrives from a
+/// private address without its own address appended, through a NAT such as Docker's port
+/// proxy, is believed: name the real proxies in the configuration there.)
 pub fn default_trusted_proxies() -> Vec<IpNet> {
     [
         "127.0.0.0/8",
@@ -33,12 +37,24 @@ pub fn default_trusted_proxies() -> Vec<IpNet> {
     .collect()
 }
 
-/// Reads `text` as a network (`10.0.0.0/8`) or a single address (`203.0.113.9`).
+/// Reads `text` as a network (`10.0.0.0/8`) or a single address (`203.0.113.9`). An
+/// IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) becomes the IPv4 one, as the addresses
+/// it is matched against do.
 pub fn parse_network(text: &str) -> Option<IpNet> {
     let text = text.trim();
-    text.parse()
+    let net = text
+        .parse()
         .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))?;
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .ok()
+                .map(IpNet::V4),
+            None => Some(net),
+        },
+        _ => Some(net),
+    }
 }
 
 /// The client's address as text, or none when it is unknown: no peer address, or a
@@ -58,14 +74,11 @@ pub(crate) fn client_ip(
         return Some(nearest.to_string());
     }
     // Several headers count as one list, in order.
-    let mut hops = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|hop| !hop.is_empty())
-        .collect::<Vec<_>>();
+    let mut hops = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let hop = value.to_str().ok()?;
+        hops.extend(hop.split(',').map(str::trim).filter(|hop| !hop.is_empty()));
+    }
     while let Some(hop) = hops.pop() {
         nearest = address(hop)?.to_canonical();
         if !trusts(&nearest) {
@@ -88,6 +101,8 @@ fn address(hop: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     fn ip(forwarded: &[&str], peer: &str, trusted: &[IpNet]) -> Option<String> {
@@ -116,8 +131,9 @@ mod tests {
             ),
             // The customer is on the office network, behind the internal proxy.
             (&["10.1.2.3, 10.0.0.1"], "10.0.0.9", Some("10.1.2.3")),
-            // A trusted proxy that could not tell.
+            // A trusted proxy that could not tell, or whose header is no text.
             (&["unknown"], "10.0.0.9", None),
+            (&["192.0.2.1, unknown, 10.0.0.1"], "10.0.0.9", None),
             (
                 &["::ffff:10.0.0.1", "[::ffff:203.0.113.6]:443"],
                 "::ffff:10.0.0.9",
@@ -132,6 +148,18 @@ mod tests {
                 "{forwarded:?} from {peer}"
             );
         }
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"x\x80, 203.0.113.5").unwrap(),
+        );
+        let mut extensions = axum::http::Extensions::new();
+        extensions.insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 9], 40000))));
+        assert_eq!(
+            client_ip(&headers, &extensions, &default),
+            None,
+            "not the proxy's own"
+        );
         // With no proxy trusted, the peer is the customer.
         assert_eq!(
             ip(&["203.0.113.5"], "10.0.0.9", &[]).as_deref(),
@@ -160,5 +188,13 @@ mod tests {
             "2001:db8::1/128"
         );
         assert!(parse_network("10.0.0.0/33").is_none() && parse_network("proxy").is_none());
+        assert_eq!(
+            parse_network("::ffff:10.0.0.0/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            parse_network("::ffff:203.0.113.9").unwrap().to_string(),
+            "203.0.113.9/32"
+        );
     }
 }
