@@ -355,8 +355,8 @@ pub struct BenchProfilesArgs {
     #[arg(long, default_value_t = 50_000.0)]
     pub load_events_per_sec: f64,
     /// Connections for profile reads (and for redis-benchmark).
-    #[arg(long, default_value_t = 8)]
-    pub connections: usize,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub connections: u32,
     /// Redis to compare with (its database 15 is filled and flushed).
     #[arg(long, default_value = "127.0.0.1:6379")]
     pub redis: String,

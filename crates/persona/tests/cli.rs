@@ -956,6 +956,12 @@ fn bench_ingest_sweeps_connection_counts_and_draws_them_with_the_collector_alone
         .collect();
     assert_eq!(counts, [4, 8]);
     assert!(report["best_vs_best_ratio"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["collector_alone_best_vs_best_ratio"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     assert_eq!(
         report["single_vs_noop_ratio"],
         report["by_connections"][0]["ratio"]

@@ -33,6 +33,7 @@ pub async fn collector_server(args: CollectorServerArgs) -> anyhow::Result<()> {
     let state = CollectorState::new(Arc::new(log), config, metrics);
     let app = persona_collector::Front::new(state.clone(), persona_collector::router(state));
     let limits = ConnectionLimits::default();
+    crate::http_server::reserve_open_files(limits.max_connections);
     let listener = TcpListener::bind(args.listen).await?;
     let listening = answer_while_starting(listener, persona_collector::starting_router(), limits)
         .ready()

@@ -29,6 +29,10 @@ struct Report {
     /// With more than one connection count: persona's best median rate over the no-op
     /// handler's best, each at whichever count gave it.
     best_vs_best_ratio: Option<f64>,
+    /// With `--collector-alone` too: the collector and log alone at their best count over
+    /// the no-op handler's best.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collector_alone_best_vs_best_ratio: Option<f64>,
     /// Events the processor had yet to apply when the last max-load round ended.
     processor_behind_after_max_load: u64,
     /// How long it then took to catch up, before the paced phase started.
@@ -165,22 +169,28 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             .env("PERSONA_LOG", "warn"),
     )?;
     let mut noop = Server::start(Command::new(&exe).args(["bench", "noop-server"]))?;
+    // Its log's folder outlives the server (dropped after it, as declared before it).
     let alone_data = tempfile::tempdir()?;
     let mut alone = if args.collector_alone {
         Some(Server::start(
             Command::new(&exe)
                 .args(["bench", "collector-server", "--data-dir"])
-                .arg(alone_data.path()),
+                .arg(alone_data.path())
+                .env("PERSONA_LOG", "warn"),
         )?)
     } else {
         None
     };
     let duration = Duration::from_secs_f64(args.seconds);
     eprintln!(
-        "bench ingest: {}s per phase; persona at {}, no-op axum at {}; data in {}",
+        "bench ingest: {}s per phase; persona at {}, no-op axum at {}{}; data in {}",
         args.seconds,
         persona.addr,
         noop.addr,
+        alone
+            .as_ref()
+            .map(|a| format!(", collector and log alone at {}", a.addr))
+            .unwrap_or_default(),
         data.path().display()
     );
 
@@ -217,15 +227,9 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             )
             .await?
             .named(&format!("no-op axum, single events, round {round}"));
-            let single = measured(
-                &persona,
-                &mut tally.cpu.persona,
-                &mut tally.idle.persona,
-                load(persona.addr),
-            )
-            .await?
-            .named(&format!("persona, single events, max load, round {round}"));
-            tally.add(&noop_single, &single);
+            // Between the two, so that persona's phase and the next no-op phase follow
+            // each other as they do without it (persona's store keeps flushing for a while
+            // after its phase).
             let alone_phase = match &alone {
                 None => None,
                 Some(alone) => {
@@ -241,8 +245,18 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
                     Some(phase)
                 }
             };
-            phases.extend([noop_single, single]);
+            let single = measured(
+                &persona,
+                &mut tally.cpu.persona,
+                &mut tally.idle.persona,
+                load(persona.addr),
+            )
+            .await?
+            .named(&format!("persona, single events, max load, round {round}"));
+            tally.add(&noop_single, &single);
+            phases.push(noop_single);
             phases.extend(alone_phase);
+            phases.push(single);
         }
     }
     let by_connections: Vec<AtConnections> = counts
@@ -326,16 +340,17 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
             "each server at its best connection count: persona {:.0} req/s at {}, no-op {:.0} req/s at {}: {ratio:.2}",
             p.persona_requests_per_sec, p.connections, n.noop_requests_per_sec, n.connections
         );
-        if alone.is_some() {
+        let alone_ratio = alone.is_some().then(|| {
             let a = best(alone_rate);
+            let ratio = alone_rate(a) / n.noop_requests_per_sec;
             println!(
-                "the collector and log alone at their best: {:.0} req/s at {}: {:.2} of the no-op's best",
+                "the collector and log alone at their best: {:.0} req/s at {}: {ratio:.2} of the no-op's best",
                 alone_rate(a),
                 a.connections,
-                alone_rate(a) / n.noop_requests_per_sec
             );
-        }
-        ratio
+            ratio
+        });
+        (ratio, alone_ratio)
     });
     println!(
         "the processor ended the max-load rounds {behind} events behind and caught up in {caught_up:.1} s"
@@ -354,7 +369,8 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         single_vs_noop_ratio: by_connections[0].ratio,
         single_vs_noop_rounds: by_connections[0].rounds.clone(),
         by_connections,
-        best_vs_best_ratio,
+        best_vs_best_ratio: best_vs_best_ratio.map(|(persona, _)| persona),
+        collector_alone_best_vs_best_ratio: best_vs_best_ratio.and_then(|(_, alone)| alone),
         processor_behind_after_max_load: behind,
         processor_caught_up_seconds: caught_up,
         paced_server_side,

@@ -126,7 +126,7 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
     let noop_reads = open_loop(
         noop.addr,
         &reads,
-        args.connections,
+        args.connections as usize,
         duration,
         args.read_rate,
         1,
@@ -151,7 +151,7 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
     open_loop(
         server.addr,
         &reads,
-        args.connections,
+        args.connections as usize,
         Duration::from_secs(3),
         args.read_rate,
         1,
@@ -160,7 +160,7 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
     let reads = open_loop(
         server.addr,
         &reads,
-        args.connections,
+        args.connections as usize,
         duration,
         args.read_rate,
         1,
@@ -468,7 +468,7 @@ fn redis_get(args: &BenchProfilesArgs, keys: u64, value_bytes: usize) -> anyhow:
         .collect();
     anyhow::ensure!(cells.len() >= 7, "unexpected redis-benchmark row: {row}");
     Ok(RedisGet {
-        clients: args.connections,
+        clients: args.connections as usize,
         requests_per_sec: cells[0],
         p50_ms: cells[3],
         p99_ms: cells[5],
