@@ -285,6 +285,21 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
         first.connections
     ));
     let paced_server_side = ServerSide::read(persona.addr).await?.since(&before);
+    // The same schedule against the no-op handler: what the load generator, sharing the two
+    // cores, adds to every answer's time by itself.
+    let noop_paced = task_load(
+        noop.addr,
+        &singles,
+        first.connections,
+        duration,
+        Some(half),
+        1,
+    )
+    .await?
+    .named(&format!(
+        "no-op axum, single events paced at the same rate ({} conns)",
+        first.connections
+    ));
     let batch = task_load(
         persona.addr,
         &batches,
@@ -295,7 +310,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     )
     .await?
     .named(&format!("persona, batches of {}", args.batch_size));
-    phases.extend([paced, batch]);
+    phases.extend([paced, noop_paced, batch]);
 
     persona.stop();
     noop.stop();
