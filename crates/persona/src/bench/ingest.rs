@@ -40,23 +40,41 @@ struct Report {
     paced_server_side: ServerSide,
 }
 
-/// A server's single-event phase, with the CPU its process used meanwhile and the share of
-/// the machine left idle.
-async fn measured(
-    server: &Server,
-    cpu: &mut PerRequest,
-    idle: &mut IdleShare,
-    run: impl Future<Output = anyhow::Result<Phase>>,
-) -> anyhow::Result<Phase> {
-    let before = ThreadTimes::read(server.child.id());
-    let machine = MachineTimes::read();
-    let phase = run.await?;
-    idle.add(machine, MachineTimes::read());
-    cpu.add(
-        ThreadTimes::read(server.child.id()).since(&before),
-        phase.requests,
-    );
-    Ok(phase)
+/// The max-load single-event phase of one connection count, as each server is put through it.
+struct MaxLoad<'a> {
+    singles: &'a [Req],
+    connections: usize,
+    duration: Duration,
+}
+
+impl MaxLoad<'_> {
+    /// `server`'s phase, named `name`, with the CPU its process used meanwhile and the
+    /// share of the machine left idle.
+    async fn run(
+        &self,
+        server: &Server,
+        cpu: &mut PerRequest,
+        idle: &mut IdleShare,
+        name: String,
+    ) -> anyhow::Result<Phase> {
+        let before = ThreadTimes::read(server.child.id());
+        let machine = MachineTimes::read();
+        let phase = task_load(
+            server.addr,
+            self.singles,
+            self.connections,
+            self.duration,
+            None,
+            1,
+        )
+        .await?;
+        idle.add(machine, MachineTimes::read());
+        cpu.add(
+            ThreadTimes::read(server.child.id()).since(&before),
+            phase.requests,
+        );
+        Ok(phase.named(&name))
+    }
 }
 
 /// The events the processor of the server at `addr` has yet to apply, from `/readyz`
@@ -218,41 +236,45 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     let mut tallies: Vec<Tally> = counts.iter().map(|_| Tally::default()).collect();
     for round in 1..=args.rounds {
         for (&connections, tally) in counts.iter().zip(&mut tallies) {
-            let load = |addr| task_load(addr, &singles, connections, duration, None, 1);
-            let noop_single = measured(
-                &noop,
-                &mut tally.cpu.noop,
-                &mut tally.idle.noop,
-                load(noop.addr),
-            )
-            .await?
-            .named(&format!("no-op axum, single events, round {round}"));
+            let max_load = MaxLoad {
+                singles: &singles,
+                connections,
+                duration,
+            };
+            let noop_single = max_load
+                .run(
+                    &noop,
+                    &mut tally.cpu.noop,
+                    &mut tally.idle.noop,
+                    format!("no-op axum, single events, round {round}"),
+                )
+                .await?;
             // Between the two, so that persona's phase and the next no-op phase follow
             // each other as they do without it (persona's store keeps flushing for a while
             // after its phase).
             let alone_phase = match &alone {
                 None => None,
                 Some(alone) => {
-                    let phase = measured(
-                        alone,
-                        &mut tally.alone.cpu,
-                        &mut tally.alone.idle,
-                        load(alone.addr),
-                    )
-                    .await?
-                    .named(&format!("collector and log alone, max load, round {round}"));
+                    let phase = max_load
+                        .run(
+                            alone,
+                            &mut tally.alone.cpu,
+                            &mut tally.alone.idle,
+                            format!("collector and log alone, max load, round {round}"),
+                        )
+                        .await?;
                     tally.alone.add(&noop_single, &phase);
                     Some(phase)
                 }
             };
-            let single = measured(
-                &persona,
-                &mut tally.cpu.persona,
-                &mut tally.idle.persona,
-                load(persona.addr),
-            )
-            .await?
-            .named(&format!("persona, single events, max load, round {round}"));
+            let single = max_load
+                .run(
+                    &persona,
+                    &mut tally.cpu.persona,
+                    &mut tally.idle.persona,
+                    format!("persona, single events, max load, round {round}"),
+                )
+                .await?;
             tally.add(&noop_single, &single);
             phases.push(noop_single);
             phases.extend(alone_phase);
@@ -271,32 +293,15 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     // Latency is judged at half of the load persona sustains, as capacity planning would.
     let half = first.persona_requests_per_sec / 2.0;
     let before = ServerSide::read(persona.addr).await?;
-    let paced = task_load(
-        persona.addr,
-        &singles,
-        first.connections,
-        duration,
-        Some(half),
-        1,
-    )
-    .await?
-    .named(&format!(
+    let paced_at = |addr| task_load(addr, &singles, first.connections, duration, Some(half), 1);
+    let paced = paced_at(persona.addr).await?.named(&format!(
         "persona, single events paced at {half:.0}/s (half its max at {} conns)",
         first.connections
     ));
     let paced_server_side = ServerSide::read(persona.addr).await?.since(&before);
     // The same schedule against the no-op handler: what the load generator, sharing the two
     // cores, adds to every answer's time by itself.
-    let noop_paced = task_load(
-        noop.addr,
-        &singles,
-        first.connections,
-        duration,
-        Some(half),
-        1,
-    )
-    .await?
-    .named(&format!(
+    let noop_paced = paced_at(noop.addr).await?.named(&format!(
         "no-op axum, single events paced at the same rate ({} conns)",
         first.connections
     ));
