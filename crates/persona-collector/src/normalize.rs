@@ -8,8 +8,8 @@
 use chrono::{DateTime, Datelike, Utc};
 use persona_core::time::{format_timestamp, parse_timestamp};
 use persona_core::{FieldError, MessageType};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::backend::sent_from_backend;
 use crate::shallow::{self, Field, Kind, Object};
@@ -68,8 +68,10 @@ const OBJECT_FIELDS: [&str; 4] = ["properties", "traits", "context", "integratio
 const TIME_FIELDS: [&str; 3] = ["timestamp", "originalTimestamp", "sentAt"];
 
 /// Whether a message carries an id of its own; one without gets a generated `messageId`.
-pub fn has_message_id(msg: &Map<String, Value>) -> bool {
-    matches!(msg.get("messageId"), Some(Value::String(s)) if !s.is_empty())
+pub fn has_message_id(msg: &Object<'_>) -> bool {
+    msg.get("messageId")
+        .and_then(Field::string)
+        .is_some_and(|s| !s.is_empty())
 }
 
 /// The error for a message that is not a JSON object.
@@ -243,11 +245,7 @@ pub fn normalize<'a>(
     let original = original.or(timestamp);
 
     body.insert("type", Field::of(kind.as_str()));
-    let has_id = body
-        .get("messageId")
-        .and_then(Field::string)
-        .is_some_and(|s| !s.is_empty());
-    if !has_id {
+    if !has_message_id(&body) {
         let mut text = uuid::Uuid::encode_buffer();
         let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
         body.insert("messageId", Field::of(&*id));

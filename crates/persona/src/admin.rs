@@ -168,7 +168,7 @@ fn train_body(t: TrainArgs) -> Value {
 }
 
 fn print(answer: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(answer)?);
+    crate::say::print_json(answer)?;
     Ok(())
 }
 

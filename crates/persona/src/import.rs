@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use persona_collector::CollectorConfig;
-use persona_collector::normalize::{Envelope, has_message_id, normalize_value};
+use persona_collector::normalize::{Envelope, has_message_id, normalize, not_an_object};
+use persona_collector::shallow::{Field, Kind, NotAnObject, Object};
 use persona_log::{EventLog, LogConfig, LogError};
 use serde_json::Value;
 
@@ -29,14 +30,27 @@ const IMPORT_IDS: uuid::Uuid = uuid::uuid!("e811e646-861c-4ffa-a1d0-3ada7667aa20
 /// content. Importing the same file again (after a failed run, say) then repeats the ids,
 /// so the processor's dedupe and anything downstream that keys on `messageId` drop the
 /// copies; the random id the collector would give stores every message a second time.
-fn give_stable_id(number: usize, msg: &mut Value) {
-    if msg.as_object().is_none_or(has_message_id) {
+fn give_stable_id(number: usize, msg: &mut Object<'static>) {
+    if has_message_id(msg) {
         return;
     }
-    let id = uuid::Uuid::new_v5(&IMPORT_IDS, format!("{number}:{msg}").as_bytes());
-    if let Some(o) = msg.as_object_mut() {
-        o.insert("messageId".into(), id.to_string().into());
-    }
+    // The content as `serde_json::Value` writes it (keys sorted), as imports before
+    // messages were kept as sent hashed it: a file imported again after an upgrade gets
+    // the ids it got before.
+    let content: Value = serde_json::from_slice(&msg.to_bytes()).expect("an object parses");
+    let id = uuid::Uuid::new_v5(&IMPORT_IDS, format!("{number}:{content}").as_bytes());
+    msg.insert("messageId", Field::of(&id.to_string()));
+}
+
+/// One message of the input, or why it cannot be imported, with its number in the input.
+pub type Item = (usize, Result<Object<'static>, String>);
+
+/// A message built by persona itself (`import-profiles`' rows) as the importers take it.
+pub fn message_of(v: &Value) -> Object<'static> {
+    let text = serde_json::to_vec(v).expect("JSON values serialise");
+    Object::parse(&text)
+        .expect("the caller builds a JSON object")
+        .into_owned()
 }
 
 /// Where imported messages go.
@@ -88,7 +102,7 @@ impl Destination {
     /// reading the input, counted as a reject.
     pub async fn import(
         &self,
-        messages: impl Iterator<Item = (usize, Result<Value, String>)>,
+        messages: impl Iterator<Item = Item>,
         unit: &'static str,
         batch: usize,
     ) -> anyhow::Result<BatchOutcome> {
@@ -176,44 +190,45 @@ pub fn finish(
     Ok(())
 }
 
-/// One line of the input as a message; what the HTTP collector repairs (half an emoji,
-/// bytes that are not UTF-8, Python's NaN) is repaired here the same way.
-fn parse_line(n: usize, line: &[u8]) -> Result<Value, String> {
-    let (_, parsed) = persona_collector::repair::parse_or_repair(
-        line,
-        &mut None,
-        serde_json::from_slice::<Value>,
-    );
-    let v = parsed.map_err(|e| {
+/// One line of the input as a message, parsed as the HTTP collector parses a message (one
+/// level deep, so that its keys keep their order and its numbers every digit); what the
+/// collector repairs (half an emoji, bytes that are not UTF-8, Python's NaN) is repaired
+/// here the same way.
+fn parse_line(n: usize, line: &[u8]) -> Result<Object<'static>, String> {
+    let mut repaired = None;
+    let (_, parsed) =
+        persona_collector::repair::parse_or_repair(line, &mut repaired, Object::parse);
+    let msg = match parsed {
+        Ok(msg) => msg,
         // serde_json counts lines and columns within the text it was given: this line.
-        format!(
-            "line {n}: not JSON: {} at column {}",
-            persona_collector::repair::message_without_position(&e),
-            e.column()
-        )
-    })?;
-    if v.get("batch").is_some_and(Value::is_array) && v.get("type").is_none() {
+        Err(NotAnObject::Invalid(e)) => {
+            return Err(format!(
+                "line {n}: not JSON: {} at column {}",
+                persona_collector::repair::message_without_position(&e),
+                e.column()
+            ));
+        }
+        Err(NotAnObject::Other(kind)) => {
+            return Err(reject_line("line", n, &not_an_object(n, kind)[0]));
+        }
+    };
+    if msg.get("batch").is_some_and(|b| b.kind() == Kind::Array) && !msg.contains_key("type") {
         return Err(format!(
             "line {n}: is a batch body ({{\"batch\": [...]}}); the file needs one message per line"
         ));
     }
-    Ok(v)
+    Ok(msg.into_owned())
 }
 
-/// A message as both ways of importing hand it on: with a stable id and without `sentAt`
-/// (so that the server keeps each message's own timestamp instead of "correcting" it for a
-/// clock skew of months).
-fn prepare(number: usize, mut v: Value) -> Value {
-    give_stable_id(number, &mut v);
-    if let Some(o) = v.as_object_mut() {
-        o.remove("sentAt");
-    }
-    v
-}
-
-/// The server's size limit for a message of `bytes` serialised compactly, as the server
-/// measures a message sent to it, so that both ways of importing refuse the same ones.
-fn within_limit(unit: &str, number: usize, bytes: usize) -> Result<(), String> {
+/// A message as both ways of importing hand it on, as the JSON text sent or stored: with
+/// a stable id and without `sentAt` (so that the server keeps each message's own
+/// timestamp instead of "correcting" it for a clock skew of months); or why not, when it
+/// is over the server's size limit for a message (measured on that text, as the server
+/// measures a message sent to it, so that both ways of importing refuse the same ones).
+fn prepare(unit: &str, number: usize, mut msg: Object<'static>) -> Result<Object<'static>, String> {
+    give_stable_id(number, &mut msg);
+    msg.remove("sentAt");
+    let bytes = msg.to_bytes().len();
     let limit = CollectorConfig::default().max_message_bytes;
     if bytes > limit {
         return Err(format!(
@@ -221,24 +236,7 @@ fn within_limit(unit: &str, number: usize, bytes: usize) -> Result<(), String> {
             limit / 1024
         ));
     }
-    Ok(())
-}
-
-/// Bytes of `v` serialised compactly, counted without building the text.
-fn compact_len(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, v).expect("a value serialises");
-    count.0
+    Ok(msg)
 }
 
 /// Prints the summary of an import and its first rejects.
@@ -262,7 +260,7 @@ fn report(summary: &BatchOutcome, what: &str, file: &Path) {
 
 async fn into_log(
     dir: &Path,
-    messages: impl Iterator<Item = (usize, Result<Value, String>)>,
+    messages: impl Iterator<Item = Item>,
     unit: &str,
     batch: usize,
 ) -> anyhow::Result<BatchOutcome> {
@@ -282,15 +280,14 @@ async fn into_log(
             ..Default::default()
         };
         let normalized = item
-            .map(|v| prepare(n, v))
-            .and_then(|v| within_limit(unit, n, compact_len(&v)).map(|()| v))
+            .and_then(|msg| prepare(unit, n, msg))
             .map_err(|p| vec![(n, p)])
-            .and_then(|v| {
-                normalize_value(v, None, n, &envelope)
+            .and_then(|msg| {
+                normalize(msg, None, n, &envelope)
                     .map_err(|errs| errs.iter().map(|e| (n, reject_line(unit, n, e))).collect())
             });
         match normalized {
-            Ok(m) => pending.push(m.bytes),
+            Ok(m) => pending.push(m.to_bytes()),
             Err(problems) => {
                 summary.rejected += 1;
                 summary.problems.extend(problems);
@@ -308,17 +305,16 @@ async fn into_log(
 
 async fn via_http(
     sender: &Sender,
-    messages: impl Iterator<Item = (usize, Result<Value, String>)>,
+    messages: impl Iterator<Item = Item>,
     unit: &'static str,
     batch: usize,
 ) -> anyhow::Result<BatchOutcome> {
     // Streamed: a file of any size is read as its batches go out.
     let mut unsendable = Vec::new();
     let lines = messages.filter_map(|(number, item)| {
-        let json = item.and_then(|v| {
-            let json = prepare(number, v).to_string();
-            within_limit(unit, number, json.len()).map(|()| json)
-        });
+        let json = item
+            .and_then(|msg| prepare(unit, number, msg))
+            .map(|msg| String::from_utf8(msg.to_bytes()).expect("written from UTF-8 parts"));
         match json {
             Ok(json) => Some(Numbered { number, json }),
             Err(problem) => {

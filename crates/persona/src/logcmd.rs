@@ -31,7 +31,7 @@ pub fn stats(args: LogStatsArgs) -> anyhow::Result<()> {
     let dir = log_dir(args)?;
     let stats = LogStats::read(&dir)
         .with_context(|| format!("cannot read the event log in {}", dir.display()))?;
-    println!("{}", serde_json::to_string_pretty(&stats)?);
+    crate::say::print_json(&stats)?;
     if let Some(problem) = &stats.last_segment_problem {
         eprintln!(
             "note: the last segment's records end early ({problem}). With no server running \
@@ -53,7 +53,7 @@ pub fn verify(args: LogStatsArgs) -> anyhow::Result<()> {
     let report = persona_log::verify(&dir, |checked| bar.set_position(checked))
         .with_context(|| format!("cannot read the event log in {}", dir.display()))?;
     bar.finish_and_clear();
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    crate::say::print_json(&report)?;
     match &report.problem {
         Some(problem) => bail!("the event log in {} is damaged: {problem}", dir.display()),
         None => Ok(()),

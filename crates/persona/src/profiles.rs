@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{ImportProfilesArgs, ProfilesExportArgs, ProfilesStatsArgs, default_data_dir};
 use crate::client::progress_bar;
-use crate::import::{Destination, finish};
+use crate::import::{Destination, finish, message_of};
 use crate::table;
 
 /// Each row becomes an identify call marked as enrichment: the processor writes its traits
@@ -46,13 +46,13 @@ pub async fn import(args: ImportProfilesArgs) -> anyhow::Result<()> {
                         ));
                     }
                 };
-                Ok(json!({
+                Ok(message_of(&json!({
                     "type": "identify",
                     "userId": user_id,
                     "traits": row,
                     "timestamp": now,
                     "context": {"library": {"name": persona_stream::ENRICHMENT_SOURCE}},
-                }))
+                })))
             });
         (row_no, message)
     });
@@ -103,7 +103,7 @@ pub fn export(args: ProfilesExportArgs) -> anyhow::Result<()> {
 
 pub fn stats(args: ProfilesStatsArgs) -> anyhow::Result<()> {
     let (store, _) = open_store(args.data_dir)?;
-    println!("{}", serde_json::to_string_pretty(&store_stats(&store)?)?);
+    crate::say::print_json(&store_stats(&store)?)?;
     Ok(())
 }
 

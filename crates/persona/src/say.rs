@@ -22,3 +22,20 @@ pub fn stdout_line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{args}").and_then(|()| out.flush());
 }
+
+/// Writes `value` to standard output as pretty JSON, the answer of a command meant to be
+/// piped (`persona log stats | jq .records`). A reader that stops early (`| head -3`) ends
+/// the output without an error, as it does for the usual Unix tools; any other failure to
+/// write is the command's error.
+pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+        .and_then(|()| out.flush());
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}

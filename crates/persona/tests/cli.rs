@@ -6,7 +6,7 @@ mod common;
 use std::fs::OpenOptions;
 use std::process::{Command, Stdio};
 
-use common::{ADMIN, Http, KEY, Server, log_stats, logged, run};
+use common::{ADMIN, Http, KEY, Server, log_stats, logged, logged_text, run};
 use serde_json::json;
 
 #[tokio::test]
@@ -814,6 +814,75 @@ async fn an_import_through_a_server_names_rejects_by_line_and_repeats_its_ids() 
         .collect();
     direct_ids.sort();
     assert_eq!(direct_ids, first);
+}
+
+/// An import stores each message as the HTTP collector stores one sent to it: its keys in
+/// the order sent, its nested objects as written and its numbers with every digit, past 64
+/// bits too, whether it goes straight into the log or through a server. So a customer
+/// whose id is a large number has one id, however their events came in.
+#[test]
+fn an_import_keeps_messages_as_sent_either_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.jsonl");
+    let big = "123456789012345678901234567";
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"type":"track","userId":{big},"event":"Big","properties":{{"b":1,"a":2,"id":{big},"price":1.10}},"timestamp":"2026-01-01T00:00:00Z","messageId":"m1"}}"#
+        ),
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let direct = dir.path().join("direct");
+    let o = run(&["import", f, "--data-dir", direct.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let served = dir.path().join("served");
+    let mut server = Server::start(&served);
+    let o = run(&["import", f, "--target", &server.url(), "--write-key", KEY]);
+    server.stop();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let records = [logged_text(&direct), logged_text(&served)].concat();
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        assert!(record.contains(&format!(r#""userId":"{big}""#)), "{record}");
+        assert!(
+            record.contains(&format!(
+                r#""properties":{{"b":1,"a":2,"id":{big},"price":1.10}}"#
+            )),
+            "{record}"
+        );
+        // The message's own keys first, in the order sent.
+        assert!(
+            record.starts_with(r#"{"type":"track","userId":"#),
+            "{record}"
+        );
+    }
+}
+
+/// `persona log stats | head -1`: a reader that stops early ends the output, as it does
+/// for any Unix tool, without a panic or a failed command.
+#[test]
+fn log_stats_piped_into_a_reader_that_stops_early_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.jsonl");
+    std::fs::write(&file, r#"{"type":"track","userId":"u1","event":"A"}"#).unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let o = run(&["import", file.to_str().unwrap(), "--data-dir", data]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut child = common::bin()
+        .args(["log", "stats", "--data-dir", data])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before the command has started writing: its first write finds no reader.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[tokio::test]

@@ -141,7 +141,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             summary,
             labels_path: args.output.as_ref().map(|p| p.display().to_string()),
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::say::print_json(&report)?;
     } else {
         print_table(summary);
     }

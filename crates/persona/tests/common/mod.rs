@@ -330,6 +330,15 @@ pub fn exported_profiles_as_of(data_dir: &Path, as_of: Option<&str>) -> Vec<serd
 
 /// Every record in the log under `data_dir`, parsed.
 pub fn logged(data_dir: &Path) -> Vec<serde_json::Value> {
+    logged_text(data_dir)
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect()
+}
+
+/// Every record in the data folder's log as the text stored, for what a parse would
+/// change (key order, digits past 64 bits).
+pub fn logged_text(data_dir: &Path) -> Vec<String> {
     let mut reader = persona_log::LogReader::open_dir(data_dir.join("log")).unwrap();
     let mut out = Vec::new();
     loop {
@@ -340,7 +349,7 @@ pub fn logged(data_dir: &Path) -> Vec<serde_json::Value> {
         out.extend(
             batch
                 .iter()
-                .map(|r| serde_json::from_slice(&r.payload).unwrap()),
+                .map(|r| String::from_utf8(r.payload.to_vec()).unwrap()),
         );
     }
 }
