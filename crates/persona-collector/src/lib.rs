@@ -13,6 +13,7 @@ mod body;
 pub mod client_ip;
 pub mod config;
 pub mod error;
+mod exposition;
 mod front;
 mod ingest;
 pub mod metrics;

@@ -144,7 +144,8 @@ impl Metrics {
         &mut self.registry
     }
 
-    /// Everything in the Prometheus text format.
+    /// Everything in the OpenMetrics text format (`/metrics` also answers in Prometheus's
+    /// older text format; see `crate::exposition`).
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::exposition::Exposition;
 use crate::state::CollectorState;
 
 /// Share of the append queue above which the server reports itself not ready, so a load
@@ -82,18 +83,16 @@ pub(crate) async fn readyz(State(state): State<CollectorState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub(crate) async fn metrics(State(state): State<CollectorState>) -> Response {
+pub(crate) async fn metrics(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
     state.metrics.log_queue_fill.set(state.log.queue_fill());
     state
         .metrics
         .log_next_offset
         .set(state.log.next_offset() as i64);
+    let format = Exposition::for_accept(headers.get(header::ACCEPT));
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        format.render(state.metrics.render()),
     )
         .into_response()
 }

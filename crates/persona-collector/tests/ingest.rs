@@ -1148,6 +1148,58 @@ async fn a_body_that_breaks_off_is_400_not_413() {
     assert!(h.logged().is_empty());
 }
 
+/// `/metrics` answers in OpenMetrics when the scraper asks for it, as Prometheus does, and
+/// otherwise in the Prometheus text format 0.0.4, whose readers count a sample as part of
+/// a counter only under a family of the sample's own name.
+#[tokio::test]
+async fn metrics_answer_in_the_format_the_scraper_accepts() {
+    let h = harness();
+    let (status, resp) = h
+        .post_json("/v1/track", json!({"userId": "u", "event": "A"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let scrape = |accept: Option<&str>| {
+        let req = Request::get("/metrics");
+        let req = match accept {
+            Some(a) => req.header(header::ACCEPT, a),
+            None => req,
+        };
+        req.body(Body::empty()).unwrap()
+    };
+    let sample = r#"persona_collector_messages_total{kind="track",outcome="accepted"} 1"#;
+
+    for accept in [None, Some("text/plain;version=0.0.4"), Some("*/*")] {
+        let (_, headers, body) = h.send(scrape(accept)).await;
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = body.as_str().unwrap();
+        assert!(
+            text.contains("# TYPE persona_collector_messages_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains(sample), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    // What Prometheus sends.
+    let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                      version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (_, headers, body) = h.send(scrape(Some(prometheus))).await;
+    assert_eq!(
+        headers[header::CONTENT_TYPE],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = body.as_str().unwrap();
+    assert!(
+        text.contains("# TYPE persona_collector_messages counter\n"),
+        "{text}"
+    );
+    assert!(text.contains(sample), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
 /// `persona serve` answers ingestion calls in [`Front`] without the router; every answer,
 /// headers included, must be the one the router and its layers give.
 #[tokio::test]
