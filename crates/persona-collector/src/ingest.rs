@@ -292,16 +292,23 @@ fn authenticate(
     header_key: Option<String>,
     body: &mut Object<'_>,
 ) -> Result<String, ApiError> {
-    let body_key = body
-        .remove("writeKey")
-        .and_then(|k| k.string().map(String::from));
+    let body_key = body.remove("writeKey");
     if let Some(key) = header_key {
         return Ok(key);
     }
-    let Some(key) = body_key else {
-        return Err(ApiError::unauthorized(
-            "missing write key: send it as the Basic auth user name, as writeKey in the body, or as ?writeKey= in the address",
-        ));
+    let key = match body_key.as_ref().map(|k| k.text()) {
+        Some(Ok(key)) => key.into_owned(),
+        Some(Err(kind)) if kind != Kind::Null => {
+            return Err(ApiError::unauthorized(format!(
+                "writeKey in the body must be a string, got {}",
+                kind.name()
+            )));
+        }
+        _ => {
+            return Err(ApiError::unauthorized(
+                "missing write key: send it as the Basic auth user name, as writeKey in the body, or as ?writeKey= in the address",
+            ));
+        }
     };
     if !state.config.accepts(&key) {
         return Err(invalid_write_key());

@@ -277,6 +277,18 @@ async fn bad_or_missing_write_keys_are_401() {
         ))
         .unwrap();
     assert_eq!(h.send(req).await.0, StatusCode::UNAUTHORIZED);
+    // A key of the wrong type is named as such, not as missing.
+    let req = Request::post("/v1/track")
+        .body(Body::from(
+            json!({"writeKey": 5, "userId": "u", "event": "x"}).to_string(),
+        ))
+        .unwrap();
+    let (status, _, resp) = h.send(req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp["error"]["message"],
+        "writeKey in the body must be a string, got a number"
+    );
 
     // A wrong key in the header is refused before the body is looked at: 401, not the 413
     // or 400 that this body would earn.
