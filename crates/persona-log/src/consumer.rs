@@ -12,15 +12,32 @@ use crate::segment::sync_dir;
 #[derive(Serialize, Deserialize)]
 struct OffsetFile {
     offset: u64,
+    /// Written only when it is past `offset`; files from before it existed read as
+    /// `offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    processed: Option<u64>,
 }
 
-/// The registered consumers and the offset each has committed (the next one it will read).
+/// Where a consumer stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// The committed offset: retention keeps every record from it on, and the consumer
+    /// resumes there.
+    pub offset: u64,
+    /// How far the consumer has durably processed the log, at least `offset`. A consumer
+    /// may keep records it has processed (the processor keeps its dedupe window's), so
+    /// this can be further on; every record before it was synced when the consumer read
+    /// it, so damage before it cannot be a torn write.
+    pub processed: u64,
+}
+
+/// The registered consumers and where each stands.
 ///
 /// Each commit replaces `consumers/<name>.offset` atomically (write, sync, rename, sync the
 /// folder), so a crash leaves either the old or the new offset, never a torn one.
 pub struct Consumers {
     dir: PathBuf,
-    offsets: Mutex<BTreeMap<String, u64>>,
+    offsets: Mutex<BTreeMap<String, Position>>,
 }
 
 impl Consumers {
@@ -43,26 +60,30 @@ impl Consumers {
     ) -> Result<u64, LogError> {
         check_name(name)?;
         let mut offsets = self.offsets.lock().unwrap();
-        if let Some(&at) = offsets.get(name) {
-            return Ok(at);
+        if let Some(at) = offsets.get(name) {
+            return Ok(at.offset);
         }
-        let start = start()?;
+        let offset = start()?;
+        let start = Position {
+            offset,
+            processed: offset,
+        };
         self.write(name, start)?;
         offsets.insert(name.to_string(), start);
-        Ok(start)
+        Ok(start.offset)
     }
 
-    pub(crate) fn commit(&self, name: &str, offset: u64) -> Result<(), LogError> {
+    pub(crate) fn commit(&self, name: &str, at: Position) -> Result<(), LogError> {
         check_name(name)?;
         let mut offsets = self.offsets.lock().unwrap();
         // The file already says so: rewriting it would cost a replace and two syncs, and
         // the stream stage commits after every batch while its durable offset moves once a
         // second.
-        if offsets.get(name) == Some(&offset) {
+        if offsets.get(name) == Some(&at) {
             return Ok(());
         }
-        self.write(name, offset)?;
-        offsets.insert(name.to_string(), offset);
+        self.write(name, at)?;
+        offsets.insert(name.to_string(), at);
         Ok(())
     }
 
@@ -82,34 +103,52 @@ impl Consumers {
 
     /// The offset `name` has committed, if it is registered.
     pub fn committed(&self, name: &str) -> Option<u64> {
-        self.offsets.lock().unwrap().get(name).copied()
+        self.offsets.lock().unwrap().get(name).map(|at| at.offset)
     }
 
     /// Every consumer's committed offset.
     pub fn all(&self) -> BTreeMap<String, u64> {
+        let offsets = self.offsets.lock().unwrap();
+        offsets
+            .iter()
+            .map(|(n, at)| (n.clone(), at.offset))
+            .collect()
+    }
+
+    /// Every consumer's position.
+    pub(crate) fn positions(&self) -> BTreeMap<String, Position> {
         self.offsets.lock().unwrap().clone()
     }
 
     /// The lowest committed offset: retention must not delete anything at or after it.
     pub fn min_committed(&self) -> Option<u64> {
-        self.offsets.lock().unwrap().values().copied().min()
+        self.offsets
+            .lock()
+            .unwrap()
+            .values()
+            .map(|at| at.offset)
+            .min()
     }
 
     /// Runs `f` with the lowest committed offset while no consumer can register or commit,
     /// so what `f` deletes stays behind every consumer.
     pub(crate) fn while_held<T>(&self, f: impl FnOnce(Option<u64>) -> T) -> T {
         let offsets = self.offsets.lock().unwrap();
-        f(offsets.values().copied().min())
+        f(offsets.values().map(|at| at.offset).min())
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.offset"))
     }
 
-    fn write(&self, name: &str, offset: u64) -> Result<(), LogError> {
+    fn write(&self, name: &str, at: Position) -> Result<(), LogError> {
         let path = self.path(name);
         let tmp = self.dir.join(format!("{name}.offset.tmp"));
-        let body = serde_json::to_vec(&OffsetFile { offset }).expect("serialisable");
+        let file = OffsetFile {
+            offset: at.offset,
+            processed: (at.processed > at.offset).then_some(at.processed),
+        };
+        let body = serde_json::to_vec(&file).expect("serialisable");
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             std::io::Write::write_all(&mut f, &body)?;
@@ -121,7 +160,7 @@ impl Consumers {
     }
 }
 
-pub(crate) fn read_all(dir: &Path) -> Result<BTreeMap<String, u64>, LogError> {
+pub(crate) fn read_all(dir: &Path) -> Result<BTreeMap<String, Position>, LogError> {
     let mut out = BTreeMap::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -141,7 +180,14 @@ pub(crate) fn read_all(dir: &Path) -> Result<BTreeMap<String, u64>, LogError> {
         let bytes = std::fs::read(&path).map_err(|e| LogError::io(&path, e))?;
         let parsed: OffsetFile = serde_json::from_slice(&bytes)
             .map_err(|e| LogError::Corrupt(format!("{}: {e}", path.display())))?;
-        out.insert(name.to_string(), parsed.offset);
+        let processed = parsed.processed.unwrap_or(0).max(parsed.offset);
+        out.insert(
+            name.to_string(),
+            Position {
+                offset: parsed.offset,
+                processed,
+            },
+        );
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::consumer::Position;
 use crate::error::LogError;
 use crate::record::{self, HEADER_LEN, MAX_PAYLOAD};
 
@@ -215,29 +216,33 @@ impl RecoveryReport {
 /// mean disk damage, and an operator should be able to look at what was cut.
 ///
 /// A torn write can only hold records no consumer has seen (consumers read only what was
-/// synced). So when a consumer has committed past the first bad record, the damage is to
+/// synced). So when a consumer has processed past the first bad record, the damage is to
 /// acknowledged records: nothing is cut, and opening fails with what was found. Cutting
 /// would lose them for good, and new appends would reuse offsets the consumer has passed.
 pub(crate) fn recover_tail(
     seg: &SegmentFile,
-    committed: &BTreeMap<String, u64>,
+    consumers: &BTreeMap<String, Position>,
 ) -> Result<(Scan, RecoveryReport), LogError> {
     let mut scan = scan(seg)?;
     // Checked whether or not the records end in zeros: a lost page of acknowledged records
-    // may read back as zeros too.
-    if let Some((consumer, offset)) = committed
+    // may read back as zeros too. What a consumer has processed counts, not only what it
+    // committed: the processor commits behind what it has processed, to keep its dedupe
+    // window's records.
+    if let Some((consumer, offset)) = consumers
         .iter()
-        .filter(|(_, o)| **o > scan.next_offset)
-        .max_by_key(|(_, o)| **o)
+        .map(|(name, at)| (name, at.processed))
+        .filter(|(_, o)| *o > scan.next_offset)
+        .max_by_key(|(_, o)| *o)
     {
         return Err(LogError::Corrupt(format!(
-            "{}: {} at byte {} (offset {}), but consumer {consumer:?} has already committed \
-             offset {offset}, so the damage is to acknowledged records, not a torn write; \
+            "{}: {} (offset {}), but consumer {consumer:?} has already processed \
+             up to offset {offset}, so the damage is to acknowledged records, not a torn write; \
              nothing was changed. Restore the segment from a backup, or move it aside to \
              start without its records",
             seg.path.display(),
-            scan.problem.as_deref().unwrap_or("the records end"),
-            scan.valid_len,
+            scan.problem
+                .clone()
+                .unwrap_or_else(|| format!("the records end at byte {}", scan.valid_len)),
             scan.next_offset,
         )));
     }

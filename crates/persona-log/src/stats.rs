@@ -35,6 +35,9 @@ pub struct ConsumerStats {
     pub committed_offset: u64,
     /// Records appended that the consumer has not committed yet.
     pub lag: u64,
+    /// How far the consumer has durably processed the log; past `committed_offset` when
+    /// it keeps records it has processed (the processor keeps its dedupe window's).
+    pub processed_offset: u64,
 }
 
 impl LogStats {
@@ -104,13 +107,15 @@ impl LogStats {
         let first_offset = kept.first().map_or(next_offset, |s| s.base);
         let consumers = consumer::read_all(&dir.join("consumers"))?
             .into_iter()
-            .map(|(name, committed_offset)| {
+            .map(|(name, at)| {
+                let committed_offset = at.offset;
                 let lag = next_offset.saturating_sub(committed_offset);
                 (
                     name,
                     ConsumerStats {
                         committed_offset,
                         lag,
+                        processed_offset: at.processed,
                     },
                 )
             })

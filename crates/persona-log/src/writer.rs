@@ -103,7 +103,7 @@ impl EventLog {
         }
         let last = segments.last().expect("at least one segment").clone();
         let consumers = Consumers::open(&dir)?;
-        let (scan, report) = segment::recover_tail(&last, &consumers.all())?;
+        let (scan, report) = segment::recover_tail(&last, &consumers.positions())?;
         if report.dropped_anything() {
             tracing::warn!(
                 segment = %last.path.display(),
@@ -238,14 +238,32 @@ impl EventLog {
 
     /// Records that consumer `name` has processed everything before `offset`.
     pub fn commit(&self, name: &str, offset: u64) -> Result<(), LogError> {
+        self.commit_keeping(name, offset, offset)
+    }
+
+    /// Records that consumer `name` has durably processed everything before `processed`
+    /// but wants the records from `keep_from` on kept (and read again after a restart): the
+    /// processor keeps those its dedupe window is rebuilt from. Retention keeps them; a
+    /// damaged record before `processed` is refused at start as damage, not cut as a torn
+    /// write.
+    pub fn commit_keeping(
+        &self,
+        name: &str,
+        processed: u64,
+        keep_from: u64,
+    ) -> Result<(), LogError> {
         let next_offset = self.next_offset();
-        if offset > next_offset {
+        if processed > next_offset {
             return Err(LogError::OffsetOutOfRange {
-                offset,
+                offset: processed,
                 next_offset,
             });
         }
-        self.shared.consumers.commit(name, offset)
+        let at = crate::consumer::Position {
+            offset: keep_from.min(processed),
+            processed,
+        };
+        self.shared.consumers.commit(name, at)
     }
 
     /// Offset of the oldest retained record.

@@ -550,11 +550,18 @@ async fn a_live_reader_seeking_past_damage_reports_it() {
 
 /// A bad record that a consumer has already read past is damage to acknowledged records,
 /// not a torn write: opening refuses and changes nothing, where cutting would lose them and
-/// hand their offsets out again.
+/// hand their offsets out again. That holds when the consumer keeps records it has
+/// processed (as the processor keeps its dedupe window's) and so commits behind them.
 #[tokio::test]
-async fn damage_below_a_consumers_committed_offset_is_refused_not_cut() {
+async fn damage_below_what_a_consumer_processed_is_refused_not_cut() {
+    for keep_from in [8, 0] {
+        damage_at_record_3_is_refused(8, keep_from).await;
+    }
+}
+
+async fn damage_at_record_3_is_refused(processed: u64, keep_from: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let positions = ten_records_read_up_to(dir.path(), 8).await;
+    let positions = ten_records_read_up_to(dir.path(), processed, keep_from).await;
 
     let segment = dir.path().join(format!("{:020}.log", 0));
     let mut bytes = std::fs::read(&segment).unwrap();
@@ -569,7 +576,7 @@ async fn damage_below_a_consumers_committed_offset_is_refused_not_cut() {
     assert!(matches!(err, LogError::Corrupt(_)), "{err}");
     let text = err.to_string();
     assert!(
-        text.contains("\"profiles\"") && text.contains("offset 3"),
+        text.contains("\"profiles\"") && text.contains("offset 3") && text.contains("offset 8"),
         "{text}"
     );
     assert_eq!(
@@ -578,24 +585,27 @@ async fn damage_below_a_consumers_committed_offset_is_refused_not_cut() {
         "the segment was changed"
     );
 
-    // Past the consumer's offset the same damage is taken for a torn write and cut.
+    // Past what the consumer processed the same damage is taken for a torn write and cut.
     let fresh = tempfile::tempdir().unwrap();
-    ten_records_read_up_to(fresh.path(), 2).await;
+    ten_records_read_up_to(fresh.path(), 2, keep_from.min(2)).await;
     let segment = fresh.path().join(format!("{:020}.log", 0));
     std::fs::write(&segment, &bytes).unwrap();
     let (log, report) = EventLog::open(fresh.path(), LogConfig::default(), Arc::new(())).unwrap();
     assert_eq!((report.kept_records, log.next_offset()), (3, 3));
 }
 
-/// A closed log of ten records whose consumer `profiles` has committed `committed`; the
-/// records' byte positions.
-async fn ten_records_read_up_to(dir: &std::path::Path, committed: u64) -> Vec<u64> {
+/// A closed log of ten records whose consumer `profiles` has processed them up to
+/// `processed` and keeps them from `keep_from`; the records' byte positions.
+async fn ten_records_read_up_to(dir: &std::path::Path, processed: u64, keep_from: u64) -> Vec<u64> {
     let log = open(dir, LogConfig::default());
     log.register_consumer("profiles").unwrap();
     for i in 0..10 {
         log.append(vec![payload(i)]).await.unwrap();
     }
-    log.commit("profiles", committed).unwrap();
+    log.commit_keeping("profiles", processed, keep_from)
+        .unwrap();
+    // Retention and `log stats` go by what the consumer keeps.
+    assert_eq!(log.consumers().committed("profiles"), Some(keep_from));
     read_all(&mut log.reader().unwrap())
         .iter()
         .map(|r| r.position)
@@ -650,7 +660,7 @@ async fn a_torn_write_into_the_zeros_is_cut_without_them() {
 #[tokio::test]
 async fn acknowledged_records_read_back_as_zeros_are_refused_not_taken_for_room() {
     let dir = tempfile::tempdir().unwrap();
-    let positions = ten_records_read_up_to(dir.path(), 8).await;
+    let positions = ten_records_read_up_to(dir.path(), 8, 8).await;
     // A lost page of records that reads back as zeros, as the zeros ahead of them do.
     let segment = dir.path().join(format!("{:020}.log", 0));
     let mut bytes = std::fs::read(&segment).unwrap();

@@ -330,14 +330,15 @@ impl Processor {
         ))
     }
 
-    /// The log offset below which the log may delete records: what the store has on disk,
-    /// less the records the dedupe window is rebuilt from after a restart.
-    pub fn retention_offset(&self) -> Result<u64, ProcessorError> {
-        Ok(self
-            .store
-            .durable_offset(CONSUMER)?
-            .unwrap_or(0)
-            .saturating_sub(self.dedupe.capacity() as u64))
+    /// Tells the log how far the store has applied it on disk, and that retention may
+    /// delete records only below that, less the records the dedupe window is rebuilt from
+    /// after a restart. (The first tells the log's start-up that damage before it is to
+    /// acknowledged records, not a torn write.)
+    pub fn commit_to_log(&self, log: &EventLog) -> Result<(), ProcessorError> {
+        let durable = self.store.durable_offset(CONSUMER)?.unwrap_or(0);
+        let keep_from = durable.saturating_sub(self.dedupe.capacity() as u64);
+        log.commit_keeping(CONSUMER, durable, keep_from)?;
+        Ok(())
     }
 
     fn apply_batch(&mut self) -> Result<usize, ProcessorError> {
@@ -483,17 +484,18 @@ pub fn spawn(
                     let result = processor.step();
                     processor.report_lag(&log);
                     match result {
-                        Ok(0) => wakeup.wait(IDLE_WAIT),
-                        Ok(_) => {
-                            processor.status.set_failure(None);
-                            // Tells retention what it may delete: only what the store has
-                            // on disk and the dedupe window no longer needs.
-                            let committed = processor
-                                .retention_offset()
-                                .map_err(|e| e.to_string())
-                                .and_then(|o| log.commit(CONSUMER, o).map_err(|e| e.to_string()));
-                            if let Err(e) = committed {
+                        Ok(applied) => {
+                            if applied > 0 {
+                                processor.status.set_failure(None);
+                            }
+                            // Idle steps too: the store's durable offset moves on (once a
+                            // second) after the last batch, and retention waits for it.
+                            // Unchanged, it costs no write.
+                            if let Err(e) = processor.commit_to_log(&log) {
                                 tracing::warn!(error = %e, "cannot record the processor's offset in the log");
+                            }
+                            if applied == 0 {
+                                wakeup.wait(IDLE_WAIT);
                             }
                         }
                         Err(e) => {

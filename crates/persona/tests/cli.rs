@@ -361,7 +361,48 @@ async fn log_stats_lists_the_processor_with_its_committed_offset() {
     assert!(committed <= 5, "{stats}");
     assert_eq!(processor["lag"].as_u64(), Some(5 - committed), "{stats}");
     assert!(stats.get("last_segment_problem").is_none(), "{stats}");
+    // With no more traffic, the processor still tells the log once the store has the
+    // five on disk (its journal is synced every 100 ms): the log's start-up then knows
+    // damage to them for what it is.
+    common::poll_blocking(
+        "processed_offset 5",
+        std::time::Duration::from_millis(50),
+        || {
+            let stats = log_stats(dir.path());
+            (stats["consumers"]["processor"]["processed_offset"] == 5).then_some(())
+        },
+    );
     server.stop();
+
+    // Damage to one of them is refused at start, not cut as a torn write, although the
+    // processor's committed offset (behind its dedupe window) is 0.
+    let seg = dir.path().join("log/00000000000000000000.log");
+    let pristine = std::fs::read(&seg).unwrap();
+    let mut damaged = pristine.clone();
+    damaged[300] ^= 0x40;
+    std::fs::write(&seg, &damaged).unwrap();
+    let mut refused = common::bin()
+        .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--write-key", KEY])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = common::poll_blocking(
+        "the refused start to end",
+        std::time::Duration::from_millis(50),
+        || refused.try_wait().unwrap(),
+    );
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut refused.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("damage is to acknowledged records"), "{err}");
+    assert_eq!(
+        std::fs::read(&seg).unwrap(),
+        damaged,
+        "the segment was changed"
+    );
+    std::fs::write(&seg, &pristine).unwrap();
 
     // Damage inside the second record: the records before it are counted, and the stats
     // say where the rest stopped being readable.
