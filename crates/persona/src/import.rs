@@ -114,9 +114,10 @@ impl Destination {
 }
 
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let (dest, batch_size) = Destination::from_args(&args.destination)?;
+    // The input first: a wrong file name leaves no new data folder behind.
     let bar = bytes_bar("reading");
     let input = jsonl::open(&args.file, &bar)?;
+    let (dest, batch_size) = Destination::from_args(&args.destination)?;
     // A read error ends the input (it is no reject of one line); it is reported after
     // what was read before it has been imported.
     let read_error = std::cell::Cell::new(None);

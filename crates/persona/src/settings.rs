@@ -121,15 +121,22 @@ impl Settings {
             },
         };
         let defaults = LogConfig::default();
+        let max_age = match file.log.retention_hours {
+            None => None,
+            Some(h) => match h.checked_mul(3600) {
+                Some(secs) => Some(Duration::from_secs(secs)),
+                None => anyhow::bail!(
+                    "log.retention_hours must be at most {}, got {h}",
+                    u64::MAX / 3600
+                ),
+            },
+        };
         let log = LogConfig {
             segment_bytes: file.log.segment_bytes.unwrap_or(defaults.segment_bytes),
             max_queue_bytes: file.log.max_queue_bytes.unwrap_or(defaults.max_queue_bytes),
             retention: RetentionPolicy {
                 max_bytes: file.log.retention_bytes,
-                max_age: file
-                    .log
-                    .retention_hours
-                    .map(|h| Duration::from_secs(h * 3600)),
+                max_age,
             },
             ..defaults
         };
@@ -340,6 +347,22 @@ mod tests {
         );
         assert!(
             err.contains("collector.trusted_proxies") && err.contains("\"lb\""),
+            "{err}"
+        );
+    }
+
+    /// Hours past what seconds in a `u64` hold would wrap around to a short age in a
+    /// release build, and retention would delete young segments.
+    #[test]
+    fn a_retention_age_too_large_to_count_in_seconds_is_refused() {
+        let week = load("[log]\nretention_hours = 168\n", &[]).unwrap();
+        assert_eq!(
+            week.log.retention.max_age,
+            Some(Duration::from_secs(168 * 3600))
+        );
+        let err = load_error("[log]\nretention_hours = 5124095576030432\n", &[]);
+        assert!(
+            err.contains("log.retention_hours must be at most") && err.contains("5124095576030432"),
             "{err}"
         );
     }

@@ -716,6 +716,18 @@ fn import_reads_gzip_and_standard_input_and_names_what_it_cannot_read() {
         err.contains("is a folder, not a file of JSON lines"),
         "{err}"
     );
+
+    // A wrong file name fails before a new data folder is made for it.
+    let fresh = dir.path().join("fresh");
+    let missing = dir.path().join("missing.jsonl");
+    let out = run(&[
+        "import",
+        missing.to_str().unwrap(),
+        "--data-dir",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(!fresh.exists(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
