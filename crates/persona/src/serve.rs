@@ -30,6 +30,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args)?;
     crate::http_server::reserve_open_files(settings.http.max_connections);
     let data_dir = settings.data_dir.clone();
+    if data_dir.exists() && !data_dir.is_dir() {
+        anyhow::bail!(
+            "data folder {} is not a folder; --data-dir names the folder persona keeps its data in",
+            data_dir.display()
+        );
+    }
     // Synced into its parent: the secrets and stores in it must outlive a power cut.
     persona_core::durable::create_private_dir_all(&data_dir)
         .with_context(|| format!("cannot create data folder {}", data_dir.display()))?;

@@ -84,11 +84,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             let sent = send_all(&sender, messages, args.batch_size, "message")
                 .await
                 .map_err(|e| {
+                    // The cause first; then how to resume.
                     let end = format_timestamp(end);
-                    e.context(format!(
-                        "to send the same messages again (their ids depend on the period), \
-                         repeat the command with --end {end}"
-                    ))
+                    anyhow::anyhow!(
+                        "{e:#}; to send the same messages again (their ids depend on the \
+                         period), repeat the command with --end {end}"
+                    )
                 })?;
             say!(
                 "sent {} messages for {} customers to {target}: {} accepted, {} rejected",

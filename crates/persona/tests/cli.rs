@@ -425,6 +425,25 @@ async fn log_stats_lists_the_processor_with_its_committed_offset() {
 }
 
 #[test]
+fn serve_names_a_data_folder_that_is_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data");
+    std::fs::write(&file, "").unwrap();
+    let out = run(&[
+        "serve",
+        "--data-dir",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--write-key",
+        KEY,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is not a folder"), "{err}");
+}
+
+#[test]
 fn a_bad_config_file_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("persona.toml");
@@ -579,6 +598,11 @@ fn simulate_refuses_bad_arguments_naming_them() {
         "{err}"
     );
     assert!(err.contains("repeat the command with --end "), "{err}");
+    // The cause before the advice.
+    assert!(
+        err.find("stopped after") < err.find("to send the same messages again"),
+        "{err}"
+    );
     assert!(!truth.exists());
 
     // A truth path that cannot be made leaves an existing output file as it was.
