@@ -222,15 +222,14 @@ impl State<'_> {
         &mut self,
         mut t: DateTime<Utc>,
         p: &Persona,
-        viewed: &[(&str, &str, f64)],
+        viewed: &[(&'static str, &'static str, f64)],
     ) -> DateTime<Utc> {
         let target = p.order_value.0 * (p.order_value.1 * self.normal()).exp();
-        let product = viewed
-            .first()
-            .copied()
-            .unwrap_or_else(|| PRODUCTS[self.rng.random_range(0..PRODUCTS.len())]);
-        let quantity = ((target / product.2).round() as u32).max(1);
-        let revenue = (target * 100.0).round() / 100.0;
+        let coupon = p.name == "deal_hunter";
+        // What this persona waits for: 20% off.
+        let paid = if coupon { 0.8 } else { 1.0 };
+        let (product, quantity) = basket(target / paid, viewed);
+        let revenue = (product.2 * f64::from(quantity) * paid * 100.0).round() / 100.0;
         t += self.secs(5.0, 60.0);
         let mut added = product_props(product);
         added["quantity"] = quantity.into();
@@ -254,9 +253,11 @@ impl State<'_> {
                 "price": product.2, "quantity": quantity,
             }],
         });
-        if p.name == "deal_hunter" {
-            // What this persona waits for; the spec's field for it.
+        if coupon {
+            // The spec's fields for it.
             props["coupon"] = "SAVE20".into();
+            props["discount"] =
+                json!((product.2 * f64::from(quantity) * (1.0 - paid) * 100.0).round() / 100.0);
         }
         self.track(t, "Order Completed", props);
         t
@@ -381,6 +382,31 @@ impl State<'_> {
         let u1: f64 = 1.0 - self.rng.random::<f64>();
         let u2: f64 = self.rng.random();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// Most of one product in an order.
+const MAX_QUANTITY: u32 = 5;
+
+/// The product and quantity whose price comes nearest `value`: one of those viewed in the
+/// visit when one comes within a quarter of it, else any in the catalog. So an order's
+/// revenue is what its products cost, near what the persona spends.
+fn basket(
+    value: f64,
+    viewed: &[(&'static str, &'static str, f64)],
+) -> ((&'static str, &'static str, f64), u32) {
+    let nearest = |products: &[(&'static str, &'static str, f64)]| {
+        products
+            .iter()
+            .flat_map(|&p| (1..=MAX_QUANTITY).map(move |q| (p, q)))
+            .min_by(|a, b| {
+                let off = |(p, q): &((&str, &str, f64), u32)| (p.2 * f64::from(*q) - value).abs();
+                off(a).total_cmp(&off(b))
+            })
+    };
+    match nearest(viewed) {
+        Some((p, q)) if (p.2 * f64::from(q) - value).abs() <= value / 4.0 => (p, q),
+        _ => nearest(&PRODUCTS).expect("a catalog"),
     }
 }
 
