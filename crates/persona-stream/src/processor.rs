@@ -480,6 +480,8 @@ pub fn spawn(
         std::thread::Builder::new()
             .name("persona-processor".into())
             .spawn(move || {
+                // The last failure to tell the log, said once rather than at every idle step.
+                let mut commit_failure = None;
                 while !stop.load(Ordering::Acquire) {
                     let result = processor.step();
                     processor.report_lag(&log);
@@ -491,9 +493,13 @@ pub fn spawn(
                             // Idle steps too: the store's durable offset moves on (once a
                             // second) after the last batch, and retention waits for it.
                             // Unchanged, it costs no write.
-                            if let Err(e) = processor.commit_to_log(&log) {
+                            let failure = processor.commit_to_log(&log).err().map(|e| e.to_string());
+                            if let Some(e) = &failure
+                                && failure != commit_failure
+                            {
                                 tracing::warn!(error = %e, "cannot record the processor's offset in the log");
                             }
+                            commit_failure = failure;
                             if applied == 0 {
                                 wakeup.wait(IDLE_WAIT);
                             }
