@@ -8,6 +8,7 @@
 //! and it reuses the collector's error type so every endpoint answers errors the same way.
 
 mod auth;
+mod body;
 mod guard;
 mod models;
 mod profiles;

@@ -23,6 +23,7 @@ use persona_segment::pipeline::{Plan, TrainSpec, train};
 use persona_store::{ProfileStore, StoreError, for_each_page};
 use serde_json::Value;
 
+use crate::body::JsonBody;
 use crate::profiles::store_error;
 use crate::{ApiError, ApiState, WriteLock, off_workers};
 
@@ -108,7 +109,7 @@ fn find(state: &ApiState, id: &str) -> Result<ModelDoc, ApiError> {
 
 pub(crate) async fn create(
     State(state): State<ApiState>,
-    Json(body): Json<Value>,
+    JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Value::Object(mut fields) = body else {
         return Err(invalid("body", "must be a JSON object"));

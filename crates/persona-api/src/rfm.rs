@@ -15,6 +15,7 @@ use persona_store::{ProfileStore, StoreError, for_each_profile_on_one_core};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::body::OptionalJsonBody;
 use crate::profiles::store_error;
 use crate::{ApiError, ApiState};
 
@@ -90,9 +91,9 @@ pub(crate) struct RefitRequest {
 
 pub(crate) async fn refit(
     State(state): State<ApiState>,
-    body: Option<Json<RefitRequest>>,
+    OptionalJsonBody(body): OptionalJsonBody<RefitRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let as_of = match body.and_then(|b| b.0.as_of) {
+    let as_of = match body.and_then(|b| b.as_of) {
         None => Utc::now(),
         Some(s) => persona_core::time::parse_timestamp(&s)
             .map_err(|reason| ApiError::invalid(vec![FieldError::request("as_of", reason)]))?,

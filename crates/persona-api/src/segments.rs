@@ -17,6 +17,7 @@ use persona_store::{SegmentDef, SegmentId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::body::JsonBody;
 use crate::profiles::store_error;
 use crate::{ApiError, ApiState, guard, off_workers};
 
@@ -142,7 +143,7 @@ fn find(state: &ApiState, id: &str) -> Result<SegmentDef, ApiError> {
 
 pub(crate) async fn create(
     State(state): State<ApiState>,
-    Json(req): Json<SegmentRequest>,
+    JsonBody(req): JsonBody<SegmentRequest>,
 ) -> Result<(StatusCode, Json<SegmentBody>), ApiError> {
     let name = text(&req.name, "name")?.ok_or_else(|| invalid("name", "is required".into()))?;
     let rule = text(&req.rule, "rule")?.ok_or_else(|| invalid("rule", "is required".into()))?;
@@ -188,7 +189,7 @@ pub(crate) async fn get(
 pub(crate) async fn update(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    Json(req): Json<SegmentRequest>,
+    JsonBody(req): JsonBody<SegmentRequest>,
 ) -> Result<Json<SegmentBody>, ApiError> {
     let (name, rule) = (text(&req.name, "name")?, text(&req.rule, "rule")?);
     if let Some(rule) = &rule {

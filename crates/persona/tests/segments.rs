@@ -566,3 +566,44 @@ async fn the_guard_warns_of_tiny_and_overlapping_segments_and_the_backfill_repor
     }
     members_reach(&http, &url, &ids[0], 301).await;
 }
+
+/// What the README's examples send: `curl -d`, whose `Content-Type` is form encoding, and
+/// an `Authorization` scheme in any case. A bad body answers in the API's error shape.
+#[tokio::test]
+async fn the_admin_api_takes_json_as_curl_sends_it_and_names_a_bad_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let segments = format!("{}/v1/segments", server.url());
+    let http = Http::default();
+    let form = "application/x-www-form-urlencoded";
+    let send = |scheme: &'static str, body: &str| {
+        http.admin_sent_as("POST", &segments, scheme, form, body.to_string())
+    };
+    let (status, seg) = send(
+        "bearer",
+        r#"{"name": "buyers", "rule": "computed.frequency >= 1"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 201, "{seg}");
+    assert_eq!(seg["name"], "buyers");
+
+    let (status, err) = send("Bearer", "{not json").await.unwrap();
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_json", "{err}");
+    let (status, err) = send("Bearer", r#"{"name": "no rule"}"#).await.unwrap();
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["details"][0]["field"], "rule", "{err}");
+    let (status, err) = send(
+        "Bearer",
+        r#"{"name": 5, "rule": "computed.frequency >= 1"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["details"][0]["field"], "name", "{err}");
+    let (status, err) = send("Bearer", "[]").await.unwrap();
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["error"]["code"], "invalid_request", "{err}");
+    server.stop();
+}

@@ -206,14 +206,27 @@ impl Http {
         url: &str,
         body: Option<&serde_json::Value>,
     ) -> anyhow::Result<(StatusCode, serde_json::Value)> {
+        let body = body.map_or_else(String::new, |b| b.to_string());
+        self.admin_sent_as(method, url, "Bearer", "application/json", body)
+            .await
+    }
+
+    /// [`Http::admin`] with the `Authorization` scheme written as `scheme`, a body sent
+    /// as it is, and `content_type`, as a hand-written client might send them.
+    pub async fn admin_sent_as(
+        &self,
+        method: &str,
+        url: &str,
+        scheme: &str,
+        content_type: &str,
+        body: String,
+    ) -> anyhow::Result<(StatusCode, serde_json::Value)> {
         let req = Request::builder()
             .method(method)
             .uri(url)
-            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(
-                body.map_or_else(String::new, |b| b.to_string()),
-            )))?;
+            .header(header::AUTHORIZATION, format!("{scheme} {ADMIN}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Full::new(Bytes::from(body)))?;
         let resp = self.client.request(req).await?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
