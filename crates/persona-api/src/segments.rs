@@ -275,8 +275,19 @@ pub(crate) async fn members(
         let more = ids.len() > limit;
         let mut members = Vec::with_capacity(limit.min(ids.len()));
         for &pid in ids.iter().take(limit) {
-            let user_id = store.get(pid).map_err(store_error)?.and_then(|p| p.user_id);
-            members.push(serde_json::json!({ "user_id": user_id, "profile_id": pid }));
+            let profile = store.get(pid).map_err(store_error)?;
+            let mut member = serde_json::json!({ "profile_id": pid });
+            match profile.map(|p| (p.user_id, p.anonymous_ids)) {
+                Some((Some(user_id), _)) => member["user_id"] = user_id.into(),
+                // A customer who never signed up: named by an anonymous id, with which
+                // `GET /v1/profiles/anonymous_id:{id}` finds the profile.
+                Some((None, anonymous)) => {
+                    member["user_id"] = Value::Null;
+                    member["anonymous_id"] = anonymous.into_iter().next().into();
+                }
+                None => member["user_id"] = Value::Null,
+            }
+            members.push(member);
         }
         let next = more.then(|| ids[limit - 1].to_string());
         Ok(serde_json::json!({ "members": members, "next_cursor": next }))

@@ -607,3 +607,53 @@ async fn the_admin_api_takes_json_as_curl_sends_it_and_names_a_bad_body() {
     assert_eq!(err["error"]["code"], "invalid_request", "{err}");
     server.stop();
 }
+
+/// A member who never signed up has no user id: the members page names them by an
+/// anonymous id, with which the profile API finds them.
+#[tokio::test]
+async fn an_anonymous_member_is_named_so_that_the_profile_api_finds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let url = server.url();
+    let http = Http::default();
+    let (status, body) = http
+        .post(
+            &url,
+            "/v1/page",
+            KEY,
+            &json!({"anonymousId": "anon-7", "name": "Home"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    http.wait_processed(&url).await;
+    let (status, seg) = http
+        .admin(
+            "POST",
+            &format!("{url}/v1/segments"),
+            Some(&json!({"name": "browsers", "rule": "computed.page_views >= 1"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{seg}");
+    members_reach(&http, &url, &seg["id"], 1).await;
+    let (_, page) = http
+        .get(
+            &format!("{url}/v1/segments/{}/members", seg["id"]),
+            Some(ADMIN),
+        )
+        .await
+        .unwrap();
+    let member = &page["members"][0];
+    assert_eq!(member["user_id"], Value::Null, "{page}");
+    assert_eq!(member["anonymous_id"], "anon-7", "{page}");
+    let (status, profile) = http
+        .get(
+            &format!("{url}/v1/profiles/anonymous_id:anon-7"),
+            Some(ADMIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{profile}");
+    server.stop();
+}
