@@ -192,6 +192,12 @@ pub(crate) async fn update(
     JsonBody(req): JsonBody<SegmentRequest>,
 ) -> Result<Json<SegmentBody>, ApiError> {
     let (name, rule) = (text(&req.name, "name")?, text(&req.rule, "rule")?);
+    if name.is_none() && rule.is_none() {
+        return Err(invalid(
+            "name",
+            "or `rule` is required: a change names at least one".into(),
+        ));
+    }
     if let Some(rule) = &rule {
         check_rule(rule)?;
     }
@@ -200,6 +206,7 @@ pub(crate) async fn update(
         let state = writer;
         let _one_writer = state.segments_lock.hold();
         let mut def = find(&state, &id)?;
+        let unchanged = def.clone();
         if let Some(name) = name {
             check_name(&state, &name, Some(def.id))?;
             def.name = name;
@@ -209,6 +216,10 @@ pub(crate) async fn update(
         {
             def.rule = rule;
             def.version += 1;
+        }
+        if def == unchanged {
+            // What it already is: nothing to store, and `updated_at` stays the last change.
+            return Ok(def);
         }
         def.updated_at = Utc::now().timestamp_millis();
         state.store.update_segment(&def).map_err(store_error)?;

@@ -393,18 +393,22 @@ fn field_name(f: &Field) -> String {
 
 /// Text literals compared with a time field, read as times once, at compile time.
 fn resolve_times(node: Node) -> Result<Node, RuleError> {
-    let time_field = |n: &Node| matches!(n, Node::Field(f) if f.ty() == Type::Time);
-    let as_time = |n: Node| match n {
-        Node::Lit(Val::Text(t)) => Ok(Node::Lit(Val::Time(parse_time(&t)?))),
+    // The name of a time field, for an error about what it is compared with.
+    let time_field = |n: &Node| match n {
+        Node::Field(Field::Computed(f)) if f.ty == Type::Time => Some(f.name),
+        _ => None,
+    };
+    let as_time = |n: Node, field: &str| match n {
+        Node::Lit(Val::Text(t)) => Ok(Node::Lit(Val::Time(parse_time(&t, field)?))),
         other => Ok(other),
     };
     Ok(match node {
         Node::Cmp(op, l, r) => {
             let (mut l, mut r) = (resolve_times(*l)?, resolve_times(*r)?);
-            if time_field(&l) {
-                r = as_time(r)?;
-            } else if time_field(&r) {
-                l = as_time(l)?;
+            if let Some(field) = time_field(&l) {
+                r = as_time(r, field)?;
+            } else if let Some(field) = time_field(&r) {
+                l = as_time(l, field)?;
             }
             Node::Cmp(op, Box::new(l), Box::new(r))
         }
@@ -415,16 +419,18 @@ fn resolve_times(node: Node) -> Result<Node, RuleError> {
     })
 }
 
-fn parse_time(text: &str) -> Result<i64, RuleError> {
+/// The text a rule compares the computed time field `field` with, as a time.
+fn parse_time(text: &str, field: &str) -> Result<i64, RuleError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return Ok(t.timestamp_millis());
     }
     chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
         .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis())
-        .map_err(|_| {
-            RuleError::new(format!(
-                "'{text}' is not a time; write RFC 3339 ('2026-11-01T00:00:00Z') or a date ('2026-11-01')"
-            ))
+        .map_err(|_| RuleError {
+            field: Some(format!("computed.{field}")),
+            reason: format!(
+                "is compared with '{text}', which is not a time; write RFC 3339 ('2026-11-01T00:00:00Z') or a date ('2026-11-01')"
+            ),
         })
 }
 
@@ -645,6 +651,9 @@ mod tests {
         );
         let e = err("computed.first_seen > 'yesterday'");
         assert!(e.reason.contains("not a time"), "{e}");
+        let e = err("computed.last_seen BETWEEN '2026-01-01' AND 'bad'");
+        assert_eq!(e.field.as_deref(), Some("computed.last_seen"), "{e}");
+        assert!(e.reason.contains("'bad'"), "{e}");
         assert!(err("computed.frequency").reason.contains("not a condition"));
         assert!(
             err("computed.frequency >")

@@ -605,6 +605,29 @@ async fn the_admin_api_takes_json_as_curl_sends_it_and_names_a_bad_body() {
     let (status, err) = send("Bearer", "[]").await.unwrap();
     assert_eq!(status, 400, "{err}");
     assert_eq!(err["error"]["code"], "invalid_request", "{err}");
+
+    // A change must name something to change; one to what it already is stores nothing.
+    let one = format!("{segments}/{}", seg["id"]);
+    let (status, err) = http.admin("PUT", &one, Some(&json!({}))).await.unwrap();
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`name` or `rule` is required"),
+        "{err}"
+    );
+    assert!(seg["updated_at"].is_string(), "{seg}");
+    let (status, same) = http
+        .admin("PUT", &one, Some(&json!({"name": "buyers"})))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{same}");
+    assert_eq!(
+        (&same["updated_at"], &same["version"]),
+        (&seg["updated_at"], &seg["version"]),
+        "{same}"
+    );
     server.stop();
 }
 
