@@ -8,8 +8,8 @@
 use chrono::{DateTime, Datelike, Utc};
 use persona_core::time::{format_timestamp, parse_timestamp};
 use persona_core::{FieldError, MessageType};
-use serde_json::Value;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::backend::sent_from_backend;
 use crate::shallow::{self, Field, Kind, Object};
@@ -83,8 +83,19 @@ pub fn not_an_object(index: usize, kind: Kind) -> Vec<FieldError> {
     )]
 }
 
-/// [`normalize`] for a message already parsed into a [`Value`] (`persona import` reads
-/// its lines so), straight to the bytes the log stores.
+/// A message already parsed into a [`Value`] as an [`Object`]: each field written out on
+/// its own, since a parsed `Value` holds nothing a full parse would refuse, so its text
+/// needs no parse again.
+pub fn object_of(map: Map<String, Value>) -> Object<'static> {
+    let mut object = Object::default();
+    for (k, v) in map {
+        object.insert(k, Field::of(&v));
+    }
+    object
+}
+
+/// [`normalize`] for a message already parsed into a [`Value`] (the processor's tests and
+/// benches build theirs so), straight to the bytes the log stores.
 pub fn normalize_value(
     msg: Value,
     kind: Option<MessageType>,
@@ -95,13 +106,7 @@ pub fn normalize_value(
         let text = serde_json::value::to_raw_value(&msg).expect("JSON values serialise");
         return Err(not_an_object(index, shallow::kind(&text)));
     };
-    // Each field written out on its own: a parsed `Value` holds nothing a full parse would
-    // refuse, so its text needs no parse again.
-    let mut object = Object::default();
-    for (k, v) in map {
-        object.insert(k, Field::of(&v));
-    }
-    let n = normalize(object, kind, index, env)?;
+    let n = normalize(object_of(map), kind, index, env)?;
     Ok(Stored {
         kind: n.kind,
         bytes: n.to_bytes(),

@@ -1179,37 +1179,34 @@ async fn metrics_answer_in_the_format_the_scraper_accepts() {
         req.body(Body::empty()).unwrap()
     };
     let sample = r#"persona_collector_messages_total{kind="track",outcome="accepted"} 1"#;
-
-    for accept in [None, Some("text/plain;version=0.0.4"), Some("*/*")] {
-        let (_, headers, body) = h.send(scrape(accept)).await;
-        assert_eq!(
-            headers[header::CONTENT_TYPE],
-            "text/plain; version=0.0.4; charset=utf-8"
-        );
-        let text = body.as_str().unwrap();
-        assert!(
-            text.contains("# TYPE persona_collector_messages_total counter\n"),
-            "{text}"
-        );
-        assert!(text.contains(sample), "{text}");
-        assert!(!text.contains("# EOF"), "{text}");
-    }
-
     // What Prometheus sends.
     let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
                       version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-    let (_, headers, body) = h.send(scrape(Some(prometheus))).await;
-    assert_eq!(
-        headers[header::CONTENT_TYPE],
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    let text_004 = (
+        "text/plain; version=0.0.4; charset=utf-8",
+        "# TYPE persona_collector_messages_total counter\n",
+        false,
     );
-    let text = body.as_str().unwrap();
-    assert!(
-        text.contains("# TYPE persona_collector_messages counter\n"),
-        "{text}"
+    let openmetrics = (
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        "# TYPE persona_collector_messages counter\n",
+        true,
     );
-    assert!(text.contains(sample), "{text}");
-    assert!(text.ends_with("# EOF\n"), "{text}");
+    let cases = [
+        (None, text_004),
+        (Some("text/plain;version=0.0.4"), text_004),
+        (Some("*/*"), text_004),
+        (Some(prometheus), openmetrics),
+    ];
+    for (accept, (content_type, family, eof)) in cases {
+        let (_, headers, body) = h.send(scrape(accept)).await;
+        assert_eq!(headers[header::CONTENT_TYPE], content_type, "{accept:?}");
+        let text = body.as_str().unwrap();
+        assert!(text.contains(family), "{accept:?}: {text}");
+        assert!(text.contains(sample), "{accept:?}: {text}");
+        assert_eq!(text.ends_with("# EOF\n"), eof, "{accept:?}: {text}");
+        assert_eq!(text.contains("# EOF"), eof, "{accept:?}: {text}");
+    }
 }
 
 /// `persona serve` answers ingestion calls in [`Front`] without the router; every answer,

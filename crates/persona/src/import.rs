@@ -45,14 +45,6 @@ fn give_stable_id(number: usize, msg: &mut Object<'static>) {
 /// One message of the input, or why it cannot be imported, with its number in the input.
 pub type Item = (usize, Result<Object<'static>, String>);
 
-/// A message built by persona itself (`import-profiles`' rows) as the importers take it.
-pub fn message_of(v: &Value) -> Object<'static> {
-    let text = serde_json::to_vec(v).expect("JSON values serialise");
-    Object::parse(&text)
-        .expect("the caller builds a JSON object")
-        .into_owned()
-}
-
 /// Where imported messages go.
 pub enum Destination {
     /// Straight into the log of a stopped server (the log's lock says if one is running).
@@ -221,23 +213,29 @@ fn parse_line(n: usize, line: &[u8]) -> Result<Object<'static>, String> {
     Ok(msg.into_owned())
 }
 
-/// A message as both ways of importing hand it on, as the JSON text sent or stored: with
-/// a stable id and without `sentAt` (so that the server keeps each message's own
-/// timestamp instead of "correcting" it for a clock skew of months); or why not, when it
-/// is over the server's size limit for a message (measured on that text, as the server
-/// measures a message sent to it, so that both ways of importing refuse the same ones).
-fn prepare(unit: &str, number: usize, mut msg: Object<'static>) -> Result<Object<'static>, String> {
+/// A message as both ways of importing hand it on, with its JSON text (what a `--target`
+/// import sends): with a stable id and without `sentAt` (so that the server keeps each
+/// message's own timestamp instead of "correcting" it for a clock skew of months); or why
+/// not, when it is over the server's size limit for a message (measured on that text, as
+/// the server measures a message sent to it, so that both ways of importing refuse the
+/// same ones).
+fn prepare(
+    unit: &str,
+    number: usize,
+    mut msg: Object<'static>,
+) -> Result<(Object<'static>, Vec<u8>), String> {
     give_stable_id(number, &mut msg);
     msg.remove("sentAt");
-    let bytes = msg.to_bytes().len();
+    let text = msg.to_bytes();
     let limit = CollectorConfig::default().max_message_bytes;
-    if bytes > limit {
+    if text.len() > limit {
         return Err(format!(
-            "{unit} {number}: message is {bytes} bytes; the limit is {} KB",
+            "{unit} {number}: message is {} bytes; the limit is {} KB",
+            text.len(),
             limit / 1024
         ));
     }
-    Ok(msg)
+    Ok((msg, text))
 }
 
 /// Prints the summary of an import and its first rejects.
@@ -283,7 +281,7 @@ async fn into_log(
         let normalized = item
             .and_then(|msg| prepare(unit, n, msg))
             .map_err(|p| vec![(n, p)])
-            .and_then(|msg| {
+            .and_then(|(msg, _)| {
                 normalize(msg, None, n, &envelope)
                     .map_err(|errs| errs.iter().map(|e| (n, reject_line(unit, n, e))).collect())
             });
@@ -315,7 +313,7 @@ async fn via_http(
     let lines = messages.filter_map(|(number, item)| {
         let json = item
             .and_then(|msg| prepare(unit, number, msg))
-            .map(|msg| String::from_utf8(msg.to_bytes()).expect("written from UTF-8 parts"));
+            .map(|(_, text)| String::from_utf8(text).expect("written from UTF-8 parts"));
         match json {
             Ok(json) => Some(Numbered { number, json }),
             Err(problem) => {

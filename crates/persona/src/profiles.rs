@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::Utc;
+use persona_collector::normalize::object_of;
 use persona_core::time::{format_timestamp, parse_timestamp};
 use persona_store::{EmbeddedStore, ProfileStore};
 use serde_json::{Value, json};
 
 use crate::cli::{ImportProfilesArgs, ProfilesExportArgs, ProfilesStatsArgs, default_data_dir};
 use crate::client::progress_bar;
-use crate::import::{Destination, finish, message_of};
+use crate::import::{Destination, finish};
 use crate::table;
 
 /// Each row becomes an identify call marked as enrichment: the processor writes its traits
@@ -46,13 +47,16 @@ pub async fn import(args: ImportProfilesArgs) -> anyhow::Result<()> {
                         ));
                     }
                 };
-                Ok(message_of(&json!({
+                let Value::Object(msg) = json!({
                     "type": "identify",
                     "userId": user_id,
                     "traits": row,
                     "timestamp": now,
                     "context": {"library": {"name": persona_stream::ENRICHMENT_SOURCE}},
-                })))
+                }) else {
+                    unreachable!("built as an object")
+                };
+                Ok(object_of(msg))
             });
         (row_no, message)
     });
