@@ -173,7 +173,7 @@ pub struct ProfilesExportArgs {
     /// Data folder [default: ./persona-data].
     #[arg(long, env = "PERSONA_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Output file [default: standard output].
+    /// Output file, `-` for standard output [default: standard output].
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Compute time-relative values as of this RFC 3339 time [default: now].
@@ -211,9 +211,9 @@ pub struct ClusterArgs {
     /// kmeans, minibatch-kmeans, hierarchical or dbscan.
     #[arg(long, default_value = "kmeans")]
     pub algorithm: String,
-    /// Linkage of hierarchical clustering: ward, complete, average or single.
-    #[arg(long, default_value = "ward")]
-    pub linkage: String,
+    /// Linkage of hierarchical clustering: ward, complete, average or single [default: ward].
+    #[arg(long)]
+    pub linkage: Option<String>,
     /// Number of clusters, or `auto` to try 2..=--k-max and choose (see the JSON's
     /// `curves.rule`); not for dbscan, which finds it.
     #[arg(long)]

@@ -1,4 +1,4 @@
-//! Rows of a CSV or Parquet file as JSON objects, for `import-profiles`.
+//! Rows of a CSV or Parquet file as JSON objects, for `import-profiles` and `cluster`.
 
 use std::fs::File;
 use std::path::Path;
@@ -23,14 +23,27 @@ pub fn open(path: &Path) -> anyhow::Result<Table> {
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("csv") => csv_table(path),
-        Some("parquet") | Some("pq") => parquet_table(path),
+    let table = match ext.as_deref() {
+        Some("csv") => csv_table(path)?,
+        Some("parquet") | Some("pq") => parquet_table(path)?,
         _ => anyhow::bail!(
             "{}: unknown file type; give a .csv or .parquet file",
             path.display()
         ),
+    };
+    // Rows are maps by name: a second column of the same name would silently replace the
+    // first in every row.
+    for (i, name) in table.columns.iter().enumerate() {
+        if let Some(j) = table.columns[..i].iter().position(|c| c == name) {
+            anyhow::bail!(
+                "{}: columns {} and {} are both named {name:?}; rename one",
+                path.display(),
+                j + 1,
+                i + 1
+            );
+        }
     }
+    Ok(table)
 }
 
 fn csv_table(path: &Path) -> anyhow::Result<Table> {
@@ -94,7 +107,7 @@ fn parquet_table(path: &Path) -> anyhow::Result<Table> {
         let row = row.context("cannot read a Parquet row")?;
         Ok(row
             .get_column_iter()
-            .map(|(name, field)| (name.clone(), field.to_json_value()))
+            .map(|(name, field)| (name.clone(), json_of(field)))
             .filter(|(_, v)| !v.is_null())
             .collect())
     });
@@ -103,6 +116,17 @@ fn parquet_table(path: &Path) -> anyhow::Result<Table> {
         rows: Box::new(rows),
         len,
     })
+}
+
+/// A Parquet value as JSON. NaN and infinities, which JSON has no numbers for, become the
+/// text a CSV cell would hold (`NaN`, `inf`), not a null that reads as a missing value.
+fn json_of(field: &parquet::record::Field) -> Value {
+    use parquet::record::Field;
+    match *field {
+        Field::Float(x) if !x.is_finite() => Value::String(x.to_string()),
+        Field::Double(x) if !x.is_finite() => Value::String(x.to_string()),
+        _ => field.to_json_value(),
+    }
 }
 
 #[cfg(test)]
@@ -116,5 +140,16 @@ mod tests {
         assert_eq!(typed("true"), Value::Bool(true));
         assert_eq!(typed("DE"), Value::from("DE"));
         assert_eq!(typed("0042a"), Value::from("0042a"));
+    }
+
+    /// A Parquet NaN or infinity reads as the CSV cell `NaN` or `inf` would, so that
+    /// `cluster` refuses it the same way instead of taking it for a missing value.
+    #[test]
+    fn parquet_nan_and_infinity_read_as_csv_text() {
+        use parquet::record::Field;
+        assert_eq!(json_of(&Field::Double(f64::NAN)), typed("NaN"));
+        assert_eq!(json_of(&Field::Float(f32::INFINITY)), typed("inf"));
+        assert_eq!(json_of(&Field::Double(f64::NEG_INFINITY)), typed("-inf"));
+        assert_eq!(json_of(&Field::Double(2.5)), Value::from(2.5));
     }
 }

@@ -350,11 +350,11 @@ fn bad_options_are_named() {
             "--cut-height applies to the hierarchical algorithm",
         ),
         (
-            vec!["--k", "2", "--impute", "a=mode"],
+            vec!["--k", "2", "--features", "a,b", "--impute", "a=mode"],
             "--impute a: must be median",
         ),
         (
-            vec!["--k", "2", "--log1p", "zzz"],
+            vec!["--k", "2", "--features", "a,b", "--log1p", "zzz"],
             "column \"zzz\": is not one of",
         ),
         (
@@ -365,7 +365,41 @@ fn bad_options_are_named() {
             vec!["--k", "2", "--features", "a,c"],
             "row 2: column \"c\" holds numbers, but here \"n/a\"",
         ),
-        (vec!["--k", "9"], "k = 9 is more than the 3 rows"),
+        (
+            vec!["--k", "2"],
+            "row 2: column \"c\" holds numbers, but here \"n/a\"; fix the cell (an empty one is imputed), or choose the columns to use with --features",
+        ),
+        (
+            vec!["--k", "2", "--features", "a,b,a"],
+            "\"a\" is named twice",
+        ),
+        (
+            vec!["--k", "2", "--features", "a,b", "--categorical", "c"],
+            "--categorical: \"c\" is not among --features",
+        ),
+        (
+            vec!["--k", "2", "--linkage", "single"],
+            "--linkage applies to the hierarchical algorithm only",
+        ),
+        (
+            vec![
+                "--k",
+                "2",
+                "--features",
+                "a,b",
+                "--output",
+                "/no/such/dir/l.csv",
+            ],
+            "--output: the folder /no/such/dir does not exist",
+        ),
+        (
+            vec!["--k", "2", "--features", "a,b", "--report", f],
+            "is also the file of --input",
+        ),
+        (
+            vec!["--k", "9", "--features", "a,b"],
+            "k = 9 is more than the 3 rows",
+        ),
     ] {
         let mut all = vec!["cluster", "--input", f];
         all.extend(args);
@@ -376,6 +410,50 @@ fn bad_options_are_named() {
             "{all:?}: {err}"
         );
     }
+}
+
+/// Rows are read by column name, so a second column of the same name would replace the
+/// first without a word; a numeric customer id, clustered on like any number, is pointed
+/// out; and a table piped into `head` ends quietly.
+#[test]
+fn a_repeated_column_name_is_refused_an_id_is_pointed_out_and_a_closed_pipe_is_no_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let twice = dir.path().join("twice.csv");
+    std::fs::write(&twice, "a,a\n1,100\n2,200\n3,300\n4,400\n").unwrap();
+    let out = run(&["cluster", "--input", twice.to_str().unwrap(), "--k", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("columns 1 and 2 are both named \"a\"; rename one"),
+        "{err}"
+    );
+
+    let ids = dir.path().join("ids.csv");
+    std::fs::write(&ids, "customer_id,spend\n1,10\n2,11\n3,50\n4,52\n").unwrap();
+    let out = run(&["cluster", "--input", ids.to_str().unwrap(), "--k", "2"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("column \"customer_id\" looks like an identifier"),
+        "{err}"
+    );
+
+    let input = dir.path().join("groups.csv");
+    std::fs::write(&input, groups_csv()).unwrap();
+    let exe = env!("CARGO_BIN_EXE_persona");
+    let mut child = std::process::Command::new(exe)
+        .args(["cluster", "--input", input.to_str().unwrap(), "--k", "auto"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the table is written, as `| head -1` may.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -79,7 +79,11 @@ pub fn train(
     }
     // The over-segmentation guard for a k given by hand (`auto` avoids such k itself).
     for (c, &size) in sizes.iter().enumerate() {
-        if (size as f64) < MIN_SHARE * n as f64 {
+        if size == 0 {
+            warnings.push(format!(
+                "cluster {c} holds no rows: the rows have fewer distinct points than k = {k}"
+            ));
+        } else if (size as f64) < MIN_SHARE * n as f64 {
             warnings.push(format!(
                 "cluster {c} holds {size} rows, under {:.0}% of the {n}; fewer clusters may serve better",
                 MIN_SHARE * 100.0
@@ -153,5 +157,34 @@ mod tests {
         let back: Summary = serde_json::from_value(json).unwrap();
         assert!(back.silhouette.is_nan() && back.clusters[0].separation.is_nan());
         assert_eq!(back.sizes, vec![20]);
+    }
+
+    /// Three distinct points and k = 5: two clusters stay empty. They are named `empty`,
+    /// not after the zero vector's features, and their quality is undefined; every name
+    /// is unique, since model segments are named after their clusters.
+    #[test]
+    fn empty_clusters_are_named_empty_and_every_name_is_unique() {
+        let x = [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0];
+        let columns = vec![Column {
+            name: "x".into(),
+            values: Values::Numeric(x.iter().map(|&v| Some(v)).collect()),
+        }];
+        let spec: TrainSpec = serde_json::from_str(r#"{"k": 5, "seed": 1}"#).unwrap();
+        let summary = train(&columns, &spec, &mut |_, _| {}).unwrap().summary;
+        let empty: Vec<_> = summary.clusters.iter().filter(|c| c.size == 0).collect();
+        assert_eq!(empty.len(), 2, "{:?}", summary.sizes);
+        for c in &empty {
+            assert!(c.name.starts_with("empty (cluster "), "{}", c.name);
+            assert!(c.distinguishing.is_empty());
+            assert!(c.silhouette.is_nan() && c.cohesion.is_nan());
+        }
+        let names: std::collections::HashSet<_> =
+            summary.clusters.iter().map(|c| &c.name).collect();
+        assert_eq!(names.len(), 5, "{:?}", summary.clusters);
+        assert!(
+            summary.warnings.iter().any(|w| w.contains("holds no rows")),
+            "{:?}",
+            summary.warnings
+        );
     }
 }

@@ -210,6 +210,12 @@ impl TrainSpec {
         if self.min_samples.is_some() && !dbscan {
             return Err(bad("min_samples", "applies to the dbscan algorithm only"));
         }
+        if self.min_samples == Some(0) {
+            return Err(bad(
+                "min_samples",
+                "must be at least 1 (it counts the row itself)",
+            ));
+        }
         if let Some(h) = self.cut_height {
             if !hierarchical {
                 return Err(bad(
@@ -348,6 +354,10 @@ mod tests {
             (r#"{"k": 3, "algorithm": "magic"}"#, "algorithm"),
             (r#"{"algorithm": "dbscan", "k": 3}"#, "k"),
             (r#"{"algorithm": "dbscan", "eps": -1}"#, "eps"),
+            (
+                r#"{"algorithm": "dbscan", "min_samples": 0}"#,
+                "min_samples",
+            ),
             (r#"{"k": 3, "cut_height": 2}"#, "cut_height"),
             (r#"{"k": 3, "scale": "log"}"#, "scale"),
             (r#"{"k": 3, "impute": ["x"]}"#, "impute"),

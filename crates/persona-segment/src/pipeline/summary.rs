@@ -2,7 +2,7 @@
 //! features that set each cluster apart, with a name made of them.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -137,8 +137,10 @@ pub(super) fn quality(scaled: &Matrix, fit: &KMeans, seed: u64) -> Result<Qualit
         counts[l].1 += 1;
     }
     for (c, q) in per_cluster.iter_mut().enumerate() {
-        q.0 /= counts[c].0.max(1) as f64;
-        q.2 /= counts[c].1.max(1) as f64;
+        // An empty cluster (K-Means asked for more clusters than the rows have distinct
+        // points) holds nothing together: undefined, not 0.
+        q.0 = mean_or_nan(q.0, counts[c].0);
+        q.2 = mean_or_nan(q.2, counts[c].1);
         for o in (0..k).filter(|&o| o != c) {
             q.1 =
                 q.1.min(squared_distance(fit.centers.row(c), fit.centers.row(o)).sqrt());
@@ -151,7 +153,13 @@ pub(super) fn quality(scaled: &Matrix, fit: &KMeans, seed: u64) -> Result<Qualit
     })
 }
 
-/// Size, share and the features that set each cluster apart, with a name made of them.
+fn mean_or_nan(sum: f64, n: usize) -> f64 {
+    if n == 0 { f64::NAN } else { sum / n as f64 }
+}
+
+/// Size, share and the features that set each cluster apart, with a name made of them:
+/// unique, since model segments are named after their clusters, and `empty` for a cluster
+/// with no rows (whose mean says nothing).
 pub(super) fn describe(
     data: &Matrix,
     labels: &[usize],
@@ -162,7 +170,7 @@ pub(super) fn describe(
     let d = data.cols();
     let z = Scaler::fit(data, Scaling::ZScore);
     let (_, means) = metrics::cluster_means(data, labels, sizes.len());
-    means
+    let mut clusters: Vec<ClusterSummary> = means
         .iter()
         .enumerate()
         .map(|(label, mean)| {
@@ -171,7 +179,7 @@ pub(super) fn describe(
                 .map(|j| (features[j].clone(), (mean[j] - z.offset[j]) / z.scale[j]))
                 .collect();
             diffs.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-            diffs.truncate(DISTINGUISHING);
+            diffs.truncate(if size == 0 { 0 } else { DISTINGUISHING });
             let name = diffs
                 .iter()
                 .filter(|(_, v)| v.abs() >= NAMING_GAP)
@@ -180,10 +188,10 @@ pub(super) fn describe(
                 .join(", ");
             ClusterSummary {
                 label,
-                name: if name.is_empty() {
-                    "average".into()
-                } else {
-                    name
+                name: match (size, name.is_empty()) {
+                    (0, _) => "empty".into(),
+                    (_, true) => "average".into(),
+                    _ => name,
                 },
                 size,
                 share: size as f64 / total_rows as f64,
@@ -193,5 +201,16 @@ pub(super) fn describe(
                 silhouette: f64::NAN,
             }
         })
-        .collect()
+        .collect();
+    // Two clusters that read alike keep the name, each followed by its number.
+    let mut times: HashMap<String, usize> = HashMap::new();
+    for c in &clusters {
+        *times.entry(c.name.clone()).or_default() += 1;
+    }
+    for c in &mut clusters {
+        if times[&c.name] > 1 {
+            c.name = format!("{} (cluster {})", c.name, c.label);
+        }
+    }
+    clusters
 }

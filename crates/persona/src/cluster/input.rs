@@ -5,6 +5,7 @@ use persona_segment::{Column, Values};
 use serde_json::Value;
 
 use crate::cli::ClusterArgs;
+use crate::say::say;
 use crate::table;
 
 /// The chosen columns, numeric or categorical.
@@ -26,6 +27,20 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
                 t.columns.join(", ")
             );
         }
+        if let Some((i, f)) = names
+            .iter()
+            .enumerate()
+            .find(|(i, f)| names[..*i].contains(f))
+        {
+            bail!("{flag}: {f:?} is named twice (names {} and {})", i, i + 1);
+        }
+    }
+    if !args.features.is_empty()
+        && let Some(c) = args.categorical.iter().find(|c| !args.features.contains(c))
+    {
+        bail!(
+            "--categorical: {c:?} is not among --features, so it would not be used; add it there"
+        );
     }
     let chosen: Vec<String> = if args.features.is_empty() {
         t.columns
@@ -43,24 +58,41 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
             args.input.display()
         );
     }
-    // A column named in --features that holds numbers and some text is a data problem (a
-    // stray "n/a"), not a category: say where, unless --categorical asks for categories.
-    for name in &args.features {
-        if args.categorical.contains(name) || numeric(name) {
+    if args.features.is_empty() {
+        for name in chosen.iter().filter(|c| looks_like_an_id(c, &rows)) {
+            say!(
+                "warning: column {name:?} looks like an identifier (a whole number, different in every row) and is clustered on as a feature; name the features with --features to leave it out"
+            );
+        }
+    }
+    for name in &chosen {
+        if let Some((i, v)) = first_cell(&rows, name, |v| v.is_array() || v.is_object()) {
+            bail!(
+                "row {i}: column {name:?} holds a list or a record ({v}), which cannot be a feature; flatten it into numbers first"
+            );
+        }
+    }
+    // A column that holds numbers and some text is a data problem (a stray "n/a"), not a
+    // category: say where, unless --categorical asks for categories. Without --features
+    // every column is looked at, since one bad cell would otherwise leave a numeric column
+    // out without a word.
+    let looked_at = if args.features.is_empty() {
+        &t.columns
+    } else {
+        &args.features
+    };
+    for name in looked_at.iter().filter(|c| !args.categorical.contains(c)) {
+        if first_cell(&rows, name, Value::is_number).is_none() {
             continue;
         }
-        let has_number = rows
-            .iter()
-            .any(|r| r.get(name).is_some_and(Value::is_number));
-        if let Some((i, v)) = rows
-            .iter()
-            .enumerate()
-            .find_map(|(i, r)| r.get(name).filter(|v| !v.is_number()).map(|v| (i, v)))
-            .filter(|_| has_number)
-        {
+        if let Some((i, v)) = first_cell(&rows, name, |v| !v.is_number()) {
+            let or = if args.features.is_empty() {
+                "or choose the columns to use with --features"
+            } else {
+                "or name the column in --categorical"
+            };
             bail!(
-                "row {}: column {name:?} holds numbers, but here {v}; fix the cell, or name the column in --categorical",
-                i + 1
+                "row {i}: column {name:?} holds numbers, but here {v}; fix the cell (an empty one is imputed), {or}"
             );
         }
     }
@@ -93,4 +125,29 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
         })
         .collect();
     Ok(columns)
+}
+
+/// The first row (numbered from 1) whose cell in `column` passes `test`, with the cell.
+fn first_cell<'r>(
+    rows: &'r [table::Row],
+    column: &str,
+    test: impl Fn(&Value) -> bool,
+) -> Option<(usize, &'r Value)> {
+    rows.iter()
+        .enumerate()
+        .find_map(|(i, r)| r.get(column).filter(|v| test(v)).map(|v| (i + 1, v)))
+}
+
+/// A column named like an id (`id`, `customer_id`, `userId`) holding a different whole
+/// number in every row: a key, which would split customers by their number.
+fn looks_like_an_id(column: &str, rows: &[table::Row]) -> bool {
+    let name = column.to_ascii_lowercase();
+    if !(name == "id" || name.ends_with("_id") || column.ends_with("Id")) {
+        return false;
+    }
+    let mut seen = std::collections::HashSet::new();
+    rows.iter().all(|r| match r.get(column) {
+        Some(Value::Number(n)) => n.as_i64().is_some_and(|i| seen.insert(i)),
+        _ => false,
+    })
 }

@@ -2,8 +2,9 @@
 //! prepared, scaled, clustered and described in the units of the input.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use persona_segment::Model;
 use persona_segment::pipeline::{self, NumberOr, Summary, TrainSpec};
 use serde::Serialize;
@@ -11,6 +12,7 @@ use serde_json::Value;
 
 use crate::cli::ClusterArgs;
 use crate::client::progress_bar;
+use crate::say::{self, say};
 
 mod input;
 mod report;
@@ -38,7 +40,7 @@ fn spec(args: &ClusterArgs) -> anyhow::Result<TrainSpec> {
         impute: args.impute.clone(),
         log1p: args.log1p.clone(),
         algorithm: args.algorithm.clone(),
-        linkage: args.linkage.clone(),
+        linkage: args.linkage.clone().unwrap_or_else(|| "ward".into()),
         k: args.k.clone().map(NumberOr::Word),
         kmeans_variant: args.kmeans_variant.clone(),
         cut_height: args.cut_height,
@@ -49,6 +51,9 @@ fn spec(args: &ClusterArgs) -> anyhow::Result<TrainSpec> {
         seed: args.seed,
         n_init: args.n_init,
     };
+    if args.linkage.is_some() && args.algorithm != "hierarchical" {
+        bail!("--linkage applies to the hierarchical algorithm only");
+    }
     let plan = spec
         .plan()
         .map_err(|e| anyhow::anyhow!("--{} {}", e.field.replace('_', "-"), e.reason))?;
@@ -62,6 +67,7 @@ fn spec(args: &ClusterArgs) -> anyhow::Result<TrainSpec> {
 
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let spec = spec(&args)?;
+    let outputs = outputs(&args)?;
     let columns = input::read(&args)?;
     let rows = columns.first().map_or(0, |c| c.values.len());
     let spinner = indicatif::ProgressBar::new_spinner()
@@ -79,22 +85,20 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let trained = trained.context(args.algorithm.clone())?;
     let summary = &trained.summary;
     for w in &summary.warnings {
-        eprintln!("warning: {w}");
+        say!("warning: {w}");
     }
+    // Every file is made in memory first, so that a failure leaves none of them half-made.
+    let mut files: Vec<(&Path, Vec<u8>)> = Vec::new();
     if let Some(path) = &args.model {
         let stored = StoredModel {
             algorithm: &args.algorithm,
             names: summary.clusters.iter().map(|c| c.name.as_str()).collect(),
             model: trained.model().expect("checked: the algorithm has centres"),
         };
-        std::fs::write(path, serde_json::to_vec_pretty(&stored)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        files.push((path, serde_json::to_vec_pretty(&stored)?));
     }
     if let Some(path) = &args.output {
-        let mut out = std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        );
+        let mut out = Vec::with_capacity(rows * 3 + 6);
         writeln!(out, "label")?;
         let mut at = trained.fit.labels.iter();
         for i in 0..rows {
@@ -104,21 +108,21 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 _ => writeln!(out, "{}", at.next().expect("a label per kept row"))?,
             }
         }
-        out.flush()?;
+        files.push((path, out));
     }
     if let Some(path) = &args.report {
         let page = report::render(&report::ReportInput {
             title: format!("persona cluster: {}", args.input.display()),
             summary: format!(
-                "{} with k = {} on {} rows and {} features ({} scaling): silhouette {:.3}, Calinski-Harabasz {:.1}, Davies-Bouldin {:.3}.",
+                "{} with k = {} on {} rows and {} features ({} scaling): silhouette {}, Calinski-Harabasz {}, Davies-Bouldin {}.",
                 summary.algorithm,
                 summary.k,
                 summary.rows,
                 summary.features.len(),
                 summary.scale,
-                summary.silhouette,
-                summary.calinski_harabasz,
-                summary.davies_bouldin
+                shown(summary.silhouette, 3),
+                shown(summary.calinski_harabasz, 1),
+                shown(summary.davies_bouldin, 3)
             ),
             features: &summary.features,
             curves: &summary.curves,
@@ -134,88 +138,174 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             labels: &trained.fit.labels,
             centers: &trained.centers,
         });
-        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
+        files.push((path, page.into_bytes()));
+    }
+    debug_assert_eq!(files.len(), outputs);
+    for (path, bytes) in files {
+        write_whole(path, &bytes)?;
     }
     if args.json {
         let report = Report {
             summary,
             labels_path: args.output.as_ref().map(|p| p.display().to_string()),
         };
-        crate::say::print_json(&report)?;
+        say::print_json(&report)
     } else {
-        print_table(summary);
+        say::print_with(|out| print_table(summary, out))
     }
-    Ok(())
 }
 
-fn print_table(r: &Summary) {
-    println!(
-        "{}, k = {}, {} rows, {} features ({} scaling): inertia {:.4}, silhouette {:.4}{}, Calinski-Harabasz {:.2}, Davies-Bouldin {:.4}, {} iterations{}",
+/// Checks the output files before training rather than after it, which may be long:
+/// each one's folder exists, none is a folder, the input or another output. Returns how
+/// many there are.
+fn outputs(args: &ClusterArgs) -> anyhow::Result<usize> {
+    let named = [
+        ("--output", &args.output),
+        ("--report", &args.report),
+        ("--model", &args.model),
+    ];
+    let mut seen: Vec<(&str, PathBuf)> = vec![("--input", absolute(&args.input))];
+    for (flag, path) in named {
+        let Some(path) = path else { continue };
+        if path.is_dir() {
+            bail!("{flag}: {} is a folder; name a file in it", path.display());
+        }
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !folder.is_dir() {
+            bail!(
+                "{flag}: the folder {} does not exist, so {} cannot be written",
+                folder.display(),
+                path.display()
+            );
+        }
+        let here = absolute(path);
+        if let Some((other, _)) = seen.iter().find(|(_, p)| *p == here) {
+            bail!("{flag}: {} is also the file of {other}", path.display());
+        }
+        seen.push((flag, here));
+    }
+    Ok(seen.len() - 1)
+}
+
+/// `path` made absolute, with its folder's links resolved, to tell two spellings of one
+/// file apart from two files.
+fn absolute(path: &Path) -> PathBuf {
+    let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (full.parent(), full.file_name()) {
+        (Some(dir), Some(name)) => dir
+            .canonicalize()
+            .map_or_else(|_| full.clone(), |dir| dir.join(name)),
+        _ => full,
+    }
+}
+
+/// Writes `bytes` to a file beside `path` and renames it over `path`, so that the file is
+/// either the old one or the whole new one.
+fn write_whole(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut temp = path.as_os_str().to_owned();
+    temp.push(format!(".partial-{}", std::process::id()));
+    let temp = PathBuf::from(temp);
+    let written = std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A metric with `decimals` decimals, or `n/a` where it is undefined (the silhouette of one
+/// cluster, the separation of a cluster with no neighbour).
+fn shown(x: f64, decimals: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.decimals$}")
+    } else {
+        "n/a".to_owned()
+    }
+}
+
+fn print_table(r: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}, k = {}, {} rows, {} features ({} scaling): inertia {}, silhouette {}{}, Calinski-Harabasz {}, Davies-Bouldin {}, {} iterations{}",
         r.algorithm,
         r.k,
         r.rows,
         r.features.len(),
         r.scale,
-        r.inertia,
-        r.silhouette,
+        shown(r.inertia, 4),
+        shown(r.silhouette, 4),
         if r.silhouette_sampled {
             " (sampled)"
         } else {
             ""
         },
-        r.calinski_harabasz,
-        r.davies_bouldin,
+        shown(r.calinski_harabasz, 2),
+        shown(r.davies_bouldin, 4),
         r.iterations,
         r.stability
             .map_or_else(String::new, |s| format!(", stability {s:.2}"))
-    );
+    )?;
     if let Some(noise) = r.noise {
-        println!(
+        writeln!(
+            out,
             "  {noise} rows are noise, in no cluster (label -1); eps {}, min_samples {}",
             r.curves["eps"], r.curves["min_samples"]
-        );
+        )?;
     }
     for (name, n, fill) in &r.preparation.imputed {
-        println!("  {n} missing values of {name} filled with its {fill}");
+        writeln!(out, "  {n} missing values of {name} filled with its {fill}")?;
     }
     if !r.preparation.log1p.is_empty() {
-        println!("  ln(1 + x) applied to {}", r.preparation.log1p.join(", "));
+        writeln!(
+            out,
+            "  ln(1 + x) applied to {}",
+            r.preparation.log1p.join(", ")
+        )?;
     }
     for (name, n) in &r.preparation.one_hot {
-        println!("  {name} one-hot encoded into {n} columns");
+        writeln!(out, "  {name} one-hot encoded into {n} columns")?;
     }
     if let Some(Value::Array(ks)) = r.curves.get("k") {
-        println!(
+        writeln!(
+            out,
             "{:>4} {:>14} {:>11} {:>18} {:>15}",
             "k", "inertia", "silhouette", "Calinski-Harabasz", "Davies-Bouldin"
-        );
+        )?;
         for (i, k) in ks.iter().enumerate() {
-            let v = |name: &str| r.curves[name][i].as_f64().unwrap_or(f64::NAN);
-            println!(
-                "{k:>4} {:>14.4} {:>11.4} {:>18.2} {:>15.4}",
-                v("inertia"),
-                v("silhouette"),
-                v("calinski_harabasz"),
-                v("davies_bouldin")
-            );
+            let v = |name: &str, decimals| {
+                shown(r.curves[name][i].as_f64().unwrap_or(f64::NAN), decimals)
+            };
+            writeln!(
+                out,
+                "{k:>4} {:>14} {:>11} {:>18} {:>15}",
+                v("inertia", 4),
+                v("silhouette", 4),
+                v("calinski_harabasz", 2),
+                v("davies_bouldin", 4)
+            )?;
         }
-        println!(
+        writeln!(
+            out,
             "chosen k = {} ({}); elbow of the inertia curve: {}",
             r.k,
             r.curves["rule"].as_str().unwrap_or(""),
             r.curves["elbow_k"]
-        );
+        )?;
     }
     for c in &r.clusters {
-        println!(
-            "cluster {}: {} ({} rows, {:.1}%; cohesion {:.3}, separation {:.3}, silhouette {:.3})",
+        writeln!(
+            out,
+            "cluster {}: {} ({} rows, {:.1}%; cohesion {}, separation {}, silhouette {})",
             c.label,
             c.name,
             c.size,
             c.share * 100.0,
-            c.cohesion,
-            c.separation,
-            c.silhouette
-        );
+            shown(c.cohesion, 3),
+            shown(c.separation, 3),
+            shown(c.silhouette, 3)
+        )?;
     }
+    Ok(())
 }
