@@ -38,12 +38,20 @@ pub(crate) struct ProfileBody<'a> {
 }
 
 pub(crate) fn store_error(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "profile store read failed");
-    ApiError::unavailable(
-        "store_unavailable",
-        "the profile store cannot be read right now",
-        std::time::Duration::from_secs(1),
-    )
+    tracing::error!(error = %e, "profile store request failed");
+    match e {
+        // Not over in a second: it lasts until a restart.
+        StoreError::Stopped(_) => ApiError::unavailable(
+            "store_unavailable",
+            e.to_string(),
+            std::time::Duration::from_secs(30),
+        ),
+        _ => ApiError::unavailable(
+            "store_unavailable",
+            "the profile store cannot be used right now",
+            std::time::Duration::from_secs(1),
+        ),
+    }
 }
 
 fn not_found(key: &IdentityKey<'_>) -> ApiError {

@@ -390,12 +390,22 @@ fn append_error(e: AppendError) -> ApiError {
             "payload_too_large",
             format!("{bytes} bytes exceed the log's queue of {limit} bytes"),
         ),
+        // The log reports each failure once itself: a line for every refused request
+        // would bury it while clients retry.
         AppendError::Failed(why) => {
-            tracing::error!(reason = %why, "event log append failed");
+            tracing::debug!(reason = %why, "event log append refused");
             ApiError::unavailable(
                 "log_unavailable",
                 "the event log cannot write; the request was not acknowledged, retry it later",
                 Duration::from_secs(30),
+            )
+        }
+        AppendError::Unwritable(why) => {
+            tracing::debug!(reason = %why, "event log append refused");
+            ApiError::unavailable(
+                "log_unavailable",
+                "the event log cannot write right now (is its disk full?); the request was not acknowledged, retry it later",
+                Duration::from_secs(5),
             )
         }
         AppendError::Closed => ApiError::unavailable(

@@ -54,7 +54,13 @@ pub(crate) async fn readyz(State(state): State<CollectorState>) -> Response {
         problems.push("shutting down".to_string());
     }
     if let Some(why) = state.log.failure() {
-        problems.push(format!("event log failed: {why}"));
+        problems.push(format!(
+            "event log failed: {why}; restart persona to recover"
+        ));
+    } else if let Some(why) = state.log.write_trouble() {
+        problems.push(format!(
+            "event log cannot write: {why}; every request tries again"
+        ));
     }
     if fill >= READY_QUEUE_FILL {
         problems.push(format!("event log queue {:.0}% full", fill * 100.0));

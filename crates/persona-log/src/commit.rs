@@ -195,16 +195,16 @@ impl GroupCommit {
 }
 
 /// Answers every request of a committed (or failed) group.
-fn answer(group: Vec<Request>, outcome: Result<Vec<Range<u64>>, String>) {
+fn answer(group: Vec<Request>, outcome: Result<Vec<Range<u64>>, AppendError>) {
     match outcome {
         Ok(ranges) => {
             for (r, range) in group.into_iter().zip(ranges) {
                 let _ = r.reply.send(Ok(range));
             }
         }
-        Err(why) => {
+        Err(e) => {
             for r in group {
-                let _ = r.reply.send(Err(AppendError::Failed(why.clone())));
+                let _ = r.reply.send(Err(e.clone()));
             }
         }
     }
@@ -237,7 +237,7 @@ impl Drop for ReleaseOnPanic<'_> {
             queue.held = false;
             std::mem::take(&mut queue.requests)
         };
-        answer(queued, Err(why));
+        answer(queued, Err(AppendError::Failed(why)));
     }
 }
 
@@ -254,9 +254,9 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Writes and syncs one group; returns each request's offsets.
-    pub fn commit(&mut self, group: &[Request]) -> Result<Vec<Range<u64>>, String> {
+    pub fn commit(&mut self, group: &[Request]) -> Result<Vec<Range<u64>>, AppendError> {
         if let Some(why) = self.shared.failure.get() {
-            return Err(why.clone());
+            return Err(AppendError::Failed(why.clone()));
         }
         // Never roll an empty segment: the new one would take the same name (its base).
         let roll_at = self.shared.config.segment_bytes;
@@ -275,8 +275,13 @@ impl Writer {
             ranges.push(start..offset);
         }
         if let Err(e) = self.active.write(&self.buf, roll_at) {
-            let undo = self.cut_off_group();
-            return Err(self.fail(format!("write failed ({e}){undo}")));
+            // A write that fails (a full disk) leaves the page cache as it was for every
+            // byte already synced: once the group is cut off, the log is as before it, and
+            // the next group may try again.
+            return Err(match self.cut_off_group() {
+                undo if !undo.is_empty() => self.fail(format!("write failed ({e}){undo}")),
+                _ => self.trouble(format!("write failed ({e})")),
+            });
         }
         let started = Instant::now();
         if let Err(e) = self.active.sync(self.buf.len()) {
@@ -288,6 +293,7 @@ impl Writer {
         }
         let sync = started.elapsed();
         *self.shared.active.lock().expect("not poisoned") = (self.segment_base, self.active.len());
+        self.no_trouble();
         let records = offset - self.next_offset;
         self.next_offset = offset;
         self.shared.committed.store(offset, Ordering::Release);
@@ -307,10 +313,10 @@ impl Writer {
     }
 
     /// After a failed write or sync, when nothing of the group was acknowledged: cuts the
-    /// group off so a restart finds the segment as it was before it. The log then stops (see
-    /// [`Writer::fail`]): a reader in this process may already have buffered bytes of the
-    /// failed group, and reusing their offsets would let it return them. Returns what to add
-    /// to the failure's reason.
+    /// group off so a restart finds the segment as it was before it, and so the next group
+    /// can take its place (no reader in this process has read its bytes: readers stop at
+    /// the synced length published in `Shared::active`). Returns what to add to the
+    /// failure's reason when the cut fails; the log must then stop.
     fn cut_off_group(&mut self) -> String {
         match self.active.cut_to_records() {
             Ok(()) => String::new(),
@@ -337,7 +343,7 @@ impl Writer {
         Ok(())
     }
 
-    fn fail(&self, why: String) -> String {
+    fn fail(&self, why: String) -> AppendError {
         tracing::error!(
             reason = %why,
             segment_base = self.segment_base,
@@ -345,6 +351,37 @@ impl Writer {
         );
         // A later failure (the undo of this one, say) does not hide the first.
         let _ = self.shared.failure.set(why.clone());
-        why
+        AppendError::Failed(why)
+    }
+
+    /// A group that could not be written and was cut off again: reported once until a
+    /// group is stored again, since every request retried meanwhile fails the same way.
+    fn trouble(&self, why: String) -> AppendError {
+        let mut trouble = self
+            .shared
+            .trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if trouble.is_none() {
+            tracing::error!(
+                reason = %why,
+                segment_base = self.segment_base,
+                "the event log cannot write; refusing appends until a write succeeds again"
+            );
+        }
+        *trouble = Some(why.clone());
+        AppendError::Unwritable(why)
+    }
+
+    /// A group was stored: whatever stopped writes before is over.
+    fn no_trouble(&self) {
+        let mut trouble = self
+            .shared
+            .trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if trouble.take().is_some() {
+            tracing::info!("the event log writes again");
+        }
     }
 }

@@ -41,10 +41,14 @@ pub enum AppendError {
     /// The records are larger than the whole queue can ever hold.
     #[error("append of {bytes} bytes exceeds the log's queue of {limit} bytes")]
     TooLarge { bytes: usize, limit: usize },
-    /// Writing or syncing failed. After a failed sync the log refuses further appends,
-    /// because the state of the page cache is unknown (see PostgreSQL's "fsyncgate").
+    /// Writing or syncing failed and the log refuses further appends until reopened: after
+    /// a failed sync the state of the page cache is unknown (see PostgreSQL's "fsyncgate").
     #[error("the event log failed to write: {0}")]
     Failed(String),
+    /// Writing failed (the disk is full, say) and the group was cut off again: nothing of
+    /// it was stored, and the next append tries again.
+    #[error("the event log cannot write right now: {0}")]
+    Unwritable(String),
     /// The log is shutting down.
     #[error("the event log is closed")]
     Closed,

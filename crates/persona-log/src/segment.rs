@@ -261,10 +261,15 @@ pub(crate) fn recover_tail(
             .map_err(|e| LogError::io(&seg.path, e))?;
         // The zeros written ahead are not part of what was cut.
         tail.truncate(tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1));
-        let mut q = File::create(&quarantine).map_err(|e| LogError::io(&quarantine, e))?;
-        q.write_all(&tail)
-            .map_err(|e| LogError::io(&quarantine, e))?;
-        q.sync_all().map_err(|e| LogError::io(&quarantine, e))?;
+        let kept = File::create(&quarantine).and_then(|mut q| {
+            q.write_all(&tail)?;
+            q.sync_all()
+        });
+        if let Err(e) = kept {
+            // A full disk, say: leave no empty or partial copy behind to be taken for one.
+            let _ = std::fs::remove_file(&quarantine);
+            return Err(LogError::io(&quarantine, e));
+        }
         // The quarantine's name is durable before the segment loses those bytes.
         persona_core::durable::sync_parent(&quarantine)
             .map_err(|e| LogError::io(&quarantine, e))?;

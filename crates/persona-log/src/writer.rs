@@ -4,7 +4,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     /// Set once a write or sync fails (the first failure's reason); the log then refuses
     /// appends until reopened. Read on every append, hence not behind a lock.
     pub failure: OnceLock<String>,
+    /// Why the last group could not be written, when it was cut off again and no group has
+    /// been stored since (a full disk): the log goes on, and readiness reports it.
+    pub trouble: Mutex<Option<String>>,
     pub consumers: Consumers,
 }
 
@@ -125,6 +128,7 @@ impl EventLog {
             committed: AtomicU64::new(scan.next_offset),
             active: Mutex::new((last.base, scan.valid_len)),
             failure: OnceLock::new(),
+            trouble: Mutex::new(None),
             config,
         });
         let writer = Writer {
@@ -210,6 +214,16 @@ impl EventLog {
     /// The reason the log stopped accepting appends, if it did.
     pub fn failure(&self) -> Option<String> {
         self.shared.failure.get().cloned()
+    }
+
+    /// Why the last group could not be written, while no later one has been (a full disk):
+    /// appends are refused with [`AppendError::Unwritable`] until one succeeds again.
+    pub fn write_trouble(&self) -> Option<String> {
+        self.shared
+            .trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Share of the append queue in use, 0.0 to 1.0: how close the log is to refusing.

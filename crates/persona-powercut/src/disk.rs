@@ -24,6 +24,10 @@ pub struct FileData {
     dirty: Option<Range<usize>>,
     /// Whether the file was cut shorter than its synced content since the last sync.
     shrunk: bool,
+    /// Where the bytes ever written end: the blocks the file holds. Growing a file with
+    /// `set_len` leaves a hole, as on a real file system, and writing into the hole takes
+    /// new blocks (fjall's journal is grown so). Holes below it count as held.
+    written_to: usize,
 }
 
 impl FileData {
@@ -41,10 +45,17 @@ impl FileData {
         }
         self.live[offset..end].copy_from_slice(data);
         self.mark(offset..end);
+        self.written_to = self.written_to.max(end);
+    }
+
+    /// Whether writing up to `end` takes blocks the file does not hold yet.
+    pub fn needs_blocks(&self, end: usize) -> bool {
+        end > self.written_to
     }
 
     pub fn set_len(&mut self, len: usize) {
         let old = self.live.len();
+        self.written_to = self.written_to.min(len);
         self.live.resize(len, 0);
         if len > old {
             self.mark(old..len);
@@ -98,6 +109,7 @@ impl FileData {
         self.live.clone_from(&after);
         self.synced = after;
         self.shrunk = false;
+        self.written_to = self.live.len();
         (changed.len() as u64, kept as u64)
     }
 }
@@ -186,6 +198,8 @@ pub struct Disk {
     /// order, so after a power loss each folder holds its synced entries plus the changes
     /// up to some point, the same point for every folder.
     changes: Vec<NameChange>,
+    /// No room left: a write that takes new blocks fails (see [`Disk::file_written_to`]).
+    pub full: bool,
 }
 
 impl Default for Disk {
@@ -196,6 +210,7 @@ impl Default for Disk {
             nodes,
             next_ino: ROOT + 1,
             changes: Vec::new(),
+            full: false,
         }
     }
 }
@@ -224,6 +239,18 @@ impl Disk {
             Kind::File(f) => Ok(f),
             Kind::Dir(_) => Err(libc::EISDIR),
         }
+    }
+
+    /// A file about to be written up to byte `end` (its modification time is set): refused
+    /// with `ENOSPC` while the disk is full and that takes new blocks (see
+    /// [`FileData::needs_blocks`]). Blocks the file holds are overwritten as usual.
+    pub fn file_written_to(&mut self, ino: u64, end: usize) -> Result<&mut FileData, Errno> {
+        let full = self.full;
+        let file = self.file_mut(ino)?;
+        if full && file.needs_blocks(end) {
+            return Err(libc::ENOSPC);
+        }
+        Ok(file)
     }
 
     /// A file about to change (its modification time is set).

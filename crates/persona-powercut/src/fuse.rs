@@ -267,7 +267,10 @@ impl Filesystem for Fs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.disk().file_mut(ino.0) {
+        match self
+            .disk()
+            .file_written_to(ino.0, offset as usize + data.len())
+        {
             Ok(f) => {
                 f.write(offset as usize, data);
                 reply.written(data.len() as u32);

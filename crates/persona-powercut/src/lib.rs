@@ -94,6 +94,15 @@ impl PowerCut {
     }
 }
 
+impl PowerCut {
+    /// Fills the disk, or makes room on it again: while full, a write that takes new blocks
+    /// (past what a file has held, or into a hole left by growing it with `set_len`) fails
+    /// with `ENOSPC` ("No space left on device"), as on a real full disk.
+    pub fn set_full(&self, full: bool) {
+        self.disk.lock().unwrap_or_else(|e| e.into_inner()).full = full;
+    }
+}
+
 impl Drop for PowerCut {
     fn drop(&mut self) {
         if let Err(e) = self.unmount() {
@@ -193,5 +202,27 @@ mod tests {
         File::open(dir.join("log")).unwrap().sync_all().unwrap();
         disk.cut(4).unwrap();
         assert_eq!(fs::read(dir.join("log/1.seg")).unwrap(), b"next");
+    }
+
+    /// A full disk refuses writes that take new blocks, and only those: past what a file
+    /// has held, or into the hole that growing it with `set_len` leaves.
+    #[test]
+    fn a_full_disk_refuses_new_blocks_until_there_is_room() {
+        use std::os::unix::fs::FileExt;
+        let enospc = |e: std::io::Error| assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        let tmp = tempfile::tempdir().unwrap();
+        let disk = PowerCut::mount(tmp.path()).unwrap();
+        let path = tmp.path().join("seg");
+        fs::write(&path, [0u8; 100]).unwrap();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        disk.set_full(true);
+        file.write_all_at(b"over", 96).unwrap();
+        enospc(file.write_all_at(b"past", 98).unwrap_err());
+        file.set_len(200).unwrap();
+        enospc(file.write_all_at(b"hole", 150).unwrap_err());
+        file.set_len(50).unwrap();
+        disk.set_full(false);
+        file.write_all_at(b"room", 150).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().len(), 154);
     }
 }

@@ -82,6 +82,30 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// [`write_back_journal`]).
 const WRITE_BACK_EVERY: Duration = Duration::from_millis(100);
 
+/// The first write failure, once fjall has stopped taking writes after it: fjall then
+/// answers every write with `Poisoned`, which says nothing of why.
+#[derive(Default)]
+struct Stopped(std::sync::OnceLock<String>);
+
+impl Stopped {
+    /// A failed write as a [`StoreError`], naming the failure that stopped the store.
+    fn write_error(&self, e: fjall::Error) -> StoreError {
+        match e {
+            fjall::Error::Poisoned => StoreError::Stopped(
+                self.0
+                    .get()
+                    .cloned()
+                    .unwrap_or_else(|| "an earlier write failed".into()),
+            ),
+            e => {
+                let why = e.to_string();
+                let _ = self.0.set(why.clone());
+                StoreError::Backend(format!("write failed: {why}"))
+            }
+        }
+    }
+}
+
 /// Consumer offsets applied, and those known to be on disk.
 #[derive(Default)]
 struct Offsets {
@@ -93,6 +117,7 @@ struct Offsets {
 pub struct EmbeddedStore {
     db: Database,
     offsets: Arc<Offsets>,
+    stopped: Arc<Stopped>,
     /// Dropping it stops the background syncer.
     _syncer: Syncer,
     /// Profile id → encoded profile.
@@ -151,9 +176,16 @@ impl EmbeddedStore {
             applied: Mutex::new(stored.clone()),
             synced: Mutex::new(stored),
         });
+        let stopped = Arc::new(Stopped::default());
         let store = EmbeddedStore {
-            _syncer: Syncer::start(db.clone(), path.to_path_buf(), offsets.clone()),
+            _syncer: Syncer::start(
+                db.clone(),
+                path.to_path_buf(),
+                offsets.clone(),
+                stopped.clone(),
+            ),
             offsets,
+            stopped,
             profiles: ks("profiles")?,
             identities: ks("identities")?,
             events: ks("events")?,
@@ -222,15 +254,18 @@ struct Syncer {
 }
 
 impl Syncer {
-    fn start(db: Database, dir: PathBuf, offsets: Arc<Offsets>) -> Self {
+    fn start(db: Database, dir: PathBuf, offsets: Arc<Offsets>, stopped: Arc<Stopped>) -> Self {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let flag = stop.clone();
+        let store_stopped = stopped;
         let thread = std::thread::Builder::new()
             .name("persona-store-sync".into())
             .spawn(move || {
                 let (lock, cv) = &*flag;
                 let mut stopped = lock.lock().expect("not poisoned");
                 let mut synced_at = Instant::now();
+                // The last sync's failure, said once rather than every second.
+                let mut failed: Option<String> = None;
                 while !*stopped {
                     stopped = cv
                         .wait_timeout(stopped, WRITE_BACK_EVERY)
@@ -249,9 +284,16 @@ impl Syncer {
                     // Batches applied before the sync starts are on disk once it returns.
                     let applied = offsets.applied.lock().expect("not poisoned").clone();
                     match db.persist(PersistMode::SyncData) {
-                        Ok(()) => *offsets.synced.lock().expect("not poisoned") = applied,
+                        Ok(()) => {
+                            *offsets.synced.lock().expect("not poisoned") = applied;
+                            failed = None;
+                        }
                         Err(e) => {
-                            tracing::error!(error = %e, "cannot sync the profile store to disk")
+                            let e = store_stopped.write_error(e).to_string();
+                            if failed.as_ref() != Some(&e) {
+                                tracing::error!(error = %e, "cannot sync the profile store to disk");
+                            }
+                            failed = Some(e);
                         }
                     }
                 }
@@ -496,7 +538,7 @@ impl ProfileStore for EmbeddedStore {
             }
             batch.insert(&self.meta, NEXT_OUTBOX_SEQ, seq.to_be_bytes());
         }
-        batch.commit().map_err(backend)?;
+        batch.commit().map_err(|e| self.stopped.write_error(e))?;
         let mut applied = self.offsets.applied.lock().expect("not poisoned");
         for (consumer, offset) in &changes.offsets {
             applied.insert(consumer.clone(), *offset);
@@ -527,7 +569,7 @@ impl ProfileStore for EmbeddedStore {
             .durability(Some(PersistMode::SyncData));
         batch.insert(&self.segments, id.to_be_bytes(), encode_segment(&def)?);
         batch.insert(&self.meta, NEXT_SEGMENT_ID, (id + 1).to_be_bytes());
-        batch.commit().map_err(backend)?;
+        batch.commit().map_err(|e| self.stopped.write_error(e))?;
         Ok(def)
     }
 
@@ -535,7 +577,7 @@ impl ProfileStore for EmbeddedStore {
         let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1)
             .durability(Some(PersistMode::SyncData));
         batch.insert(&self.segments, def.id.to_be_bytes(), encode_segment(def)?);
-        batch.commit().map_err(backend)
+        batch.commit().map_err(|e| self.stopped.write_error(e))
     }
 
     fn next_document_id(&self, kind: &str) -> Result<u64, StoreError> {
@@ -545,7 +587,7 @@ impl ProfileStore for EmbeddedStore {
         let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1)
             .durability(Some(PersistMode::SyncData));
         batch.insert(&self.meta, key, (id + 1).to_be_bytes());
-        batch.commit().map_err(backend)?;
+        batch.commit().map_err(|e| self.stopped.write_error(e))?;
         Ok(id)
     }
 
@@ -553,7 +595,7 @@ impl ProfileStore for EmbeddedStore {
         let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1)
             .durability(Some(PersistMode::SyncData));
         batch.insert(&self.documents, document_key(kind, id), body);
-        batch.commit().map_err(backend)
+        batch.commit().map_err(|e| self.stopped.write_error(e))
     }
 
     fn documents(&self, kind: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
@@ -575,7 +617,7 @@ impl ProfileStore for EmbeddedStore {
         for guard in self.members.prefix(id.to_be_bytes()) {
             batch.remove(&self.members, guard.key().map_err(backend)?);
         }
-        batch.commit().map_err(backend)
+        batch.commit().map_err(|e| self.stopped.write_error(e))
     }
 
     fn segments(&self) -> Result<Vec<SegmentDef>, StoreError> {

@@ -14,6 +14,12 @@ pub enum StoreError {
     /// The backend failed (I/O, corruption, connection).
     #[error("profile store: {0}")]
     Backend(String),
+    /// A write failed in a way that stops the store (a full disk under its journal): it
+    /// takes no more writes until it is opened again. Holds the first failure.
+    #[error(
+        "the profile store stopped after a failed write ({0}); it takes no more writes until persona restarts"
+    )]
+    Stopped(String),
     /// A stored profile could not be read.
     #[error("profile {id}: {source}")]
     Decode {
@@ -28,7 +34,7 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Locked(_) => ErrorKind::User,
-            StoreError::Backend(_) => ErrorKind::External,
+            StoreError::Backend(_) | StoreError::Stopped(_) => ErrorKind::External,
             StoreError::Decode { .. } => ErrorKind::Internal,
         }
     }

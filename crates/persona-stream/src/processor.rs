@@ -480,8 +480,10 @@ pub fn spawn(
         std::thread::Builder::new()
             .name("persona-processor".into())
             .spawn(move || {
-                // The last failure to tell the log, said once rather than at every idle step.
+                // The last failure to tell the log, said once rather than at every idle step;
+                // and the last failed batch's error, said once rather than at every retry.
                 let mut commit_failure = None;
+                let mut batch_failure = None;
                 while !stop.load(Ordering::Acquire) {
                     let result = processor.step();
                     processor.report_lag(&log);
@@ -489,6 +491,7 @@ pub fn spawn(
                         Ok(applied) => {
                             if applied > 0 {
                                 processor.status.set_failure(None);
+                                batch_failure = None;
                             }
                             // Idle steps too: the store's durable offset moves on (once a
                             // second) after the last batch, and retention waits for it.
@@ -506,8 +509,12 @@ pub fn spawn(
                         }
                         Err(e) => {
                             // The next step restores from the store before going on.
-                            tracing::error!(error = %e, "processor batch failed; retrying");
-                            processor.status.set_failure(Some(e.to_string()));
+                            let e = e.to_string();
+                            if batch_failure.as_ref() != Some(&e) {
+                                tracing::error!(error = %e, "processor batch failed; retrying");
+                            }
+                            processor.status.set_failure(Some(e.clone()));
+                            batch_failure = Some(e);
                             std::thread::sleep(RETRY_PAUSE);
                         }
                     }

@@ -293,13 +293,31 @@ async fn into_log(
             }
         }
         if pending.len() >= batch {
-            summary.accepted += pending.len();
-            log.append(std::mem::take(&mut pending)).await?;
+            store(&log, std::mem::take(&mut pending), &mut summary).await?;
         }
     }
-    summary.accepted += pending.len();
-    log.append(pending).await?;
+    store(&log, pending, &mut summary).await?;
     Ok(summary)
+}
+
+/// Appends one batch of messages to the log and counts them; a failure says how many were
+/// stored before it.
+async fn store(
+    log: &EventLog,
+    messages: Vec<Vec<u8>>,
+    summary: &mut BatchOutcome,
+) -> anyhow::Result<()> {
+    let n = messages.len();
+    log.append(messages).await.map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; {} messages were stored before it; running the same import again is safe: \
+             each message gets the same id, and the processor drops copies of those it has \
+             seen recently",
+            summary.accepted
+        )
+    })?;
+    summary.accepted += n;
+    Ok(())
 }
 
 async fn via_http(

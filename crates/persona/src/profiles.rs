@@ -84,7 +84,8 @@ pub fn export(args: ProfilesExportArgs) -> anyhow::Result<()> {
         None => Utc::now(),
     };
     let (store, _) = open_store(args.data_dir)?;
-    let out: Box<dyn Write> = match &args.out {
+    // `-` is standard output, as for `simulate --out` and `import`.
+    let out: Box<dyn Write> = match args.out.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(p) => Box::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         ),
