@@ -54,6 +54,7 @@ pub struct Metrics {
     log_bytes: Counter,
     pub(crate) log_queue_fill: Gauge<f64, AtomicU64>,
     pub(crate) log_next_offset: Gauge,
+    pub(crate) log_writable: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -124,6 +125,12 @@ impl Metrics {
             "Offset the next appended record will get",
             log_next_offset.clone(),
         );
+        let log_writable = Gauge::default();
+        registry.register(
+            "persona_log_writable",
+            "1 while the log takes appends; 0 once it has failed, or while it cannot write (a full disk; see /readyz)",
+            log_writable.clone(),
+        );
         Metrics {
             registry,
             messages,
@@ -136,6 +143,7 @@ impl Metrics {
             log_bytes,
             log_queue_fill,
             log_next_offset,
+            log_writable,
         }
     }
 

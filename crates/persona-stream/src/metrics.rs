@@ -24,6 +24,8 @@ pub struct ProcessorMetrics {
     merges: Counter,
     pub(crate) lag_records: Gauge,
     pub(crate) lag_seconds: Gauge<f64, AtomicU64>,
+    /// 1 while the processor's batches fail and it retries, else 0.
+    pub(crate) failing: Gauge,
     commit_seconds: Histogram,
     batch_records: Histogram,
 }
@@ -42,6 +44,7 @@ impl ProcessorMetrics {
             merges: Counter::default(),
             lag_records: Gauge::default(),
             lag_seconds: Gauge::default(),
+            failing: Gauge::default(),
             // 100 µs to about 3 s.
             commit_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             batch_records: Histogram::new(exponential_buckets(1.0, 4.0, 8)),
@@ -74,6 +77,11 @@ impl ProcessorMetrics {
             "persona_processor_lag_seconds",
             "Age of the newest applied event while records are waiting; 0 when caught up",
             self.lag_seconds.clone(),
+        );
+        registry.register(
+            "persona_processor_failing",
+            "1 while the processor's batches fail and it retries (see /readyz for why), else 0",
+            self.failing.clone(),
         );
         registry.register(
             "persona_processor_commit_duration_seconds",

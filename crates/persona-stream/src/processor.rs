@@ -491,6 +491,7 @@ pub fn spawn(
                         Ok(applied) => {
                             if applied > 0 {
                                 processor.status.set_failure(None);
+                                processor.metrics.failing.set(0);
                                 batch_failure = None;
                             }
                             // Idle steps too: the store's durable offset moves on (once a
@@ -514,6 +515,7 @@ pub fn spawn(
                                 tracing::error!(error = %e, "processor batch failed; retrying");
                             }
                             processor.status.set_failure(Some(e.clone()));
+                            processor.metrics.failing.set(1);
                             batch_failure = Some(e);
                             std::thread::sleep(RETRY_PAUSE);
                         }

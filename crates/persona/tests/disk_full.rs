@@ -82,6 +82,8 @@ async fn a_full_disk_refuses_events_and_room_again_takes_them_without_a_restart(
     let (ids, status, _) = send(n).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     refused.extend(ids);
+    let metrics = http.get_text(&format!("{url}/metrics")).await.unwrap();
+    assert!(metrics.contains("\npersona_log_writable 0\n"), "{metrics}");
 
     disk.set_full(false);
     let (ids, status, answer) = send(n + 1).await;
@@ -93,6 +95,8 @@ async fn a_full_disk_refuses_events_and_room_again_takes_them_without_a_restart(
     acked.extend(ids);
     let (status, ready) = http.get(&format!("{url}/readyz"), None).await.unwrap();
     assert_eq!(status, StatusCode::OK, "{ready}");
+    let metrics = http.get_text(&format!("{url}/metrics")).await.unwrap();
+    assert!(metrics.contains("\npersona_log_writable 1\n"), "{metrics}");
 
     server.stop();
     assert_logged_once(&data, &acked);
@@ -148,6 +152,11 @@ async fn a_full_store_disk_stops_the_store_and_a_restart_with_room_applies_every
     .await;
     acked += 50 * (n - 1);
     assert!(warning.contains("No space left on device"), "{warning}");
+    let metrics = http.get_text(&format!("{url}/metrics")).await.unwrap();
+    assert!(
+        metrics.contains("\npersona_processor_failing 1\n"),
+        "{metrics}"
+    );
     let (status, answer) = http
         .admin(
             "POST",
