@@ -38,19 +38,22 @@ pub(crate) struct ProfileBody<'a> {
 }
 
 pub(crate) fn store_error(e: StoreError) -> ApiError {
-    tracing::error!(error = %e, "profile store request failed");
     match e {
-        // Not over in a second: it lasts until a restart.
+        // Not over in a second: it lasts until a restart. The store said why when it
+        // stopped, so each refused request is not worth a line of its own.
         StoreError::Stopped(_) => ApiError::unavailable(
             "store_unavailable",
             e.to_string(),
             std::time::Duration::from_secs(30),
         ),
-        _ => ApiError::unavailable(
-            "store_unavailable",
-            "the profile store cannot be used right now",
-            std::time::Duration::from_secs(1),
-        ),
+        _ => {
+            tracing::error!(error = %e, "profile store request failed");
+            ApiError::unavailable(
+                "store_unavailable",
+                "the profile store cannot be used right now",
+                std::time::Duration::from_secs(1),
+            )
+        }
     }
 }
 

@@ -405,7 +405,7 @@ fn append_error(e: AppendError) -> ApiError {
             ApiError::unavailable(
                 "log_unavailable",
                 "the event log cannot write right now (is its disk full?); the request was not acknowledged, retry it later",
-                Duration::from_secs(5),
+                persona_log::TROUBLE_HOLD,
             )
         }
         AppendError::Closed => ApiError::unavailable(

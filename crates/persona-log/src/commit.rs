@@ -261,7 +261,7 @@ impl Writer {
         // Never roll an empty segment: the new one would take the same name (its base).
         let roll_at = self.shared.config.segment_bytes;
         if self.active.len() > 0 && self.active.len() >= roll_at {
-            self.roll().map_err(|e| self.fail(e.to_string()))?;
+            self.roll()?;
         }
         self.buf.clear();
         let mut offset = self.next_offset;
@@ -325,17 +325,20 @@ impl Writer {
     }
 
     /// Closes the active segment and starts a new one at the next offset.
-    fn roll(&mut self) -> Result<(), LogError> {
+    fn roll(&mut self) -> Result<(), AppendError> {
         // A closed segment holds only records: readers of closed segments read to the end.
         if self.active.has_zeros_ahead() {
             let closing = segment::segment_path(&self.shared.dir, self.segment_base);
             self.active
                 .cut_to_records()
-                .map_err(|e| LogError::io(&closing, e))?;
+                .map_err(|e| self.fail(LogError::io(&closing, e).to_string()))?;
         }
         let path = segment::segment_path(&self.shared.dir, self.next_offset);
-        let active = Active::create(&path).map_err(|e| LogError::io(&path, e))?;
-        segment::sync_dir(&self.shared.dir)?;
+        // No file made, nothing changed: a full disk (no room for the file's entry or
+        // inode) is over when there is room, and the next group tries again.
+        let active =
+            Active::create(&path).map_err(|e| self.trouble(LogError::io(&path, e).to_string()))?;
+        segment::sync_dir(&self.shared.dir).map_err(|e| self.fail(e.to_string()))?;
         tracing::debug!(segment = %path.display(), "rolled to a new log segment");
         self.active = active;
         self.segment_base = self.next_offset;
@@ -362,14 +365,14 @@ impl Writer {
             .trouble
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if trouble.is_none() {
+        if trouble.as_ref().is_none_or(|(last, _)| *last != why) {
             tracing::error!(
                 reason = %why,
                 segment_base = self.segment_base,
                 "the event log cannot write; refusing appends until a write succeeds again"
             );
         }
-        *trouble = Some(why.clone());
+        *trouble = Some((why.clone(), Instant::now()));
         AppendError::Unwritable(why)
     }
 

@@ -36,4 +36,4 @@ pub use retention::RetentionReport;
 pub use segment::{RecoveryReport, written_len};
 pub use stats::{ConsumerStats, LogStats};
 pub use verify::{VerifyReport, verify};
-pub use writer::{CommitObserver, EventLog};
+pub use writer::{CommitObserver, EventLog, TROUBLE_HOLD};

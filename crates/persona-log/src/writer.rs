@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
@@ -39,6 +39,10 @@ impl<A: CommitObserver, B: CommitObserver> CommitObserver for (A, B) {
     }
 }
 
+/// How long a failed write is reported after it (see [`EventLog::write_trouble`]): the
+/// `Retry-After` the collector gives for it.
+pub const TROUBLE_HOLD: Duration = Duration::from_secs(5);
+
 /// State shared by the committing appends, readers and maintenance in this process.
 pub(crate) struct Shared {
     pub dir: PathBuf,
@@ -52,9 +56,10 @@ pub(crate) struct Shared {
     /// Set once a write or sync fails (the first failure's reason); the log then refuses
     /// appends until reopened. Read on every append, hence not behind a lock.
     pub failure: OnceLock<String>,
-    /// Why the last group could not be written, when it was cut off again and no group has
-    /// been stored since (a full disk): the log goes on, and readiness reports it.
-    pub trouble: Mutex<Option<String>>,
+    /// Why the last group could not be written and when, when it was cut off again and no
+    /// group has been stored since (a full disk): the log goes on, and readiness reports it
+    /// for a while (see [`EventLog::write_trouble`]).
+    pub trouble: Mutex<Option<(String, Instant)>>,
     pub consumers: Consumers,
 }
 
@@ -216,14 +221,21 @@ impl EventLog {
         self.shared.failure.get().cloned()
     }
 
-    /// Why the last group could not be written, while no later one has been (a full disk):
-    /// appends are refused with [`AppendError::Unwritable`] until one succeeds again.
+    /// Why the last group could not be written (a full disk), when that was less than
+    /// [`TROUBLE_HOLD`] ago and no group has been stored since. Only a write can tell that
+    /// there is room again, and none comes to a server that readiness has taken out of its
+    /// load balancer: so after a quiet while it is reported ready again, and the next
+    /// append tries (a circuit breaker's half-open state).
     pub fn write_trouble(&self) -> Option<String> {
-        self.shared
+        match &*self
+            .shared
             .trouble
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        {
+            Some((why, at)) if at.elapsed() < TROUBLE_HOLD => Some(why.clone()),
+            _ => None,
+        }
     }
 
     /// Share of the append queue in use, 0.0 to 1.0: how close the log is to refusing.

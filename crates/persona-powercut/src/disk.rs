@@ -198,7 +198,8 @@ pub struct Disk {
     /// order, so after a power loss each folder holds its synced entries plus the changes
     /// up to some point, the same point for every folder.
     changes: Vec<NameChange>,
-    /// No room left: a write that takes new blocks fails (see [`Disk::file_written_to`]).
+    /// No room left: a write that takes new blocks fails (see [`Disk::file_written_to`]),
+    /// and so does making a file or folder.
     pub full: bool,
 }
 
@@ -296,6 +297,9 @@ impl Disk {
     ) -> Result<u64, Errno> {
         if self.dir(parent)?.live.contains_key(name) {
             return Err(libc::EEXIST);
+        }
+        if self.full {
+            return Err(libc::ENOSPC);
         }
         let ino = self.next_ino;
         self.next_ino += 1;

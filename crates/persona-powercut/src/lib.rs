@@ -96,8 +96,9 @@ impl PowerCut {
 
 impl PowerCut {
     /// Fills the disk, or makes room on it again: while full, a write that takes new blocks
-    /// (past what a file has held, or into a hole left by growing it with `set_len`) fails
-    /// with `ENOSPC` ("No space left on device"), as on a real full disk.
+    /// (past what a file has held, or into a hole left by growing it with `set_len`) and
+    /// making a file or folder fail with `ENOSPC` ("No space left on device"), as on a real
+    /// full disk.
     pub fn set_full(&self, full: bool) {
         self.disk.lock().unwrap_or_else(|e| e.into_inner()).full = full;
     }
@@ -204,8 +205,8 @@ mod tests {
         assert_eq!(fs::read(dir.join("log/1.seg")).unwrap(), b"next");
     }
 
-    /// A full disk refuses writes that take new blocks, and only those: past what a file
-    /// has held, or into the hole that growing it with `set_len` leaves.
+    /// A full disk refuses new files and writes that take new blocks, and only those: past
+    /// what a file has held, or into the hole that growing it with `set_len` leaves.
     #[test]
     fn a_full_disk_refuses_new_blocks_until_there_is_room() {
         use std::os::unix::fs::FileExt;
@@ -221,6 +222,7 @@ mod tests {
         file.set_len(200).unwrap();
         enospc(file.write_all_at(b"hole", 150).unwrap_err());
         file.set_len(50).unwrap();
+        enospc(File::create(tmp.path().join("new")).unwrap_err());
         disk.set_full(false);
         file.write_all_at(b"room", 150).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().len(), 154);

@@ -98,7 +98,14 @@ impl Stopped {
                     .unwrap_or_else(|| "an earlier write failed".into()),
             ),
             e => {
-                let why = e.to_string();
+                let why = match &e {
+                    // fjall shows an I/O error as Rust's debug form; the error's own text
+                    // ("No space left on device (os error 28)") is what a person reads.
+                    fjall::Error::Io(io) | fjall::Error::Storage(fjall::LsmError::Io(io)) => {
+                        io.to_string()
+                    }
+                    e => e.to_string(),
+                };
                 let _ = self.0.set(why.clone());
                 StoreError::Backend(format!("write failed: {why}"))
             }

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tower::{Service, ServiceExt};
 
 use crate::lingering::Lingering;
+use crate::write_deadline::WriteDeadline;
 
 /// Limits on the clients of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +56,25 @@ impl Default for ConnectionLimits {
             drain_delay: Duration::ZERO,
         }
     }
+}
+
+/// The most of a request head a connection buffers (hyper's floor is 8 KiB).
+const HEAD_BYTES: usize = 64 * 1024;
+
+/// How many connections may wait in the kernel's accept queue (the kernel caps it at
+/// `net.core.somaxconn`, 4,096 on current Linux); the standard library asks for 128.
+const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`BACKLOG`]-long accept queue.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As the standard library's bind: a restart may take a port still in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// How long a stop waits for the requests in flight. A client that stalls mid-request would
@@ -84,7 +104,13 @@ pub async fn serve<S>(
     let mut http1 = hyper::server::conn::http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        // A client may shut its side once it has sent (`nc -N`) and still hear the answer.
+        .half_close(true)
+        // Request heads up to 64 KiB (hyper's default lets each connection buffer about
+        // 400 KiB of an unfinished head, gigabytes at the connection cap); larger ones get
+        // 431. Bodies stream through in pieces whatever their size.
+        .max_buf_size(HEAD_BYTES);
     let (stop_tx, stop_rx) = watch::channel(());
     let mut force = std::pin::pin!(force);
     // Whether a second signal came during the drain delay.
@@ -120,6 +146,7 @@ pub async fn serve<S>(
             let http1 = http1.clone();
             tokio::spawn(async move {
                 let _slot = slot; // held until the connection ends
+                let tcp = WriteDeadline::new(tcp, limits.header_timeout);
                 let conn = http1
                     .serve_connection(TokioIo::new(tcp), service)
                     // As `axum::serve`, so that a WebSocket route works when one is added.

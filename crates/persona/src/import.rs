@@ -272,6 +272,8 @@ async fn into_log(
     })?;
     let mut summary = BatchOutcome::default();
     let mut pending = Vec::with_capacity(batch);
+    // The first line whose message (if valid) is not stored yet.
+    let mut unstored_from = 1;
     for (n, item) in messages {
         let envelope = Envelope {
             received_at: Utc::now(),
@@ -293,26 +295,38 @@ async fn into_log(
             }
         }
         if pending.len() >= batch {
-            store(&log, std::mem::take(&mut pending), &mut summary).await?;
+            store(
+                &log,
+                std::mem::take(&mut pending),
+                &mut summary,
+                unstored_from,
+            )
+            .await?;
+            unstored_from = n + 1;
         }
     }
-    store(&log, pending, &mut summary).await?;
+    store(&log, pending, &mut summary, unstored_from).await?;
     Ok(summary)
 }
 
-/// Appends one batch of messages to the log and counts them; a failure says how many were
-/// stored before it.
+/// What a person should know before running an import that stopped part way again.
+const AGAIN: &str = "running the same import again gives each message the same id, and the \
+     processor drops the copies among the last 500,000 records it applied (its default dedupe \
+     window); older copies would count again, so after a long file stopped late, import only \
+     the lines after those stored";
+
+/// Appends one batch of messages to the log and counts them; a failure says how far the
+/// import got: every valid message before line `unstored_from` is stored.
 async fn store(
     log: &EventLog,
     messages: Vec<Vec<u8>>,
     summary: &mut BatchOutcome,
+    unstored_from: usize,
 ) -> anyhow::Result<()> {
     let n = messages.len();
     log.append(messages).await.map_err(|e| {
         anyhow::anyhow!(
-            "{e}; {} messages were stored before it; running the same import again is safe: \
-             each message gets the same id, and the processor drops copies of those it has \
-             seen recently",
+            "{e}; the {} valid messages before line {unstored_from} were stored; {AGAIN}",
             summary.accepted
         )
     })?;
@@ -341,12 +355,7 @@ async fn via_http(
         }
     });
     let sent = send_all(sender, lines, batch, unit).await;
-    let mut summary = sent.map_err(|e| {
-        e.context(
-            "running the same import again is safe: each message is sent with the same id, \
-             and the processor drops copies of those it has seen recently",
-        )
-    })?;
+    let mut summary = sent.map_err(|e| e.context(AGAIN))?;
     summary.rejected += unsendable.len();
     summary.problems.extend(unsendable);
     Ok(summary)

@@ -22,6 +22,7 @@ mod serve;
 mod settings;
 mod simulate;
 mod table;
+mod write_deadline;
 
 use clap::Parser;
 

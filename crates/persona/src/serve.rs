@@ -12,7 +12,6 @@ use persona_rules::SegmentRegistry;
 use persona_store::{EmbeddedStore, ProfileStore};
 use persona_stream::{CONSUMER, Processor, ProcessorMetrics, ProcessorStatus, Wakeup};
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use crate::cli::ServeArgs;
 use crate::keys;
@@ -72,8 +71,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Bound before any key is generated: a start that fails on a taken port must not
     // print a generated key that the next start, finding it saved, prints no more. Bound
     // before the stores open, so that a slow start answers (see `answer_while_starting`).
-    let listener = TcpListener::bind(settings.listen)
-        .await
+    let listener = crate::http_server::bind(settings.listen)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let starting = crate::http_server::answer_while_starting(
         listener,

@@ -1,5 +1,6 @@
 //! The HTTP server's defences against clients that hold connections: a deadline for
-//! request heads (slowloris, idle keep-alive) and a cap on open connections; and refused
+//! request heads (slowloris, idle keep-alive) and for answers nobody reads, and a cap on
+//! open connections; and refused
 //! bodies read to their end, so that their senders hear why. On the real binary over real
 //! sockets.
 
@@ -172,6 +173,36 @@ fn connections_past_the_cap_wait_until_one_closes() {
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     assert_answered(&mut third);
+}
+
+/// A client that sends requests and never reads the answers fills the socket's buffers;
+/// the server then gives up on it after the deadline instead of holding one of its
+/// connection slots for good (here the only one).
+#[test]
+fn a_client_that_never_reads_its_answers_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        "max_connections = 1\nheader_timeout_seconds = 1",
+    );
+    let mut hog = connect(server.addr);
+    let requests = b"GET /healthz HTTP/1.1\r\nHost: persona\r\n\r\n".repeat(1000);
+    let writer = std::thread::spawn(move || {
+        // Until the server closes the connection (or ten minutes, far past any deadline).
+        for _ in 0..100_000 {
+            if hog.write_all(&requests).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let mut next = connect(server.addr);
+    ask_health(&mut next);
+    assert_answered(&mut next);
+    assert!(
+        writer.join().unwrap(),
+        "the connection that reads nothing stayed open"
+    );
 }
 
 /// The soft and hard limits on open files of process `pid`, from `/proc`.
