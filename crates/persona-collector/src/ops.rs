@@ -91,7 +91,7 @@ pub(crate) async fn readyz(State(state): State<CollectorState>) -> Response {
 
 pub(crate) async fn metrics(State(state): State<CollectorState>, headers: HeaderMap) -> Response {
     state.metrics.log_queue_fill.set(state.log.queue_fill());
-    let writable = state.log.failure().is_none() && state.log.write_trouble().is_none();
+    let writable = state.log.failure().is_none() && !state.log.cannot_write();
     state.metrics.log_writable.set(i64::from(writable));
     state
         .metrics

@@ -107,6 +107,11 @@ impl Active {
         Ok(())
     }
 
+    /// Writes zeros ahead again after they failed in this segment (the disk has room now).
+    pub fn retry_zeros(&mut self) {
+        self.plain = false;
+    }
+
     /// Whether the file holds zeros after its records.
     pub fn has_zeros_ahead(&self) -> bool {
         self.zeroed_to > self.len

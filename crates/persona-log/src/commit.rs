@@ -275,11 +275,13 @@ impl Writer {
             ranges.push(start..offset);
         }
         if let Err(e) = self.active.write(&self.buf, roll_at) {
-            // A write that fails (a full disk) leaves the page cache as it was for every
+            // A write refused for want of room leaves the page cache as it was for every
             // byte already synced: once the group is cut off, the log is as before it, and
             // the next group may try again.
             return Err(match self.cut_off_group() {
-                undo if !undo.is_empty() => self.fail(format!("write failed ({e}){undo}")),
+                undo if !undo.is_empty() || !passing(&e) => {
+                    self.fail(format!("write failed ({e}){undo}"))
+                }
                 _ => self.trouble(format!("write failed ({e})")),
             });
         }
@@ -336,8 +338,15 @@ impl Writer {
         let path = segment::segment_path(&self.shared.dir, self.next_offset);
         // No file made, nothing changed: a full disk (no room for the file's entry or
         // inode) is over when there is room, and the next group tries again.
-        let active =
-            Active::create(&path).map_err(|e| self.trouble(LogError::io(&path, e).to_string()))?;
+        let active = Active::create(&path).map_err(|e| {
+            let pass = passing(&e);
+            let why = LogError::io(&path, e).to_string();
+            if pass {
+                self.trouble(why)
+            } else {
+                self.fail(why)
+            }
+        })?;
         segment::sync_dir(&self.shared.dir).map_err(|e| self.fail(e.to_string()))?;
         tracing::debug!(segment = %path.display(), "rolled to a new log segment");
         self.active = active;
@@ -376,8 +385,9 @@ impl Writer {
         AppendError::Unwritable(why)
     }
 
-    /// A group was stored: whatever stopped writes before is over.
-    fn no_trouble(&self) {
+    /// A group was stored: whatever stopped writes before is over, and the zeros ahead
+    /// of the records may be written again.
+    fn no_trouble(&mut self) {
         let mut trouble = self
             .shared
             .trouble
@@ -385,6 +395,17 @@ impl Writer {
             .unwrap_or_else(PoisonError::into_inner);
         if trouble.take().is_some() {
             tracing::info!("the event log writes again");
+            self.active.retry_zeros();
         }
     }
+}
+
+/// Whether a failed write or file creation may pass and leaves nothing to distrust: out of
+/// room (a full disk, a quota) or of file descriptors. Anything else (an I/O error, a file
+/// system gone read-only) stops the log, as a failed sync does.
+fn passing(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EMFILE | libc::ENFILE)
+    )
 }

@@ -238,6 +238,17 @@ impl EventLog {
         }
     }
 
+    /// Whether the last group could not be written (a full disk) and none has been since,
+    /// however long ago: for an alert, which must not clear just because no request came
+    /// to find out (unlike [`EventLog::write_trouble`], which readiness uses).
+    pub fn cannot_write(&self) -> bool {
+        self.shared
+            .trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
+    }
+
     /// Share of the append queue in use, 0.0 to 1.0: how close the log is to refusing.
     pub fn queue_fill(&self) -> f64 {
         let max = self.shared.config.max_queue_bytes as f64;

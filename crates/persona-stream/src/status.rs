@@ -39,6 +39,8 @@ impl ProcessorStatus {
     /// counts from when the lag was first seen, so that an alert on it still fires.
     pub fn lag_seconds(&self, log_next_offset: u64, now_ms: i64) -> f64 {
         if self.lag_records(log_next_offset) == 0 {
+            // Caught up: a later lag with nothing applied counts from when it is seen.
+            self.lagging_since_ms.store(0, Ordering::Release);
             return 0.0;
         }
         let since = match self.applied_received_ms.load(Ordering::Acquire) {
@@ -77,6 +79,11 @@ mod tests {
         // was first seen.
         assert_eq!(status.lag_seconds(10, 5_000), 0.0);
         assert_eq!(status.lag_seconds(10, 65_000), 60.0);
+        // Caught up (on records without a received time), then behind again: counted anew.
+        status.set_applied(10, None);
+        assert_eq!(status.lag_seconds(10, 70_000), 0.0);
+        assert_eq!(status.lag_seconds(12, 80_000), 0.0);
+        assert_eq!(status.lag_seconds(12, 83_000), 3.0);
         // Once records are applied, it is the age of the newest one.
         status.set_applied(4, Some(60_000));
         assert_eq!(status.lag_seconds(10, 65_000), 5.0);

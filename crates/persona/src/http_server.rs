@@ -58,7 +58,7 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// The most of a request head a connection buffers (hyper's floor is 8 KiB).
+/// The longest request head taken, start line included.
 const HEAD_BYTES: usize = 64 * 1024;
 
 /// How many connections may wait in the kernel's accept queue (the kernel caps it at
@@ -105,12 +105,10 @@ pub async fn serve<S>(
     http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        // A client may shut its side once it has sent (`nc -N`) and still hear the answer.
-        .half_close(true)
         // Request heads up to 64 KiB (hyper's default lets each connection buffer about
         // 400 KiB of an unfinished head, gigabytes at the connection cap); larger ones get
-        // 431. Bodies stream through in pieces whatever their size.
-        .max_buf_size(HEAD_BYTES);
+        // 431.
+        .max_header_size(HEAD_BYTES);
     let (stop_tx, stop_rx) = watch::channel(());
     let mut force = std::pin::pin!(force);
     // Whether a second signal came during the drain delay.
@@ -249,7 +247,8 @@ where
         http1
             .keep_alive(false)
             .timer(TokioTimer::new())
-            .header_read_timeout(STARTING_HEADER_TIMEOUT);
+            .header_read_timeout(STARTING_HEADER_TIMEOUT)
+            .max_header_size(HEAD_BYTES);
         loop {
             let (tcp, peer) = tokio::select! {
                 biased;
@@ -259,6 +258,7 @@ where
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 continue; // dropped: closed unanswered
             };
+            let tcp = WriteDeadline::new(tcp, STARTING_HEADER_TIMEOUT);
             let conn = http1.serve_connection(TokioIo::new(tcp), hyper_service(app.clone(), peer));
             tokio::spawn(async move {
                 let _slot = slot;

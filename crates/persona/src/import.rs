@@ -295,17 +295,12 @@ async fn into_log(
             }
         }
         if pending.len() >= batch {
-            store(
-                &log,
-                std::mem::take(&mut pending),
-                &mut summary,
-                unstored_from,
-            )
-            .await?;
+            let full = std::mem::take(&mut pending);
+            store(&log, full, &mut summary, (unit, unstored_from)).await?;
             unstored_from = n + 1;
         }
     }
-    store(&log, pending, &mut summary, unstored_from).await?;
+    store(&log, pending, &mut summary, (unit, unstored_from)).await?;
     Ok(summary)
 }
 
@@ -313,20 +308,20 @@ async fn into_log(
 const AGAIN: &str = "running the same import again gives each message the same id, and the \
      processor drops the copies among the last 500,000 records it applied (its default dedupe \
      window); older copies would count again, so after a long file stopped late, import only \
-     the lines after those stored";
+     what comes after those stored";
 
 /// Appends one batch of messages to the log and counts them; a failure says how far the
-/// import got: every valid message before line `unstored_from` is stored.
+/// import got: every valid message before `unstored_from` (a line, or a row) is stored.
 async fn store(
     log: &EventLog,
     messages: Vec<Vec<u8>>,
     summary: &mut BatchOutcome,
-    unstored_from: usize,
+    (unit, unstored_from): (&str, usize),
 ) -> anyhow::Result<()> {
     let n = messages.len();
     log.append(messages).await.map_err(|e| {
         anyhow::anyhow!(
-            "{e}; the {} valid messages before line {unstored_from} were stored; {AGAIN}",
+            "{e}; the {} valid messages before {unit} {unstored_from} were stored; {AGAIN}",
             summary.accepted
         )
     })?;

@@ -18,7 +18,7 @@ use crate::table;
 /// Each row becomes an identify call marked as enrichment: the processor writes its traits
 /// (last write wins by time, as for any identify) without counting it as behaviour.
 pub async fn import(args: ImportProfilesArgs) -> anyhow::Result<()> {
-    let table = table::open(&args.file)?;
+    let table = table::open(&args.file, table::NonFinite::Missing)?;
     if !table.columns.iter().any(|c| c == &args.key) {
         anyhow::bail!(
             "{} has no column {:?} (--key); its columns are: {}",

@@ -17,22 +17,30 @@ pub struct Table {
     pub len: Option<u64>,
 }
 
-/// Opens a `.csv` or `.parquet` file, chosen by its extension.
-pub fn open(path: &Path) -> anyhow::Result<Table> {
+/// What a Parquet NaN or infinity reads as, which JSON has no number for.
+#[derive(Clone, Copy)]
+pub enum NonFinite {
+    /// Left out, as a missing value: a CRM attribute that is not a number is not set.
+    Missing,
+    /// The text a CSV cell would hold (`NaN`, `inf`), for a reader that refuses it.
+    Text,
+}
+
+/// Opens a `.csv` or `.parquet` file, chosen by its extension. Two columns of one name are
+/// refused: rows are maps by name, and the second would silently replace the first.
+pub fn open(path: &Path, non_finite: NonFinite) -> anyhow::Result<Table> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     let table = match ext.as_deref() {
         Some("csv") => csv_table(path)?,
-        Some("parquet") | Some("pq") => parquet_table(path)?,
+        Some("parquet") | Some("pq") => parquet_table(path, non_finite)?,
         _ => anyhow::bail!(
             "{}: unknown file type; give a .csv or .parquet file",
             path.display()
         ),
     };
-    // Rows are maps by name: a second column of the same name would silently replace the
-    // first in every row.
     for (i, name) in table.columns.iter().enumerate() {
         if let Some(j) = table.columns[..i].iter().position(|c| c == name) {
             anyhow::bail!(
@@ -89,7 +97,7 @@ fn typed(cell: &str) -> Value {
     }
 }
 
-fn parquet_table(path: &Path) -> anyhow::Result<Table> {
+fn parquet_table(path: &Path, non_finite: NonFinite) -> anyhow::Result<Table> {
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let reader = SerializedFileReader::new(file)
@@ -103,11 +111,11 @@ fn parquet_table(path: &Path) -> anyhow::Result<Table> {
         .map(|f| f.name().to_owned())
         .collect();
     let len = u64::try_from(meta.num_rows()).ok();
-    let rows = reader.into_iter().map(|row| {
+    let rows = reader.into_iter().map(move |row| {
         let row = row.context("cannot read a Parquet row")?;
         Ok(row
             .get_column_iter()
-            .map(|(name, field)| (name.clone(), json_of(field)))
+            .map(|(name, field)| (name.clone(), json_of(field, non_finite)))
             .filter(|(_, v)| !v.is_null())
             .collect())
     });
@@ -118,13 +126,17 @@ fn parquet_table(path: &Path) -> anyhow::Result<Table> {
     })
 }
 
-/// A Parquet value as JSON. NaN and infinities, which JSON has no numbers for, become the
-/// text a CSV cell would hold (`NaN`, `inf`), not a null that reads as a missing value.
-fn json_of(field: &parquet::record::Field) -> Value {
+/// A Parquet value as JSON, NaN and infinities as `non_finite` says (a null is left out of
+/// the row).
+fn json_of(field: &parquet::record::Field, non_finite: NonFinite) -> Value {
     use parquet::record::Field;
+    let text = |x: f64| match non_finite {
+        NonFinite::Missing => Value::Null,
+        NonFinite::Text => Value::String(x.to_string()),
+    };
     match *field {
-        Field::Float(x) if !x.is_finite() => Value::String(x.to_string()),
-        Field::Double(x) if !x.is_finite() => Value::String(x.to_string()),
+        Field::Float(x) if !x.is_finite() => text(f64::from(x)),
+        Field::Double(x) if !x.is_finite() => text(x),
         _ => field.to_json_value(),
     }
 }
@@ -142,14 +154,17 @@ mod tests {
         assert_eq!(typed("0042a"), Value::from("0042a"));
     }
 
-    /// A Parquet NaN or infinity reads as the CSV cell `NaN` or `inf` would, so that
-    /// `cluster` refuses it the same way instead of taking it for a missing value.
+    /// For `cluster`, a Parquet NaN or infinity reads as the CSV cell `NaN` or `inf`
+    /// would, so that it is refused the same way instead of taken for a missing value; for
+    /// `import-profiles` it is a missing value.
     #[test]
-    fn parquet_nan_and_infinity_read_as_csv_text() {
+    fn parquet_nan_and_infinity_read_as_csv_text_or_as_missing() {
         use parquet::record::Field;
-        assert_eq!(json_of(&Field::Double(f64::NAN)), typed("NaN"));
-        assert_eq!(json_of(&Field::Float(f32::INFINITY)), typed("inf"));
-        assert_eq!(json_of(&Field::Double(f64::NEG_INFINITY)), typed("-inf"));
-        assert_eq!(json_of(&Field::Double(2.5)), Value::from(2.5));
+        let text = |f: Field| json_of(&f, NonFinite::Text);
+        assert_eq!(text(Field::Double(f64::NAN)), typed("NaN"));
+        assert_eq!(text(Field::Float(f32::INFINITY)), typed("inf"));
+        assert_eq!(text(Field::Double(f64::NEG_INFINITY)), typed("-inf"));
+        assert_eq!(text(Field::Double(2.5)), Value::from(2.5));
+        assert!(json_of(&Field::Double(f64::NAN), NonFinite::Missing).is_null());
     }
 }

@@ -40,10 +40,7 @@ impl<T> WriteDeadline<T> {
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "the client read nothing of its answer for {} s",
-                    limit.as_secs()
-                ),
+                format!("the client read nothing of its answer for {limit:?}"),
             ))),
             Poll::Pending => Poll::Pending,
         }

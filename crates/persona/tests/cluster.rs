@@ -363,15 +363,15 @@ fn bad_options_are_named() {
         ),
         (
             vec!["--k", "2", "--features", "a,c"],
-            "row 2: column \"c\" holds numbers, but here \"n/a\"",
+            "row 2: column \"c\" holds both numbers and text (here \"n/a\"); fix the cell (an empty one is imputed), or name the column in --categorical",
         ),
         (
             vec!["--k", "2"],
-            "row 2: column \"c\" holds numbers, but here \"n/a\"; fix the cell (an empty one is imputed), or choose the columns to use with --features",
+            "row 2: column \"c\" holds both numbers and text (here \"n/a\"); fix the cell (an empty one is imputed), or choose the columns to use with --features",
         ),
         (
             vec!["--k", "2", "--features", "a,b,a"],
-            "\"a\" is named twice",
+            "\"a\" is named twice (names 1 and 3)",
         ),
         (
             vec!["--k", "2", "--features", "a,b", "--categorical", "c"],

@@ -177,9 +177,9 @@ fn connections_past_the_cap_wait_until_one_closes() {
 
 /// A client that sends requests and never reads the answers fills the socket's buffers;
 /// the server then gives up on it after the deadline instead of holding one of its
-/// connection slots for good (here the only one).
+/// connection slots for good (here the only one). And a huge request head is refused.
 #[test]
-fn a_client_that_never_reads_its_answers_is_disconnected() {
+fn a_client_that_never_reads_its_answers_is_disconnected_and_a_huge_head_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(
         dir.path(),
@@ -187,14 +187,16 @@ fn a_client_that_never_reads_its_answers_is_disconnected() {
     );
     let mut hog = connect(server.addr);
     let requests = b"GET /healthz HTTP/1.1\r\nHost: persona\r\n\r\n".repeat(1000);
+    // Writing blocks once the server stops reading; a minute without room is far past its
+    // one-second deadline, and means it kept the connection.
+    hog.set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let writer = std::thread::spawn(move || {
-        // Until the server closes the connection (or ten minutes, far past any deadline).
-        for _ in 0..100_000 {
-            if hog.write_all(&requests).is_err() {
-                return true;
+        loop {
+            if let Err(e) = hog.write_all(&requests) {
+                return !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
             }
         }
-        false
     });
     let mut next = connect(server.addr);
     ask_health(&mut next);
@@ -203,6 +205,17 @@ fn a_client_that_never_reads_its_answers_is_disconnected() {
         writer.join().unwrap(),
         "the connection that reads nothing stayed open"
     );
+    drop(next);
+
+    // A request head past 64 KiB is refused, not buffered.
+    let mut big = connect(server.addr);
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: persona\r\nX-Padding: {}\r\n\r\n",
+        "x".repeat(100 * 1024)
+    );
+    let _ = big.write_all(head.as_bytes());
+    let answer = read_response(&mut big).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
 
 /// The soft and hard limits on open files of process `pid`, from `/proc`.

@@ -10,7 +10,7 @@ use crate::table;
 
 /// The chosen columns, numeric or categorical.
 pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
-    let t = table::open(&args.input)?;
+    let t = table::open(&args.input, table::NonFinite::Text)?;
     let rows: Vec<table::Row> = t.rows.collect::<anyhow::Result<_>>()?;
     if rows.is_empty() {
         bail!("{} has no rows", args.input.display());
@@ -27,12 +27,15 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
                 t.columns.join(", ")
             );
         }
-        if let Some((i, f)) = names
-            .iter()
-            .enumerate()
-            .find(|(i, f)| names[..*i].contains(f))
-        {
-            bail!("{flag}: {f:?} is named twice (names {} and {})", i, i + 1);
+        if let Some((i, j, f)) = names.iter().enumerate().find_map(|(i, f)| {
+            let j = names[..i].iter().position(|g| g == f)?;
+            Some((i, j, f))
+        }) {
+            bail!(
+                "{flag}: {f:?} is named twice (names {} and {})",
+                j + 1,
+                i + 1
+            );
         }
     }
     if !args.features.is_empty()
@@ -73,15 +76,28 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
         }
     }
     // A column that holds numbers and some text is a data problem (a stray "n/a"), not a
-    // category: say where, unless --categorical asks for categories. Without --features
-    // every column is looked at, since one bad cell would otherwise leave a numeric column
-    // out without a word.
-    let looked_at = if args.features.is_empty() {
-        &t.columns
+    // category: say where, unless --categorical asks for categories. Without --features,
+    // every column that is mostly numbers is looked at, since one bad cell would otherwise
+    // leave it out without a word (a text column with a number-like cell, a name "1984",
+    // stays text, and out).
+    let looked_at: Vec<&String> = if args.features.is_empty() {
+        t.columns
+            .iter()
+            .filter(|c| {
+                let numbers = rows
+                    .iter()
+                    .filter(|r| r.get(*c).is_some_and(Value::is_number));
+                let cells = rows.iter().filter(|r| r.get(*c).is_some());
+                2 * numbers.count() > cells.count()
+            })
+            .collect()
     } else {
-        &args.features
+        args.features.iter().collect()
     };
-    for name in looked_at.iter().filter(|c| !args.categorical.contains(c)) {
+    for name in looked_at
+        .into_iter()
+        .filter(|c| !args.categorical.contains(c))
+    {
         if first_cell(&rows, name, Value::is_number).is_none() {
             continue;
         }
@@ -92,7 +108,7 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
                 "or name the column in --categorical"
             };
             bail!(
-                "row {i}: column {name:?} holds numbers, but here {v}; fix the cell (an empty one is imputed), {or}"
+                "row {i}: column {name:?} holds both numbers and text (here {v}); fix the cell (an empty one is imputed), {or}"
             );
         }
     }
