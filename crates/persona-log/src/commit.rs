@@ -338,21 +338,31 @@ impl Writer {
         let path = segment::segment_path(&self.shared.dir, self.next_offset);
         // No file made, nothing changed: a full disk (no room for the file's entry or
         // inode) is over when there is room, and the next group tries again.
-        let active = Active::create(&path).map_err(|e| {
-            let pass = passing(&e);
-            let why = LogError::io(&path, e).to_string();
-            if pass {
-                self.trouble(why)
-            } else {
-                self.fail(why)
+        let active = Active::create(&path).map_err(|e| self.refused(e, &path))?;
+        if let Err(e) = persona_core::durable::sync_dir(&self.shared.dir) {
+            // Out of file descriptors, say: the folder could not even be opened. Without
+            // the new file the log is as before, and the next roll makes it again.
+            if passing(&e) && std::fs::remove_file(&path).is_ok() {
+                return Err(self.refused(e, &self.shared.dir));
             }
-        })?;
-        segment::sync_dir(&self.shared.dir).map_err(|e| self.fail(e.to_string()))?;
+            return Err(self.fail(LogError::io(&self.shared.dir, e).to_string()));
+        }
         tracing::debug!(segment = %path.display(), "rolled to a new log segment");
         self.active = active;
         self.segment_base = self.next_offset;
         *self.shared.active.lock().expect("not poisoned") = (self.segment_base, 0);
         Ok(())
+    }
+
+    /// A write or file creation at `at` that failed: passing ([`passing`]) or not.
+    fn refused(&self, e: std::io::Error, at: &std::path::Path) -> AppendError {
+        let pass = passing(&e);
+        let why = LogError::io(at, e).to_string();
+        if pass {
+            self.trouble(why)
+        } else {
+            self.fail(why)
+        }
     }
 
     fn fail(&self, why: String) -> AppendError {

@@ -10,8 +10,7 @@ pub struct ProcessorStatus {
     applied: AtomicU64,
     /// When the newest applied record was received by the collector, Unix ms (0: none).
     applied_received_ms: AtomicI64,
-    /// When a lag was first seen with nothing applied yet, Unix ms (0: not seen): the lag
-    /// is at least that old.
+    /// When the current lag was first seen, Unix ms (0: caught up).
     lagging_since_ms: AtomicI64,
     /// The last error, while the processor is retrying.
     failure: Mutex<Option<String>>,
@@ -34,27 +33,25 @@ impl ProcessorStatus {
         log_next_offset.saturating_sub(self.applied())
     }
 
-    /// How old the newest applied event is, in seconds, when there is a lag; 0 when caught up.
-    /// A processor that has applied nothing since it started (stuck on its first batch, say)
-    /// counts from when the lag was first seen, so that an alert on it still fires.
+    /// How far behind the processor is, in seconds, when there is a lag; 0 when caught up:
+    /// the age of the newest applied event, but never more than the time since the lag was
+    /// first seen. So a processor stuck since it started still shows a growing lag (an alert
+    /// on it fires), and the first record after an idle hour does not read as an hour late.
     pub fn lag_seconds(&self, log_next_offset: u64, now_ms: i64) -> f64 {
         if self.lag_records(log_next_offset) == 0 {
-            // Caught up: a later lag with nothing applied counts from when it is seen.
             self.lagging_since_ms.store(0, Ordering::Release);
             return 0.0;
         }
-        let since = match self.applied_received_ms.load(Ordering::Acquire) {
-            0 => match self.lagging_since_ms.compare_exchange(
-                0,
-                now_ms,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => now_ms,
-                Err(seen) => seen,
-            },
-            ms => ms,
+        let seen = match self.lagging_since_ms.compare_exchange(
+            0,
+            now_ms,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => now_ms,
+            Err(seen) => seen,
         };
+        let since = self.applied_received_ms.load(Ordering::Acquire).max(seen);
         (now_ms - since).max(0) as f64 / 1000.0
     }
 
@@ -72,21 +69,20 @@ mod tests {
     use super::ProcessorStatus;
 
     #[test]
-    fn lag_seconds_grow_while_nothing_is_applied() {
+    fn lag_seconds_count_from_the_newest_applied_event_or_from_when_the_lag_began() {
         let status = ProcessorStatus::default();
         assert_eq!(status.lag_seconds(0, 1_000), 0.0);
-        // 10 records behind from the start, and none applied: the lag grows from when it
-        // was first seen.
+        // Behind from the start with nothing applied: the lag grows from when it was seen.
         assert_eq!(status.lag_seconds(10, 5_000), 0.0);
         assert_eq!(status.lag_seconds(10, 65_000), 60.0);
-        // Caught up (on records without a received time), then behind again: counted anew.
-        status.set_applied(10, None);
+        // Records applied while behind: the age of the newest applied one.
+        status.set_applied(4, Some(64_000));
+        assert_eq!(status.lag_seconds(10, 69_000), 5.0);
+        // Caught up, an idle hour, then one new record: late from when it is seen, not
+        // from the last event applied an hour ago.
+        status.set_applied(10, Some(68_000));
         assert_eq!(status.lag_seconds(10, 70_000), 0.0);
-        assert_eq!(status.lag_seconds(12, 80_000), 0.0);
-        assert_eq!(status.lag_seconds(12, 83_000), 3.0);
-        // Once records are applied, it is the age of the newest one.
-        status.set_applied(4, Some(60_000));
-        assert_eq!(status.lag_seconds(10, 65_000), 5.0);
-        assert_eq!(status.lag_seconds(4, 65_000), 0.0);
+        assert_eq!(status.lag_seconds(11, 3_670_000), 0.0);
+        assert_eq!(status.lag_seconds(11, 3_672_000), 2.0);
     }
 }

@@ -304,11 +304,24 @@ async fn into_log(
     Ok(summary)
 }
 
-/// What a person should know before running an import that stopped part way again.
+/// What a person should know before running an import of messages that stopped part way
+/// again.
 const AGAIN: &str = "running the same import again gives each message the same id, and the \
      processor drops the copies among the last 500,000 records it applied (its default dedupe \
      window); older copies would count again, so after a long file stopped late, import only \
      what comes after those stored";
+
+/// What to know before running again an import of `unit`s (lines of messages, or rows of
+/// profile attributes, which set traits: setting them twice is harmless).
+fn again(unit: &str) -> &'static str {
+    match unit {
+        "row" => {
+            "running the same import again sets the same traits again, which is harmless \
+             (rows are counted without the header)"
+        }
+        _ => AGAIN,
+    }
+}
 
 /// Appends one batch of messages to the log and counts them; a failure says how far the
 /// import got: every valid message before `unstored_from` (a line, or a row) is stored.
@@ -321,8 +334,9 @@ async fn store(
     let n = messages.len();
     log.append(messages).await.map_err(|e| {
         anyhow::anyhow!(
-            "{e}; the {} valid messages before {unit} {unstored_from} were stored; {AGAIN}",
-            summary.accepted
+            "{e}; the {} valid messages before {unit} {unstored_from} were stored; {}",
+            summary.accepted,
+            again(unit)
         )
     })?;
     summary.accepted += n;

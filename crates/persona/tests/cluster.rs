@@ -428,11 +428,20 @@ fn a_repeated_column_name_is_refused_an_id_is_pointed_out_and_a_closed_pipe_is_n
     );
 
     let ids = dir.path().join("ids.csv");
-    std::fs::write(&ids, "customer_id,spend\n1,10\n2,11\n3,50\n4,52\n").unwrap();
+    std::fs::write(
+        &ids,
+        "customer_id,name,spend\n1,Ann,10\n2,1984,11\n3,Bob,50\n4,Cy,52\n",
+    )
+    .unwrap();
     let out = run(&["cluster", "--input", ids.to_str().unwrap(), "--k", "2"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && err.contains("column \"customer_id\" looks like an identifier"),
+        "{err}"
+    );
+    // A text column with a number-like cell is text, left out with a word.
+    assert!(
+        err.contains("column \"name\" holds some numbers but mostly text, and is left out"),
         "{err}"
     );
 

@@ -128,6 +128,9 @@ async fn fill_the_log_disk_then_make_room(segment_bytes: Option<u64>) {
         tokio::time::sleep(persona_log::TROUBLE_HOLD).await;
         let (status, readiness) = ready().await;
         assert_eq!(status, StatusCode::OK, "{readiness}");
+        // An alert must not clear because nobody asked: the gauge waits for a write.
+        let metrics = http.get_text(&format!("{url}/metrics")).await.unwrap();
+        assert!(metrics.contains("\npersona_log_writable 0\n"), "{metrics}");
     }
     let (ids, status, _) = send(n).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

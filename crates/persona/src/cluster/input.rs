@@ -79,18 +79,24 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
     // category: say where, unless --categorical asks for categories. Without --features,
     // every column that is mostly numbers is looked at, since one bad cell would otherwise
     // leave it out without a word (a text column with a number-like cell, a name "1984",
-    // stays text, and out).
+    // is left out, with a warning).
     let looked_at: Vec<&String> = if args.features.is_empty() {
-        t.columns
-            .iter()
-            .filter(|c| {
-                let numbers = rows
-                    .iter()
-                    .filter(|r| r.get(*c).is_some_and(Value::is_number));
-                let cells = rows.iter().filter(|r| r.get(*c).is_some());
-                2 * numbers.count() > cells.count()
-            })
-            .collect()
+        let mut mostly_numbers = Vec::new();
+        for c in t.columns.iter().filter(|c| !args.categorical.contains(c)) {
+            let numbers = rows
+                .iter()
+                .filter(|r| r.get(c).is_some_and(Value::is_number))
+                .count();
+            let cells = rows.iter().filter(|r| r.get(c).is_some()).count();
+            if 2 * numbers > cells {
+                mostly_numbers.push(c);
+            } else if numbers > 0 {
+                say!(
+                    "warning: column {c:?} holds some numbers but mostly text, and is left out; name it in --features to have each bad cell shown, or in --categorical to use it as categories"
+                );
+            }
+        }
+        mostly_numbers
     } else {
         args.features.iter().collect()
     };
