@@ -245,9 +245,13 @@ pub struct ClusterArgs {
     /// K-Means initialisations; the lowest inertia is kept.
     #[arg(long, default_value_t = 4)]
     pub n_init: usize,
-    /// Write `label` per input row, in input order, to this CSV file.
+    /// Write `label` per input row, in input order (after the --id column), to this CSV file.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// A column that identifies each row (a customer id): never a feature, and written
+    /// beside each label in --output, to join the labels back.
+    #[arg(long)]
+    pub id: Option<String>,
     /// Write a self-contained HTML page with the curves, sizes, centres and a 2-D view.
     #[arg(long)]
     pub report: Option<PathBuf>,

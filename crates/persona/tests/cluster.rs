@@ -400,6 +400,11 @@ fn bad_options_are_named() {
             vec!["--k", "9", "--features", "a,b"],
             "k = 9 is more than the 3 rows",
         ),
+        (vec!["--k", "2", "--id", "zzz"], "--id: "),
+        (
+            vec!["--k", "2", "--features", "a,b", "--id", "a"],
+            "--id: \"a\" identifies rows, so it cannot also be a feature",
+        ),
     ] {
         let mut all = vec!["cluster", "--input", f];
         all.extend(args);
@@ -444,6 +449,30 @@ fn a_repeated_column_name_is_refused_an_id_is_pointed_out_and_a_closed_pipe_is_n
         err.contains("column \"name\" holds some numbers but mostly text, and is left out"),
         "{err}"
     );
+    // Named in --id, the id is no feature and goes beside each label, to join them back.
+    let labels = dir.path().join("labels.csv");
+    let json = cluster_json(&[
+        "--input",
+        ids.to_str().unwrap(),
+        "--k",
+        "2",
+        "--id",
+        "customer_id",
+        "--output",
+        labels.to_str().unwrap(),
+    ]);
+    assert_eq!(json["features"], serde_json::json!(["spend"]), "{json}");
+    let written = std::fs::read_to_string(&labels).unwrap();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(lines[0], "customer_id,label");
+    let ids: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3", "4"]);
+    let label = |i: usize| lines[i].split(',').nth(1).unwrap();
+    assert_eq!(label(1), label(2), "{written}");
+    assert_ne!(label(1), label(3), "{written}");
 
     let input = dir.path().join("groups.csv");
     std::fs::write(&input, groups_csv()).unwrap();

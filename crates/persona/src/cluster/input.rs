@@ -8,8 +8,14 @@ use crate::cli::ClusterArgs;
 use crate::say::say;
 use crate::table;
 
-/// The chosen columns, numeric or categorical.
-pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
+/// What `cluster` reads: the chosen columns, numeric or categorical, and each row's value
+/// of the `--id` column, when one is named (empty where the cell is).
+pub struct Input {
+    pub columns: Vec<Column>,
+    pub ids: Option<Vec<String>>,
+}
+
+pub fn read(args: &ClusterArgs) -> anyhow::Result<Input> {
     let t = table::open(&args.input, table::NonFinite::Text)?;
     let rows: Vec<table::Row> = t.rows.collect::<anyhow::Result<_>>()?;
     if rows.is_empty() {
@@ -38,6 +44,18 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
             );
         }
     }
+    if let Some(id) = &args.id {
+        if !t.columns.contains(id) {
+            bail!(
+                "--id: {} has no column {id:?}; its columns are: {}",
+                args.input.display(),
+                t.columns.join(", ")
+            );
+        }
+        if args.features.contains(id) || args.categorical.contains(id) {
+            bail!("--id: {id:?} identifies rows, so it cannot also be a feature");
+        }
+    }
     if !args.features.is_empty()
         && let Some(c) = args.categorical.iter().find(|c| !args.features.contains(c))
     {
@@ -48,6 +66,7 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
     let chosen: Vec<String> = if args.features.is_empty() {
         t.columns
             .iter()
+            .filter(|c| args.id.as_ref() != Some(*c))
             .filter(|c| args.categorical.contains(c) || numeric(c))
             .filter(|c| rows.iter().any(|r| r.get(*c).is_some()))
             .cloned()
@@ -64,7 +83,7 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
     if args.features.is_empty() {
         for name in chosen.iter().filter(|c| looks_like_an_id(c, &rows)) {
             say!(
-                "warning: column {name:?} looks like an identifier (a whole number, different in every row) and is clustered on as a feature; name the features with --features to leave it out"
+                "warning: column {name:?} looks like an identifier (a whole number, different in every row) and is clustered on as a feature; name it in --id to leave it out and have it written beside each label"
             );
         }
     }
@@ -82,7 +101,11 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
     // is left out, with a warning).
     let looked_at: Vec<&String> = if args.features.is_empty() {
         let mut mostly_numbers = Vec::new();
-        for c in t.columns.iter().filter(|c| !args.categorical.contains(c)) {
+        for c in t
+            .columns
+            .iter()
+            .filter(|c| !args.categorical.contains(c) && args.id.as_ref() != Some(*c))
+        {
             let numbers = rows
                 .iter()
                 .filter(|r| r.get(c).is_some_and(Value::is_number))
@@ -146,7 +169,16 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Vec<Column>> {
             }
         })
         .collect();
-    Ok(columns)
+    let ids = args.id.as_ref().map(|id| {
+        rows.iter()
+            .map(|r| match r.get(id) {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => v.to_string(),
+                None => String::new(),
+            })
+            .collect()
+    });
+    Ok(Input { columns, ids })
 }
 
 /// The first row (numbered from 1) whose cell in `column` passes `test`, with the cell.

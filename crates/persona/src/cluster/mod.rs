@@ -68,7 +68,7 @@ fn spec(args: &ClusterArgs) -> anyhow::Result<TrainSpec> {
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let spec = spec(&args)?;
     let outputs = outputs(&args)?;
-    let columns = input::read(&args)?;
+    let input::Input { columns, ids } = input::read(&args)?;
     let rows = columns.first().map_or(0, |c| c.values.len());
     let spinner = indicatif::ProgressBar::new_spinner()
         .with_message(format!("{} on {rows} rows", args.algorithm));
@@ -98,17 +98,25 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
         files.push((path, serde_json::to_vec_pretty(&stored)?));
     }
     if let Some(path) = &args.output {
-        let mut out = Vec::with_capacity(rows * 3 + 6);
-        writeln!(out, "label")?;
+        // CSV-quoted: an id may hold a comma or a quote.
+        let mut out = csv::Writer::from_writer(Vec::with_capacity(rows * 3 + 6));
+        match &args.id {
+            Some(id) => out.write_record([id.as_str(), "label"])?,
+            None => out.write_record(["label"])?,
+        }
         let mut at = trained.fit.labels.iter();
         for i in 0..rows {
             // DBSCAN's noise rows are not in `fit`: they are written as -1.
-            match &trained.kept {
-                Some(kept) if kept.binary_search(&i).is_err() => writeln!(out, "-1")?,
-                _ => writeln!(out, "{}", at.next().expect("a label per kept row"))?,
+            let label = match &trained.kept {
+                Some(kept) if kept.binary_search(&i).is_err() => "-1".to_owned(),
+                _ => at.next().expect("a label per kept row").to_string(),
+            };
+            match &ids {
+                Some(ids) => out.write_record([ids[i].as_str(), &label])?,
+                None => out.write_record([label])?,
             }
         }
-        files.push((path, out));
+        files.push((path, out.into_inner().map_err(|e| e.into_error())?));
     }
     if let Some(path) = &args.report {
         let page = report::render(&report::ReportInput {
