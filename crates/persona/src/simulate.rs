@@ -10,6 +10,7 @@ use persona_core::time::{format_timestamp, parse_timestamp};
 
 use crate::cli::SimulateArgs;
 use crate::client::{Numbered, Sender, progress_bar, send_all};
+use crate::paths::same_file;
 use crate::say::say;
 use persona_simulate::{Customer, Period};
 
@@ -267,41 +268,5 @@ pub async fn demo(target: String, write_key: String) {
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
-    }
-}
-
-/// Whether two paths name the same file however spelled (`z.jsonl`, `./z.jsonl`, the
-/// absolute path, through a link), whether or not it exists yet.
-fn same_file(a: &Path, b: &Path) -> bool {
-    fn resolved(p: &Path) -> Option<PathBuf> {
-        if let Ok(full) = std::fs::canonicalize(p) {
-            return Some(full);
-        }
-        let parent = match p.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        Some(std::fs::canonicalize(parent).ok()?.join(p.file_name()?))
-    }
-    a == b || matches!((resolved(a), resolved(b)), (Some(x), Some(y)) if x == y)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_file_is_the_same_however_its_path_is_spelled() {
-        let dir = tempfile::tempdir().unwrap();
-        let abs = dir.path().join("z.jsonl");
-        let dotted = dir.path().join(".").join("z.jsonl");
-        // Before the file exists, and after.
-        assert!(same_file(&abs, &dotted));
-        std::fs::write(&abs, "").unwrap();
-        assert!(same_file(&abs, &dotted));
-        let link = dir.path().join("link.jsonl");
-        std::os::unix::fs::symlink(&abs, &link).unwrap();
-        assert!(same_file(&link, &abs));
-        assert!(!same_file(&abs, &dir.path().join("truth.csv")));
     }
 }

@@ -41,17 +41,25 @@ pub fn open(path: &Path, non_finite: NonFinite) -> anyhow::Result<Table> {
             path.display()
         ),
     };
-    for (i, name) in table.columns.iter().enumerate() {
-        if let Some(j) = table.columns[..i].iter().position(|c| c == name) {
-            anyhow::bail!(
-                "{}: columns {} and {} are both named {name:?}; rename one",
-                path.display(),
-                j + 1,
-                i + 1
-            );
-        }
+    if let Some((j, i)) = first_repeat(&table.columns) {
+        anyhow::bail!(
+            "{}: columns {} and {} are both named {:?}; rename one",
+            path.display(),
+            j + 1,
+            i + 1,
+            table.columns[i]
+        );
     }
     Ok(table)
+}
+
+/// The positions (from 0) of the first name in `names` that repeats an earlier one, and of
+/// that earlier one: `(earlier, later)`.
+pub fn first_repeat(names: &[String]) -> Option<(usize, usize)> {
+    names
+        .iter()
+        .enumerate()
+        .find_map(|(i, name)| Some((names[..i].iter().position(|n| n == name)?, i)))
 }
 
 fn csv_table(path: &Path) -> anyhow::Result<Table> {

@@ -14,6 +14,35 @@ use hyper::StatusCode;
 use persona_powercut::PowerCut;
 use serde_json::{Value, json};
 
+/// A data folder whose `part` (`log`, `profiles`) lives on a disk of its own that a test
+/// can fill. Fields drop in order: the disk is unmounted before its folder is removed.
+struct OwnDisk {
+    disk: PowerCut,
+    /// Where the disk is mounted.
+    disk_dir: std::path::PathBuf,
+    data: std::path::PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+impl OwnDisk {
+    fn for_part(part: &str) -> OwnDisk {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let disk_dir = tmp.path().join(format!("{part}-disk"));
+        std::fs::create_dir(&data).unwrap();
+        std::fs::create_dir(&disk_dir).unwrap();
+        let disk =
+            PowerCut::mount(&disk_dir).expect("scripts/test checks that FUSE can be mounted");
+        std::os::unix::fs::symlink(&disk_dir, data.join(part)).unwrap();
+        OwnDisk {
+            disk,
+            disk_dir,
+            data,
+            tmp,
+        }
+    }
+}
+
 /// A batch of 50 messages of about 500 bytes, with ids `b{n}-{i}`.
 fn batch(n: usize) -> (Vec<String>, Value) {
     let ids: Vec<String> = (0..50).map(|i| format!("b{n}-{i}")).collect();
@@ -41,20 +70,15 @@ async fn a_full_disk_refuses_a_new_segment_and_room_again_takes_events_without_a
 }
 
 async fn fill_the_log_disk_then_make_room(segment_bytes: Option<u64>) {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let log_disk = tmp.path().join("log-disk");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::create_dir(&log_disk).unwrap();
     // Only the log on the disk that fills (its own disk, as the README suggests), so that
     // what is tested is the log's answer and not the profile store's.
-    let disk = PowerCut::mount(&log_disk).expect("scripts/test checks that FUSE can be mounted");
-    std::os::unix::fs::symlink(&log_disk, data.join("log")).unwrap();
+    let own = OwnDisk::for_part("log");
+    let (disk, log_disk, data, tmp) = (&own.disk, &own.disk_dir, &own.data, &own.tmp);
     let config = tmp.path().join("persona.toml");
     let settings =
         segment_bytes.map_or_else(String::new, |b| format!("[log]\nsegment_bytes = {b}\n"));
     std::fs::write(&config, settings).unwrap();
-    let mut server = Server::start_configured(&data, &config);
+    let mut server = Server::start_configured(data, &config);
     let (url, http) = (server.url(), Http::default());
     let send = |n: usize| {
         let (http, url) = (http.clone(), url.clone());
@@ -77,7 +101,7 @@ async fn fill_the_log_disk_then_make_room(segment_bytes: Option<u64>) {
     let mut n = 1;
     if let Some(limit) = segment_bytes {
         // Groups until one ends past the roll size, with room: the next starts a segment.
-        while newest_segment_len(&log_disk) <= limit {
+        while newest_segment_len(log_disk) <= limit {
             let (ids, status, answer) = send(n).await;
             assert_eq!(status, StatusCode::OK, "{answer}");
             acked.extend(ids);
@@ -151,8 +175,8 @@ async fn fill_the_log_disk_then_make_room(segment_bytes: Option<u64>) {
     assert!(metrics.contains("\npersona_log_writable 1\n"), "{metrics}");
 
     server.stop();
-    assert_logged_once(&data, &acked);
-    let stored: HashSet<String> = logged(&data)
+    assert_logged_once(data, &acked);
+    let stored: HashSet<String> = logged(data)
         .iter()
         .map(|m| m["messageId"].as_str().unwrap().to_owned())
         .collect();
@@ -163,15 +187,10 @@ async fn fill_the_log_disk_then_make_room(segment_bytes: Option<u64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_store_disk_stops_the_store_and_a_restart_with_room_applies_every_event() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let store_disk = tmp.path().join("store-disk");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::create_dir(&store_disk).unwrap();
-    let disk = PowerCut::mount(&store_disk).expect("scripts/test checks that FUSE can be mounted");
-    std::os::unix::fs::symlink(&store_disk, data.join("profiles")).unwrap();
+    let own = OwnDisk::for_part("profiles");
+    let (disk, data) = (&own.disk, &own.data);
     let http = Http::default();
-    let mut server = Server::start(&data);
+    let mut server = Server::start(data);
     let url = server.url();
     let mut acked = 0;
     let (_, body) = batch(0);
@@ -226,7 +245,7 @@ async fn a_full_store_disk_stops_the_store_and_a_restart_with_room_applies_every
 
     disk.set_full(false);
     server.kill9();
-    let server = Server::start(&data);
+    let server = Server::start(data);
     let url = server.url();
     http.wait_processed(&url).await;
     let (status, profile) = http
@@ -241,13 +260,8 @@ async fn a_full_store_disk_stops_the_store_and_a_restart_with_room_applies_every
 /// that is what the log holds.
 #[test]
 fn an_import_that_fills_the_disk_says_how_far_it_got() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let log_disk = tmp.path().join("log-disk");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::create_dir(&log_disk).unwrap();
-    let disk = PowerCut::mount(&log_disk).expect("scripts/test checks that FUSE can be mounted");
-    std::os::unix::fs::symlink(&log_disk, data.join("log")).unwrap();
+    let own = OwnDisk::for_part("log");
+    let (disk, data, tmp) = (&own.disk, &own.data, &own.tmp);
     let file = |name: &str, lines: usize| {
         let path = tmp.path().join(name);
         let text: String = (0..lines)
@@ -289,7 +303,7 @@ fn an_import_that_fills_the_disk_says_how_far_it_got() {
     assert!(stored > 0 && stored < 5_000, "{err}");
     assert_eq!(line, stored + 1, "every line valid: {err}");
     disk.set_full(false);
-    assert_eq!(log_stats(&data)["records"], 1 + stored);
+    assert_eq!(log_stats(data)["records"], 1 + stored);
 }
 
 /// The length of the newest segment file in the log folder `dir`.

@@ -33,12 +33,10 @@ pub fn read(args: &ClusterArgs) -> anyhow::Result<Input> {
                 t.columns.join(", ")
             );
         }
-        if let Some((i, j, f)) = names.iter().enumerate().find_map(|(i, f)| {
-            let j = names[..i].iter().position(|g| g == f)?;
-            Some((i, j, f))
-        }) {
+        if let Some((j, i)) = table::first_repeat(names) {
             bail!(
-                "{flag}: {f:?} is named twice (names {} and {})",
+                "{flag}: {:?} is named twice (names {} and {})",
+                names[i],
                 j + 1,
                 i + 1
             );

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::cli::ClusterArgs;
 use crate::client::progress_bar;
+use crate::paths::same_file;
 use crate::say::{self, say};
 
 mod input;
@@ -172,7 +173,7 @@ fn outputs(args: &ClusterArgs) -> anyhow::Result<usize> {
         ("--report", &args.report),
         ("--model", &args.model),
     ];
-    let mut seen: Vec<(&str, PathBuf)> = vec![("--input", absolute(&args.input))];
+    let mut seen: Vec<(&str, &Path)> = vec![("--input", &args.input)];
     for (flag, path) in named {
         let Some(path) = path else { continue };
         if path.is_dir() {
@@ -189,25 +190,12 @@ fn outputs(args: &ClusterArgs) -> anyhow::Result<usize> {
                 path.display()
             );
         }
-        let here = absolute(path);
-        if let Some((other, _)) = seen.iter().find(|(_, p)| *p == here) {
+        if let Some((other, _)) = seen.iter().find(|(_, p)| same_file(p, path)) {
             bail!("{flag}: {} is also the file of {other}", path.display());
         }
-        seen.push((flag, here));
+        seen.push((flag, path));
     }
     Ok(seen.len() - 1)
-}
-
-/// `path` made absolute, with its folder's links resolved, to tell two spellings of one
-/// file apart from two files.
-fn absolute(path: &Path) -> PathBuf {
-    let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    match (full.parent(), full.file_name()) {
-        (Some(dir), Some(name)) => dir
-            .canonicalize()
-            .map_or_else(|_| full.clone(), |dir| dir.join(name)),
-        _ => full,
-    }
 }
 
 /// Writes `bytes` to a file beside `path` and renames it over `path`, so that the file is
