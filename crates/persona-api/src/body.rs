@@ -5,9 +5,26 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use persona_core::FieldError;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::ApiError;
+
+/// 400 naming one field of the request and why it is refused.
+pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
+    ApiError::invalid(vec![FieldError::request(field, reason)])
+}
+
+/// An optional string field of a request body, kept as a JSON value so that a value of
+/// another type is refused with its name rather than as a whole body that does not parse.
+pub(crate) fn text(v: &Option<Value>, field: &str) -> Result<Option<String>, ApiError> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(invalid(field, format!("must be a string, got {other}"))),
+    }
+}
 
 /// A JSON request body, parsed into `T`.
 pub(crate) struct JsonBody<T>(pub T);

@@ -2,7 +2,8 @@
 //!
 //! It serves profiles (`GET /v1/profiles/{key}`), each profile's recent events
 //! (`/events`) and segment history (`/history`), and rule segments (`/v1/segments`, CRUD and
-//! members), RFM edges (`/v1/rfm`) and cluster models (`/v1/models`: trained on the profiles, read, activated),
+//! members), RFM edges (`/v1/rfm`), cluster models (`/v1/models`: trained on the
+//! profiles, read, activated) and webhooks (`/v1/webhooks`: CRUD and a test delivery),
 //! behind the admin token. It reads through the
 //! [`ProfileStore`] trait, so it serves the embedded store and the scale-out stores alike,
 //! and it reuses the collector's error type so every endpoint answers errors the same way.
@@ -14,6 +15,7 @@ mod models;
 mod profiles;
 mod rfm;
 mod segments;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,6 +25,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use persona_rules::SegmentRegistry;
 use persona_store::ProfileStore;
+use persona_webhooks::Webhooks;
 
 pub use models::{load_models, train_on_profiles};
 pub use persona_collector::ApiError;
@@ -46,6 +49,8 @@ pub struct ApiState {
     /// Serialises changes of the stored segments, from the read of the definition to the
     /// registry's reload, so that the last change stored is the one in force.
     pub segments_lock: Arc<WriteLock>,
+    /// The webhooks and their delivery workers.
+    pub webhooks: Arc<Webhooks>,
 }
 
 /// 404 with the error body: `message` says what is not there.
@@ -106,6 +111,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/models/{id}/curves", get(models::curves))
         .route("/v1/models/{id}/activate", post(models::activate))
+        .route("/v1/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/v1/webhooks/{id}",
+            get(webhooks::get)
+                .put(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

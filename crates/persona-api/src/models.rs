@@ -15,7 +15,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::Utc;
-use persona_core::FieldError;
 use persona_rules::live::models::{FeatureTable, MODEL_DOCUMENT, feature};
 use persona_rules::{ModelDoc, ModelStatus, SegmentRegistry};
 use persona_segment::pipeline::spec::KPlan;
@@ -23,7 +22,7 @@ use persona_segment::pipeline::{Plan, TrainSpec, train};
 use persona_store::{ProfileStore, StoreError, for_each_page};
 use serde_json::Value;
 
-use crate::body::JsonBody;
+use crate::body::{JsonBody, invalid};
 use crate::profiles::store_error;
 use crate::{ApiError, ApiState, WriteLock, off_workers};
 
@@ -37,10 +36,6 @@ const MAX_N_INIT: usize = 50;
 const SCAN_CHUNK: usize = 10_000;
 /// How often a training run writes its progress into the stored model.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-fn invalid(field: &str, reason: impl Into<String>) -> ApiError {
-    ApiError::invalid(vec![FieldError::request(field, reason)])
-}
 
 /// Every stored model. Training that a restart interrupted is marked failed, so that no
 /// model stays "training" for ever.

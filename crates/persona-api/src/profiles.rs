@@ -5,12 +5,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use persona_core::FieldError;
 use persona_core::profile::{Profile, ProfileView};
 use persona_store::{IdentityKey, ProfileId, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::body::invalid;
 use crate::{ApiError, ApiState, off_workers};
 
 /// Events returned when `limit` is not given, and the most that may be asked for.
@@ -65,14 +65,10 @@ fn not_found(key: &IdentityKey<'_>) -> ApiError {
     )
 }
 
-fn invalid(field: &str, reason: String) -> ApiError {
-    ApiError::invalid(vec![FieldError::request(field, reason)])
-}
-
 fn lookup(state: &ApiState, key: &str) -> Result<(ProfileId, Profile), ApiError> {
     let key = IdentityKey::parse(key);
     if key.id().is_empty() {
-        return Err(invalid("key", "must name an id, e.g. user_id:42".into()));
+        return Err(invalid("key", "must name an id, e.g. user_id:42"));
     }
     state
         .store

@@ -10,14 +10,13 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use persona_core::FieldError;
 use persona_rules::Rule;
 use persona_rules::live::Backfill;
 use persona_store::{SegmentDef, SegmentId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::body::JsonBody;
+use crate::body::{JsonBody, invalid, text};
 use crate::profiles::store_error;
 use crate::{ApiError, ApiState, guard, off_workers};
 
@@ -79,18 +78,6 @@ fn body(
     })
 }
 
-fn invalid(field: &str, reason: String) -> ApiError {
-    ApiError::invalid(vec![FieldError::request(field, reason)])
-}
-
-fn text(v: &Option<Value>, field: &str) -> Result<Option<String>, ApiError> {
-    match v {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(invalid(field, format!("must be a string, got {other}"))),
-    }
-}
-
 fn check_name(state: &ApiState, name: &str, except: Option<SegmentId>) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(invalid(
@@ -145,8 +132,8 @@ pub(crate) async fn create(
     State(state): State<ApiState>,
     JsonBody(req): JsonBody<SegmentRequest>,
 ) -> Result<(StatusCode, Json<SegmentBody>), ApiError> {
-    let name = text(&req.name, "name")?.ok_or_else(|| invalid("name", "is required".into()))?;
-    let rule = text(&req.rule, "rule")?.ok_or_else(|| invalid("rule", "is required".into()))?;
+    let name = text(&req.name, "name")?.ok_or_else(|| invalid("name", "is required"))?;
+    let rule = text(&req.rule, "rule")?.ok_or_else(|| invalid("rule", "is required"))?;
     check_rule(&rule)?;
     let writer = state.clone();
     let def = off_workers(move || {
@@ -195,7 +182,7 @@ pub(crate) async fn update(
     if name.is_none() && rule.is_none() {
         return Err(invalid(
             "name",
-            "or `rule` is required: a change names at least one".into(),
+            "or `rule` is required: a change names at least one",
         ));
     }
     if let Some(rule) = &rule {

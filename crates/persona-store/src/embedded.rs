@@ -40,6 +40,10 @@ fn pair_key(a: u64, b: u64) -> [u8; 16] {
 /// Block cache for reads; the OS page cache holds the rest.
 const CACHE_BYTES: u64 = 256 << 20;
 
+fn cursor_key(name: &str) -> String {
+    format!("cursor:{name}")
+}
+
 fn offset_key(consumer: &str) -> String {
     format!("offset:{consumer}")
 }
@@ -605,6 +609,13 @@ impl ProfileStore for EmbeddedStore {
         batch.commit().map_err(|e| self.stopped.write_error(e))
     }
 
+    fn delete_document(&self, kind: &str, id: u64) -> Result<(), StoreError> {
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1)
+            .durability(Some(PersistMode::SyncData));
+        batch.remove(&self.documents, document_key(kind, id));
+        batch.commit().map_err(|e| self.stopped.write_error(e))
+    }
+
     fn documents(&self, kind: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         let prefix = document_key(kind, 0);
         self.documents
@@ -674,6 +685,24 @@ impl ProfileStore for EmbeddedStore {
                 Ok((u64_of(&k)?, v.to_vec()))
             })
             .collect()
+    }
+
+    fn outbox_end(&self) -> Result<u64, StoreError> {
+        Ok(self.meta_u64(NEXT_OUTBOX_SEQ)?.unwrap_or(1))
+    }
+
+    fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        self.meta_u64(&cursor_key(name))
+    }
+
+    fn set_cursor(&self, name: &str, position: Option<u64>) -> Result<(), StoreError> {
+        // Synced by the background syncer within a second, like the processor's offsets.
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 1);
+        match position {
+            Some(p) => batch.insert(&self.meta, cursor_key(name), p.to_be_bytes()),
+            None => batch.remove(&self.meta, cursor_key(name)),
+        }
+        batch.commit().map_err(|e| self.stopped.write_error(e))
     }
 
     fn history(&self, profile: ProfileId, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {

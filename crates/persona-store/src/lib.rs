@@ -288,6 +288,17 @@ pub trait ProfileStore: Send + Sync + 'static {
     /// order, with their sequence numbers.
     fn outbox(&self, after: Option<u64>, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
 
+    /// The sequence number the next outbox entry will get (entries start at 1): where a
+    /// reader that wants only what comes from now on starts.
+    fn outbox_end(&self) -> Result<u64, StoreError>;
+
+    /// A reader's position by name (a webhook's last delivered outbox entry), if set.
+    fn cursor(&self, name: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Sets (or with `None` removes) a named position. Not synced at once: a crash may
+    /// take it back by up to a second, so a reader must tolerate doing that second again.
+    fn set_cursor(&self, name: &str, position: Option<u64>) -> Result<(), StoreError>;
+
     /// A profile's most recent `limit` membership events, newest first.
     fn history(&self, profile: ProfileId, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
 
@@ -297,6 +308,9 @@ pub trait ProfileStore: Send + Sync + 'static {
     /// Stores a document (a trained model, a set of RFM edges) of `kind` under `id`,
     /// replacing any, durably. The store does not read it.
     fn put_document(&self, kind: &str, id: u64, body: &[u8]) -> Result<(), StoreError>;
+
+    /// Deletes the document of `kind` under `id`, if any, durably.
+    fn delete_document(&self, kind: &str, id: u64) -> Result<(), StoreError>;
 
     /// Every document of `kind`, by id.
     fn documents(&self, kind: &str) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;

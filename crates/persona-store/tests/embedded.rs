@@ -173,6 +173,7 @@ fn segments_members_and_the_outbox_are_kept_and_survive_reopening() {
     let outbox = store.outbox(None, 10).unwrap();
     assert_eq!(outbox.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(store.outbox(Some(2), 10).unwrap().len(), 1);
+    assert_eq!(store.outbox_end().unwrap(), 4);
     assert_eq!(
         store.history(9, 10).unwrap(),
         [b"{\"event\":\"segment.exited\"}".to_vec()]
@@ -248,5 +249,36 @@ fn warming_the_cache_reads_every_identity_and_profile() {
             .activity
             .event_count,
         7
+    );
+}
+
+#[test]
+fn cursors_and_deleted_documents_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("profiles");
+    {
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(
+            store.outbox_end().unwrap(),
+            1,
+            "an empty outbox starts at 1"
+        );
+        assert_eq!(store.cursor("webhook:1").unwrap(), None);
+        store.set_cursor("webhook:1", Some(41)).unwrap();
+        store.set_cursor("webhook:2", Some(7)).unwrap();
+        store.set_cursor("webhook:2", None).unwrap();
+        store.put_document("webhook", 1, b"one").unwrap();
+        store.put_document("webhook", 2, b"two").unwrap();
+        store.put_document("model", 1, b"a model").unwrap();
+        store.delete_document("webhook", 1).unwrap();
+    }
+    let store = EmbeddedStore::open(&path).unwrap();
+    assert_eq!(store.cursor("webhook:1").unwrap(), Some(41));
+    assert_eq!(store.cursor("webhook:2").unwrap(), None);
+    assert_eq!(store.documents("webhook").unwrap(), [(2, b"two".to_vec())]);
+    assert_eq!(
+        store.documents("model").unwrap().len(),
+        1,
+        "another kind is untouched"
     );
 }

@@ -1,5 +1,5 @@
-//! `persona segments …` and `persona models …`: the segment and model API of a running
-//! server from the command line. Each command makes one request and prints the server's
+//! `persona segments …`, `persona models …` and `persona webhooks …`: the segment, model
+//! and webhook API of a running server from the command line. Each command makes one request and prints the server's
 //! JSON answer; an error answer goes to stderr with a non-zero exit, its message naming the
 //! field and the reason as the API does.
 
@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Map, Value, json};
 
-use crate::cli::{AdminArgs, ModelsCommand, SegmentsCommand, TrainArgs};
+use crate::cli::{AdminArgs, ModelsCommand, SegmentsCommand, TrainArgs, WebhooksCommand};
 use crate::client::http_client;
 
 /// One server's admin API, authenticated with its admin token.
@@ -118,6 +118,70 @@ pub async fn segments(args: AdminArgs, command: SegmentsCommand) -> anyhow::Resu
                 path.extend(form_urlencoded::byte_serialize(c.as_bytes()));
             }
             api.call(Method::GET, &path, None).await?
+        }
+    };
+    print(&answer)
+}
+
+pub async fn webhooks(args: AdminArgs, command: WebhooksCommand) -> anyhow::Result<()> {
+    let api = AdminClient::new(&args)?;
+    let answer = match command {
+        WebhooksCommand::List => api.call(Method::GET, "/v1/webhooks", None).await?,
+        WebhooksCommand::Get { id } => {
+            api.call(Method::GET, &format!("/v1/webhooks/{id}"), None)
+                .await?
+        }
+        WebhooksCommand::Create {
+            endpoint,
+            events,
+            secret,
+        } => {
+            let events = if events.is_empty() {
+                persona_webhooks::EVENTS.map(String::from).to_vec()
+            } else {
+                events
+            };
+            let mut body = json!({"url": endpoint, "events": events});
+            if let Some(secret) = secret {
+                body["secret"] = secret.into();
+            }
+            api.call(Method::POST, "/v1/webhooks", Some(body)).await?
+        }
+        WebhooksCommand::Update {
+            id,
+            endpoint,
+            events,
+            secret,
+            enable,
+            disable,
+        } => {
+            let mut body = Map::new();
+            if let Some(url) = endpoint {
+                body.insert("url".into(), url.into());
+            }
+            if let Some(events) = events {
+                body.insert("events".into(), events.into());
+            }
+            if let Some(secret) = secret {
+                body.insert("secret".into(), secret.into());
+            }
+            if enable || disable {
+                body.insert("active".into(), enable.into());
+            }
+            if body.is_empty() {
+                bail!("give at least one of --endpoint, --events, --secret, --enable, --disable");
+            }
+            let path = format!("/v1/webhooks/{id}");
+            api.call(Method::PUT, &path, Some(Value::Object(body)))
+                .await?
+        }
+        WebhooksCommand::Delete { id } => {
+            api.call(Method::DELETE, &format!("/v1/webhooks/{id}"), None)
+                .await?
+        }
+        WebhooksCommand::Ping { id } => {
+            api.call(Method::POST, &format!("/v1/webhooks/{id}/ping"), None)
+                .await?
         }
     };
     print(&answer)

@@ -48,6 +48,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Webhooks of a running server (its /v1/webhooks API).
+    Webhooks {
+        #[command(flatten)]
+        server: AdminArgs,
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Inspect the event log.
     Log {
         #[command(subcommand)]
@@ -496,6 +503,48 @@ pub enum SegmentsCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// Every webhook with how its deliveries are going.
+    List,
+    /// One webhook.
+    Get { id: u64 },
+    /// A new webhook: segment entries and exits from now on are POSTed to the URL, signed.
+    Create {
+        /// The receiver's URL (the API's `url`; `--url` names the persona server).
+        #[arg(long, value_name = "URL")]
+        endpoint: String,
+        /// Events to send, comma-separated [default: segment.entered,segment.exited].
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// The signing secret (8 to 256 characters); generated, and printed once, if not
+        /// given.
+        #[arg(long)]
+        secret: Option<String>,
+    },
+    /// Changes a webhook's URL, events or secret, or turns it off or on again.
+    Update {
+        id: u64,
+        /// The receiver's new URL.
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long)]
+        secret: Option<String>,
+        /// Turns it on again (it goes on from the entry where it stopped).
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Turns it off (its position is kept).
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Deletes a webhook.
+    Delete { id: u64 },
+    /// Sends a signed `ping` event to a webhook's URL and shows the answer.
+    Ping { id: u64 },
 }
 
 #[derive(Subcommand)]

@@ -65,6 +65,7 @@ fn main() -> std::process::ExitCode {
             Command::Cluster(args) => cluster::run(*args),
             Command::Segments { server, command } => admin::segments(server, command).await,
             Command::Models { server, command } => admin::models(server, command).await,
+            Command::Webhooks { server, command } => admin::webhooks(server, command).await,
             Command::Log {
                 command: LogCommand::Stats(args),
             } => logcmd::stats(args),

@@ -11,6 +11,7 @@ use persona_log::EventLog;
 use persona_rules::SegmentRegistry;
 use persona_store::{EmbeddedStore, ProfileStore};
 use persona_stream::{CONSUMER, Processor, ProcessorMetrics, ProcessorStatus, Wakeup};
+use persona_webhooks::{WebhookMetrics, Webhooks};
 use serde_json::json;
 
 use crate::cli::ServeArgs;
@@ -81,6 +82,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut metrics = Metrics::new();
     let processor_metrics = ProcessorMetrics::new();
     processor_metrics.register(metrics.registry_mut());
+    let webhook_metrics = WebhookMetrics::default();
+    webhook_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
     let wakeup = Wakeup::default();
     let log_dir = data_dir.join("log");
@@ -122,6 +125,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(fit) = persona_api::load_rfm(&*store).context("cannot read the RFM edges")? {
         segments.set_rfm(fit);
     }
+    let webhooks = Webhooks::start(store.clone(), settings.webhooks.clone(), webhook_metrics)
+        .map_err(anyhow::Error::msg)
+        .context("cannot start the webhooks")?;
     let rfm_refit = processor_config.rfm_refit;
     let processor = Processor::new(
         store.clone(),
@@ -167,6 +173,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         segments,
         models_lock: Arc::default(),
         segments_lock: Arc::default(),
+        webhooks,
     });
     let app = persona_collector::router_with(collector_state.clone(), api);
     let stopping = collector_state.clone();

@@ -10,6 +10,7 @@ use persona_collector::CollectorConfig;
 use persona_collector::client_ip::{default_trusted_proxies, parse_network};
 use persona_log::{LogConfig, RetentionPolicy};
 use persona_stream::StreamConfig;
+use persona_webhooks::{ValidWebhookConfig, WebhookConfig};
 use serde::Deserialize;
 
 use crate::cli::{ServeArgs, default_data_dir};
@@ -35,6 +36,9 @@ pub struct FileConfig {
     /// Noise rules and business definitions of the processor.
     #[serde(default)]
     pub processor: StreamConfig,
+    /// How webhook deliveries are attempted.
+    #[serde(default)]
+    pub webhooks: WebhookConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +94,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpNet>,
     pub http: ConnectionLimits,
     pub processor: StreamConfig,
+    pub webhooks: ValidWebhookConfig,
 }
 
 impl Settings {
@@ -171,6 +176,7 @@ impl Settings {
             trusted_proxies,
             http: connection_limits(&file.http)?,
             processor: file.processor,
+            webhooks: file.webhooks.validate().map_err(anyhow::Error::msg)?,
         })
     }
 }

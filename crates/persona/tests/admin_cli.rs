@@ -1,4 +1,4 @@
-//! `persona segments …` and `persona models …` against a running server: the same answers
+//! `persona segments …`, `persona models …` and `persona webhooks …` against a running server: the same answers
 //! as the API, the admin token found where `serve` saved it, and the server's errors shown
 //! with a failing exit.
 
@@ -188,4 +188,71 @@ async fn segments_and_models_from_the_command_line() {
     let (ok, _, err) = admin(&url, d, &["models", "list", "--admin-token", "wrong"]);
     assert!(!ok);
     assert!(err.contains("401"), "{err}");
+}
+
+#[tokio::test]
+async fn webhooks_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with(dir.path(), &["--write-key", KEY], &[]);
+    let (url, d) = (server.url(), dir.path());
+    // Nothing listens on the discard port: deliveries and pings are refused.
+    let receiver = "http://127.0.0.1:9/hooks";
+
+    let (ok, created, err) = admin(&url, d, &["webhooks", "create", "--endpoint", receiver]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        created["events"],
+        json!(["segment.entered", "segment.exited"]),
+        "every event by default"
+    );
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let id = created["id"].to_string();
+
+    let (ok, off, err) = admin(&url, d, &["webhooks", "update", &id, "--disable"]);
+    assert!(ok, "{err}");
+    assert_eq!(off["active"], false);
+    let args = [
+        "webhooks",
+        "update",
+        &id,
+        "--enable",
+        "--events",
+        "segment.exited",
+    ];
+    let (ok, on, err) = admin(&url, d, &args);
+    assert!(ok, "{err}");
+    assert_eq!(
+        (on["active"].as_bool(), on["events"].clone()),
+        (Some(true), json!(["segment.exited"]))
+    );
+
+    let (ok, ping, err) = admin(&url, d, &["webhooks", "ping", &id]);
+    assert!(ok, "{err}");
+    assert_eq!(ping["delivered"], false, "{ping}");
+    assert!(
+        ping["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("refused"),
+        "{ping}"
+    );
+
+    let (ok, _, err) = admin(
+        &url,
+        d,
+        &["webhooks", "create", "--endpoint", "hooks.example.com"],
+    );
+    assert!(!ok);
+    assert!(err.contains("400") && err.contains("http://"), "{err}");
+    let (ok, _, err) = admin(&url, d, &["webhooks", "update", &id]);
+    assert!(!ok && err.contains("--endpoint"), "{err}");
+
+    let (ok, list, _) = admin(&url, d, &["webhooks", "list"]);
+    assert!(ok);
+    assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
+    let (ok, _, err) = admin(&url, d, &["webhooks", "delete", &id]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = admin(&url, d, &["webhooks", "get", &id]);
+    assert!(!ok && err.contains("404"), "{err}");
 }
