@@ -111,6 +111,38 @@ fn assert_signed(r: &Received, secret: &str) {
     assert!((0..60).contains(&age), "signed {age} s ago");
 }
 
+/// Runs the README's Python check of a signature on `raw` as a receiver would, and says
+/// whether it accepts it: the documented receiver code is tested, not only persona's.
+fn readme_python_accepts(secret: &str, signature: &str, raw: &[u8]) -> bool {
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let readme = std::fs::read_to_string(readme).unwrap();
+    let section = &readme[readme.find("## Webhooks").expect("a Webhooks section")..];
+    let start = section.find("```python\n").expect("a Python example") + "```python\n".len();
+    let code = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    std::fs::write(&body, raw).unwrap();
+    let script = format!(
+        "{code}\nimport sys\nprint(verified(sys.argv[1], sys.argv[2], open(sys.argv[3], 'rb').read()))\n"
+    );
+    let python = std::env::var("PERSONA_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
+        .args(["-c", &script, secret, signature])
+        .arg(&body)
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match String::from_utf8_lossy(&out.stdout).trim() {
+        "True" => true,
+        "False" => false,
+        other => panic!("the README's check printed {other:?}"),
+    }
+}
+
 fn config(dir: &std::path::Path, webhooks: &str) -> std::path::PathBuf {
     let path = dir.join("persona.toml");
     std::fs::write(&path, format!("[webhooks]\n{webhooks}\n")).unwrap();
@@ -253,6 +285,23 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
     for r in &got {
         assert_signed(r, secret);
     }
+    assert!(readme_python_accepts(
+        secret,
+        &entered.signature,
+        &entered.raw
+    ));
+    let mut tampered = entered.raw.to_vec();
+    tampered[10] ^= 1;
+    assert!(!readme_python_accepts(
+        secret,
+        &entered.signature,
+        &tampered
+    ));
+    assert!(!readme_python_accepts(
+        "another secret",
+        &entered.signature,
+        &entered.raw
+    ));
     assert_eq!(entered.event, "segment.entered");
     let body = &entered.body;
     assert_eq!(
