@@ -31,7 +31,7 @@ use crate::state::CollectorState;
 
 /// The ingestion paths, each with the call type it takes (`None`: a batch). The router and
 /// [`Front`] are both built from this list.
-pub(crate) fn ingest_routes() -> Vec<(String, Option<MessageType>)> {
+pub fn ingest_routes() -> Vec<(String, Option<MessageType>)> {
     let mut routes = Vec::new();
     for kind in MessageType::ALL {
         let name = kind.as_str();

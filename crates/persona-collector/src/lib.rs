@@ -38,7 +38,7 @@ use tower_http::cors::{AllowHeaders, Any, CorsLayer};
 
 pub use config::{CollectorConfig, ConfigError, ValidCollectorConfig};
 pub use error::ApiError;
-pub use front::Front;
+pub use front::{Front, ingest_routes};
 pub use metrics::{LogMetrics, Metrics};
 pub use ops::starting_router;
 pub use state::{CollectorState, StageCheck};

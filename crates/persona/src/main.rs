@@ -16,6 +16,7 @@ mod jsonl;
 mod keys;
 mod lingering;
 mod logcmd;
+mod openapi;
 mod paths;
 mod profiles;
 mod say;

@@ -175,7 +175,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         segments_lock: Arc::default(),
         webhooks,
     });
-    let app = persona_collector::router_with(collector_state.clone(), api);
+    let app = persona_collector::router_with(
+        collector_state.clone(),
+        api.merge(crate::openapi::router()),
+    );
     let stopping = collector_state.clone();
     let app = persona_collector::Front::new(collector_state, app);
 
