@@ -10,6 +10,7 @@ mod bench;
 mod cli;
 mod client;
 mod cluster;
+mod dashboard;
 mod http_server;
 mod import;
 mod jsonl;

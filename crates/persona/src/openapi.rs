@@ -191,6 +191,16 @@ fn operations(paths: &mut Map<String, Value>) {
         "get",
         open("This document", "OpenAPI 3.1"),
     );
+    for (path, what) in [
+        (
+            "/",
+            "The dashboard: health, throughput, segments, models, webhooks",
+        ),
+        ("/dashboard.js", "The dashboard's script"),
+        ("/dashboard.css", "The dashboard's style"),
+    ] {
+        add(paths, path, "get", open(what, "The file"));
+    }
     let settings = |summary| {
         Op::public("ingestion", summary).answer(
             200,

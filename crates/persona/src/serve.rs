@@ -177,7 +177,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let app = persona_collector::router_with(
         collector_state.clone(),
-        api.merge(crate::openapi::router()),
+        api.merge(crate::openapi::router())
+            .merge(crate::dashboard::router()),
     );
     let stopping = collector_state.clone();
     let app = persona_collector::Front::new(collector_state, app);
