@@ -225,11 +225,53 @@ pub(crate) async fn delete(
     off_workers(move || {
         let _one_writer = state.segments_lock.hold();
         let def = find(&state, &id)?;
-        state.store.delete_segment(def.id).map_err(store_error)?;
-        reload(&state)
+        // Out of force first, so that the stream stage moves no one in or out of it while
+        // its members are read; then every member leaves it, with an exit event each (in
+        // the outbox for webhooks and in the member's history), as the segment goes.
+        let others = state.store.segments().map_err(store_error)?;
+        state
+            .segments
+            .replace_segments(others.into_iter().filter(|s| s.id != def.id).collect());
+        let deleted = exits(&state, &def).and_then(|exits| {
+            state
+                .store
+                .delete_segment(def.id, &exits)
+                .map_err(store_error)
+        });
+        // From the store either way: a failed deletion puts the segment back in force.
+        reload(&state)?;
+        deleted
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The exit event of every member of a segment being deleted.
+fn exits(state: &ApiState, def: &SegmentDef) -> Result<Vec<(u64, Vec<u8>)>, ApiError> {
+    const PAGE: usize = 4096;
+    let now = Utc::now();
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let ids = state
+            .store
+            .members(def.id, after, PAGE)
+            .map_err(store_error)?;
+        for &pid in &ids {
+            let user = state
+                .store
+                .get(pid)
+                .map_err(store_error)?
+                .and_then(|p| p.user_id);
+            let exit =
+                persona_rules::live::deleted_exit((pid, user.as_deref()), (def.id, &def.name), now);
+            out.push((pid, exit));
+        }
+        match ids.last() {
+            Some(&last) if ids.len() == PAGE => after = Some(last),
+            _ => return Ok(out),
+        }
+    }
 }
 
 #[derive(Deserialize)]

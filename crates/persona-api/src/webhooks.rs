@@ -10,20 +10,43 @@ use persona_webhooks::{
     DeliveryStatus, PingResult, WebhookChange, WebhookView, check_events, check_secret, check_url,
     new_secret,
 };
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::body::{JsonBody, invalid, text};
 use crate::profiles::store_error;
 use crate::{ApiError, ApiState, off_workers};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A request body's fields, each kept as sent for its own check.
 pub(crate) struct WebhookRequest {
     url: Option<Value>,
     events: Option<Value>,
     secret: Option<Value>,
     active: Option<Value>,
+}
+
+const FIELDS: [&str; 4] = ["url", "events", "secret", "active"];
+
+impl WebhookRequest {
+    /// The fields of a JSON object; any other field is refused by its name (a misspelt
+    /// `event` must not pass for a change of nothing).
+    fn from_body(mut body: Map<String, Value>) -> Result<Self, ApiError> {
+        if let Some(other) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(invalid(
+                other,
+                format!(
+                    "is not a field of a webhook; the fields are {}",
+                    FIELDS.join(", ")
+                ),
+            ));
+        }
+        Ok(WebhookRequest {
+            url: body.remove("url"),
+            events: body.remove("events"),
+            secret: body.remove("secret"),
+            active: body.remove("active"),
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -129,9 +152,9 @@ fn view(state: &ApiState, id: u64) -> Result<WebhookView, ApiError> {
 
 pub(crate) async fn create(
     State(state): State<ApiState>,
-    JsonBody(req): JsonBody<WebhookRequest>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<WebhookBody>), ApiError> {
-    let mut change = change(req)?;
+    let mut change = change(WebhookRequest::from_body(body)?)?;
     let url = change
         .url
         .take()
@@ -182,10 +205,10 @@ pub(crate) async fn get(
 pub(crate) async fn update(
     State(state): State<ApiState>,
     Path(id): Path<String>,
-    JsonBody(req): JsonBody<WebhookRequest>,
+    JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Json<WebhookBody>, ApiError> {
     let id = id_of(&id)?;
-    let change = change(req)?;
+    let change = change(WebhookRequest::from_body(body)?)?;
     if change.url.is_none()
         && change.events.is_none()
         && change.secret.is_none()

@@ -151,6 +151,9 @@ pub struct EmbeddedStore {
     documents: Keyspace,
     /// Serialises the handing out of segment and document ids (read, then raise).
     id_counters: Mutex<()>,
+    /// Serialises the numbering of outbox entries (read, then raise) between the stream
+    /// stage's change sets and a segment's deletion.
+    outbox_numbers: Mutex<()>,
 }
 
 impl EmbeddedStore {
@@ -206,6 +209,7 @@ impl EmbeddedStore {
             history: ks("history")?,
             documents: ks("documents")?,
             id_counters: Mutex::new(()),
+            outbox_numbers: Mutex::new(()),
             meta,
             db,
         };
@@ -247,6 +251,27 @@ impl EmbeddedStore {
             ks.major_compact().map_err(backend)?;
         }
         Ok(())
+    }
+
+    /// Adds `entries` to the outbox and to each profile's history under the next sequence
+    /// numbers; the guard returned must be held until the batch is committed.
+    fn append_outbox(
+        &self,
+        batch: &mut fjall::OwnedWriteBatch,
+        entries: &[(ProfileId, Vec<u8>)],
+    ) -> Result<Option<std::sync::MutexGuard<'_, ()>>, StoreError> {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let guard = self.outbox_numbers.lock().expect("not poisoned");
+        let mut seq = self.meta_u64(NEXT_OUTBOX_SEQ)?.unwrap_or(1);
+        for (profile, event) in entries {
+            batch.insert(&self.outbox, seq.to_be_bytes(), event.as_slice());
+            batch.insert(&self.history, pair_key(*profile, seq), event.as_slice());
+            seq += 1;
+        }
+        batch.insert(&self.meta, NEXT_OUTBOX_SEQ, seq.to_be_bytes());
+        Ok(Some(guard))
     }
 
     /// Bytes the store takes on disk.
@@ -540,15 +565,8 @@ impl ProfileStore for EmbeddedStore {
                 (now.max(0) as u64).to_be_bytes(),
             );
         }
-        if !changes.outbox.is_empty() {
-            let mut seq = self.meta_u64(NEXT_OUTBOX_SEQ)?.unwrap_or(1);
-            for (profile, event) in &changes.outbox {
-                batch.insert(&self.outbox, seq.to_be_bytes(), event.as_slice());
-                batch.insert(&self.history, pair_key(*profile, seq), event.as_slice());
-                seq += 1;
-            }
-            batch.insert(&self.meta, NEXT_OUTBOX_SEQ, seq.to_be_bytes());
-        }
+        // Held until the commit when there are entries, so that numbers are never shared.
+        let _numbering = self.append_outbox(&mut batch, &changes.outbox)?;
         batch.commit().map_err(|e| self.stopped.write_error(e))?;
         let mut applied = self.offsets.applied.lock().expect("not poisoned");
         for (consumer, offset) in &changes.offsets {
@@ -627,9 +645,14 @@ impl ProfileStore for EmbeddedStore {
             .collect()
     }
 
-    fn delete_segment(&self, id: SegmentId) -> Result<(), StoreError> {
+    fn delete_segment(
+        &self,
+        id: SegmentId,
+        exits: &[(ProfileId, Vec<u8>)],
+    ) -> Result<(), StoreError> {
         let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 2)
             .durability(Some(PersistMode::SyncData));
+        let _numbering = self.append_outbox(&mut batch, exits)?;
         batch.remove(&self.segments, id.to_be_bytes());
         batch.remove(&self.meta, member_count_key(id));
         for guard in self.members.prefix(id.to_be_bytes()) {

@@ -267,8 +267,13 @@ pub trait ProfileStore: Send + Sync + 'static {
     /// Replaces a segment's definition (its name or rule).
     fn update_segment(&self, def: &SegmentDef) -> Result<(), StoreError>;
 
-    /// Deletes a segment with its membership.
-    fn delete_segment(&self, id: SegmentId) -> Result<(), StoreError>;
+    /// Deletes a segment with its membership, appending `exits` (each member's exit
+    /// event, with its profile) to the outbox and the histories in the same atomic write.
+    fn delete_segment(
+        &self,
+        id: SegmentId,
+        exits: &[(ProfileId, Vec<u8>)],
+    ) -> Result<(), StoreError>;
 
     /// Every segment, by id.
     fn segments(&self) -> Result<Vec<SegmentDef>, StoreError>;

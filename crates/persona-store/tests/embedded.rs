@@ -180,8 +180,16 @@ fn segments_members_and_the_outbox_are_kept_and_survive_reopening() {
     );
     assert_eq!(store.history(3, 10).unwrap().len(), 1);
     // Deleting a segment takes its members and count with it; ids are not reused.
-    store.delete_segment(1).unwrap();
+    store
+        .delete_segment(1, &[(7, b"{\"event\":\"segment.exited\"}".to_vec())])
+        .unwrap();
     assert!(store.members(1, None, 10).unwrap().is_empty());
+    assert_eq!(
+        store.outbox_end().unwrap(),
+        5,
+        "the exit is numbered after the others"
+    );
+    assert_eq!(store.history(7, 10).unwrap().len(), 2);
     assert_eq!(store.member_count(1).unwrap(), 0);
     assert_eq!(store.create_segment("again", "true", 3_000).unwrap().id, 3);
 }

@@ -65,10 +65,27 @@ pub fn check_url(url: &str) -> Result<(), String> {
         Some("http" | "https") => {}
         _ => return Err(format!("must start with http:// or https://, got {url:?}")),
     }
-    match uri.host() {
-        Some(host) if !host.is_empty() => Ok(()),
-        _ => Err(format!("must name a host, got {url:?}")),
+    let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
+        return Err(format!("must name a host, got {url:?}"));
+    };
+    if authority.as_str().contains('@') {
+        // It would be neither sent (no Authorization header is made from it) nor kept
+        // secret (URLs are shown by the API and in log lines).
+        return Err(
+            "must not hold a user name or password; authenticate deliveries by their signature"
+                .into(),
+        );
     }
+    // Text after the host is a port; `port_u16` is `None` for one that is no u16.
+    let port_given = authority.as_str().len() > authority.host().len();
+    let bad_port = port_given && authority.port_u16().is_none_or(|n| n == 0);
+    if bad_port {
+        return Err(format!("has a port that is not 1 to 65535, got {url:?}"));
+    }
+    if url.contains('#') {
+        return Err("must not have a #fragment (it is never sent)".into());
+    }
+    Ok(())
 }
 
 /// Checks a list of event names; the error names the position of the first bad one.
@@ -102,6 +119,9 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
     if secret.chars().any(char::is_control) {
         return Err("must not contain control characters".into());
     }
+    if secret.trim() != secret {
+        return Err("must not begin or end with a space (a copying slip)".into());
+    }
     Ok(())
 }
 
@@ -126,6 +146,28 @@ mod tests {
         assert!(check_url("/relative").unwrap_err().contains("http://"));
         assert!(check_url("http://").is_err());
         assert!(check_url("not a url").unwrap_err().contains("not a URL"));
+        assert!(
+            check_url("http://user:pw@example.com/")
+                .unwrap_err()
+                .contains("password")
+        );
+        assert!(
+            check_url("http://example.com:99999/")
+                .unwrap_err()
+                .contains("port")
+        );
+        assert!(
+            check_url("http://example.com:0/")
+                .unwrap_err()
+                .contains("port")
+        );
+        assert!(check_url("http://[::1]:8080/x").is_ok());
+        assert!(check_url("http://[::1]/x").is_ok());
+        assert!(
+            check_url("http://example.com/x#part")
+                .unwrap_err()
+                .contains("fragment")
+        );
     }
 
     #[test]
@@ -163,5 +205,7 @@ mod tests {
         assert!(a.secret.starts_with("whsec_") && a.secret.len() == 38);
         assert!(check_secret(&a.secret).is_ok());
         assert!(check_secret("short").is_err());
+        assert!(check_secret("        ").is_err());
+        assert!(check_secret(" padded secret").is_err());
     }
 }

@@ -32,6 +32,8 @@ const PAGE: usize = 256;
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// What is read of a receiver's answer (the rest is dropped with the connection).
 const MAX_ANSWER_BYTES: usize = 64 << 10;
+/// The longest `Retry-After` waited for (a receiver asking for more gets it at this).
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 /// What of an answer's text is kept as the error message.
 const ANSWER_SNIPPET_CHARS: usize = 200;
 /// The wait before reading the store again after it failed.
@@ -99,9 +101,13 @@ pub(crate) async fn attempt(
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = match Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .and_then(|v| retry_after(v, Utc::now()));
+        let location = response
+            .headers()
+            .get(hyper::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut text: String = match Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
         {
@@ -111,6 +117,13 @@ pub(crate) async fn attempt(
                 .collect(),
             Err(_) => String::new(),
         };
+        if status.is_redirection() {
+            // Not followed (the signature names no host): say where it pointed.
+            text = format!(
+                "redirects are not followed (Location: {}) {text}",
+                location.as_deref().unwrap_or("none")
+            );
+        }
         Ok(Answer {
             status,
             retry_after,
@@ -171,6 +184,7 @@ impl Worker {
                 }
             })
             .await;
+        self.progress.update(|s| s.cursor = cursor);
         loop {
             let page = self
                 .store_call(|store| move || store.outbox(Some(cursor), PAGE))
@@ -349,15 +363,27 @@ fn how_long(d: Duration) -> String {
     }
 }
 
-/// The wait before attempt `failures + 1`: the receiver's `Retry-After` when it gave one,
-/// else one second doubled for each failure so far, with a fifth either way at random
-/// (so that webhooks failing together do not retry together); never over `max`.
+/// A `Retry-After` value: seconds, or an HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`).
+fn retry_after(value: &str, now: chrono::DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default())
+}
+
+/// The wait before attempt `failures + 1`: one second doubled for each failure so far, with
+/// a fifth either way at random (so that webhooks failing together do not retry together),
+/// at most `max`; or the receiver's `Retry-After` where that is longer, up to an hour. A
+/// `Retry-After` of 0 or in the past is no reason to retry at once.
 fn backoff(failures: u32, retry_after: Option<Duration>, max: Duration) -> Duration {
-    let wait = retry_after.unwrap_or_else(|| {
-        let doubled = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(20));
-        doubled.mul_f64(rand::random_range(0.8..1.2))
-    });
-    wait.min(max)
+    let doubled = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(20));
+    let wait = doubled.mul_f64(rand::random_range(0.8..1.2)).min(max);
+    match retry_after {
+        Some(asked) => wait.max(asked.min(RETRY_AFTER_CAP)),
+        None => wait,
+    }
 }
 
 #[cfg(test)]
@@ -409,11 +435,37 @@ mod tests {
         let fourth = backoff(4, None, max);
         assert!(fourth >= Duration::from_millis(6400) && fourth <= Duration::from_millis(9600));
         assert_eq!(backoff(40, None, max), max);
+        let seconds = Duration::from_secs;
+        assert_eq!(backoff(1, Some(seconds(30)), max), seconds(30));
         assert_eq!(
-            backoff(1, Some(Duration::from_secs(30)), max),
-            Duration::from_secs(30)
+            backoff(1, Some(seconds(30)), seconds(8)),
+            seconds(30),
+            "a longer Retry-After is waited for beyond the cap"
         );
-        assert_eq!(backoff(1, Some(Duration::from_secs(3000)), max), max);
+        assert_eq!(backoff(1, Some(seconds(90_000)), max), seconds(3600));
+        let zero = backoff(1, Some(Duration::ZERO), max);
+        assert!(
+            zero >= Duration::from_millis(800),
+            "Retry-After: 0 is no tight loop"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_or_as_a_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-10-21T07:27:30Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2026 07:28:00 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date past is now"
+        );
+        assert_eq!(retry_after("soon", now), None);
     }
 
     #[tokio::test]

@@ -76,11 +76,17 @@ impl Webhooks {
         for (id, bytes) in store.documents(KIND).map_err(|e| e.to_string())? {
             let def: WebhookDef = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("stored webhook {id} cannot be read: {e}"))?;
+            // Shown from the start, for a webhook that is off (and has no worker) too.
+            let cursor = store
+                .cursor(&WebhookDef::cursor_name(id))
+                .map_err(|e| e.to_string())?;
+            let progress = Arc::new(Progress::default());
+            progress.update(|s| s.cursor = cursor.unwrap_or(0));
             entries.insert(
                 id,
                 Entry {
                     def,
-                    progress: Arc::default(),
+                    progress,
                     worker: None,
                 },
             );

@@ -180,8 +180,18 @@ pub async fn webhooks(args: AdminArgs, command: WebhooksCommand) -> anyhow::Resu
                 .await?
         }
         WebhooksCommand::Ping { id } => {
-            api.call(Method::POST, &format!("/v1/webhooks/{id}/ping"), None)
-                .await?
+            let answer = api
+                .call(Method::POST, &format!("/v1/webhooks/{id}/ping"), None)
+                .await?;
+            print(&answer)?;
+            // A script checking a receiver learns from the exit status.
+            if answer["delivered"] != true {
+                bail!(
+                    "the receiver did not take the ping: {}",
+                    answer["error"].as_str().unwrap_or("no answer")
+                );
+            }
+            return Ok(());
         }
     };
     print(&answer)
@@ -231,8 +241,11 @@ fn train_body(t: TrainArgs) -> Value {
     body
 }
 
+/// Prints the server's answer; an empty one (a deletion's 204) prints nothing.
 fn print(answer: &Value) -> anyhow::Result<()> {
-    crate::say::print_json(answer)?;
+    if !answer.is_null() {
+        crate::say::print_json(answer)?;
+    }
     Ok(())
 }
 

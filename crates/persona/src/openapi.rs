@@ -617,7 +617,7 @@ fn schemas() -> Value {
             "segment_id": { "type": "integer" }, "segment": string,
             "model_id": { "type": "integer" }, "model": string,
             "model_version": { "type": "integer" }, "cluster": { "type": "integer" },
-            "at": time, "reason": { "enum": ["event", "backfill", "sweep"] } } }),
+            "at": time, "reason": { "enum": ["event", "backfill", "sweep", "merged", "deleted"] } } }),
     );
     all.insert("Delivery".into(), json!({ "allOf": [
             { "type": "object", "properties": {

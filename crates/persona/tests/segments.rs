@@ -204,7 +204,8 @@ async fn segments_are_back_filled_kept_live_and_report_each_entry_and_exit() {
     assert_eq!(h[0]["reason"], "backfill");
     assert_eq!(h.len(), 3);
 
-    // A deleted segment is gone, from the API and from the profile.
+    // A deleted segment is gone, from the API and from the profile, and its members leave
+    // it with an exit event each.
     let (status, _) = http
         .admin("DELETE", &format!("{segments}/{}", buyers["id"]), None)
         .await
@@ -220,6 +221,17 @@ async fn segments_are_back_filled_kept_live_and_report_each_entry_and_exit() {
         .await
         .unwrap();
     assert_eq!(profile["segments"], json!([]));
+    let h = history("u1").await;
+    assert_eq!(
+        (
+            h[0]["event"].as_str(),
+            h[0]["segment"].as_str(),
+            h[0]["reason"].as_str()
+        ),
+        (Some("segment.exited"), Some("buyers"), Some("deleted")),
+        "{h:?}"
+    );
+    assert_eq!(h.len(), 4);
     let (_, list) = http.get(&segments, Some(ADMIN)).await.unwrap();
     assert_eq!(list["segments"].as_array().unwrap().len(), 1);
 }

@@ -202,6 +202,10 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
             "url",
         ),
         (json!({"events": ["segment.entered"]}), "url"),
+        (
+            json!({"url": "http://user:pw@127.0.0.1:1/", "events": ["segment.entered"]}),
+            "url",
+        ),
         (json!({"url": receiver.url}), "events"),
         (json!({"url": receiver.url, "events": []}), "events"),
         (
@@ -230,6 +234,7 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
         .await
         .unwrap();
     assert_eq!(status, 400, "an unknown field is refused: {err}");
+    assert_eq!(err["error"]["details"][0]["field"], "event", "{err}");
     let (status, _) = http.get(&hooks, None).await.unwrap();
     assert_eq!(status, 401);
 
@@ -237,6 +242,11 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
     let early = create_segment(&http, &url, "early buyers", "computed.frequency >= 1").await;
     purchase(&http, &url, "u0", 1).await;
     http.wait_processed(&url).await;
+    // Deleted, so that u1 does not enter it below; u0's exit is written now, before the
+    // webhook exists.
+    let early = format!("{url}/v1/segments/{}", early["id"]);
+    let (status, _) = http.admin("DELETE", &early, None).await.unwrap();
+    assert_eq!(status, 204);
 
     let secret = "a-shared-secret-of-the-receiver";
     let (status, hook) = http
@@ -264,13 +274,6 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
     assert_eq!(list["webhooks"][0]["url"], receiver.url.as_str());
 
     // One customer enters a segment: the receiver refuses twice, then takes it.
-    http.admin(
-        "DELETE",
-        &format!("{url}/v1/segments/{}", early["id"]),
-        None,
-    )
-    .await
-    .unwrap();
     // u0 bought once before, so only u1 enters.
     create_segment(&http, &url, "buyers", "computed.frequency >= 2").await;
     purchase(&http, &url, "u1", 1).await;
@@ -450,8 +453,13 @@ async fn a_failing_webhook_is_turned_off_and_resumes_where_it_stopped() {
     server.stop();
     let server = Server::start_configured(&data, &cfg);
     let this = format!("{}/v1/webhooks/{id}", server.url());
-    let (_, w) = http.get(&this, Some(ADMIN)).await.unwrap();
-    assert_eq!(w["active"], false, "{w}");
+    let (_, after) = http.get(&this, Some(ADMIN)).await.unwrap();
+    assert_eq!(after["active"], false, "{after}");
+    assert_eq!(
+        (&after["delivery"]["cursor"], &after["delivery"]["behind"]),
+        (&w["delivery"]["cursor"], &w["delivery"]["behind"]),
+        "its place is shown as before the restart: {after}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), failed.len());
 

@@ -40,6 +40,25 @@ struct MembershipEvent<'a> {
     reason: Reason,
 }
 
+/// The exit of a member from a rule segment being deleted, as stored in the outbox and the
+/// profile's history (the store writes it as it deletes the segment's members).
+pub fn deleted_exit(
+    profile: (ProfileId, Option<&str>),
+    segment: (SegmentId, &str),
+    at: DateTime<Utc>,
+) -> Vec<u8> {
+    let mut changes = ChangeSet::default();
+    record(
+        &mut changes,
+        profile,
+        Member::Rule(segment.0, segment.1),
+        false,
+        at,
+        Reason::Deleted,
+    );
+    changes.outbox.pop().expect("recorded").1
+}
+
 /// Records one entry or exit: the event, and for a rule segment the membership index.
 pub(super) fn record(
     changes: &mut ChangeSet,

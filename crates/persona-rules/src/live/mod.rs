@@ -15,6 +15,7 @@ use persona_core::profile::Profile;
 use persona_store::{ChangeSet, ProfileId, SegmentDef, SegmentId};
 use serde::Serialize;
 
+pub use self::events::deleted_exit;
 use self::events::{Member, record};
 pub use self::models::{LiveModel, ModelDoc, ModelStatus};
 pub use self::rfm::RfmFit;
@@ -309,6 +310,8 @@ pub enum Reason {
     Sweep,
     /// The profile was merged into another (its memberships end; the other's are evaluated).
     Merged,
+    /// The segment was deleted: each of its members leaves it.
+    Deleted,
 }
 
 /// Evaluates the segments and active models in `scope` on `profile` as of `at`, records
