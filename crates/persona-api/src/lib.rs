@@ -3,13 +3,14 @@
 //! It serves profiles (`GET /v1/profiles/{key}`), each profile's recent events
 //! (`/events`) and segment history (`/history`), and rule segments (`/v1/segments`, CRUD and
 //! members), RFM edges (`/v1/rfm`), cluster models (`/v1/models`: trained on the
-//! profiles, read, activated) and webhooks (`/v1/webhooks`: CRUD and a test delivery),
-//! behind the admin token. It reads through the
+//! profiles, read, activated), webhooks (`/v1/webhooks`: CRUD and a test delivery), and
+//! the read API as GraphQL (`POST /graphql`), behind the admin token. It reads through the
 //! [`ProfileStore`] trait, so it serves the embedded store and the scale-out stores alike,
 //! and it reuses the collector's error type so every endpoint answers errors the same way.
 
 mod auth;
 mod body;
+mod graphql;
 mod guard;
 mod models;
 mod profiles;
@@ -27,6 +28,7 @@ use persona_rules::SegmentRegistry;
 use persona_store::ProfileStore;
 use persona_webhooks::Webhooks;
 
+pub use graphql::sdl as graphql_schema;
 pub use models::{load_models, train_on_profiles};
 pub use persona_collector::ApiError;
 pub use rfm::{load_rfm, refit_rfm};
@@ -119,6 +121,7 @@ pub fn router(state: ApiState) -> Router {
                 .delete(webhooks::delete),
         )
         .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
+        .route("/graphql", post(graphql::execute))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use persona_core::profile::{Profile, ProfileView};
 use persona_store::{IdentityKey, ProfileId, StoreError};
 use serde::{Deserialize, Serialize};
@@ -66,29 +66,50 @@ fn not_found(key: &IdentityKey<'_>) -> ApiError {
 }
 
 fn lookup(state: &ApiState, key: &str) -> Result<(ProfileId, Profile), ApiError> {
+    let parsed = IdentityKey::parse(key);
+    find(state, key)?.ok_or_else(|| not_found(&parsed))
+}
+
+/// The profile a key names, if any; a key with no id is refused.
+pub(crate) fn find(state: &ApiState, key: &str) -> Result<Option<(ProfileId, Profile)>, ApiError> {
     let key = IdentityKey::parse(key);
     if key.id().is_empty() {
         return Err(invalid("key", "must name an id, e.g. user_id:42"));
     }
-    state
-        .store
-        .lookup(&key)
-        .map_err(store_error)?
-        .ok_or_else(|| not_found(&key))
+    state.store.lookup(&key).map_err(store_error)
 }
 
-pub(crate) async fn profile(
-    State(state): State<ApiState>,
-    Path(key): Path<String>,
-    Query(q): Query<ProfileQuery>,
-) -> Result<Response, ApiError> {
-    let as_of = match q.as_of.as_deref() {
-        None => Utc::now(),
-        Some(s) => {
-            persona_core::time::parse_timestamp(s).map_err(|reason| invalid("as_of", reason))?
-        }
-    };
-    let (_, profile) = lookup(&state, &key)?;
+/// `as_of` as given (`field` names it in an error), or now.
+pub(crate) fn as_of(text: Option<&str>, field: &str) -> Result<DateTime<Utc>, ApiError> {
+    match text {
+        None => Ok(Utc::now()),
+        Some(s) => persona_core::time::parse_timestamp(s).map_err(|reason| invalid(field, reason)),
+    }
+}
+
+/// A `limit` as given (a whole number from 1 to [`MAX_EVENTS`]), or the default.
+pub(crate) fn events_limit(given: Option<&str>) -> Result<usize, ApiError> {
+    match given {
+        None => Ok(DEFAULT_EVENTS),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_EVENTS).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_EVENTS}, got {s:?}"),
+                )
+            }),
+    }
+}
+
+/// The body of a profile as the API shows it, as of `as_of`.
+pub(crate) fn body<'a>(
+    state: &ApiState,
+    profile: &'a Profile,
+    as_of: DateTime<Utc>,
+) -> ProfileBody<'a> {
     let live = state.segments.snapshot();
     let segments = profile
         .segments
@@ -118,16 +139,74 @@ pub(crate) async fn profile(
             "version": fit.edges.version, "fitted_at": fit.fitted_at,
         }))
     });
-    let body = ProfileBody {
+    ProfileBody {
         view,
         rfm,
         segments,
         cluster: clusters.first().cloned(),
         clusters,
         stale: (state.stale)(),
-    };
+    }
+}
+
+/// A profile's `limit` most recent events as logged, newest first. Reads the log: call
+/// it off the async workers.
+pub(crate) fn recent_events(
+    state: &ApiState,
+    id: ProfileId,
+    limit: usize,
+) -> Result<Vec<Value>, ApiError> {
+    let refs = state.store.recent_events(id, limit).map_err(store_error)?;
+    let mut out = Vec::with_capacity(refs.len());
+    for r in refs {
+        match persona_log::read_at(&state.log_dir, r.offset, r.position) {
+            Ok(Some(rec)) => match serde_json::from_slice::<Value>(&rec.payload) {
+                // A log that lost records reuses their offsets (and often positions): an
+                // index entry from before names another event now.
+                Ok(v) if !indexed_at(&v, r.at) => {
+                    tracing::debug!(offset = r.offset, "the log holds another event here now");
+                }
+                Ok(mut v) => {
+                    // A source's credential is not part of the customer's history.
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("writeKey");
+                    }
+                    out.push(v)
+                }
+                Err(e) => tracing::warn!(offset = r.offset, error = %e, "unreadable event"),
+            },
+            // Deleted by log retention: older than the log keeps.
+            Ok(None) => {}
+            Err(e) => tracing::warn!(offset = r.offset, error = %e, "cannot read an event"),
+        }
+    }
+    Ok(out)
+}
+
+/// A profile's `limit` most recent segment entries and exits, newest first.
+pub(crate) fn history_of(
+    state: &ApiState,
+    id: ProfileId,
+    limit: usize,
+) -> Result<Vec<Value>, ApiError> {
+    Ok(state
+        .store
+        .history(id, limit)
+        .map_err(store_error)?
+        .iter()
+        .filter_map(|e| serde_json::from_slice(e).ok())
+        .collect())
+}
+
+pub(crate) async fn profile(
+    State(state): State<ApiState>,
+    Path(key): Path<String>,
+    Query(q): Query<ProfileQuery>,
+) -> Result<Response, ApiError> {
+    let as_of = as_of(q.as_of.as_deref(), "as_of")?;
+    let (_, profile) = lookup(&state, &key)?;
     // Written out here, while the profile the view borrows from is at hand.
-    Ok(Json(body).into_response())
+    Ok(Json(body(&state, &profile, as_of)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -147,49 +226,11 @@ pub(crate) async fn events(
     Path(key): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<EventsBody>, ApiError> {
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_EVENTS,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=MAX_EVENTS).contains(&n) => n,
-            _ => {
-                return Err(invalid(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_EVENTS}, got {s:?}"),
-                ));
-            }
-        },
-    };
+    let limit = events_limit(q.limit.as_deref())?;
     let (id, profile) = lookup(&state, &key)?;
-    let (store, dir) = (state.store.clone(), state.log_dir.clone());
     // A scan of the event index and one small file read per event: off the async workers.
-    let events = off_workers(move || {
-        let refs = store.recent_events(id, limit).map_err(store_error)?;
-        let mut out = Vec::with_capacity(refs.len());
-        for r in refs {
-            match persona_log::read_at(&dir, r.offset, r.position) {
-                Ok(Some(rec)) => match serde_json::from_slice::<Value>(&rec.payload) {
-                    // A log that lost records reuses their offsets (and often positions):
-                    // an index entry from before names another event now.
-                    Ok(v) if !indexed_at(&v, r.at) => {
-                        tracing::debug!(offset = r.offset, "the log holds another event here now");
-                    }
-                    Ok(mut v) => {
-                        // A source's credential is not part of the customer's history.
-                        if let Some(o) = v.as_object_mut() {
-                            o.remove("writeKey");
-                        }
-                        out.push(v)
-                    }
-                    Err(e) => tracing::warn!(offset = r.offset, error = %e, "unreadable event"),
-                },
-                // Deleted by log retention: older than the log keeps.
-                Ok(None) => {}
-                Err(e) => tracing::warn!(offset = r.offset, error = %e, "cannot read an event"),
-            }
-        }
-        Ok(out)
-    })
-    .await?;
+    let reader = state.clone();
+    let events = off_workers(move || recent_events(&reader, id, limit)).await?;
     Ok(Json(EventsBody {
         user_id: profile.user_id,
         events,
@@ -202,27 +243,9 @@ pub(crate) async fn history(
     Path(key): Path<String>,
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_EVENTS,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_EVENTS).contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_EVENTS}, got {s:?}"),
-                )
-            })?,
-    };
+    let limit = events_limit(q.limit.as_deref())?;
     let (id, profile) = lookup(&state, &key)?;
-    let history: Vec<Value> = state
-        .store
-        .history(id, limit)
-        .map_err(store_error)?
-        .iter()
-        .filter_map(|e| serde_json::from_slice(e).ok())
-        .collect();
+    let history = history_of(&state, id, limit)?;
     Ok(Json(
         serde_json::json!({ "user_id": profile.user_id, "history": history }),
     ))

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use persona_rules::Rule;
 use persona_rules::live::Backfill;
-use persona_store::{SegmentDef, SegmentId};
+use persona_store::{ProfileStore, SegmentDef, SegmentId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,8 +21,8 @@ use crate::profiles::store_error;
 use crate::{ApiError, ApiState, guard, off_workers};
 
 const MAX_NAME_CHARS: usize = 200;
-const DEFAULT_MEMBERS: usize = 100;
-const MAX_MEMBERS: usize = 1000;
+pub(crate) const DEFAULT_MEMBERS: usize = 100;
+pub(crate) const MAX_MEMBERS: usize = 1000;
 
 #[derive(Deserialize)]
 pub(crate) struct SegmentRequest {
@@ -308,30 +308,39 @@ pub(crate) async fn members(
         })?),
     };
     let store = state.store.clone();
-    let page = off_workers(move || {
-        let ids = store
-            .members(def.id, after, limit + 1)
-            .map_err(store_error)?;
-        let more = ids.len() > limit;
-        let mut members = Vec::with_capacity(limit.min(ids.len()));
-        for &pid in ids.iter().take(limit) {
-            let profile = store.get(pid).map_err(store_error)?;
-            let mut member = serde_json::json!({ "profile_id": pid });
-            match profile.map(|p| (p.user_id, p.anonymous_ids)) {
-                Some((Some(user_id), _)) => member["user_id"] = user_id.into(),
-                // A customer who never signed up: named by an anonymous id, with which
-                // `GET /v1/profiles/anonymous_id:{id}` finds the profile.
-                Some((None, anonymous)) => {
-                    member["user_id"] = Value::Null;
-                    member["anonymous_id"] = anonymous.into_iter().next().into();
-                }
-                None => member["user_id"] = Value::Null,
-            }
-            members.push(member);
-        }
-        let next = more.then(|| ids[limit - 1].to_string());
-        Ok(serde_json::json!({ "members": members, "next_cursor": next }))
-    })
-    .await?;
+    let page = off_workers(move || member_page(&*store, def.id, after, limit)).await?;
     Ok(Json(page))
+}
+
+/// A page of at most `limit` members of a segment after profile `after`:
+/// `{"members": [{"profile_id", "user_id", "anonymous_id"?}], "next_cursor"}`. Reads one
+/// profile per member: call it off the async workers.
+pub(crate) fn member_page(
+    store: &dyn ProfileStore,
+    segment: SegmentId,
+    after: Option<u64>,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    let ids = store
+        .members(segment, after, limit + 1)
+        .map_err(store_error)?;
+    let more = ids.len() > limit;
+    let mut members = Vec::with_capacity(limit.min(ids.len()));
+    for &pid in ids.iter().take(limit) {
+        let profile = store.get(pid).map_err(store_error)?;
+        let mut member = serde_json::json!({ "profile_id": pid });
+        match profile.map(|p| (p.user_id, p.anonymous_ids)) {
+            Some((Some(user_id), _)) => member["user_id"] = user_id.into(),
+            // A customer who never signed up: named by an anonymous id, with which
+            // `GET /v1/profiles/anonymous_id:{id}` finds the profile.
+            Some((None, anonymous)) => {
+                member["user_id"] = Value::Null;
+                member["anonymous_id"] = anonymous.into_iter().next().into();
+            }
+            None => member["user_id"] = Value::Null,
+        }
+        members.push(member);
+    }
+    let next = more.then(|| ids[limit - 1].to_string());
+    Ok(serde_json::json!({ "members": members, "next_cursor": next }))
 }

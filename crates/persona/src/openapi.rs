@@ -539,6 +539,32 @@ fn webhooks(paths: &mut Map<String, Value>) {
     );
 }
 
+fn graphql(paths: &mut Map<String, Value>) {
+    add(
+        paths,
+        "/graphql",
+        "post",
+        Op::new(
+            "profiles",
+            "Read profiles, segments and members with GraphQL (schema: docs/schema.graphql)",
+        )
+        .body(
+            json!({ "type": "object", "required": ["query"], "properties": {
+            "query": { "type": "string" },
+            "variables": { "type": ["object", "null"] },
+            "operationName": { "type": ["string", "null"] } } }),
+        )
+        .answer(
+            200,
+            answer(
+                "`{\"data\": ..., \"errors\": [...]}` as GraphQL answers",
+                Some(json!({ "type": "object" })),
+            ),
+        )
+        .answer(400, error("The body is not a GraphQL request")),
+    );
+}
+
 fn schemas() -> Value {
     let string = json!({ "type": "string" });
     let object = json!({ "type": "object" });
@@ -657,6 +683,7 @@ fn document() -> Value {
     segments(&mut paths);
     models_and_rfm(&mut paths);
     webhooks(&mut paths);
+    graphql(&mut paths);
     let header = |description: &str| {
         json!({ "description": description, "required": true,
                                               "schema": { "type": "string" } })
