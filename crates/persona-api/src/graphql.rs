@@ -16,15 +16,20 @@ use persona_core::profile::Profile;
 use persona_store::{ProfileId, SegmentDef};
 use serde_json::Value;
 
-use crate::body::JsonBody;
+use crate::body::{JsonBody, invalid};
 use crate::profiles::{self, store_error};
 use crate::segments::{DEFAULT_MEMBERS, MAX_MEMBERS, member_page};
 use crate::{ApiError, ApiState, off_workers};
 
 /// Nesting a query may reach (a segment's members' profiles' events is 5).
 const MAX_DEPTH: usize = 12;
-/// Fields a query may ask for, counting each field of each list item once.
-const MAX_COMPLEXITY: usize = 5_000;
+/// What a query may cost: each field counts once for every item the lists around it may
+/// hold (a `limit`, or [`SEGMENTS_COUNTED`] for the list of segments). A profile with
+/// 1,000 events and 1,000 history entries costs about 2,000; a page of 1,000 members with
+/// a few fields of their profiles about 10,000.
+const MAX_COMPLEXITY: usize = 20_000;
+/// What the list of every segment counts as, for the cost of a query.
+const SEGMENTS_COUNTED: usize = 20;
 
 type PersonaSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
@@ -53,12 +58,14 @@ fn gql(e: ApiError) -> Error {
     Error::new(e.message).extend_with(|_, ext| ext.set("code", code))
 }
 
-fn limit(given: Option<usize>, default: usize, max: usize, field: &str) -> Result<usize> {
+/// A `limit` argument: a whole number from 1 to `max`, or `default`.
+fn limit(given: Option<usize>, default: usize, max: usize) -> Result<usize> {
     match given {
         None => Ok(default),
         Some(n) if (1..=max).contains(&n) => Ok(n),
-        Some(n) => Err(Error::new(format!(
-            "{field} must be a whole number from 1 to {max}, got {n}"
+        Some(n) => Err(gql(invalid(
+            "limit",
+            format!("must be a whole number from 1 to {max}, got {n}"),
         ))),
     }
 }
@@ -84,6 +91,7 @@ impl Query {
     }
 
     /// Every rule segment, by id.
+    #[graphql(complexity = "SEGMENTS_COUNTED * child_complexity")]
     async fn segments(&self, ctx: &Context<'_>) -> Result<Vec<SegmentNode>> {
         let state = ctx.data::<ApiState>()?;
         let defs = state.store.segments().map_err(store_error).map_err(gql)?;
@@ -221,8 +229,9 @@ impl ProfileNode {
     }
 
     /// The most recent events as logged, newest first (1 to 1000, default 50).
+    #[graphql(complexity = "limit.unwrap_or(50) * child_complexity")]
     async fn events(&self, ctx: &Context<'_>, limit: Option<usize>) -> Result<Vec<GqlJson<Value>>> {
-        let n = self::limit(limit, 50, 1000, "limit")?;
+        let n = self::limit(limit, 50, 1000)?;
         let (state, id) = (ctx.data::<ApiState>()?.clone(), self.id);
         let events = off_workers(move || profiles::recent_events(&state, id, n))
             .await
@@ -231,14 +240,17 @@ impl ProfileNode {
     }
 
     /// Segment entries and exits, newest first (1 to 1000, default 50).
+    #[graphql(complexity = "limit.unwrap_or(50) * child_complexity")]
     async fn history(
         &self,
         ctx: &Context<'_>,
         limit: Option<usize>,
     ) -> Result<Vec<GqlJson<Value>>> {
-        let n = self::limit(limit, 50, 1000, "limit")?;
-        let state = ctx.data::<ApiState>()?;
-        let history = profiles::history_of(state, self.id, n).map_err(gql)?;
+        let n = self::limit(limit, 50, 1000)?;
+        let (state, id) = (ctx.data::<ApiState>()?.clone(), self.id);
+        let history = off_workers(move || profiles::history_of(&state, id, n))
+            .await
+            .map_err(gql)?;
         Ok(history.into_iter().map(GqlJson).collect())
     }
 }
@@ -278,13 +290,14 @@ impl Member {
 
     /// The member's whole profile, as of now.
     async fn profile(&self, ctx: &Context<'_>) -> Result<Option<ProfileNode>> {
-        let state = ctx.data::<ApiState>()?;
-        let profile = state
-            .store
-            .get(self.profile_id)
-            .map_err(store_error)
-            .map_err(gql)?;
-        Ok(profile.map(|p| ProfileNode::new(state, self.profile_id, &p, chrono::Utc::now())))
+        let (state, id) = (ctx.data::<ApiState>()?.clone(), self.profile_id);
+        // A page of members reads as many profiles: off the async workers.
+        off_workers(move || {
+            let profile = state.store.get(id).map_err(store_error)?;
+            Ok(profile.map(|p| ProfileNode::new(&state, id, &p, chrono::Utc::now())))
+        })
+        .await
+        .map_err(gql)
     }
 }
 
@@ -319,18 +332,20 @@ impl SegmentNode {
     }
 
     /// A page of members in profile order (1 to 1000, default 100), after `cursor`.
+    #[graphql(complexity = "limit.unwrap_or(DEFAULT_MEMBERS) * child_complexity")]
     async fn members(
         &self,
         ctx: &Context<'_>,
         limit: Option<usize>,
         cursor: Option<String>,
     ) -> Result<MemberPage> {
-        let n = self::limit(limit, DEFAULT_MEMBERS, MAX_MEMBERS, "limit")?;
+        let n = self::limit(limit, DEFAULT_MEMBERS, MAX_MEMBERS)?;
         let after = match cursor.as_deref() {
             None | Some("") => None,
             Some(c) => Some(c.parse::<u64>().map_err(|_| {
-                Error::new(format!(
-                    "cursor must be a nextCursor this field returned, got {c:?}"
+                gql(invalid(
+                    "cursor",
+                    format!("must be a nextCursor this field returned, got {c:?}"),
                 ))
             })?),
         };

@@ -232,6 +232,14 @@ pub(crate) async fn delete(
         state
             .segments
             .replace_segments(others.into_iter().filter(|s| s.id != def.id).collect());
+        // A batch that took its snapshot before may still move members in or out.
+        let generation = state.segments.generation();
+        if !state
+            .segments
+            .wait_for_older_batches(generation, std::time::Duration::from_secs(30))
+        {
+            tracing::warn!(segment = def.id, "the stream stage kept a batch going for 30 s; deleting the segment without waiting more");
+        }
         let deleted = exits(&state, &def).and_then(|exits| {
             state
                 .store

@@ -171,12 +171,11 @@ pub(crate) async fn create(
     let secret = change.secret.take().unwrap_or_else(new_secret);
     let writer = state.clone();
     let def = off_workers(move || {
-        let webhooks = &writer.webhooks;
-        let def = webhooks.create(url, events, secret).map_err(store_error)?;
-        if change.active == Some(false) {
-            webhooks.update(def.id, change).map_err(store_error)?;
-        }
-        Ok(def)
+        let active = change.active.unwrap_or(true);
+        writer
+            .webhooks
+            .create(url, events, secret, active)
+            .map_err(store_error)
     })
     .await?;
     let mut body = WebhookBody::from(view(&state, def.id)?);

@@ -652,12 +652,13 @@ impl ProfileStore for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let mut batch = fjall::OwnedWriteBatch::with_capacity(self.db.clone(), 2)
             .durability(Some(PersistMode::SyncData));
-        let _numbering = self.append_outbox(&mut batch, exits)?;
         batch.remove(&self.segments, id.to_be_bytes());
         batch.remove(&self.meta, member_count_key(id));
         for guard in self.members.prefix(id.to_be_bytes()) {
             batch.remove(&self.members, guard.key().map_err(backend)?);
         }
+        // Last, so that the stream stage's commits wait only for this one's.
+        let _numbering = self.append_outbox(&mut batch, exits)?;
         batch.commit().map_err(|e| self.stopped.write_error(e))
     }
 

@@ -306,13 +306,17 @@ impl Processor {
         fill: impl FnOnce(&mut Self, &mut Batch<'_>) -> Result<T, ProcessorError>,
     ) -> Result<(T, Commit), ProcessorError> {
         let store = self.store.clone();
+        let registry = self.segments.clone();
+        // Marked until this function returns, committed or not: deleting a segment waits
+        // for batches evaluating with a snapshot that still has it.
+        let (_in_progress, live) = registry.batch_starts();
         let mut cache = std::mem::replace(&mut self.cache, Cache::new(0, 0));
         let mut batch = Batch::new(
             &*store,
             &mut cache,
             self.next_id,
             self.config.session_gap_ms,
-            self.segments.snapshot(),
+            live,
             reason,
             scope,
         );

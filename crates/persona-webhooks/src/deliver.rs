@@ -63,7 +63,8 @@ pub(crate) struct Answer {
     pub(crate) text: String,
 }
 
-/// Sends one delivery and reads the answer, within `timeout`.
+/// Sends one delivery and reads the answer's head within `timeout` (its body within as
+/// long again).
 pub(crate) async fn attempt(
     client: &HttpClient,
     def: &WebhookDef,
@@ -84,8 +85,11 @@ pub(crate) async fn attempt(
         .header("x-persona-signature", signature)
         .body(Full::new(body))
         .map_err(|e| format!("cannot make the request: {e}"))?;
-    let exchange = async {
-        let response = client.request(request).await.map_err(|e| {
+    // The timeout covers the request and the answer's head: the status decides. The body
+    // is read after it, for keep-alive and for a refusal's message, within a wait of its
+    // own that cannot turn a 2xx into a failure.
+    let sent = async {
+        client.request(request).await.map_err(|e| {
             // The client's own message ("client error (Connect)") says little; its
             // causes say what failed ("Connection refused", a certificate problem).
             let mut text = e.to_string();
@@ -95,44 +99,42 @@ pub(crate) async fn attempt(
                 cause = c.source();
             }
             text
-        })?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| retry_after(v, Utc::now()));
-        let location = response
-            .headers()
-            .get(hyper::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let mut text: String = match Limited::new(response.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-        {
-            Ok(body) => String::from_utf8_lossy(&body.to_bytes())
-                .chars()
-                .take(ANSWER_SNIPPET_CHARS)
-                .collect(),
-            Err(_) => String::new(),
-        };
-        if status.is_redirection() {
-            // Not followed (the signature names no host): say where it pointed.
-            text = format!(
-                "redirects are not followed (Location: {}) {text}",
-                location.as_deref().unwrap_or("none")
-            );
-        }
-        Ok(Answer {
-            status,
-            retry_after,
-            text,
         })
     };
-    tokio::time::timeout(timeout, exchange)
+    let response = tokio::time::timeout(timeout, sent)
         .await
-        .map_err(|_| format!("no answer within {:.1} s", timeout.as_secs_f64()))?
+        .map_err(|_| format!("no answer within {:.1} s", timeout.as_secs_f64()))??;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry_after(v, Utc::now()));
+    let location = response
+        .headers()
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect();
+    let mut text: String = match tokio::time::timeout(timeout, body).await {
+        Ok(Ok(body)) => String::from_utf8_lossy(&body.to_bytes())
+            .chars()
+            .take(ANSWER_SNIPPET_CHARS)
+            .collect(),
+        _ => String::new(),
+    };
+    if status.is_redirection() {
+        // Not followed (the signature names no host): say where it pointed.
+        text = format!(
+            "redirects are not followed (Location: {}) {text}",
+            location.as_deref().unwrap_or("none")
+        );
+    }
+    Ok(Answer {
+        status,
+        retry_after,
+        text,
+    })
 }
 
 /// An outbox entry made into a delivery's body: the entry's fields after `id` (the
@@ -329,24 +331,40 @@ impl Worker {
                     "every delivery failed for {}; the last error: {message}",
                     how_long(failing_for)
                 );
-                self.give_up(reason).await;
-                return false;
+                if self.give_up(reason).await {
+                    return false;
+                }
+                // Not recorded: go on trying, and try to give up again after the next.
             }
             tokio::time::sleep(wait).await;
         }
     }
 
-    async fn give_up(&self, reason: String) {
-        tracing::error!(webhook = self.def.id, url = %self.def.url, %reason, "webhook turned off");
-        self.shared.metrics.disabled();
+    /// Turns the webhook off; true when that is recorded, or when the webhook was changed
+    /// or deleted meanwhile (this worker is then stopped anyway).
+    async fn give_up(&self, reason: String) -> bool {
         let Some(registry) = self.registry.upgrade() else {
-            return;
+            return true;
         };
         let (id, updated_at) = (self.def.id, self.def.updated_at);
+        let logged = reason.clone();
         let done =
             tokio::task::spawn_blocking(move || registry.disable(id, updated_at, reason)).await;
-        if let Ok(Err(e)) = done {
-            tracing::error!(webhook = id, error = %e, "cannot record that the webhook is off; it starts again with the server");
+        match done {
+            Ok(Ok(true)) => {
+                tracing::error!(webhook = id, url = %self.def.url, reason = %logged, "webhook turned off");
+                self.shared.metrics.disabled();
+                true
+            }
+            Ok(Ok(false)) => true,
+            Ok(Err(e)) => {
+                tracing::error!(webhook = id, error = %e, "cannot record that the webhook is off; it goes on trying");
+                false
+            }
+            Err(e) => {
+                tracing::error!(webhook = id, error = %e, "turning the webhook off failed; it goes on trying");
+                false
+            }
         }
     }
 }

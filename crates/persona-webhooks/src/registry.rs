@@ -54,7 +54,12 @@ struct Entry {
 /// Every stored webhook and its worker.
 pub struct Webhooks {
     shared: Arc<Shared>,
+    /// Held only for map reads and changes, never across a disk write, so that the API's
+    /// reads do not wait for another request's sync.
     entries: Mutex<BTreeMap<u64, Entry>>,
+    /// One change at a time, from reading the definition to putting it in the map: held
+    /// across the store's synced writes.
+    writer: Mutex<()>,
     runtime: Handle,
     me: Weak<Webhooks>,
 }
@@ -99,6 +104,7 @@ impl Webhooks {
                 metrics,
             }),
             entries: Mutex::new(entries),
+            writer: Mutex::new(()),
             runtime: Handle::current(),
             me: me.clone(),
         });
@@ -109,9 +115,17 @@ impl Webhooks {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, Entry>> {
-        // Held only around store calls and map changes; a panic under it is a bug already
-        // logged, and the map is left whole.
+        // A panic under it is a bug already logged, and the map is left whole.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn one_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The definition in force.
+    fn def(&self, id: u64) -> Option<WebhookDef> {
+        self.lock().get(&id).map(|e| e.def.clone())
     }
 
     /// Starts the entry's worker if it is active (stopping any it had).
@@ -157,16 +171,17 @@ impl Webhooks {
         Ok(self.lock().get(&id).map(|e| self.view(e, end)))
     }
 
-    /// Stores a new active webhook, which receives the entries written from now on.
-    /// Blocks on the disk.
+    /// Stores a new webhook, which receives the entries written from now on once
+    /// `active`. Blocks on the disk.
     pub fn create(
         &self,
         url: String,
         events: Vec<String>,
         secret: String,
+        active: bool,
     ) -> Result<WebhookDef, StoreError> {
         let store = &self.shared.store;
-        let mut entries = self.lock();
+        let _one = self.one_writer();
         let id = store.next_document_id(KIND)?;
         let cursor = store.outbox_end()? - 1;
         // Before the definition, whose durable write syncs it too.
@@ -177,7 +192,7 @@ impl Webhooks {
             url,
             events,
             secret,
-            active: true,
+            active,
             disabled_reason: None,
             created_at: now,
             updated_at: now,
@@ -186,6 +201,7 @@ impl Webhooks {
         store.put_document(KIND, id, &encode(&def)?)?;
         let progress = Arc::new(Progress::default());
         progress.update(|s| s.cursor = cursor);
+        let mut entries = self.lock();
         let entry = entries.entry(id).or_insert(Entry {
             def: def.clone(),
             progress,
@@ -198,11 +214,11 @@ impl Webhooks {
     /// Changes a webhook; `None` when there is none with that id. Turning it on again
     /// clears why it was off, and it goes on from its cursor. Blocks on the disk.
     pub fn update(&self, id: u64, change: WebhookChange) -> Result<Option<WebhookDef>, StoreError> {
-        let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&id) else {
+        let _one = self.one_writer();
+        let Some(old) = self.def(id) else {
             return Ok(None);
         };
-        let mut def = entry.def.clone();
+        let mut def = old.clone();
         if let Some(url) = change.url {
             def.url = url;
         }
@@ -218,60 +234,69 @@ impl Webhooks {
                 def.disabled_reason = None;
             }
         }
-        if def == entry.def {
+        // An active webhook whose worker has stopped (its giving up could not be stored)
+        // is started again by any change, this one included.
+        let stopped = def.active
+            && self
+                .lock()
+                .get(&id)
+                .is_some_and(|e| e.worker.as_ref().is_none_or(AbortHandle::is_finished));
+        if def == old && !stopped {
             return Ok(Some(def));
         }
-        def.updated_at = Utc::now().timestamp_millis();
-        self.shared.store.put_document(KIND, id, &encode(&def)?)?;
-        entry.def = def.clone();
-        entry.progress.update(|s| {
-            s.failing_since = None;
-            s.next_attempt_at = None;
-        });
-        self.spawn(entry);
+        if def != old {
+            def.updated_at = Utc::now().timestamp_millis();
+            self.shared.store.put_document(KIND, id, &encode(&def)?)?;
+        }
+        if let Some(entry) = self.lock().get_mut(&id) {
+            entry.def = def.clone();
+            entry.progress.update(|s| {
+                s.failing_since = None;
+                s.next_attempt_at = None;
+            });
+            self.spawn(entry);
+        }
         Ok(Some(def))
     }
 
     /// Deletes a webhook and stops its worker; false when there is none with that id.
     pub fn delete(&self, id: u64) -> Result<bool, StoreError> {
-        let mut entries = self.lock();
-        if !entries.contains_key(&id) {
+        let _one = self.one_writer();
+        if self.def(id).is_none() {
             return Ok(false);
         }
         let store = &self.shared.store;
         store.delete_document(KIND, id)?;
-        if let Some(mut entry) = entries.remove(&id)
-            && let Some(worker) = entry.worker.take()
-        {
+        let removed = self.lock().remove(&id);
+        if let Some(worker) = removed.and_then(|mut e| e.worker.take()) {
             worker.abort();
         }
         store.set_cursor(&WebhookDef::cursor_name(id), None)?;
         Ok(true)
     }
 
-    /// Turns a webhook off because its deliveries kept failing, unless it was changed
-    /// since its worker started (`updated_at`). Blocks on the disk.
+    /// Turns a webhook off because its deliveries kept failing, unless it was changed or
+    /// deleted since its worker started (`updated_at`); true when it did. Blocks on the
+    /// disk.
     pub(crate) fn disable(
         &self,
         id: u64,
         updated_at: i64,
         reason: String,
-    ) -> Result<(), StoreError> {
-        let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&id) else {
-            return Ok(());
+    ) -> Result<bool, StoreError> {
+        let _one = self.one_writer();
+        let Some(mut def) = self.def(id).filter(|d| d.updated_at == updated_at) else {
+            return Ok(false);
         };
-        if entry.def.updated_at != updated_at {
-            return Ok(());
-        }
-        let mut def = entry.def.clone();
         def.active = false;
         def.disabled_reason = Some(reason);
         def.updated_at = Utc::now().timestamp_millis();
         self.shared.store.put_document(KIND, id, &encode(&def)?)?;
-        entry.def = def;
-        entry.worker = None;
-        Ok(())
+        if let Some(entry) = self.lock().get_mut(&id) {
+            entry.def = def;
+            entry.worker = None;
+        }
+        Ok(true)
     }
 
     /// Sends a `ping` event to a webhook's URL once, signed as deliveries are, and says how

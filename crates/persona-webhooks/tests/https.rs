@@ -143,6 +143,7 @@ async fn ping_with(ca_file: Option<&Path>, data: &Path, url: &str) -> persona_we
                     url,
                     vec![EVENTS[0].to_owned()],
                     "a secret of the test".into(),
+                    true,
                 )
                 .unwrap()
         }

@@ -7,7 +7,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{ADMIN, Http, KEY, Server};
+use std::time::Duration;
+
+use common::{ADMIN, Http, KEY, Server, poll};
 use serde_json::{Value, json};
 
 const SCRIPT: &str = r#"
@@ -92,6 +94,12 @@ async fn the_dashboard_shows_health_segments_webhooks_and_profiles() {
         .unwrap();
     assert_eq!(status, 201, "{hook}");
     http.wait_processed(&url).await;
+    let segment = format!("{url}/v1/segments/{}", seg["id"]);
+    poll("the back-fill", Duration::from_millis(20), || async {
+        let (_, s) = http.get(&segment, Some(ADMIN)).await.unwrap();
+        (s["backfill"]["state"] == "done").then_some(())
+    })
+    .await;
 
     let out = Command::new("node")
         .args(["-e", SCRIPT, &url, ADMIN])

@@ -127,6 +127,18 @@ async fn one_query_reads_profiles_segments_and_members_as_rest_does() {
         message.contains("limit") && message.contains("1000"),
         "{answer}"
     );
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "invalid_message");
+    // A query whose lists could multiply into millions of reads is refused before any.
+    let answer = graphql(
+        &http,
+        &url,
+        "{ segments { members(limit: 1000) { members { profile { events(limit: 1000) } } } } }",
+        Value::Null,
+    )
+    .await;
+    let message = answer["errors"][0]["message"].as_str().unwrap();
+    assert!(message.to_lowercase().contains("complex"), "{answer}");
+    assert!(answer["data"].is_null(), "{answer}");
     let answer = graphql(
         &http,
         &url,

@@ -352,19 +352,42 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
     assert!(exited.body["sequence"].as_u64().unwrap() > entered_at);
     assert_ne!(exited.delivery, entered.delivery);
 
-    // Only entries now: an exit is passed over, the next entry is sent.
+    // Only entries now: exits are passed over (the cursor moves past them), entries sent.
     let (status, w) = http
         .admin("PUT", &this, Some(&json!({"events": ["segment.entered"]})))
         .await
         .unwrap();
     assert_eq!(status, 200, "{w}");
-    create_segment(&http, &url, "anyone", "true").await;
+    let caught_up = |w: &Value| w["delivery"]["behind"] == 0 && w["delivery"]["state"] == "idle";
+    let anyone = create_segment(&http, &url, "anyone", "true").await;
     purchase(&http, &url, "u2", 1).await;
     http.wait_processed(&url).await;
     let got = receiver.until(5).await;
+    let before_exits = webhook_when(&http, &this, "the entries to be delivered", caught_up).await;
+    let entries = receiver.received().len();
     assert!(
         got[4..].iter().all(|r| r.event == "segment.entered"),
         "{got:?}"
+    );
+    let anyone = format!("{url}/v1/segments/{}", anyone["id"]);
+    let (status, _) = http
+        .admin(
+            "PUT",
+            &anyone,
+            Some(&json!({"rule": "computed.frequency >= 100"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let passed = webhook_when(&http, &this, "the exits to be passed over", |w| {
+        caught_up(w)
+            && w["delivery"]["cursor"].as_u64() > before_exits["delivery"]["cursor"].as_u64()
+    })
+    .await;
+    assert_eq!(
+        receiver.received().len(),
+        entries,
+        "no exit was sent: {passed}"
     );
 
     // A test delivery, signed as the others.
@@ -391,8 +414,19 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
     let (status, _) = http.get(&this, Some(ADMIN)).await.unwrap();
     assert_eq!(status, 404);
     let before = receiver.received().len();
+    // Everyone enters "anyone" again: entries a live webhook would receive.
+    let (status, _) = http
+        .admin("PUT", &anyone, Some(&json!({"rule": "true"})))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
     purchase(&http, &url, "u3", 1).await;
     http.wait_processed(&url).await;
+    poll("the back-fill", Duration::from_millis(20), || async {
+        let (_, s) = http.get(&anyone, Some(ADMIN)).await.unwrap();
+        (s["backfill"]["state"] == "done" && s["members"] == 4).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         receiver.received().len(),

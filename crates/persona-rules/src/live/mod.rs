@@ -68,6 +68,21 @@ pub struct SegmentRegistry {
     pass: Mutex<PassProgress>,
     /// The newest generation whose back-fill pass has finished.
     backfilled: AtomicU64,
+    /// The stream stage's batch in progress: 0 when none, [`STARTING`] while it takes its
+    /// snapshot, else the registry generation it read before the snapshot, plus one.
+    batch: AtomicU64,
+}
+
+/// [`SegmentRegistry::batch`] while a batch is taking its snapshot.
+const STARTING: u64 = u64::MAX;
+
+/// Marks the stream stage's batch in progress until dropped.
+pub struct BatchInProgress<'a>(&'a SegmentRegistry);
+
+impl Drop for BatchInProgress<'_> {
+    fn drop(&mut self) {
+        self.0.batch.store(0, Ordering::SeqCst);
+    }
 }
 
 /// How far a pass over every profile has come.
@@ -255,6 +270,37 @@ impl SegmentRegistry {
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
+
+    /// The stream stage starts a batch: the snapshot it evaluates with, and a mark that
+    /// lasts until the batch is committed (or fails), by which
+    /// [`SegmentRegistry::wait_for_older_batches`] knows whether a batch may still write
+    /// memberships by an older snapshot.
+    pub fn batch_starts(&self) -> (BatchInProgress<'_>, Arc<Live>) {
+        self.batch.store(STARTING, Ordering::SeqCst);
+        // Read before the snapshot: `replace` stores the generation after the new
+        // snapshot, so a snapshot taken after reading generation g is at least g's.
+        let generation = self.generation.load(Ordering::SeqCst);
+        let live = self.snapshot();
+        self.batch.store(generation + 1, Ordering::SeqCst);
+        (BatchInProgress(self), live)
+    }
+
+    /// Waits until no batch of the stream stage evaluates with a snapshot older than
+    /// `generation`, at most `patience`; false when it had to stop waiting.
+    pub fn wait_for_older_batches(&self, generation: u64, patience: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let mark = self.batch.load(Ordering::SeqCst);
+            let older = mark == STARTING || (mark != 0 && mark - 1 < generation);
+            if !older {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 /// Which segments and models an evaluation covers; the others keep the memberships the
@@ -428,6 +474,26 @@ pub fn merged_away(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deletion_waits_for_a_batch_that_took_its_snapshot_before() {
+        let registry = SegmentRegistry::default();
+        let (in_progress, _) = registry.batch_starts();
+        registry.replace_segments(Vec::new());
+        let now = registry.generation();
+        let short = std::time::Duration::from_millis(20);
+        assert!(
+            !registry.wait_for_older_batches(now, short),
+            "the batch is older"
+        );
+        drop(in_progress);
+        assert!(registry.wait_for_older_batches(now, short), "no batch now");
+        let (_newer, _) = registry.batch_starts();
+        assert!(
+            registry.wait_for_older_batches(now, short),
+            "a batch with the new snapshot"
+        );
+    }
 
     fn segment(id: SegmentId, rule: &str) -> LiveSegment {
         LiveSegment {
