@@ -4,7 +4,10 @@
 //! through the REST endpoints. The resolvers share the REST handlers' code, so both answer
 //! alike; field names follow GraphQL's convention (`userId` for `user_id`).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
+
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, Error, ErrorExtensions, Json as GqlJson, Object,
@@ -49,7 +52,75 @@ pub(crate) async fn execute(
     State(state): State<ApiState>,
     JsonBody(request): JsonBody<async_graphql::Request>,
 ) -> Json<async_graphql::Response> {
+    // A query that does not parse is left to the schema, which says why.
+    if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
+        let fields = spread_fields(&doc);
+        if fields > MAX_COMPLEXITY {
+            let message = format!(
+                "the query names {fields} fields once its fragments are spread; at most {MAX_COMPLEXITY}"
+            );
+            let mut error = async_graphql::ServerError::new(message, None);
+            let mut code = async_graphql::ErrorExtensionValues::default();
+            code.set("code", "too_complex");
+            error.extensions = Some(code);
+            return Json(async_graphql::Response::from_errors(vec![error]));
+        }
+    }
     Json(SCHEMA.execute(request.data(state)).await)
+}
+
+/// How many fields a query names once every fragment is spread where it is used, counted
+/// in time linear in the query (each fragment once). The schema's own checks spread a
+/// fragment at each use, so a query spreading each of 30 fragments twice into the next
+/// (1 KB) would keep a core busy for minutes before they refuse it.
+fn spread_fields(doc: &ExecutableDocument) -> usize {
+    struct Counter<'a> {
+        doc: &'a ExecutableDocument,
+        done: HashMap<&'a str, usize>,
+        open: HashSet<&'a str>,
+    }
+    impl<'a> Counter<'a> {
+        fn set(&mut self, set: &'a SelectionSet) -> usize {
+            set.items.iter().fold(0usize, |n, item| {
+                n.saturating_add(match &item.node {
+                    Selection::Field(f) => {
+                        1usize.saturating_add(self.set(&f.node.selection_set.node))
+                    }
+                    Selection::InlineFragment(i) => self.set(&i.node.selection_set.node),
+                    Selection::FragmentSpread(s) => {
+                        self.fragment(s.node.fragment_name.node.as_str())
+                    }
+                })
+            })
+        }
+
+        fn fragment(&mut self, name: &'a str) -> usize {
+            if let Some(&n) = self.done.get(name) {
+                return n;
+            }
+            // A cycle: the schema refuses it; it adds nothing here.
+            if !self.open.insert(name) {
+                return 0;
+            }
+            let doc = self.doc;
+            let n = doc
+                .fragments
+                .iter()
+                .find(|(k, _)| k.as_str() == name)
+                .map_or(0, |(_, f)| self.set(&f.node.selection_set.node));
+            self.open.remove(name);
+            self.done.insert(name, n);
+            n
+        }
+    }
+    let mut counter = Counter {
+        doc,
+        done: HashMap::new(),
+        open: HashSet::new(),
+    };
+    doc.operations.iter().fold(0usize, |n, (_, op)| {
+        n.saturating_add(counter.set(&op.node.selection_set.node))
+    })
 }
 
 /// An API error as a GraphQL error, with the REST error code in `extensions.code`.
@@ -377,6 +448,27 @@ mod tests {
     use super::*;
 
     /// `docs/schema.graphql` is the schema as served; `PERSONA_BLESS=1` rewrites it.
+    #[test]
+    fn fragments_are_counted_once_each_however_often_they_are_spread() {
+        let mut query = String::from("query { profile(key: \"u\") { ...F0 } }\n");
+        for i in 0..40 {
+            query.push_str(&format!(
+                "fragment F{i} on Profile {{ ...F{} ...F{} }}\n",
+                i + 1,
+                i + 1
+            ));
+        }
+        query.push_str("fragment F40 on Profile { userId }\n");
+        let doc = async_graphql::parser::parse_query(&query).unwrap();
+        // Counted without spreading 2^40 times (which would never end).
+        assert_eq!(spread_fields(&doc), 1 + (1usize << 40));
+        let cycle = "query { profile(key: \"u\") { ...A } } fragment A on Profile { userId ...A }";
+        assert_eq!(
+            spread_fields(&async_graphql::parser::parse_query(cycle).unwrap()),
+            2
+        );
+    }
+
     #[test]
     fn the_documented_schema_is_the_served_one() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/schema.graphql");

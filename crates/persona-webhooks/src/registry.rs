@@ -151,8 +151,13 @@ impl Webhooks {
         if !entry.def.active {
             delivery.state = "disabled";
             delivery.next_attempt_at = None;
-        } else if delivery.state.is_empty() {
-            delivery.state = "delivering";
+        } else if delivery.state != "retrying" {
+            // The worker's own word lags its page; nothing behind is idle.
+            delivery.state = if delivery.behind == 0 {
+                "idle"
+            } else {
+                "delivering"
+            };
         }
         WebhookView {
             def: entry.def.clone(),

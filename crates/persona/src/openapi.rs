@@ -164,7 +164,9 @@ fn ingestion(paths: &mut Map<String, Value>) {
             )
             .answer(400, error("Invalid: every problem is named by `index` and `field`"))
             .answer(401, error("Missing or unknown write key"))
+            .answer(408, error("The body took over 30 s to arrive"))
             .answer(413, error("Over 32 KB a message or 500 KB a request"))
+            .answer(415, error("A `Content-Encoding` other than gzip or identity"))
             .answer(503, error("Overloaded, starting, stopping, or the log cannot write: retry after `Retry-After`"));
         let mut op = op.value();
         op["security"] = write_key();
@@ -180,8 +182,9 @@ fn operations(paths: &mut Map<String, Value>) {
     add(paths, "/healthz", "get", health);
     let ready = open(
         "Readiness, with the log's and the processor's state",
-        "Ready; 503 with `problems` when not",
-    );
+        "Ready",
+    )
+    .answer(503, answer("Not ready: `problems` says why", None));
     add(paths, "/readyz", "get", ready);
     let metrics = open("Prometheus metrics", "Text exposition format");
     add(paths, "/metrics", "get", metrics);
@@ -208,7 +211,8 @@ fn operations(paths: &mut Map<String, Value>) {
         )
     };
     let analytics_js = settings("analytics.js settings for a write key")
-        .param(path_param("write_key", "A write key"));
+        .param(path_param("write_key", "A write key"))
+        .answer(401, error("An unknown write key"));
     add(
         paths,
         "/v1/projects/{write_key}/settings",
@@ -255,6 +259,7 @@ fn profiles(paths: &mut Map<String, Value>) {
             .param(key())
             .param(limit(1000))
             .answer(200, answer("`{\"events\": [message, ...]}`", None))
+            .answer(400, error("A bad `limit`"))
             .answer(404, error("No profile for that key")),
     );
     add(
@@ -272,6 +277,7 @@ fn profiles(paths: &mut Map<String, Value>) {
                         "type": "array", "items": schema("MembershipEvent") } } })),
                 ),
             )
+            .answer(400, error("A bad `limit`"))
             .answer(404, error("No profile for that key")),
     );
 }

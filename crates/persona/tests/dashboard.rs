@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 const SCRIPT: &str = r#"
 const { chromium } = require('playwright-core')
-const [persona, admin] = process.argv.slice(1)
+const [persona, admin, writeKey] = process.argv.slice(1)
 async function main() {
   const browser = await chromium.launch({
     executablePath: process.env.PERSONA_TEST_CHROMIUM || '/usr/bin/chromium',
@@ -31,6 +31,15 @@ async function main() {
     // Two samples of /metrics make the first point of the chart.
     await tab.waitForFunction(() => document.getElementById('line').getAttribute('points').includes(','))
     const records = await tab.textContent('#records')
+    // Events sent now show in the rate and in the ingestion p99 of the next samples.
+    const auth = 'Basic ' + Buffer.from(writeKey + ':').toString('base64')
+    for (let i = 0; i < 20; i++) {
+      const r = await fetch(persona + '/v1/track', { method: 'POST', headers: { authorization: auth },
+        body: JSON.stringify({ userId: 'u2', event: 'Viewed', messageId: 'v' + i }) })
+      if (!r.ok) throw new Error('track answered ' + r.status)
+    }
+    await tab.waitForFunction(() => document.getElementById('p99').textContent.includes('ms'))
+    const p99 = await tab.textContent('#p99')
 
     await tab.fill('#token', 'not the token')
     await tab.click('#token-form button')
@@ -51,7 +60,7 @@ async function main() {
     await tab.click('#lookup-form button')
     await tab.waitForFunction(() => document.getElementById('profile').textContent.includes('"user_id"'))
     const profile = JSON.parse(await tab.textContent('#profile'))
-    console.log(JSON.stringify({ records, refused, segments, webhooks, injected, profile, problems }))
+    console.log(JSON.stringify({ records, p99, refused, segments, webhooks, injected, profile, problems }))
   } finally {
     await browser.close()
   }
@@ -102,7 +111,7 @@ async fn the_dashboard_shows_health_segments_webhooks_and_profiles() {
     .await;
 
     let out = Command::new("node")
-        .args(["-e", SCRIPT, &url, ADMIN])
+        .args(["-e", SCRIPT, &url, ADMIN, KEY])
         .env("NODE_PATH", &modules)
         .output()
         .expect("node starts");
@@ -116,6 +125,7 @@ async fn the_dashboard_shows_health_segments_webhooks_and_profiles() {
     assert_eq!(seen["problems"], json!([]), "{seen}");
     assert_eq!(seen["records"], "3", "{seen}");
     assert!(seen["refused"].as_str().unwrap().contains("refused"));
+    assert!(seen["p99"].as_str().unwrap().starts_with("≤ "), "{seen}");
     let segment = &seen["segments"][0];
     assert_eq!(segment[1], sly, "the name is shown as written: {seen}");
     assert_eq!(segment[2], "1", "one member: {seen}");

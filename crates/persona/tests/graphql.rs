@@ -139,6 +139,22 @@ async fn one_query_reads_profiles_segments_and_members_as_rest_does() {
     let message = answer["errors"][0]["message"].as_str().unwrap();
     assert!(message.to_lowercase().contains("complex"), "{answer}");
     assert!(answer["data"].is_null(), "{answer}");
+    // Fragments spread twice into each other, 30 deep: refused by their count, before the
+    // schema's checks would spread them a billion times.
+    let mut bomb = String::from("query { profile(key: \"u1\") { ...F0 } }\n");
+    for i in 0..30 {
+        bomb.push_str(&format!(
+            "fragment F{i} on Profile {{ ...F{} ...F{} }}\n",
+            i + 1,
+            i + 1
+        ));
+    }
+    bomb.push_str("fragment F30 on Profile { userId }\n");
+    let answer = graphql(&http, &url, &bomb, Value::Null).await;
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "too_complex",
+        "{answer}"
+    );
     let answer = graphql(
         &http,
         &url,

@@ -25,12 +25,16 @@ function metric(text, name) {
   return sum
 }
 
-// Cumulative histogram buckets (all label sets summed): upper bound -> count.
+// The ingestion routes' label values: the dashboard's own polling of the admin API must
+// not be what the p99 card measures.
+const INGEST = /path="(\/v1\/(track|identify|page|screen|group|alias|batch|[tipsgab]|import)|\/beacon\/v1\/batch)"/
+
+// Cumulative histogram buckets of the ingestion routes (summed): upper bound -> count.
 function buckets(text, name) {
   const out = new Map()
   const prefix = name + '_bucket{'
   for (const line of text.split('\n')) {
-    if (!line.startsWith(prefix)) continue
+    if (!line.startsWith(prefix) || !INGEST.test(line)) continue
     const le = /le="([^"]+)"/.exec(line)
     if (!le) continue
     const bound = le[1] === '+Inf' ? Infinity : Number(le[1])
@@ -55,24 +59,25 @@ function p99Since(now, current) {
   return null
 }
 
-function drawChart() {
-  const rates = []
+function drawChart(now) {
+  const rates = [] // [time, events/s]
   for (let i = 1; i < samples.length; i++) {
     const [t0, r0] = samples[i - 1]
     const [t1, r1] = samples[i]
-    rates.push(Math.max(0, (r1 - r0) / ((t1 - t0) / 1000)))
+    rates.push([t1, Math.max(0, (r1 - r0) / ((t1 - t0) / 1000))])
   }
-  const peak = Math.max(1, ...rates)
-  const points = rates.map((r, i) => {
-    const x = 600 - (rates.length - 1 - i) * (600 / (WINDOW - 1))
-    return `${x.toFixed(1)},${(118 - (r / peak) * 112).toFixed(1)}`
+  const peak = Math.max(1, ...rates.map(([, r]) => r))
+  // Placed by time, so that a throttled tab's missed samples leave a gap, not a squeeze.
+  const points = rates.map(([t, r]) => {
+    const x = 600 - ((now - t) / (WINDOW * SAMPLE_MS)) * 600
+    return `${Math.max(0, x).toFixed(1)},${(118 - (r / peak) * 112).toFixed(1)}`
   })
   $('line').setAttribute('points', points.join(' '))
   // The area under the line, closed along the bottom edge.
   $('area').setAttribute('points', points.length
     ? `${points[0].split(',')[0]},120 ${points.join(' ')} 600,120` : '')
   $('peak').textContent = `peak ${fmt(peak)}/s`
-  $('rate').textContent = rates.length ? fmt(rates[rates.length - 1]) : '–'
+  $('rate').textContent = rates.length ? fmt(rates[rates.length - 1][1]) : '–'
 }
 
 async function health() {
@@ -92,9 +97,9 @@ async function health() {
     const appended = metric(metrics, 'persona_log_appended_records_total')
     if (appended != null) {
       samples.push([now, appended])
-      while (samples.length > WINDOW) samples.shift()
+      while (samples.length && now - samples[0][0] > WINDOW * SAMPLE_MS) samples.shift()
     }
-    drawChart()
+    drawChart(now)
     const p99 = p99Since(now, buckets(metrics, 'persona_http_request_duration_seconds'))
     $('p99').textContent = p99 == null ? '–' : p99 === Infinity ? 'over the largest bucket'
       : `≤ ${(p99 * 1000).toLocaleString('en')} ms`
@@ -152,8 +157,11 @@ async function refreshAdmin() {
     fill('webhooks', webhooks.webhooks, (w) => [w.id, w.url, w.events.join(', '), w.delivery.state,
       w.delivery.delivered, w.delivery.behind,
       w.disabled_reason || (w.delivery.last_error && w.delivery.last_error.message)])
+    $('admin-error').textContent = ''
   } catch (e) {
+    // Shown where the reader is: the sign-in form, or above the tables.
     $('token-error').textContent = e.message
+    $('admin-error').textContent = e.message
     if (e.message.includes('refused')) signOut()
   }
 }
@@ -188,4 +196,5 @@ $('lookup-form').addEventListener('submit', async (e) => {
 health()
 setInterval(health, SAMPLE_MS)
 refreshAdmin()
-setInterval(refreshAdmin, 5000)
+// Segment reads estimate the over-segmentation warnings, which costs the server some work.
+setInterval(refreshAdmin, 15000)
