@@ -31,6 +31,9 @@ const MAX_DEPTH: usize = 12;
 /// 1,000 events and 1,000 history entries costs about 2,000; a page of 1,000 members with
 /// a few fields of their profiles about 10,000.
 const MAX_COMPLEXITY: usize = 20_000;
+/// The longest query text taken: parsing and checking run on the async workers, about a
+/// quarter of a second a megabyte.
+const MAX_QUERY_BYTES: usize = 64 << 10;
 /// What the list of every segment counts as, for the cost of a query.
 const SEGMENTS_COUNTED: usize = 20;
 
@@ -52,6 +55,15 @@ pub(crate) async fn execute(
     State(state): State<ApiState>,
     JsonBody(request): JsonBody<async_graphql::Request>,
 ) -> Json<async_graphql::Response> {
+    if request.query.len() > MAX_QUERY_BYTES {
+        return Json(refusal(
+            format!(
+                "the query is {} bytes long; at most {MAX_QUERY_BYTES}",
+                request.query.len()
+            ),
+            "too_large",
+        ));
+    }
     // A query that does not parse is left to the schema, which says why.
     if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
         let fields = spread_fields(&doc);
@@ -59,14 +71,32 @@ pub(crate) async fn execute(
             let message = format!(
                 "the query names {fields} fields once its fragments are spread; at most {MAX_COMPLEXITY}"
             );
-            let mut error = async_graphql::ServerError::new(message, None);
-            let mut code = async_graphql::ErrorExtensionValues::default();
-            code.set("code", "too_complex");
-            error.extensions = Some(code);
-            return Json(async_graphql::Response::from_errors(vec![error]));
+            return Json(refusal(message, "too_complex"));
         }
     }
-    Json(SCHEMA.execute(request.data(state)).await)
+    let mut response = SCHEMA.execute(request.data(state)).await;
+    // The schema's own refusals carry no code; every error gets one.
+    for error in &mut response.errors {
+        let code = if error.message.contains("too complex") || error.message.contains("too deep") {
+            "too_complex"
+        } else {
+            "invalid_query"
+        };
+        let ext = error.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", code);
+        }
+    }
+    Json(response)
+}
+
+/// An answer refusing the whole query, with `code` in the error's extensions.
+fn refusal(message: String, code: &str) -> async_graphql::Response {
+    let mut error = async_graphql::ServerError::new(message, None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", code);
+    error.extensions = Some(extensions);
+    async_graphql::Response::from_errors(vec![error])
 }
 
 /// How many fields a query names once every fragment is spread where it is used, counted
@@ -162,7 +192,7 @@ impl Query {
     }
 
     /// Every rule segment, by id.
-    #[graphql(complexity = "SEGMENTS_COUNTED * child_complexity")]
+    #[graphql(complexity = "SEGMENTS_COUNTED * (1 + child_complexity)")]
     async fn segments(&self, ctx: &Context<'_>) -> Result<Vec<SegmentNode>> {
         let state = ctx.data::<ApiState>()?;
         let defs = state.store.segments().map_err(store_error).map_err(gql)?;
@@ -300,7 +330,8 @@ impl ProfileNode {
     }
 
     /// The most recent events as logged, newest first (1 to 1000, default 50).
-    #[graphql(complexity = "limit.unwrap_or(50) * child_complexity")]
+    // Each item a JSON value of its own: the limit is the cost.
+    #[graphql(complexity = "limit.unwrap_or(50)")]
     async fn events(&self, ctx: &Context<'_>, limit: Option<usize>) -> Result<Vec<GqlJson<Value>>> {
         let n = self::limit(limit, 50, 1000)?;
         let (state, id) = (ctx.data::<ApiState>()?.clone(), self.id);
@@ -311,7 +342,8 @@ impl ProfileNode {
     }
 
     /// Segment entries and exits, newest first (1 to 1000, default 50).
-    #[graphql(complexity = "limit.unwrap_or(50) * child_complexity")]
+    // Each item a JSON value of its own: the limit is the cost.
+    #[graphql(complexity = "limit.unwrap_or(50)")]
     async fn history(
         &self,
         ctx: &Context<'_>,
@@ -403,7 +435,7 @@ impl SegmentNode {
     }
 
     /// A page of members in profile order (1 to 1000, default 100), after `cursor`.
-    #[graphql(complexity = "limit.unwrap_or(DEFAULT_MEMBERS) * child_complexity")]
+    #[graphql(complexity = "limit.unwrap_or(DEFAULT_MEMBERS) * (1 + child_complexity)")]
     async fn members(
         &self,
         ctx: &Context<'_>,

@@ -180,6 +180,31 @@ async fn one_query_reads_profiles_segments_and_members_as_rest_does() {
             .contains("email"),
         "{answer}"
     );
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "invalid_query",
+        "{answer}"
+    );
+    // Events are counted by their limit: 25 profiles of 1,000 events each cost too much,
+    // and so does a page of members with their events.
+    let aliases: String = (0..25)
+        .map(|i| format!("p{i}: profile(key: \"u1\") {{ events(limit: 1000) }} "))
+        .collect();
+    for query in [
+        format!("{{ {aliases} }}"),
+        "{ segment(id: 1) { members(limit: 1000) { members { profile { events(limit: 1000) } } } } }".to_string(),
+    ] {
+        let answer = graphql(&http, &url, &query, Value::Null).await;
+        assert_eq!(answer["errors"][0]["extensions"]["code"], "too_complex", "{answer}");
+    }
+    let long = format!(
+        "{{ profile(key: \"u1\") {{ {} }} }}",
+        "userId ".repeat(10_000)
+    );
+    let answer = graphql(&http, &url, &long, Value::Null).await;
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "too_large",
+        "{answer}"
+    );
 
     // The admin token is needed, and a body that is no GraphQL request is refused.
     let (status, _) = http
