@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use persona_rules::Rule;
-use persona_rules::live::Backfill;
+use persona_rules::live::{Backfill, Who, deleted_exit};
 use persona_store::{ProfileStore, SegmentDef, SegmentId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -266,13 +266,16 @@ fn exits(state: &ApiState, def: &SegmentDef) -> Result<Vec<(u64, Vec<u8>)>, ApiE
             .members(def.id, after, PAGE)
             .map_err(store_error)?;
         for &pid in &ids {
-            let user = state
-                .store
-                .get(pid)
-                .map_err(store_error)?
-                .and_then(|p| p.user_id);
-            let exit =
-                persona_rules::live::deleted_exit((pid, user.as_deref()), (def.id, &def.name), now);
+            let profile = state.store.get(pid).map_err(store_error)?;
+            let who = match &profile {
+                Some(p) => Who::of(pid, p),
+                None => Who {
+                    id: pid,
+                    user_id: None,
+                    anonymous_id: None,
+                },
+            };
+            let exit = deleted_exit(who, (def.id, &def.name), now);
             out.push((pid, exit));
         }
         match ids.last() {

@@ -646,6 +646,7 @@ fn schemas() -> Value {
             "event": { "enum": ["segment.entered", "segment.exited"] },
             "kind": { "enum": ["rule", "cluster"] },
             "profile_id": { "type": "integer" }, "user_id": { "type": ["string", "null"] },
+            "anonymous_id": string,
             "segment_id": { "type": "integer" }, "segment": string,
             "model_id": { "type": "integer" }, "model": string,
             "model_version": { "type": "integer" }, "cluster": { "type": "integer" },

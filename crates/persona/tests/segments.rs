@@ -690,5 +690,19 @@ async fn an_anonymous_member_is_named_so_that_the_profile_api_finds_them() {
         .await
         .unwrap();
     assert_eq!(status, 200, "{profile}");
+    // The entry event names the anonymous id too, for webhook receivers to look them up.
+    let (_, history) = http
+        .get(
+            &format!("{url}/v1/profiles/anonymous_id:anon-7/history"),
+            Some(ADMIN),
+        )
+        .await
+        .unwrap();
+    let entered = &history["history"][0];
+    assert_eq!(
+        (entered["user_id"].clone(), entered["anonymous_id"].clone()),
+        (Value::Null, json!("anon-7")),
+        "{history}"
+    );
     server.stop();
 }

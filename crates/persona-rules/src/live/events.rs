@@ -2,11 +2,31 @@
 //! membership of a rule segment or of a model's cluster, into the outbox and the history.
 
 use chrono::{DateTime, Utc};
+use persona_core::profile::Profile;
 use persona_store::{ChangeSet, ProfileId, SegmentId};
 use serde::Serialize;
 
 use super::Reason;
 use super::models::LiveModel;
+
+/// Whom a membership event concerns: the profile, and the id the profile API finds it by.
+#[derive(Debug, Clone, Copy)]
+pub struct Who<'a> {
+    pub id: ProfileId,
+    pub user_id: Option<&'a str>,
+    /// Named in the event only for a customer who never signed up.
+    pub anonymous_id: Option<&'a str>,
+}
+
+impl<'a> Who<'a> {
+    pub fn of(id: ProfileId, profile: &'a Profile) -> Self {
+        Who {
+            id,
+            user_id: profile.user_id.as_deref(),
+            anonymous_id: profile.anonymous_ids.first().map(String::as_str),
+        }
+    }
+}
 
 /// What the customer entered or left.
 pub(super) enum Member<'a> {
@@ -23,6 +43,9 @@ struct MembershipEvent<'a> {
     kind: &'static str,
     profile_id: ProfileId,
     user_id: Option<&'a str>,
+    /// For a customer with no user id: `GET /v1/profiles/anonymous_id:{id}` finds them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    anonymous_id: Option<&'a str>,
     /// The rule segment's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     segment_id: Option<SegmentId>,
@@ -42,15 +65,11 @@ struct MembershipEvent<'a> {
 
 /// The exit of a member from a rule segment being deleted, as stored in the outbox and the
 /// profile's history (the store writes it as it deletes the segment's members).
-pub fn deleted_exit(
-    profile: (ProfileId, Option<&str>),
-    segment: (SegmentId, &str),
-    at: DateTime<Utc>,
-) -> Vec<u8> {
+pub fn deleted_exit(who: Who<'_>, segment: (SegmentId, &str), at: DateTime<Utc>) -> Vec<u8> {
     let mut changes = ChangeSet::default();
     record(
         &mut changes,
-        profile,
+        who,
         Member::Rule(segment.0, segment.1),
         false,
         at,
@@ -62,7 +81,7 @@ pub fn deleted_exit(
 /// Records one entry or exit: the event, and for a rule segment the membership index.
 pub(super) fn record(
     changes: &mut ChangeSet,
-    profile: (ProfileId, Option<&str>),
+    who: Who<'_>,
     member: Member<'_>,
     entered: bool,
     at: DateTime<Utc>,
@@ -76,8 +95,9 @@ pub(super) fn record(
             "segment.exited"
         },
         kind: "rule",
-        profile_id: profile.0,
-        user_id: profile.1,
+        profile_id: who.id,
+        user_id: who.user_id,
+        anonymous_id: who.anonymous_id.filter(|_| who.user_id.is_none()),
         segment_id: None,
         segment: "",
         model_id: None,
@@ -89,7 +109,7 @@ pub(super) fn record(
     };
     match member {
         Member::Rule(id, name) => {
-            changes.memberships.push((id, profile.0, entered));
+            changes.memberships.push((id, who.id, entered));
             event.segment_id = Some(id);
             event.segment = name;
         }
@@ -105,5 +125,5 @@ pub(super) fn record(
     }
     changes
         .outbox
-        .push((profile.0, serde_json::to_vec(&event).expect("serialises")));
+        .push((who.id, serde_json::to_vec(&event).expect("serialises")));
 }

@@ -15,8 +15,8 @@ use persona_core::profile::Profile;
 use persona_store::{ChangeSet, ProfileId, SegmentDef, SegmentId};
 use serde::Serialize;
 
-pub use self::events::deleted_exit;
 use self::events::{Member, record};
+pub use self::events::{Who, deleted_exit};
 pub use self::models::{LiveModel, ModelDoc, ModelStatus};
 pub use self::rfm::RfmFit;
 use crate::Rule;
@@ -404,7 +404,7 @@ pub fn reevaluate(
     if segments == profile.segments && clusters == profile.clusters {
         return false;
     }
-    let who = (id, profile.user_id.as_deref());
+    let who = Who::of(id, profile);
     for s in &live.segments {
         let was = profile.segments.binary_search(&s.def.id).is_ok();
         let is = segments.binary_search(&s.def.id).is_ok();
@@ -444,7 +444,7 @@ pub fn merged_away(
     at: DateTime<Utc>,
     changes: &mut ChangeSet,
 ) {
-    let who = (id, profile.user_id.as_deref());
+    let who = Who::of(id, profile);
     for s in &live.segments {
         if profile.segments.binary_search(&s.def.id).is_ok() {
             record(
