@@ -4,6 +4,8 @@
 //! its back-fill ends.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use persona_rules::Live;
@@ -21,6 +23,33 @@ const TINY_SHARE: f64 = 0.005;
 const OVERLAP_SHARE: f64 = 0.8;
 /// ...when the smaller has this many sampled members, enough for the share to mean something.
 const OVERLAP_MIN_MEMBERS: usize = 20;
+
+/// How long warnings computed for one set of segments are served again: the sample takes
+/// tens to hundreds of milliseconds, and a dashboard or a script listing segments every few
+/// seconds must not pay that on every read. A change of the segments computes them anew.
+const FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// Warnings per segment.
+type Warnings = HashMap<SegmentId, Vec<String>>;
+
+/// The last warnings computed, with the registry generation and the time they are for.
+#[derive(Default)]
+pub struct WarningsCache(Mutex<Option<(u64, Instant, Warnings)>>);
+
+impl WarningsCache {
+    /// The warnings for `generation`, if computed less than [`FRESH_FOR`] ago.
+    pub(crate) fn fresh(&self, generation: u64) -> Option<Warnings> {
+        let kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        kept.as_ref()
+            .filter(|(g, at, _)| *g == generation && at.elapsed() < FRESH_FOR)
+            .map(|(_, _, w)| w.clone())
+    }
+
+    pub(crate) fn keep(&self, generation: u64, warnings: &Warnings) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((generation, Instant::now(), warnings.clone()));
+    }
+}
 
 /// Warnings per segment; segments without any are left out.
 pub(crate) fn warnings(
@@ -102,4 +131,22 @@ pub(crate) fn warnings(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_served_again_only_for_the_same_segments() {
+        let cache = WarningsCache::default();
+        assert!(cache.fresh(3).is_none());
+        let warned = HashMap::from([(1, vec!["tiny".to_string()])]);
+        cache.keep(3, &warned);
+        assert_eq!(cache.fresh(3), Some(warned));
+        assert!(
+            cache.fresh(4).is_none(),
+            "a change of the segments computes them anew"
+        );
+    }
 }

@@ -29,6 +29,7 @@ use persona_store::ProfileStore;
 use persona_webhooks::Webhooks;
 
 pub use graphql::sdl as graphql_schema;
+pub use guard::WarningsCache;
 pub use models::{load_models, train_on_profiles};
 pub use persona_collector::ApiError;
 pub use rfm::{load_rfm, refit_rfm};
@@ -53,6 +54,8 @@ pub struct ApiState {
     pub segments_lock: Arc<WriteLock>,
     /// The webhooks and their delivery workers.
     pub webhooks: Arc<Webhooks>,
+    /// The over-segmentation warnings last computed, served again for a few seconds.
+    pub warnings: Arc<WarningsCache>,
 }
 
 /// 404 with the error body: `message` says what is not there.

@@ -50,11 +50,18 @@ pub(crate) struct SegmentBody {
 
 /// The guard's warnings for every segment in force, from a thread that may block.
 async fn warnings(state: &ApiState) -> Result<HashMap<SegmentId, Vec<String>>, ApiError> {
+    // Read before the snapshot, so that warnings kept under it are never older than it.
+    let generation = state.segments.generation();
+    if let Some(kept) = state.warnings.fresh(generation) {
+        return Ok(kept);
+    }
     let (store, live) = (state.store.clone(), state.segments.snapshot());
-    tokio::task::spawn_blocking(move || guard::warnings(&*store, &live))
+    let computed = tokio::task::spawn_blocking(move || guard::warnings(&*store, &live))
         .await
         .expect("the guard does not panic")
-        .map_err(store_error)
+        .map_err(store_error)?;
+    state.warnings.keep(generation, &computed);
+    Ok(computed)
 }
 
 fn body(

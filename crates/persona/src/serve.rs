@@ -174,6 +174,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         models_lock: Arc::default(),
         segments_lock: Arc::default(),
         webhooks,
+        warnings: Arc::default(),
     });
     let app = persona_collector::router_with(
         collector_state.clone(),
