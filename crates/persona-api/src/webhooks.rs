@@ -21,11 +21,12 @@ use crate::{ApiError, ApiState, off_workers};
 pub(crate) struct WebhookRequest {
     url: Option<Value>,
     events: Option<Value>,
+    segments: Option<Value>,
     secret: Option<Value>,
     active: Option<Value>,
 }
 
-const FIELDS: [&str; 4] = ["url", "events", "secret", "active"];
+const FIELDS: [&str; 5] = ["url", "events", "segments", "secret", "active"];
 
 impl WebhookRequest {
     /// The fields of a JSON object; any other field is refused by its name (a misspelt
@@ -43,6 +44,7 @@ impl WebhookRequest {
         Ok(WebhookRequest {
             url: body.remove("url"),
             events: body.remove("events"),
+            segments: body.remove("segments"),
             secret: body.remove("secret"),
             active: body.remove("active"),
         })
@@ -54,6 +56,8 @@ pub(crate) struct WebhookBody {
     id: u64,
     url: String,
     events: Vec<String>,
+    /// The rule segments whose events it receives; empty for all.
+    segments: Vec<u64>,
     active: bool,
     /// Why persona turned it off, when it did.
     disabled_reason: Option<String>,
@@ -71,6 +75,7 @@ impl From<WebhookView> for WebhookBody {
             id: v.def.id,
             url: v.def.url,
             events: v.def.events,
+            segments: v.def.segments,
             active: v.def.active,
             disabled_reason: v.def.disabled_reason,
             created_at: DateTime::from_timestamp_millis(v.def.created_at),
@@ -81,8 +86,8 @@ impl From<WebhookView> for WebhookBody {
     }
 }
 
-/// The change a request asks for, each field checked.
-fn change(req: WebhookRequest) -> Result<WebhookChange, ApiError> {
+/// The change a request asks for, each field checked (`segments` against the stored ones).
+fn change(state: &ApiState, req: WebhookRequest) -> Result<WebhookChange, ApiError> {
     let url = text(&req.url, "url")?;
     if let Some(url) = &url {
         check_url(url).map_err(|e| invalid("url", e))?;
@@ -115,6 +120,32 @@ fn change(req: WebhookRequest) -> Result<WebhookChange, ApiError> {
             ));
         }
     };
+    let segments = match req.segments {
+        None => None,
+        Some(Value::Array(items)) => {
+            let known = state.store.segments().map_err(store_error)?;
+            let mut ids = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let field = format!("segments[{i}]");
+                let id = item
+                    .as_u64()
+                    .ok_or_else(|| invalid(&field, format!("must be a segment id, got {item}")))?;
+                if !known.iter().any(|s| s.id == id) {
+                    return Err(invalid(&field, format!("no segment {id}")));
+                }
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            Some(ids)
+        }
+        Some(other) => {
+            return Err(invalid(
+                "segments",
+                format!("must be an array of segment ids, got {other}"),
+            ));
+        }
+    };
     let secret = text(&req.secret, "secret")?;
     if let Some(secret) = &secret {
         check_secret(secret).map_err(|e| invalid("secret", e))?;
@@ -132,6 +163,7 @@ fn change(req: WebhookRequest) -> Result<WebhookChange, ApiError> {
     Ok(WebhookChange {
         url,
         events,
+        segments,
         secret,
         active,
     })
@@ -154,7 +186,7 @@ pub(crate) async fn create(
     State(state): State<ApiState>,
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<(StatusCode, Json<WebhookBody>), ApiError> {
-    let mut change = change(WebhookRequest::from_body(body)?)?;
+    let mut change = change(&state, WebhookRequest::from_body(body)?)?;
     let url = change
         .url
         .take()
@@ -169,12 +201,13 @@ pub(crate) async fn create(
         )
     })?;
     let secret = change.secret.take().unwrap_or_else(new_secret);
+    let segments = change.segments.take().unwrap_or_default();
     let writer = state.clone();
     let def = off_workers(move || {
         let active = change.active.unwrap_or(true);
         writer
             .webhooks
-            .create(url, events, secret, active)
+            .create(url, events, segments, secret, active)
             .map_err(store_error)
     })
     .await?;
@@ -207,15 +240,16 @@ pub(crate) async fn update(
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> Result<Json<WebhookBody>, ApiError> {
     let id = id_of(&id)?;
-    let change = change(WebhookRequest::from_body(body)?)?;
+    let change = change(&state, WebhookRequest::from_body(body)?)?;
     if change.url.is_none()
         && change.events.is_none()
+        && change.segments.is_none()
         && change.secret.is_none()
         && change.active.is_none()
     {
         return Err(ApiError::invalid(vec![FieldError::request(
             "url",
-            "or `events`, `secret` or `active` is required: a change names at least one",
+            "or `events`, `segments`, `secret` or `active` is required: a change names at least one",
         )]));
     }
     let writer = state.clone();

@@ -20,6 +20,9 @@ pub struct WebhookDef {
     pub url: String,
     /// Which of [`EVENTS`] it receives.
     pub events: Vec<String>,
+    /// The rule segments whose events it receives; empty for every segment and cluster.
+    #[serde(default)]
+    pub segments: Vec<u64>,
     /// The key of each delivery's HMAC signature.
     pub secret: String,
     /// Whether deliveries are being made.
@@ -37,9 +40,11 @@ pub struct WebhookDef {
 }
 
 impl WebhookDef {
-    /// Whether it receives events named `event`.
-    pub fn wants(&self, event: &str) -> bool {
+    /// Whether it receives an event named `event` about rule segment `segment` (`None`
+    /// for a cluster).
+    pub fn wants(&self, event: &str, segment: Option<u64>) -> bool {
         self.events.iter().any(|e| e == event)
+            && (self.segments.is_empty() || segment.is_some_and(|s| self.segments.contains(&s)))
     }
 
     /// The `X-Persona-Delivery` id of outbox entry `sequence`.
@@ -191,6 +196,7 @@ mod tests {
             id: 1,
             url: "http://x/".into(),
             events: vec![EVENTS[0].into()],
+            segments: vec![4],
             secret: new_secret(),
             active: true,
             disabled_reason: None,
@@ -199,6 +205,10 @@ mod tests {
             salt,
         };
         let (a, b) = (def(Uuid::new_v4()), def(Uuid::new_v4()));
+        assert!(a.wants("segment.entered", Some(4)));
+        assert!(!a.wants("segment.entered", Some(5)), "another segment");
+        assert!(!a.wants("segment.entered", None), "a cluster");
+        assert!(!a.wants("segment.exited", Some(4)), "another event");
         assert_eq!(a.delivery_id(7), a.delivery_id(7));
         assert_ne!(a.delivery_id(7), a.delivery_id(8));
         assert_ne!(a.delivery_id(7), b.delivery_id(7));

@@ -140,11 +140,7 @@ pub(crate) async fn attempt(
 /// An outbox entry made into a delivery's body: the entry's fields after `id` (the
 /// delivery id), `webhook_id` and `sequence` (its place in the outbox), in the entry's
 /// own order. `None` for an entry that is not a JSON object naming its event.
-fn delivery_body(def: &WebhookDef, sequence: u64, raw: &[u8]) -> Option<(String, Bytes)> {
-    #[derive(Deserialize)]
-    struct Head {
-        event: String,
-    }
+fn delivery_body(def: &WebhookDef, sequence: u64, raw: &[u8]) -> Option<(Head, Bytes)> {
     let head: Head = serde_json::from_slice(raw).ok()?;
     let raw = raw.trim_ascii();
     let fields = raw.strip_prefix(b"{")?.trim_ascii_start();
@@ -158,7 +154,14 @@ fn delivery_body(def: &WebhookDef, sequence: u64, raw: &[u8]) -> Option<(String,
         body.push(b',');
     }
     body.extend_from_slice(fields);
-    Some((head.event, body.into()))
+    Some((head, body.into()))
+}
+
+/// What a delivery is chosen by: the event's name, and the rule segment it concerns.
+#[derive(Deserialize)]
+struct Head {
+    event: String,
+    segment_id: Option<u64>,
 }
 
 /// Runs a store call on a blocking thread (it may wait for the disk).
@@ -204,8 +207,8 @@ impl Worker {
             for (sequence, raw) in page {
                 let mut sent = false;
                 match delivery_body(&self.def, sequence, &raw) {
-                    Some((event, body)) if self.def.wants(&event) => {
-                        if !self.deliver(sequence, &event, body).await {
+                    Some((head, body)) if self.def.wants(&head.event, head.segment_id) => {
+                        if !self.deliver(sequence, &head.event, body).await {
                             return;
                         }
                         sent = true;
@@ -413,6 +416,7 @@ mod tests {
             id: 3,
             url: "http://127.0.0.1:1/".into(),
             events: vec!["segment.entered".into()],
+            segments: Vec::new(),
             secret: "a secret of some length".into(),
             active: true,
             disabled_reason: None,
@@ -425,9 +429,12 @@ mod tests {
     #[test]
     fn the_body_is_the_entry_with_the_delivery_in_front() {
         let d = def();
-        let (event, body) =
+        let (head, body) =
             delivery_body(&d, 12, br#"{"event":"segment.entered","user_id":"u1"}"#).unwrap();
-        assert_eq!(event, "segment.entered");
+        assert_eq!(
+            (head.event.as_str(), head.segment_id),
+            ("segment.entered", None)
+        );
         let expected = format!(
             r#"{{"id":"{}","webhook_id":3,"sequence":12,"event":"segment.entered","user_id":"u1"}}"#,
             d.delivery_id(12)

@@ -31,6 +31,7 @@ pub struct WebhookView {
 pub struct WebhookChange {
     pub url: Option<String>,
     pub events: Option<Vec<String>>,
+    pub segments: Option<Vec<u64>>,
     pub secret: Option<String>,
     pub active: Option<bool>,
 }
@@ -182,6 +183,7 @@ impl Webhooks {
         &self,
         url: String,
         events: Vec<String>,
+        segments: Vec<u64>,
         secret: String,
         active: bool,
     ) -> Result<WebhookDef, StoreError> {
@@ -196,6 +198,7 @@ impl Webhooks {
             id,
             url,
             events,
+            segments,
             secret,
             active,
             disabled_reason: None,
@@ -229,6 +232,9 @@ impl Webhooks {
         }
         if let Some(events) = change.events {
             def.events = events;
+        }
+        if let Some(segments) = change.segments {
+            def.segments = segments;
         }
         if let Some(secret) = change.secret {
             def.secret = secret;

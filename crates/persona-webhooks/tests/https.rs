@@ -142,6 +142,7 @@ async fn ping_with(ca_file: Option<&Path>, data: &Path, url: &str) -> persona_we
                 .create(
                     url,
                     vec![EVENTS[0].to_owned()],
+                    Vec::new(),
                     "a secret of the test".into(),
                     true,
                 )

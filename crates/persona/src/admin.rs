@@ -134,6 +134,7 @@ pub async fn webhooks(args: AdminArgs, command: WebhooksCommand) -> anyhow::Resu
         WebhooksCommand::Create {
             endpoint,
             events,
+            segments,
             secret,
         } => {
             let events = if events.is_empty() {
@@ -141,7 +142,7 @@ pub async fn webhooks(args: AdminArgs, command: WebhooksCommand) -> anyhow::Resu
             } else {
                 events
             };
-            let mut body = json!({"url": endpoint, "events": events});
+            let mut body = json!({"url": endpoint, "events": events, "segments": segments});
             if let Some(secret) = secret {
                 body["secret"] = secret.into();
             }
@@ -151,6 +152,7 @@ pub async fn webhooks(args: AdminArgs, command: WebhooksCommand) -> anyhow::Resu
             id,
             endpoint,
             events,
+            segments,
             secret,
             enable,
             disable,
@@ -162,6 +164,9 @@ pub async fn webhooks(args: AdminArgs, command: WebhooksCommand) -> anyhow::Resu
             if let Some(events) = events {
                 body.insert("events".into(), events.into());
             }
+            if let Some(segments) = segments {
+                body.insert("segments".into(), segments.into());
+            }
             if let Some(secret) = secret {
                 body.insert("secret".into(), secret.into());
             }
@@ -169,7 +174,9 @@ pub async fn webhooks(args: AdminArgs, command: WebhooksCommand) -> anyhow::Resu
                 body.insert("active".into(), enable.into());
             }
             if body.is_empty() {
-                bail!("give at least one of --endpoint, --events, --secret, --enable, --disable");
+                bail!(
+                    "give at least one of --endpoint, --events, --segments, --secret, --enable, --disable"
+                );
             }
             let path = format!("/v1/webhooks/{id}");
             api.call(Method::PUT, &path, Some(Value::Object(body)))

@@ -519,6 +519,10 @@ pub enum WebhooksCommand {
         /// Events to send, comma-separated [default: segment.entered,segment.exited].
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
+        /// Only these rule segments' events, by id, comma-separated [default: every
+        /// segment and cluster].
+        #[arg(long, value_delimiter = ',')]
+        segments: Vec<u64>,
         /// The signing secret (8 to 256 characters); generated, and printed once, if not
         /// given.
         #[arg(long)]
@@ -532,6 +536,9 @@ pub enum WebhooksCommand {
         endpoint: Option<String>,
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
+        /// Only these rule segments' events (an empty value for every one again).
+        #[arg(long, value_delimiter = ',', num_args = 0..)]
+        segments: Option<Vec<u64>>,
         #[arg(long)]
         secret: Option<String>,
         /// Turns it on again (it goes on from the entry where it stopped).

@@ -661,11 +661,13 @@ fn schemas() -> Value {
     all.insert("WebhookRequest".into(), json!({ "type": "object", "additionalProperties": false, "properties": {
             "url": { "type": "string", "format": "uri", "description": "http or https" },
             "events": { "type": "array", "minItems": 1, "items": { "enum": ["segment.entered", "segment.exited"] } },
+            "segments": { "type": "array", "items": { "type": "integer" }, "description": "Only these rule segments' events; empty or left out for every segment and cluster" },
             "secret": { "type": "string", "minLength": 8, "maxLength": 256, "description": "Generated when left out" },
             "active": { "type": "boolean" } } }));
     all.insert("Webhook".into(), json!({ "type": "object", "properties": {
             "id": { "type": "integer" }, "url": string,
             "events": { "type": "array", "items": string },
+            "segments": { "type": "array", "items": { "type": "integer" } },
             "active": { "type": "boolean" },
             "disabled_reason": { "type": ["string", "null"] },
             "created_at": time, "updated_at": time,

@@ -516,3 +516,48 @@ async fn a_failing_webhook_is_turned_off_and_resumes_where_it_stopped() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_webhook_for_some_segments_receives_only_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start(0).await;
+    let server = Server::start(dir.path());
+    let (url, http) = (server.url(), Http::default());
+    let buyers = create_segment(&http, &url, "buyers", "computed.frequency >= 1").await;
+    let repeat = create_segment(&http, &url, "repeat", "computed.frequency >= 2").await;
+    let hooks = format!("{url}/v1/webhooks");
+    for (segments, field) in [(json!([987]), "segments[0]"), (json!("1"), "segments")] {
+        let body =
+            json!({"url": receiver.url, "events": ["segment.entered"], "segments": segments});
+        let (status, err) = http.admin("POST", &hooks, Some(&body)).await.unwrap();
+        assert_eq!(status, 400, "{err}");
+        assert_eq!(err["error"]["details"][0]["field"], field, "{err}");
+    }
+    let body =
+        json!({"url": receiver.url, "events": ["segment.entered"], "segments": [repeat["id"]]});
+    let (status, hook) = http.admin("POST", &hooks, Some(&body)).await.unwrap();
+    assert_eq!(status, 201, "{hook}");
+    assert_eq!(hook["segments"], json!([repeat["id"]]));
+
+    // u1 enters both segments, u2 only "buyers": only u1's entry into "repeat" is sent.
+    for (user, n) in [("u1", 1), ("u1", 2), ("u2", 1)] {
+        purchase(&http, &url, user, n).await;
+    }
+    http.wait_processed(&url).await;
+    let this = format!("{hooks}/{}", hook["id"]);
+    webhook_when(&http, &this, "the webhook to catch up", |w| {
+        w["delivery"]["behind"] == 0 && w["delivery"]["state"] == "idle"
+    })
+    .await;
+    let got = receiver.received();
+    let seen: Vec<(&str, &str)> = got
+        .iter()
+        .map(|r| {
+            (
+                r.body["user_id"].as_str().unwrap(),
+                r.body["segment"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("u1", "repeat")], "not {} nor u2", buyers["name"]);
+}
