@@ -301,6 +301,8 @@ pub enum BenchCommand {
     /// Live segments: back-fill over a big store, live model training beside `persona
     /// cluster`, and the work 100 rule segments and a model add to each event.
     Segments(BenchSegmentsArgs),
+    /// Webhooks: signed segment entries delivered to local receivers, deliveries/s.
+    Webhooks(BenchWebhooksArgs),
     /// (internal) A server whose handler does nothing: the ceiling for `bench ingest`.
     #[command(hide = true)]
     NoopServer(NoopServerArgs),
@@ -411,6 +413,19 @@ pub struct BenchClusterArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BenchWebhooksArgs {
+    /// Customers, and so segment entries each webhook receives.
+    #[arg(long, default_value_t = 20_000)]
+    pub customers: usize,
+    /// Webhooks, each with a receiver of its own.
+    #[arg(long, default_value_t = 1)]
+    pub webhooks: usize,
+    /// Seconds to wait for every delivery before failing.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_seconds: u64,
 }
 
 #[derive(Args)]

@@ -92,6 +92,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 command: BenchCommand::Cluster(args),
             } => bench::cluster::cluster(args),
+            Command::Bench {
+                command: BenchCommand::Webhooks(args),
+            } => bench::webhooks::webhooks(args).await,
         }
     });
     match result {

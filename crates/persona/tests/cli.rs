@@ -1130,3 +1130,23 @@ fn bench_ingest_sweeps_connection_counts_and_draws_them_with_the_collector_alone
         String::from_utf8_lossy(&zero.stderr)
     );
 }
+
+/// `persona bench webhooks` subscribes local receivers, back-fills a segment every customer
+/// is in, and reports when every receiver has taken every entry. Timings are not judged.
+#[test]
+fn bench_webhooks_counts_every_delivery_to_every_receiver() {
+    let out = run(&["bench", "webhooks", "--customers", "150", "--webhooks", "2"]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("150 deliveries to each of 2 webhook(s)"),
+        "{printed}"
+    );
+    let zero = run(&["bench", "webhooks", "--webhooks", "0"]);
+    assert!(!zero.status.success());
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--webhooks"));
+}

@@ -14,6 +14,7 @@ pub mod profiles;
 mod rounds;
 mod scrape;
 pub mod segments;
+pub mod webhooks;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
