@@ -8,20 +8,6 @@ use std::time::Duration;
 use common::{ADMIN, Http, KEY, Server, poll};
 use serde_json::{Value, json};
 
-async fn purchase(http: &Http, url: &str, user: &str, n: u32) {
-    let (status, body) = http
-        .post(
-            url,
-            "/v1/track",
-            KEY,
-            &json!({"userId": user, "event": "Order Completed", "messageId": format!("{user}-{n}"),
-                    "properties": {"revenue": 100}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-}
-
 /// The segment once its member count reaches `want` (the back-fill runs in the background).
 async fn members_reach(http: &Http, url: &str, id: &Value, want: u64) -> Value {
     let what = format!("segment {id} to reach {want} members");
@@ -66,7 +52,7 @@ async fn segments_are_back_filled_kept_live_and_report_each_entry_and_exit() {
     let server = Server::start(dir.path());
     let (url, http) = (server.url(), Http::default());
     for (user, n) in [("u1", 1), ("u1", 2), ("u2", 1)] {
-        purchase(&http, &url, user, n).await;
+        http.purchase(&url, user, n).await;
     }
     http.wait_processed(&url).await;
 
@@ -143,7 +129,7 @@ async fn segments_are_back_filled_kept_live_and_report_each_entry_and_exit() {
     );
 
     // A purchase that crosses the threshold enters the customer, once.
-    purchase(&http, &url, "u1", 3).await;
+    http.purchase(&url, "u1", 3).await;
     http.wait_processed(&url).await;
     members_reach(&http, &url, &repeat["id"], 1).await;
     let (_, profile) = http

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use common::{ADMIN, Http, KEY, Server, poll};
+use common::{ADMIN, Http, Server, poll};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -149,20 +149,6 @@ fn config(dir: &std::path::Path, webhooks: &str) -> std::path::PathBuf {
     path
 }
 
-async fn purchase(http: &Http, url: &str, user: &str, n: u32) {
-    let (status, body) = http
-        .post(
-            url,
-            "/v1/track",
-            KEY,
-            &json!({"userId": user, "event": "Order Completed", "messageId": format!("{user}-{n}"),
-                    "properties": {"revenue": 100}}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{body}");
-}
-
 async fn create_segment(http: &Http, url: &str, name: &str, rule: &str) -> Value {
     let (status, seg) = http
         .admin(
@@ -240,7 +226,7 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
 
     // Entries before the webhook existed are not sent to it.
     let early = create_segment(&http, &url, "early buyers", "computed.frequency >= 1").await;
-    purchase(&http, &url, "u0", 1).await;
+    http.purchase(&url, "u0", 1).await;
     http.wait_processed(&url).await;
     // Deleted, so that u1 does not enter it below; u0's exit is written now, before the
     // webhook exists.
@@ -276,8 +262,8 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
     // One customer enters a segment: the receiver refuses twice, then takes it.
     // u0 bought once before, so only u1 enters.
     create_segment(&http, &url, "buyers", "computed.frequency >= 2").await;
-    purchase(&http, &url, "u1", 1).await;
-    purchase(&http, &url, "u1", 2).await;
+    http.purchase(&url, "u1", 1).await;
+    http.purchase(&url, "u1", 2).await;
     let got = receiver.until(3).await;
     let entered = &got[2];
     assert!(
@@ -360,7 +346,7 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
     assert_eq!(status, 200, "{w}");
     let caught_up = |w: &Value| w["delivery"]["behind"] == 0 && w["delivery"]["state"] == "idle";
     let anyone = create_segment(&http, &url, "anyone", "true").await;
-    purchase(&http, &url, "u2", 1).await;
+    http.purchase(&url, "u2", 1).await;
     http.wait_processed(&url).await;
     let got = receiver.until(5).await;
     let before_exits = webhook_when(&http, &this, "the entries to be delivered", caught_up).await;
@@ -420,7 +406,7 @@ async fn segment_changes_reach_a_webhook_signed_in_order_and_retried_until_taken
         .await
         .unwrap();
     assert_eq!(status, 200);
-    purchase(&http, &url, "u3", 1).await;
+    http.purchase(&url, "u3", 1).await;
     http.wait_processed(&url).await;
     poll("the back-fill", Duration::from_millis(20), || async {
         let (_, s) = http.get(&anyone, Some(ADMIN)).await.unwrap();
@@ -465,7 +451,7 @@ async fn a_failing_webhook_is_turned_off_and_resumes_where_it_stopped() {
     let id = hook["id"].as_u64().unwrap();
     let this = format!("{url}/v1/webhooks/{id}");
     create_segment(&http, &url, "buyers", "computed.frequency >= 1").await;
-    purchase(&http, &url, "u1", 1).await;
+    http.purchase(&url, "u1", 1).await;
 
     let w = webhook_when(&http, &this, "the webhook to be turned off", |w| {
         w["active"] == false
@@ -541,7 +527,7 @@ async fn a_webhook_for_some_segments_receives_only_theirs() {
 
     // u1 enters both segments, u2 only "buyers": only u1's entry into "repeat" is sent.
     for (user, n) in [("u1", 1), ("u1", 2), ("u2", 1)] {
-        purchase(&http, &url, user, n).await;
+        http.purchase(&url, user, n).await;
     }
     http.wait_processed(&url).await;
     let this = format!("{hooks}/{}", hook["id"]);

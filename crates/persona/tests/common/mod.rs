@@ -266,6 +266,14 @@ impl Http {
         Ok((status, resp.into_body().collect().await?.to_bytes()))
     }
 
+    /// Tracks purchase `n` (revenue 100, its own `messageId`) of `user`, acknowledged.
+    pub async fn purchase(&self, base: &str, user: &str, n: u32) {
+        let body = serde_json::json!({"userId": user, "event": "Order Completed",
+            "messageId": format!("{user}-{n}"), "properties": {"revenue": 100}});
+        let (status, answer) = self.post(base, "/v1/track", KEY, &body).await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+
     /// Waits until the processor has applied every record in the log.
     pub async fn wait_processed(&self, base: &str) {
         poll(
