@@ -52,11 +52,8 @@ impl WarningsCache {
 }
 
 /// Warnings per segment; segments without any are left out.
-pub(crate) fn warnings(
-    store: &dyn ProfileStore,
-    live: &Live,
-) -> Result<HashMap<SegmentId, Vec<String>>, StoreError> {
-    let mut out: HashMap<SegmentId, Vec<String>> = HashMap::new();
+pub(crate) fn warnings(store: &dyn ProfileStore, live: &Live) -> Result<Warnings, StoreError> {
+    let mut out = Warnings::new();
     if live.segments.is_empty() {
         return Ok(out);
     }
