@@ -4,7 +4,8 @@
 //! (`/events`) and segment history (`/history`), and rule segments (`/v1/segments`, CRUD and
 //! members), RFM edges (`/v1/rfm`), cluster models (`/v1/models`: trained on the
 //! profiles, read, activated), webhooks (`/v1/webhooks`: CRUD and a test delivery), and
-//! the read API as GraphQL (`POST /graphql`), behind the admin token. It reads through the
+//! the read API as GraphQL (`POST /graphql`) and SQL over the warehouse (`POST /v1/sql`),
+//! behind the admin token. It reads through the
 //! [`ProfileStore`] trait, so it serves the embedded store and the scale-out stores alike,
 //! and it reuses the collector's error type so every endpoint answers errors the same way.
 
@@ -16,6 +17,7 @@ mod models;
 mod profiles;
 mod rfm;
 mod segments;
+mod sql;
 mod webhooks;
 
 use std::path::PathBuf;
@@ -26,6 +28,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use persona_rules::SegmentRegistry;
 use persona_store::ProfileStore;
+use persona_warehouse::Warehouse;
 use persona_webhooks::Webhooks;
 
 pub use graphql::sdl as graphql_schema;
@@ -33,6 +36,7 @@ pub use guard::WarningsCache;
 pub use models::{load_models, train_on_profiles};
 pub use persona_collector::ApiError;
 pub use rfm::{load_rfm, refit_rfm};
+pub use sql::{DEFAULT_ROWS as SQL_DEFAULT_ROWS, MAX_ROWS as SQL_MAX_ROWS};
 
 /// Whether profiles may be missing recent events (the processor is failing or far behind).
 pub type Staleness = Arc<dyn Fn() -> bool + Send + Sync>;
@@ -56,6 +60,8 @@ pub struct ApiState {
     pub webhooks: Arc<Webhooks>,
     /// The over-segmentation warnings last computed, served again for a few seconds.
     pub warnings: Arc<WarningsCache>,
+    /// SQL over the lake and the live tables.
+    pub warehouse: Arc<Warehouse>,
 }
 
 /// 404 with the error body: `message` says what is not there.
@@ -124,6 +130,7 @@ pub fn router(state: ApiState) -> Router {
                 .delete(webhooks::delete),
         )
         .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
+        .route("/v1/sql", post(sql::query))
         .route("/graphql", post(graphql::execute))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -15,14 +15,14 @@ use crate::cli::{AdminArgs, ModelsCommand, SegmentsCommand, TrainArgs, WebhooksC
 use crate::client::http_client;
 
 /// One server's admin API, authenticated with its admin token.
-struct AdminClient {
+pub(crate) struct AdminClient {
     client: Client<HttpConnector, Full<Bytes>>,
     base: String,
     auth: String,
 }
 
 impl AdminClient {
-    fn new(args: &AdminArgs) -> anyhow::Result<Self> {
+    pub(crate) fn new(args: &AdminArgs) -> anyhow::Result<Self> {
         let token = match &args.admin_token {
             Some(t) => t.clone(),
             None => {
@@ -47,7 +47,12 @@ impl AdminClient {
     }
 
     /// Sends one request and returns the answer's JSON, or the server's error as the error.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
         let req = Request::builder()
             .method(method.clone())

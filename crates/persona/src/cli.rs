@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -55,6 +55,9 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// One read-only SQL statement over a running server's warehouse (its /v1/sql API):
+    /// the `events` lake, `profiles`, `segments` and `segment_members`.
+    Sql(SqlArgs),
     /// Inspect the event log.
     Log {
         #[command(subcommand)]
@@ -303,6 +306,9 @@ pub enum BenchCommand {
     Segments(BenchSegmentsArgs),
     /// Webhooks: signed segment entries delivered to local receivers, deliveries/s.
     Webhooks(BenchWebhooksArgs),
+    /// The lake and SQL: the lake's back-fill rate, and queries timed beside DuckDB on the
+    /// same Parquet files.
+    Sql(BenchSqlArgs),
     /// (internal) A server whose handler does nothing: the ceiling for `bench ingest`.
     #[command(hide = true)]
     NoopServer(NoopServerArgs),
@@ -416,6 +422,22 @@ pub struct BenchClusterArgs {
 }
 
 #[derive(Args)]
+pub struct BenchSqlArgs {
+    /// Customers simulated over --days (each with dozens of events).
+    #[arg(long, default_value_t = 20_000)]
+    pub customers: usize,
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Runs of each query, after one to warm up; the fastest counts.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// A Python that imports duckdb, the reference [default: $PERSONA_TEST_PYTHON, else
+    /// python3].
+    #[arg(long)]
+    pub python: Option<String>,
+}
+
+#[derive(Args)]
 pub struct BenchWebhooksArgs {
     /// Customers, and so segment entries each webhook receives.
     #[arg(long, default_value_t = 20_000)]
@@ -460,6 +482,31 @@ pub struct CollectorServerArgs {
 }
 
 /// The data folder used when none is given.
+#[derive(Args)]
+pub struct SqlArgs {
+    /// The statement, e.g. "SELECT event, count(*) FROM events GROUP BY event"; `-` reads
+    /// it from standard input.
+    pub query: String,
+    /// Most rows to print [default 1000, at most 100000].
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// How to print the answer.
+    #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+    pub format: SqlFormat,
+    #[command(flatten)]
+    pub server: AdminArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SqlFormat {
+    /// Aligned columns, for reading.
+    Table,
+    /// The API's answer as it is: columns, rows, row_count, truncated.
+    Json,
+    /// CSV with a header row, for other tools.
+    Csv,
+}
+
 /// Which running server an admin command talks to, and with which token.
 #[derive(Args)]
 pub struct AdminArgs {

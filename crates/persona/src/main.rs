@@ -24,6 +24,7 @@ mod say;
 mod serve;
 mod settings;
 mod simulate;
+mod sqlcmd;
 mod table;
 mod write_deadline;
 
@@ -68,6 +69,7 @@ fn main() -> std::process::ExitCode {
             Command::Segments { server, command } => admin::segments(server, command).await,
             Command::Models { server, command } => admin::models(server, command).await,
             Command::Webhooks { server, command } => admin::webhooks(server, command).await,
+            Command::Sql(args) => sqlcmd::sql(args).await,
             Command::Log {
                 command: LogCommand::Stats(args),
             } => logcmd::stats(args),
@@ -95,6 +97,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 command: BenchCommand::Webhooks(args),
             } => bench::webhooks::webhooks(args).await,
+            Command::Bench {
+                command: BenchCommand::Sql(args),
+            } => bench::sql::sql(args).await,
         }
     });
     match result {

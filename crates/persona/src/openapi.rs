@@ -571,6 +571,43 @@ fn graphql(paths: &mut Map<String, Value>) {
     );
 }
 
+fn sql(paths: &mut Map<String, Value>) {
+    add(
+        paths,
+        "/v1/sql",
+        "post",
+        Op::new(
+            "warehouse",
+            "One read-only SQL statement over `events` (the Parquet lake, partitioned by `date` and `hour`), `profiles`, `segments` and `segment_members`",
+        )
+        .body(json!({ "type": "object", "required": ["query"], "additionalProperties": false,
+            "properties": {
+                "query": { "type": "string", "maxLength": 65536,
+                           "examples": ["SELECT event, count(*) FROM events WHERE date = '2024-05-01' GROUP BY event"] },
+                "limit": { "type": "integer", "minimum": 1, "maximum": persona_api::SQL_MAX_ROWS,
+                           "default": persona_api::SQL_DEFAULT_ROWS } } }))
+        .answer(
+            200,
+            answer(
+                "The columns with their Arrow types, and the rows as arrays in column order",
+                Some(json!({ "type": "object",
+                    "required": ["columns", "rows", "row_count", "truncated", "elapsed_ms"],
+                    "properties": {
+                        "columns": { "type": "array", "items": { "type": "object", "properties": {
+                            "name": { "type": "string" }, "type": { "type": "string" } } } },
+                        "rows": { "type": "array", "items": { "type": "array" } },
+                        "row_count": { "type": "integer" },
+                        "truncated": { "type": "boolean", "description": "More rows than `limit` were found" },
+                        "elapsed_ms": { "type": "number" } } })),
+            ),
+        )
+        .answer(400, error("The statement is invalid (`invalid_sql`), would change something (`read_only`), or needs more memory than allowed (`too_expensive`)"))
+        .answer(408, error("The query ran past `sql.timeout_seconds`"))
+        .answer(413, error("The statement is longer than 64 KiB"))
+        .answer(429, error("`sql.concurrent_queries` queries are running; retry after `Retry-After`")),
+    );
+}
+
 fn schemas() -> Value {
     let string = json!({ "type": "string" });
     let object = json!({ "type": "object" });
@@ -693,6 +730,7 @@ fn document() -> Value {
     models_and_rfm(&mut paths);
     webhooks(&mut paths);
     graphql(&mut paths);
+    sql(&mut paths);
     let header = |description: &str| {
         json!({ "description": description, "required": true,
                                               "schema": { "type": "string" } })
@@ -709,7 +747,7 @@ fn document() -> Value {
         "tags": [
             { "name": "ingestion", "description": "Segment HTTP Tracking API, for Segment's and RudderStack's SDKs" },
             { "name": "profiles" }, { "name": "segments" }, { "name": "models" },
-            { "name": "webhooks" }, { "name": "operations" }
+            { "name": "webhooks" }, { "name": "warehouse" }, { "name": "operations" }
         ],
         "paths": paths,
         "webhooks": {

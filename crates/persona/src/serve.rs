@@ -84,6 +84,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     processor_metrics.register(metrics.registry_mut());
     let webhook_metrics = WebhookMetrics::default();
     webhook_metrics.register(metrics.registry_mut());
+    let lake_metrics = persona_lake::LakeMetrics::default();
+    lake_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
     let wakeup = Wakeup::default();
     let log_dir = data_dir.join("log");
@@ -141,6 +143,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Dropped at the end of `run`: stops the processor after its batch in progress.
     let _processor = persona_stream::spawn(processor, log.clone(), wakeup)
         .context("cannot start the processor thread")?;
+    let lake_dir = data_dir.join("lake");
+    // Dropped at the end of `run` too: the lake writer flushes what it has gathered.
+    let _lake = if settings.lake.enabled {
+        Some(
+            persona_lake::spawn(
+                log.clone(),
+                lake_dir.clone(),
+                settings.lake.clone(),
+                lake_metrics,
+            )
+            .context("cannot start the lake writer")?,
+        )
+    } else {
+        // Retention must not keep the log for a lake that is no longer written.
+        log.consumers().unregister(persona_lake::CONSUMER)?;
+        None
+    };
+    let warehouse =
+        persona_warehouse::Warehouse::open(lake_dir, store.clone(), settings.sql.clone())
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("cannot open the SQL warehouse")?;
 
     // Generated only under the log's lock (two servers started on one folder at once would
     // otherwise each print a key of their own and leave one of them in the file), and only
@@ -175,6 +199,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         segments_lock: Arc::default(),
         webhooks,
         warnings: Arc::default(),
+        warehouse: Arc::new(warehouse),
     });
     let app = persona_collector::router_with(
         collector_state.clone(),

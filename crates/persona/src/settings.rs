@@ -8,8 +8,10 @@ use anyhow::Context;
 use ipnet::IpNet;
 use persona_collector::CollectorConfig;
 use persona_collector::client_ip::{default_trusted_proxies, parse_network};
+use persona_lake::{LakeConfig, ValidLakeConfig};
 use persona_log::{LogConfig, RetentionPolicy};
 use persona_stream::StreamConfig;
+use persona_warehouse::WarehouseLimits;
 use persona_webhooks::{ValidWebhookConfig, WebhookConfig};
 use serde::Deserialize;
 
@@ -39,6 +41,54 @@ pub struct FileConfig {
     /// How webhook deliveries are attempted.
     #[serde(default)]
     pub webhooks: WebhookConfig,
+    /// How the event lake is written.
+    #[serde(default)]
+    pub lake: LakeConfig,
+    /// Limits on SQL queries.
+    #[serde(default)]
+    pub sql: SqlSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSection {
+    /// Longest a query may run, in seconds [default 60].
+    pub timeout_seconds: Option<f64>,
+    /// Memory in MiB that running queries may hold for joins, sorts and aggregations
+    /// together [default 2048].
+    pub memory_mib: Option<usize>,
+    /// Queries that may run at once; more get 429 [default 2].
+    pub concurrent_queries: Option<usize>,
+}
+
+impl SqlSection {
+    fn limits(&self) -> anyhow::Result<WarehouseLimits> {
+        let defaults = WarehouseLimits::default();
+        let timeout = match self.timeout_seconds {
+            None => defaults.timeout,
+            Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => {
+                std::time::Duration::from_secs_f64(s)
+            }
+            Some(s) => {
+                anyhow::bail!("sql.timeout_seconds must be more than 0 and at most 86400, not {s}")
+            }
+        };
+        let memory_bytes = match self.memory_mib {
+            None => defaults.memory_bytes,
+            Some(m) if (16..=1 << 20).contains(&m) => m << 20,
+            Some(m) => anyhow::bail!("sql.memory_mib must be from 16 to 1048576, not {m}"),
+        };
+        let concurrent = match self.concurrent_queries {
+            None => defaults.concurrent,
+            Some(n) if (1..=64).contains(&n) => n,
+            Some(n) => anyhow::bail!("sql.concurrent_queries must be from 1 to 64, not {n}"),
+        };
+        Ok(WarehouseLimits {
+            timeout,
+            memory_bytes,
+            concurrent,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -95,6 +145,8 @@ pub struct Settings {
     pub http: ConnectionLimits,
     pub processor: StreamConfig,
     pub webhooks: ValidWebhookConfig,
+    pub lake: ValidLakeConfig,
+    pub sql: WarehouseLimits,
 }
 
 impl Settings {
@@ -177,6 +229,8 @@ impl Settings {
             http: connection_limits(&file.http)?,
             processor: file.processor,
             webhooks: file.webhooks.validate().map_err(anyhow::Error::msg)?,
+            lake: file.lake.validate().map_err(anyhow::Error::msg)?,
+            sql: file.sql.limits()?,
         })
     }
 }

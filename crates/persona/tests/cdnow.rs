@@ -17,13 +17,9 @@ use serde_json::json;
 const AS_OF: &str = "1998-07-01T00:00:00Z";
 const DAY_MS: i64 = 86_400_000;
 
-fn python() -> String {
-    std::env::var("PERSONA_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 /// The data file, found without importing `lifetimes` (scripts/test installs it).
 fn cdnow_master() -> String {
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .args([
             "-c",
             "import importlib.util, os; s = importlib.util.find_spec('lifetimes'); print(os.path.join(os.path.dirname(s.origin), 'datasets', 'CDNOW_master.txt'))",
@@ -184,7 +180,7 @@ for i, r in enumerate(rows):
     fm = -(-(F + M) // 2)
     print(r["user"], R, F, M, grid[R][fm - 1], sep="\t")
 "#;
-    let out = Command::new(python())
+    let out = Command::new(common::python())
         .args(["-c", script, csv.to_str().unwrap()])
         .output()
         .unwrap();

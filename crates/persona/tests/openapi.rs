@@ -52,8 +52,7 @@ async fn the_document_is_valid_names_every_route_and_each_answers() {
     // Valid against the OpenAPI 3.1 schema, as client generators will read it.
     let file = dir.path().join("openapi.json");
     std::fs::write(&file, doc.to_string()).unwrap();
-    let python = std::env::var("PERSONA_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = std::process::Command::new(python)
+    let out = std::process::Command::new(common::python())
         .args([
             "-c",
             "import json, sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print('valid')",

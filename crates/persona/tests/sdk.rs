@@ -57,10 +57,6 @@ send('single', 1).then(() => send('batched', 6)).then(() => {
 })
 "#;
 
-fn python() -> String {
-    std::env::var("PERSONA_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 #[tokio::test]
 async fn segments_python_sdk_sends_every_call_type() {
     sdk_sends_every_call_type("segment.analytics").await;
@@ -74,7 +70,7 @@ async fn rudderstacks_python_sdk_sends_every_call_type() {
 async fn sdk_sends_every_call_type(module: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path());
-    let mut python = Command::new(python());
+    let mut python = Command::new(common::python());
     python.args(["-c", SCRIPT, &server.url(), KEY, module]);
     run_sdk(python, module);
     check_what_arrived(&mut server, dir.path(), ["plain", "gz"], "analytics-python").await;

@@ -4,6 +4,7 @@
 //! Servers run as child processes of this command, so the load generator's CPU use is the
 //! same for persona and for the reference.
 
+mod api;
 mod chart;
 pub mod cluster;
 pub mod collector_alone;
@@ -14,6 +15,7 @@ pub mod profiles;
 mod rounds;
 mod scrape;
 pub mod segments;
+pub mod sql;
 pub mod webhooks;
 
 use std::io::{BufRead, BufReader};
@@ -58,6 +60,19 @@ pub struct Server {
 }
 
 impl Server {
+    /// `persona serve` (this binary) on a free loopback port with the bench's keys, on
+    /// the data folder `data`, with `extra` arguments.
+    pub fn serve(data: &std::path::Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start(
+            Command::new(std::env::current_exe()?)
+                .args(["serve", "--listen", "127.0.0.1:0", "--write-key", WRITE_KEY])
+                .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
+                .arg(data)
+                .args(extra)
+                .env("PERSONA_LOG", "warn"),
+        )
+    }
+
     pub fn start(cmd: &mut Command) -> anyhow::Result<Self> {
         let mut child = cmd
             .stdout(Stdio::piped())

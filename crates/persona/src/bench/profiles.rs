@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ADMIN_TOKEN, Conn, Phase, Req, Server, WRITE_KEY, open_loop};
+use super::{Conn, Phase, Req, Server, WRITE_KEY, open_loop};
 use crate::cli::BenchProfilesArgs;
 use crate::client::progress_bar;
 
@@ -139,13 +139,7 @@ pub async fn profiles(args: BenchProfilesArgs) -> anyhow::Result<()> {
     noop.stop();
     // Started only now, so that its start-up (opening the store, warming the store's cache)
     // does not share the cores with the no-op handler's measurement.
-    let mut server = Server::start(
-        Command::new(&exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--write-key", WRITE_KEY])
-            .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
-            .arg(&data)
-            .env("PERSONA_LOG", "warn"),
-    )?;
+    let mut server = Server::serve(&data, &[])?;
     // Warm the connections a little, as a running site would have, and give the start-up
     // time to finish.
     open_loop(

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use axum::http::StatusCode;
-use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, header};
+use hyper::Method;
 use serde_json::{Value, json};
 
-use super::{ADMIN_TOKEN, Server, WRITE_KEY};
+use super::Server;
+use super::api::Api;
 use crate::cli::BenchWebhooksArgs;
 
 /// Customers sent in one batch request.
@@ -48,41 +47,8 @@ pub async fn webhooks(args: BenchWebhooksArgs) -> anyhow::Result<()> {
         bail!("--customers and --webhooks must be at least 1");
     }
     let data = tempfile::tempdir()?;
-    let exe = std::env::current_exe()?;
-    let server = Server::start(
-        std::process::Command::new(&exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--write-key", WRITE_KEY])
-            .args(["--admin-token", ADMIN_TOKEN, "--data-dir"])
-            .arg(data.path())
-            .env("PERSONA_LOG", "warn"),
-    )?;
-    let base = format!("http://{}", server.addr);
-    let (client, _) = crate::client::http_client(&base)?;
-    let call = |method: Method, path: &str, auth: String, body: Value| {
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{base}{path}"))
-            .header(header::AUTHORIZATION, auth)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .expect("a valid request");
-        let (client, path) = (client.clone(), path.to_owned());
-        async move {
-            let answer = client.request(request).await?;
-            let status = answer.status();
-            let bytes = answer.into_body().collect().await?.to_bytes();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            if !status.is_success() {
-                bail!("{path} answered {status}: {body}");
-            }
-            anyhow::Ok(body)
-        }
-    };
-    let write = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
-    );
-    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let server = Server::serve(data.path(), &[])?;
+    let api = Api::new(&server)?;
 
     println!(
         "sending {} customers, then {} webhook(s) receive one segment entry each",
@@ -92,39 +58,27 @@ pub async fn webhooks(args: BenchWebhooksArgs) -> anyhow::Result<()> {
         let batch: Vec<Value> = (first..(first + BATCH).min(args.customers))
             .map(|i| json!({"type": "identify", "userId": format!("c{i}"), "traits": {"n": i}}))
             .collect();
-        call(
-            Method::POST,
-            "/v1/batch",
-            write.clone(),
-            json!({ "batch": batch }),
-        )
-        .await?;
+        api.ingest("/v1/batch", json!({ "batch": batch })).await?;
     }
-    loop {
-        let ready = call(Method::GET, "/readyz", admin.clone(), Value::Null).await;
-        if ready.is_ok_and(|r| r["processor"]["lag_records"] == 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    api.wait_processed().await;
     let mut receivers = Vec::with_capacity(args.webhooks);
     for _ in 0..args.webhooks {
         let r = receiver().await?;
         let hook = json!({"url": r.url, "events": ["segment.entered"]});
-        call(Method::POST, "/v1/webhooks", admin.clone(), hook).await?;
+        api.admin(Method::POST, "/v1/webhooks", hook).await?;
         receivers.push(r);
     }
 
     let started = Instant::now();
     let segment = json!({"name": "everyone", "rule": "true"});
-    let created = call(Method::POST, "/v1/segments", admin.clone(), segment).await?;
+    let created = api.admin(Method::POST, "/v1/segments", segment).await?;
     let path = format!("/v1/segments/{}", created["id"]);
     let want = args.customers as u64;
     let mut backfilled = None;
     let deadline = started + Duration::from_secs(args.timeout_seconds);
     loop {
         if backfilled.is_none() {
-            let seg = call(Method::GET, &path, admin.clone(), Value::Null).await?;
+            let seg = api.admin(Method::GET, &path, Value::Null).await?;
             if seg["backfill"]["state"] == "done" {
                 backfilled = Some(started.elapsed());
             }

@@ -44,6 +44,11 @@ pub fn run_ok(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// The Python with the test packages (scripts/test sets up its virtualenv).
+pub fn python() -> String {
+    std::env::var("PERSONA_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 /// A running `persona serve`.
 pub struct Server {
     child: Child,

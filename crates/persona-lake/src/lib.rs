@@ -1,0 +1,25 @@
+//! persona's lake: every event of the log, as Parquet, in Hive partitions.
+//!
+//! The lake writer is one more consumer of the event log, with its own committed offset
+//! (`lake` in `persona log stats`). It gathers events for `flush_seconds` or `max_rows`,
+//! writes one Parquet file per partition touched (`events/date=YYYY-MM-DD/hour=HH/`, by
+//! the event's corrected `timestamp`, in UTC), and commits its offset only once every file
+//! of the flush is on disk. Files are named after the log offsets they hold, so a crash
+//! between a file's rename and the commit is undone at the next start by deleting the
+//! files past the committed offset, and the events are written again: each event is in
+//! the lake exactly once.
+//!
+//! Any engine that reads Parquet with Hive partitions reads the lake as it is (DataFusion,
+//! DuckDB, Spark, Trino); `persona-warehouse` serves SQL over it.
+
+mod config;
+mod files;
+mod metrics;
+mod rows;
+mod writer;
+
+pub use config::{LakeConfig, ValidLakeConfig};
+pub use files::{EVENTS_TABLE, events_dir};
+pub use metrics::LakeMetrics;
+pub use rows::events_schema;
+pub use writer::{CONSUMER, LakeError, LakeHandle, spawn};

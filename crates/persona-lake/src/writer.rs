@@ -1,0 +1,241 @@
+//! The lake writer's thread: read the log, gather rows by partition, flush, commit.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use persona_log::{EventLog, LogError, LogReader};
+
+use crate::config::ValidLakeConfig;
+use crate::files;
+use crate::metrics::LakeMetrics;
+use crate::rows::{self, Partition, Rows};
+
+/// The lake writer's consumer name in the log.
+pub const CONSUMER: &str = "lake";
+
+/// Records read from the log at a time.
+const READ_BATCH: usize = 4096;
+/// How long the writer sleeps when it has read everything (a stop wakes it sooner).
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// How long it waits before trying again after a flush failed (a full disk, say).
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Why the lake writer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("lake folder {path}: {cause}")]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+}
+
+/// The running lake writer. Dropping it stops the writer after it has flushed what it
+/// has gathered.
+pub struct LakeHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LakeHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts the lake writer on a thread of its own, writing `lake_dir/events`. Registers
+/// its consumer (a new one starts at the oldest record still in the log) and first removes
+/// what an earlier run wrote past its committed offset.
+pub fn spawn(
+    log: Arc<EventLog>,
+    lake_dir: PathBuf,
+    config: ValidLakeConfig,
+    metrics: LakeMetrics,
+) -> Result<LakeHandle, LakeError> {
+    let committed = log.register_consumer(CONSUMER)?;
+    let table = files::events_dir(&lake_dir);
+    let removed = files::remove_uncommitted(&table, committed).map_err(|cause| LakeError::Io {
+        path: table.clone(),
+        cause,
+    })?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            committed,
+            "removed lake files past the committed offset; their events are written again"
+        );
+    }
+    let mut reader = log.reader()?;
+    reader.seek(committed);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writer = Writer {
+        log,
+        reader,
+        table,
+        config,
+        metrics,
+        failure: None,
+        pending: BTreeMap::new(),
+        first: committed,
+        end: committed,
+        oldest: None,
+    };
+    let thread = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("persona-lake".into())
+            .spawn(move || writer.run(&stop))
+            .map_err(|cause| LakeError::Io {
+                path: lake_dir,
+                cause,
+            })?
+    };
+    Ok(LakeHandle {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+struct Writer {
+    log: Arc<EventLog>,
+    reader: LogReader,
+    table: PathBuf,
+    config: ValidLakeConfig,
+    metrics: LakeMetrics,
+    /// The last failure, said once rather than at every retry.
+    failure: Option<String>,
+    pending: BTreeMap<Partition, Rows>,
+    /// The offsets gathered: from `first` (the committed offset) to `end`.
+    first: u64,
+    end: u64,
+    /// When the oldest gathered event was read.
+    oldest: Option<Instant>,
+}
+
+impl Writer {
+    fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Acquire) {
+            let read = match self.read() {
+                Ok(n) => n,
+                Err(e) => {
+                    self.fail(format!("cannot read the event log: {e}"));
+                    std::thread::park_timeout(RETRY_PAUSE);
+                    continue;
+                }
+            };
+            let behind = self.log.next_offset().saturating_sub(self.first);
+            self.metrics
+                .lag
+                .set(i64::try_from(behind).unwrap_or(i64::MAX));
+            let gathered: usize = self.pending.values().map(Rows::len).sum();
+            let due = self
+                .oldest
+                .is_some_and(|t| t.elapsed() >= self.config.flush_interval);
+            if self.end > self.first && (gathered >= self.config.max_rows || due) {
+                if let Err(e) = self.flush() {
+                    self.fail(e);
+                    std::thread::park_timeout(RETRY_PAUSE);
+                    continue;
+                }
+            }
+            if read == 0 {
+                std::thread::park_timeout(IDLE_WAIT);
+            }
+        }
+        // Stopping: what was gathered is written, so a clean stop leaves the lake
+        // current. A failure here is harmless: the next start reads those events again.
+        if self.end > self.first
+            && let Err(e) = self.flush()
+        {
+            tracing::warn!(error = %e, "cannot write the lake's last events before stopping; they are written at the next start");
+        }
+    }
+
+    /// Reads one batch of records into the pending rows; returns how many it read.
+    fn read(&mut self) -> Result<usize, LogError> {
+        let records = self.reader.read_batch(READ_BATCH)?;
+        for record in &records {
+            match rows::read(&record.payload) {
+                Ok((partition, parsed)) => self
+                    .pending
+                    .entry(partition)
+                    .or_insert_with(Rows::new)
+                    .push(record.offset, &parsed),
+                Err(rows::Unreadable(reason)) => {
+                    self.metrics.unreadable.inc();
+                    tracing::warn!(offset = record.offset, %reason, "log record left out of the lake");
+                }
+            }
+            self.end = record.offset + 1;
+        }
+        if !records.is_empty() && self.oldest.is_none() {
+            self.oldest = Some(Instant::now());
+        }
+        Ok(records.len())
+    }
+
+    /// Writes a file to every partition gathered, then commits the offset. On failure the
+    /// files written are removed and the events are read again from the committed offset.
+    fn flush(&mut self) -> Result<(), String> {
+        let name = files::file_name(self.first, self.end);
+        let pending = std::mem::take(&mut self.pending);
+        let mut written = (0, 0, 0);
+        let mut result = Ok(());
+        for (partition, mut rows) in pending {
+            let batch = rows.finish();
+            let dir = self.table.join(partition.path());
+            match files::write_atomically(&dir, &name, &batch) {
+                Ok(bytes) => {
+                    written.0 += batch.num_rows() as u64;
+                    written.1 += 1;
+                    written.2 += bytes;
+                }
+                Err(e) => {
+                    result = Err(format!("cannot write {}: {e}", dir.join(&name).display()));
+                    break;
+                }
+            }
+        }
+        let result = result.and_then(|()| {
+            self.log
+                .commit(CONSUMER, self.end)
+                .map_err(|e| format!("cannot commit the lake's offset: {e}"))
+        });
+        if let Err(e) = result {
+            // Undo: nothing past the committed offset may stay, or it would be written twice.
+            if let Err(undo) = files::remove_uncommitted(&self.table, self.first) {
+                tracing::warn!(error = %undo, "cannot remove the files of a failed lake flush; the next start removes them");
+            }
+            self.reader.seek(self.first);
+            self.end = self.first;
+            self.oldest = None;
+            return Err(e);
+        }
+        self.first = self.end;
+        self.oldest = None;
+        self.metrics.events.inc_by(written.0);
+        self.metrics.files.inc_by(written.1);
+        self.metrics.bytes.inc_by(written.2);
+        self.metrics.failing.set(0);
+        self.failure = None;
+        Ok(())
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.failure.as_ref() != Some(&reason) {
+            tracing::error!(error = %reason, "lake writer failed; retrying");
+        }
+        self.failure = Some(reason);
+        self.metrics.failing.set(1);
+    }
+}

@@ -1,0 +1,161 @@
+//! persona's SQL warehouse: Apache DataFusion over the lake and the live profile store.
+//!
+//! Tables:
+//! - `events`: every event in the Parquet lake (`persona-lake`), with its Hive partition
+//!   columns `date` and `hour`, so a filter on them reads only those folders.
+//! - `profiles`: every live profile with its computed figures as of the query.
+//! - `segments`: the rule segments; `segment_members`: who is in each, now.
+//!
+//! Queries are read-only (no DDL, DML, `COPY` or `SET`), run on a runtime of their own
+//! at a lower CPU priority so that ingestion keeps its acknowledgements fast, within a
+//! memory pool and a time limit, and return at most a requested number of rows. Besides
+//! DataFusion's functions there is `json_get(json, key, ...)` for the JSON columns.
+
+mod error;
+mod json_get;
+mod live;
+mod output;
+mod runtime;
+mod tables;
+
+pub use error::QueryError;
+pub use output::{Column, QueryResult};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use persona_store::ProfileStore;
+use tokio::sync::Semaphore;
+
+/// Limits on queries.
+#[derive(Debug, Clone)]
+pub struct WarehouseLimits {
+    /// Longest a query may run.
+    pub timeout: Duration,
+    /// Memory the queries' joins, sorts and aggregations may hold together.
+    pub memory_bytes: usize,
+    /// Queries run at once; more are refused (429) rather than queued without bound.
+    pub concurrent: usize,
+}
+
+impl Default for WarehouseLimits {
+    fn default() -> Self {
+        WarehouseLimits {
+            timeout: Duration::from_secs(60),
+            memory_bytes: 2 << 30,
+            concurrent: 2,
+        }
+    }
+}
+
+/// The SQL warehouse of one data folder.
+pub struct Warehouse {
+    context: SessionContext,
+    runtime: runtime::QueryRuntime,
+    running: Arc<Semaphore>,
+    limits: WarehouseLimits,
+}
+
+impl Warehouse {
+    /// A warehouse over the lake in `lake_dir` and the profiles and segments in `store`.
+    pub async fn open(
+        lake_dir: PathBuf,
+        store: Arc<dyn ProfileStore>,
+        limits: WarehouseLimits,
+    ) -> Result<Self, QueryError> {
+        let runtime = runtime::QueryRuntime::start().map_err(QueryError::internal)?;
+        let memory = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .build_arc()?;
+        let config = SessionConfig::new()
+            .with_target_partitions(runtime.threads())
+            .with_information_schema(true);
+        let context = SessionContext::new_with_config_rt(config, memory);
+        context.register_udf(json_get::udf());
+
+        let events = persona_lake::events_dir(&lake_dir);
+        persona_core::durable::create_dir_all(&events).map_err(QueryError::internal)?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![
+                ("date".into(), DataType::Utf8),
+                ("hour".into(), DataType::Utf8),
+            ]);
+        let url = format!("file://{}/", absolute(&events)?.display());
+        context
+            .register_listing_table(
+                persona_lake::EVENTS_TABLE,
+                url,
+                options,
+                Some(persona_lake::events_schema()),
+                None,
+            )
+            .await?;
+        tables::register(&context, store)?;
+        Ok(Warehouse {
+            context,
+            runtime,
+            running: Arc::new(Semaphore::new(limits.concurrent)),
+            limits,
+        })
+    }
+
+    /// Runs one read-only statement and returns at most `max_rows` rows of its answer.
+    pub async fn query(&self, sql: &str, max_rows: usize) -> Result<QueryResult, QueryError> {
+        let _running = self
+            .running
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| QueryError::Busy {
+                running: self.limits.concurrent,
+            })?;
+        let started = Instant::now();
+        let context = self.context.clone();
+        let sql = sql.to_owned();
+        let run = async move {
+            let read_only = SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false);
+            let frame = context.sql_with_options(&sql, read_only).await?;
+            // One row past the limit tells whether the answer was cut.
+            let frame = frame.limit(0, Some(max_rows.saturating_add(1)))?;
+            let schema = frame.schema().as_arrow().clone();
+            let batches = frame.collect().await?;
+            Ok::<_, QueryError>((schema, batches))
+        };
+        let timeout = self.limits.timeout;
+        // On the query runtime, so a heavy query shares the cores with the server's own
+        // workers instead of occupying them; dropped at the time limit, which cancels it.
+        let task = self
+            .runtime
+            .spawn(async move { tokio::time::timeout(timeout, run).await });
+        // A caller that goes away (a client hanging up) cancels its query.
+        let _cancel = CancelOnDrop(task.abort_handle());
+        let (schema, batches) = match task.await {
+            Ok(Ok(answer)) => answer?,
+            Ok(Err(_)) => return Err(QueryError::Timeout { limit: timeout }),
+            Err(e) => return Err(QueryError::internal(e)),
+        };
+        output::QueryResult::from_batches(&schema, &batches, max_rows, started.elapsed())
+    }
+}
+
+struct CancelOnDrop(tokio::task::AbortHandle);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn absolute(path: &std::path::Path) -> Result<PathBuf, QueryError> {
+    std::path::absolute(path).map_err(QueryError::internal)
+}
