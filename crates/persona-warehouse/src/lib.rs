@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::ListingOptions;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -71,8 +72,13 @@ impl Warehouse {
         limits: WarehouseLimits,
     ) -> Result<Self, QueryError> {
         let runtime = runtime::QueryRuntime::start().map_err(QueryError::internal)?;
+        // No cache of the lake's file list: DataFusion keeps one by default, for good, which
+        // would hide every file the lake writer adds after the first query. Listing local
+        // folders costs little beside reading the files.
+        let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
         let memory = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_cache_manager(caches)
             .build_arc()?;
         let config = SessionConfig::new()
             .with_target_partitions(runtime.threads())

@@ -226,6 +226,29 @@ async fn sql_reads_the_lake_profiles_and_segments() {
     assert_eq!(answer["rows"], json!([["m1"], ["m2"]]));
     assert_eq!(answer["truncated"], true);
 
+    // Events sent after the first queries show up in later ones.
+    let late = json!({"type": "track", "userId": "u9", "event": "Signed Up", "messageId": "m6",
+                      "timestamp": "2024-05-03T08:00:00Z"});
+    let (status, answer) = http.post(&base, "/v1/track", KEY, &late).await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    poll(
+        "a later event in the lake",
+        Duration::from_millis(50),
+        || {
+            let (http, base) = (&http, &base);
+            async move {
+                let n = rows(
+                    http,
+                    base,
+                    "SELECT count(*) FROM events WHERE date = '2024-05-03'",
+                )
+                .await;
+                (n == json!([[1]])).then_some(())
+            }
+        },
+    )
+    .await;
+
     refusals(&http, &base, dir.path()).await;
     cli(&base);
 }
@@ -295,13 +318,14 @@ fn cli(base: &str) {
         String::from_utf8(out)
             .unwrap()
             .lines()
-            .take(4)
+            .take(5)
             .collect::<Vec<_>>(),
         [
             "event           | n",
             "----------------+--",
             "Order Completed | 2",
             "Product Viewed  | 1",
+            "Signed Up       | 1",
         ]
     );
     let out = common::run_ok(&[
@@ -316,7 +340,7 @@ fn cli(base: &str) {
     ]);
     assert_eq!(
         String::from_utf8(out).unwrap(),
-        "event,n\nOrder Completed,2\nProduct Viewed,1\n"
+        "event,n\nOrder Completed,2\nProduct Viewed,1\nSigned Up,1\n"
     );
     let failed = common::run(&[
         "sql",
