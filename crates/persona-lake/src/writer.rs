@@ -141,12 +141,13 @@ impl Writer {
             let due = self
                 .oldest
                 .is_some_and(|t| t.elapsed() >= self.config.flush_interval);
-            if self.end > self.first && (gathered >= self.config.max_rows || due) {
-                if let Err(e) = self.flush() {
-                    self.fail(e);
-                    std::thread::park_timeout(RETRY_PAUSE);
-                    continue;
-                }
+            if self.end > self.first
+                && (gathered >= self.config.max_rows || due)
+                && let Err(e) = self.flush()
+            {
+                self.fail(e);
+                std::thread::park_timeout(RETRY_PAUSE);
+                continue;
             }
             if read == 0 {
                 std::thread::park_timeout(IDLE_WAIT);

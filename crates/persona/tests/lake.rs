@@ -85,11 +85,13 @@ async fn the_lake_holds_every_logged_event_once_across_sigkill() {
         .iter()
         .map(|r| r[0].as_str().unwrap().to_string())
         .collect();
-    let acked = acked.lock().unwrap();
     let missing: Vec<_> = acked
+        .lock()
+        .unwrap()
         .iter()
         .filter(|id| !in_lake.contains(*id))
         .take(5)
+        .cloned()
         .collect();
     assert!(
         missing.is_empty(),
