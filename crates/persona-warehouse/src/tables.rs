@@ -43,6 +43,11 @@ pub(crate) fn register(
     Ok(())
 }
 
+/// A table's page as a batch; a mismatch with its schema is a bug, reported as the store's.
+fn batch(schema: SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch, StoreError> {
+    RecordBatch::try_new(schema, columns).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
 fn utc_micros() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
@@ -200,10 +205,7 @@ fn profiles(store: &dyn ProfileStore) -> Result<Vec<RecordBatch>, StoreError> {
         let mut at = TimestampMicrosecondBuilder::with_capacity(page.len()).with_timezone("UTC");
         at.append_value_n(as_of.timestamp_micros(), page.len());
         columns.push(Arc::new(at.finish()));
-        batches.push(
-            RecordBatch::try_new(profiles_schema(), columns)
-                .map_err(|e| StoreError::Backend(e.to_string()))?,
-        );
+        batches.push(batch(profiles_schema(), columns)?);
         Ok::<_, StoreError>(())
     })?;
     Ok(batches)
@@ -249,9 +251,7 @@ fn segments(store: &dyn ProfileStore) -> Result<Vec<RecordBatch>, StoreError> {
         Arc::new(created.finish()),
         Arc::new(updated.finish()),
     ];
-    let batch = RecordBatch::try_new(segments_schema(), columns)
-        .map_err(|e| StoreError::Backend(e.to_string()))?;
-    Ok(vec![batch])
+    Ok(vec![batch(segments_schema(), columns)?])
 }
 
 fn members_schema() -> SchemaRef {
@@ -296,10 +296,7 @@ fn members(store: &dyn ProfileStore) -> Result<Vec<RecordBatch>, StoreError> {
             Arc::new(user_id.finish()),
             Arc::new(anonymous_id.finish()),
         ];
-        batches.push(
-            RecordBatch::try_new(members_schema(), columns)
-                .map_err(|e| StoreError::Backend(e.to_string()))?,
-        );
+        batches.push(batch(members_schema(), columns)?);
         Ok::<_, StoreError>(())
     })?;
     Ok(batches)
