@@ -89,13 +89,6 @@ struct Message<'a> {
     context: Option<&'a RawValue>,
 }
 
-/// The two properties `revenue` is read from.
-#[derive(Deserialize)]
-struct Money {
-    revenue: Option<serde_json::Value>,
-    total: Option<serde_json::Value>,
-}
-
 /// A Hive partition: the UTC date and hour of the events in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Partition {
@@ -170,7 +163,9 @@ pub(crate) fn read(payload: &[u8]) -> Result<(Partition, Parsed<'_>), Unreadable
         sent_at: optional(&m.sent_at),
         timestamp,
         received_at,
-        revenue: m.properties.and_then(revenue),
+        revenue: m
+            .properties
+            .and_then(|p| persona_stream::revenue_of(p.get())),
         message: m,
     };
     Ok((Partition::of(timestamp), parsed))
@@ -184,17 +179,6 @@ pub(crate) struct Parsed<'a> {
     sent_at: Option<DateTime<Utc>>,
     received_at: DateTime<Utc>,
     revenue: Option<f64>,
-}
-
-/// `properties.revenue`, else `properties.total`, as a number or a numeric string.
-fn revenue(properties: &RawValue) -> Option<f64> {
-    let money: Money = serde_json::from_str(properties.get()).ok()?;
-    let number = |v: Option<serde_json::Value>| match v? {
-        serde_json::Value::Number(n) => n.as_f64(),
-        serde_json::Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
-        _ => None,
-    };
-    number(money.revenue).or_else(|| number(money.total))
 }
 
 /// An id or name as text: a JSON string unquoted, a number as written, null as null.
@@ -300,6 +284,20 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Float64Type, TimestampMicrosecondType};
+
+    #[test]
+    fn revenue_is_read_as_the_profiles_read_it() {
+        let revenue = |properties: &str| {
+            let logged = format!(
+                r#"{{"type":"track","event":"Order Completed","userId":"u1","messageId":"m","timestamp":"2024-05-01T00:00:00Z","receivedAt":"2024-05-01T00:00:00Z","properties":{properties}}}"#
+            );
+            read(logged.as_bytes()).unwrap().1.revenue
+        };
+        // A repeated key: the last wins, as in the profiles, instead of costing the amount.
+        assert_eq!(revenue(r#"{"revenue":1,"revenue":7.5}"#), Some(7.5));
+        assert_eq!(revenue(r#"{"total":" 3 "}"#), Some(3.0));
+        assert_eq!(revenue(r#"{"revenue":"x"}"#), None);
+    }
 
     #[test]
     fn a_logged_message_becomes_a_row_with_its_json_kept_as_sent() {

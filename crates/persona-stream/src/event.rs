@@ -181,6 +181,22 @@ pub(crate) struct Properties<'a> {
 }
 last_key_wins!(Properties { "revenue" => revenue, "total" => total, "category" => category });
 
+impl Properties<'_> {
+    /// `revenue`, else `total`.
+    fn amount(&self) -> Option<f64> {
+        self.revenue.number().or_else(|| self.total.number())
+    }
+}
+
+/// The amount in a message's `properties` (JSON text) as the profiles count it: `revenue`,
+/// else `total`, a number or a string holding one, the last of a repeated key. The lake's
+/// `revenue` column reads it here, so SQL sums what the profiles do.
+pub fn revenue_of(properties: &str) -> Option<f64> {
+    serde_json::from_str::<Properties<'_>>(properties)
+        .ok()?
+        .amount()
+}
+
 #[derive(Default)]
 pub(crate) struct Library<'a> {
     name: Lenient<'a>,
@@ -303,11 +319,8 @@ impl<'a> Event<'a> {
                 let is = |names: &[String]| names.iter().any(|n| n == name);
                 ObservedKind::Track {
                     name,
-                    purchase: is(&config.purchase_events).then(|| {
-                        props
-                            .and_then(|p| p.revenue.number().or_else(|| p.total.number()))
-                            .unwrap_or(0.0)
-                    }),
+                    purchase: is(&config.purchase_events)
+                        .then(|| props.and_then(Properties::amount).unwrap_or(0.0)),
                     email: if is(&config.email_open_events) {
                         Some(EmailAction::Opened)
                     } else if is(&config.email_click_events) {

@@ -21,7 +21,7 @@ mod status;
 mod wakeup;
 
 pub use config::{ConfigError, StreamConfig, ValidStreamConfig};
-pub use event::ENRICHMENT_SOURCE;
+pub use event::{ENRICHMENT_SOURCE, revenue_of};
 pub use filter::DropReason;
 pub use metrics::ProcessorMetrics;
 pub use processor::{CONSUMER, Processor, ProcessorError, ProcessorHandle, spawn};
