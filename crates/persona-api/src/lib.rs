@@ -4,8 +4,8 @@
 //! (`/events`) and segment history (`/history`), and rule segments (`/v1/segments`, CRUD and
 //! members), RFM edges (`/v1/rfm`), cluster models (`/v1/models`: trained on the
 //! profiles, read, activated), webhooks (`/v1/webhooks`: CRUD and a test delivery), and
-//! the read API as GraphQL (`POST /graphql`) and SQL over the warehouse (`POST /v1/sql`),
-//! behind the admin token. It reads through the
+//! the read API as GraphQL (`POST /graphql`), SQL over the warehouse (`POST /v1/sql`) and
+//! the scheduled jobs (`/v1/jobs`: listed, run on request), behind the admin token. It reads through the
 //! [`ProfileStore`] trait, so it serves the embedded store and the scale-out stores alike,
 //! and it reuses the collector's error type so every endpoint answers errors the same way.
 
@@ -13,6 +13,7 @@ mod auth;
 mod body;
 mod graphql;
 mod guard;
+mod jobs;
 mod models;
 mod profiles;
 mod rfm;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
+use persona_jobs::Jobs;
 use persona_rules::SegmentRegistry;
 use persona_store::ProfileStore;
 use persona_warehouse::Warehouse;
@@ -62,6 +64,8 @@ pub struct ApiState {
     pub warnings: Arc<WarningsCache>,
     /// SQL over the lake and the live tables.
     pub warehouse: Arc<Warehouse>,
+    /// The scheduled jobs.
+    pub jobs: Arc<Jobs>,
 }
 
 /// 404 with the error body: `message` says what is not there.
@@ -131,6 +135,8 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/v1/webhooks/{id}/ping", post(webhooks::ping))
         .route("/v1/sql", post(sql::query))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{name}/run", post(jobs::run))
         .route("/graphql", post(graphql::execute))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

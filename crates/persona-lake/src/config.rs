@@ -17,6 +17,10 @@ pub struct LakeConfig {
     pub flush_seconds: f64,
     /// Events gathered in memory before a flush regardless of the time [default 50,000].
     pub max_rows: usize,
+    /// Size up to which compaction merges a partition's files into one, in MiB
+    /// [default 128]: large enough that a query opens few files, small enough that a
+    /// partition is read in parallel pieces.
+    pub compact_target_mib: u64,
 }
 
 impl Default for LakeConfig {
@@ -25,6 +29,7 @@ impl Default for LakeConfig {
             enabled: true,
             flush_seconds: 30.0,
             max_rows: 50_000,
+            compact_target_mib: 128,
         }
     }
 }
@@ -35,6 +40,7 @@ pub struct ValidLakeConfig {
     pub enabled: bool,
     pub flush_interval: Duration,
     pub max_rows: usize,
+    pub compact_target_bytes: u64,
 }
 
 impl LakeConfig {
@@ -55,10 +61,17 @@ impl LakeConfig {
                 self.max_rows
             ));
         }
+        if !(1..=16_384).contains(&self.compact_target_mib) {
+            return Err(format!(
+                "lake.compact_target_mib must be from 1 to 16384, not {}",
+                self.compact_target_mib
+            ));
+        }
         Ok(ValidLakeConfig {
             enabled: self.enabled,
             flush_interval: Duration::from_secs_f64(self.flush_seconds),
             max_rows: self.max_rows,
+            compact_target_bytes: self.compact_target_mib << 20,
         })
     }
 }
@@ -81,5 +94,14 @@ mod tests {
             ..LakeConfig::default()
         };
         assert!(bad.validate().unwrap_err().contains("lake.max_rows"));
+        let bad = LakeConfig {
+            compact_target_mib: 0,
+            ..LakeConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .contains("lake.compact_target_mib")
+        );
     }
 }

@@ -10,16 +10,23 @@
 //! the lake exactly once.
 //!
 //! Any engine that reads Parquet with Hive partitions reads the lake as it is (DataFusion,
-//! DuckDB, Spark, Trino); `persona-warehouse` serves SQL over it.
+//! DuckDB, Spark, Trino); `persona-warehouse` serves SQL over it. [`compact`] merges a
+//! partition's small files once they are committed, and [`StagedFile`] writes any other
+//! table of the lake (the profile snapshots) whole or not at all; [`LakeGate`] keeps the
+//! queries of this process from seeing a file swap half done.
 
+mod compact;
 mod config;
 mod files;
+mod gate;
 mod metrics;
 mod rows;
 mod writer;
 
+pub use compact::{CompactReport, compact};
 pub use config::{LakeConfig, ValidLakeConfig};
-pub use files::{EVENTS_TABLE, events_dir};
+pub use files::{EVENTS_TABLE, StagedFile, events_dir};
+pub use gate::LakeGate;
 pub use metrics::LakeMetrics;
 pub use rows::events_schema;
 pub use writer::{CONSUMER, LakeError, LakeHandle, spawn};

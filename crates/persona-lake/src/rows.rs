@@ -99,7 +99,7 @@ pub(crate) struct Partition {
 }
 
 impl Partition {
-    fn of(t: DateTime<Utc>) -> Self {
+    pub(crate) fn of(t: DateTime<Utc>) -> Self {
         Partition {
             year: t.year(),
             month: t.month(),

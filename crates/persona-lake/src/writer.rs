@@ -214,7 +214,7 @@ impl Writer {
         });
         if let Err(e) = result {
             // Undo: nothing past the committed offset may stay, or it would be written twice.
-            if let Err(undo) = files::remove_uncommitted(&self.table, self.first) {
+            if let Err(undo) = files::remove_failed_flush(&self.table, self.first) {
                 tracing::warn!(error = %undo, "cannot remove the files of a failed lake flush; the next start removes them");
             }
             self.reader.seek(self.first);

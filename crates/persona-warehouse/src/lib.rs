@@ -5,6 +5,8 @@
 //!   columns `date` and `hour`, so a filter on them reads only those folders.
 //! - `profiles`: every live profile with its computed figures as of the query.
 //! - `segments`: the rule segments; `segment_members`: who is in each, now.
+//! - `profile_snapshots`: the `profiles` table as it was at each daily snapshot, with its
+//!   partition column `snapshot_date` (written by [`Warehouse::snapshot_profiles`]).
 //!
 //! Queries are read-only (no DDL, DML, `COPY` or `SET`), run on a runtime of their own
 //! at a lower CPU priority so that ingestion keeps its acknowledgements fast, within a
@@ -16,12 +18,14 @@ mod json_get;
 mod live;
 mod output;
 mod runtime;
+mod snapshot;
 mod tables;
 
 pub use error::QueryError;
 pub use output::{Column, QueryResult};
+pub use snapshot::{PROFILE_SNAPSHOTS_TABLE, SnapshotReport};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,7 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use persona_lake::LakeGate;
 use persona_store::ProfileStore;
 use tokio::sync::Semaphore;
 
@@ -62,14 +67,19 @@ pub struct Warehouse {
     runtime: runtime::QueryRuntime,
     running: Arc<Semaphore>,
     limits: WarehouseLimits,
+    lake_dir: PathBuf,
+    store: Arc<dyn ProfileStore>,
+    gate: LakeGate,
 }
 
 impl Warehouse {
     /// A warehouse over the lake in `lake_dir` and the profiles and segments in `store`.
+    /// Its queries take turns at `gate` with the lake's maintenance.
     pub async fn open(
         lake_dir: PathBuf,
         store: Arc<dyn ProfileStore>,
         limits: WarehouseLimits,
+        gate: LakeGate,
     ) -> Result<Self, QueryError> {
         let runtime = runtime::QueryRuntime::start().map_err(QueryError::internal)?;
         // No cache of the lake's file list: DataFusion keeps one by default, for good, which
@@ -86,31 +96,38 @@ impl Warehouse {
         let context = SessionContext::new_with_config_rt(config, memory);
         context.register_udf(json_get::udf());
 
-        let events = persona_lake::events_dir(&lake_dir);
-        persona_core::durable::create_dir_all(&events).map_err(QueryError::internal)?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![
-                ("date".into(), DataType::Utf8),
-                ("hour".into(), DataType::Utf8),
-            ]);
-        let url = format!("file://{}/", absolute(&events)?.display());
-        context
-            .register_listing_table(
-                persona_lake::EVENTS_TABLE,
-                url,
-                options,
-                Some(persona_lake::events_schema()),
-                None,
-            )
-            .await?;
-        tables::register(&context, store)?;
+        register_lake_table(
+            &context,
+            persona_lake::EVENTS_TABLE,
+            &persona_lake::events_dir(&lake_dir),
+            &["date", "hour"],
+            persona_lake::events_schema(),
+        )
+        .await?;
+        register_lake_table(
+            &context,
+            PROFILE_SNAPSHOTS_TABLE,
+            &snapshot::snapshots_dir(&lake_dir),
+            &[snapshot::SNAPSHOT_DATE],
+            tables::profiles_schema(),
+        )
+        .await?;
+        tables::register(&context, store.clone())?;
         Ok(Warehouse {
             context,
             runtime,
             running: Arc::new(Semaphore::new(limits.concurrent)),
             limits,
+            lake_dir,
+            store,
+            gate,
         })
+    }
+
+    /// Writes today's profile snapshot (replacing one taken earlier today). Blocks for as
+    /// long as reading every profile takes: call it on a thread of its own.
+    pub fn snapshot_profiles(&self) -> std::io::Result<SnapshotReport> {
+        snapshot::write(&*self.store, &self.lake_dir, &self.gate, chrono::Utc::now())
     }
 
     /// Runs one read-only statement and returns at most `max_rows` rows of its answer.
@@ -125,7 +142,10 @@ impl Warehouse {
         let started = Instant::now();
         let context = self.context.clone();
         let sql = sql.to_owned();
+        let gate = self.gate.clone();
         let run = async move {
+            // From planning (which lists the files) to the last batch read.
+            let _turn = gate.read().await;
             let read_only = SQLOptions::new()
                 .with_allow_ddl(false)
                 .with_allow_dml(false)
@@ -162,6 +182,31 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn absolute(path: &std::path::Path) -> Result<PathBuf, QueryError> {
+/// Registers the Parquet files under `dir` (created if missing) as table `name`, with
+/// Hive partition columns `partitions` (text) from the folder names.
+async fn register_lake_table(
+    context: &SessionContext,
+    name: &str,
+    dir: &Path,
+    partitions: &[&str],
+    schema: datafusion::arrow::datatypes::SchemaRef,
+) -> Result<(), QueryError> {
+    persona_core::durable::create_dir_all(dir).map_err(QueryError::internal)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(
+            partitions
+                .iter()
+                .map(|p| (p.to_string(), DataType::Utf8))
+                .collect(),
+        );
+    let url = format!("file://{}/", absolute(dir)?.display());
+    context
+        .register_listing_table(name, url, options, Some(schema), None)
+        .await?;
+    Ok(())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, QueryError> {
     std::path::absolute(path).map_err(QueryError::internal)
 }

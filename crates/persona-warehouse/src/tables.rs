@@ -26,7 +26,15 @@ pub(crate) fn register(
     let tables: [(&'static str, SchemaRef, Arc<Build>); 3] = [
         ("profiles", profiles_schema(), {
             let store = store.clone();
-            Arc::new(move || profiles(&*store).map_err(|e| e.to_string()))
+            Arc::new(move || {
+                let mut batches = Vec::new();
+                profile_batches::<StoreError>(&*store, Utc::now(), |batch| {
+                    batches.push(batch);
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+                Ok(batches)
+            })
         }),
         ("segments", segments_schema(), {
             let store = store.clone();
@@ -151,7 +159,7 @@ impl FigureColumn {
     }
 }
 
-fn profiles_schema() -> SchemaRef {
+pub(crate) fn profiles_schema() -> SchemaRef {
     let mut fields = vec![
         Field::new("profile_id", DataType::UInt64, false),
         Field::new("user_id", DataType::Utf8, true),
@@ -169,10 +177,12 @@ fn profiles_schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Every profile as of now, a batch a page.
-fn profiles(store: &dyn ProfileStore) -> Result<Vec<RecordBatch>, StoreError> {
-    let as_of = Utc::now();
-    let mut batches = Vec::new();
+/// Every profile as of `as_of`, handed to `each` a batch a page.
+pub(crate) fn profile_batches<E: From<StoreError>>(
+    store: &dyn ProfileStore,
+    as_of: DateTime<Utc>,
+    mut each: impl FnMut(RecordBatch) -> Result<(), E>,
+) -> Result<(), E> {
     persona_store::for_each_page(store, PAGE, |page: &[(ProfileId, Profile)]| {
         let mut id = UInt64Builder::with_capacity(page.len());
         let mut user_id = StringBuilder::new();
@@ -205,10 +215,8 @@ fn profiles(store: &dyn ProfileStore) -> Result<Vec<RecordBatch>, StoreError> {
         let mut at = TimestampMicrosecondBuilder::with_capacity(page.len()).with_timezone("UTC");
         at.append_value_n(as_of.timestamp_micros(), page.len());
         columns.push(Arc::new(at.finish()));
-        batches.push(batch(profiles_schema(), columns)?);
-        Ok::<_, StoreError>(())
-    })?;
-    Ok(batches)
+        each(batch(profiles_schema(), columns)?)
+    })
 }
 
 fn segments_schema() -> SchemaRef {

@@ -1,5 +1,5 @@
-//! `persona segments …`, `persona models …` and `persona webhooks …`: the segment, model
-//! and webhook API of a running server from the command line. Each command makes one request and prints the server's
+//! `persona segments …`, `persona models …`, `persona webhooks …` and `persona jobs …`: the
+//! segment, model, webhook and job API of a running server from the command line. Each command makes one request and prints the server's
 //! JSON answer; an error answer goes to stderr with a non-zero exit, its message naming the
 //! field and the reason as the API does.
 
@@ -11,7 +11,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Map, Value, json};
 
-use crate::cli::{AdminArgs, ModelsCommand, SegmentsCommand, TrainArgs, WebhooksCommand};
+use crate::cli::{
+    AdminArgs, JobsCommand, ModelsCommand, SegmentsCommand, TrainArgs, WebhooksCommand,
+};
 use crate::client::http_client;
 
 /// One server's admin API, authenticated with its admin token.
@@ -204,6 +206,20 @@ pub async fn webhooks(args: AdminArgs, command: WebhooksCommand) -> anyhow::Resu
                 );
             }
             return Ok(());
+        }
+    };
+    print(&answer)
+}
+
+pub async fn jobs(args: AdminArgs, command: JobsCommand) -> anyhow::Result<()> {
+    let api = AdminClient::new(&args)?;
+    let answer = match command {
+        JobsCommand::List => api.call(Method::GET, "/v1/jobs", None).await?,
+        JobsCommand::Run { name } => {
+            // The name goes as one path segment, whatever was typed.
+            let name: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            api.call(Method::POST, &format!("/v1/jobs/{name}/run"), None)
+                .await?
         }
     };
     print(&answer)

@@ -55,6 +55,14 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhooksCommand,
     },
+    /// Scheduled jobs of a running server (its /v1/jobs API): list them, or run one now
+    /// (exits non-zero when the job fails, for a crontab or an orchestrator such as Airflow).
+    Jobs {
+        #[command(flatten)]
+        server: AdminArgs,
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// One read-only SQL statement over a running server's warehouse (its /v1/sql API):
     /// the `events` lake, `profiles`, `segments` and `segment_members`.
     Sql(SqlArgs),
@@ -431,6 +439,10 @@ pub struct BenchSqlArgs {
     /// Runs of each query, after one to warm up; the fastest counts.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// The lake's `max_rows` during the back-fill: small values write many small files, as
+    /// a server with steady traffic and 30-second flushes does over weeks.
+    #[arg(long, default_value_t = 50_000)]
+    pub lake_max_rows: usize,
     /// A Python that imports duckdb, the reference [default: $PERSONA_TEST_PYTHON, else
     /// python3].
     #[arg(long)]
@@ -564,6 +576,18 @@ pub enum SegmentsCommand {
         /// The `next_cursor` of the previous page.
         #[arg(long)]
         cursor: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// Every job with its schedule, next run and last run.
+    List,
+    /// Runs a job now and prints its run once it has finished: compact-lake,
+    /// snapshot-profiles.
+    Run {
+        /// The job's name.
+        name: String,
     },
 }
 

@@ -2,8 +2,8 @@
 //!
 //! This crate only parses the command line and wires the stages together; every stage's
 //! logic lives in its own crate (`persona-log`, `persona-collector`, ...). Commands:
-//! `serve`, `simulate`, `import`, `import-profiles`, `profiles export|stats`, `log stats` and
-//! `bench ingest|processor`.
+//! `serve`, `simulate`, `import`, `import-profiles`, `profiles export|stats`, `log stats`,
+//! the admin commands (`segments`, `models`, `webhooks`, `jobs`, `sql`) and `bench ...`.
 
 mod admin;
 mod bench;
@@ -17,6 +17,7 @@ mod jsonl;
 mod keys;
 mod lingering;
 mod logcmd;
+mod maintenance;
 mod openapi;
 mod paths;
 mod profiles;
@@ -69,6 +70,7 @@ fn main() -> std::process::ExitCode {
             Command::Segments { server, command } => admin::segments(server, command).await,
             Command::Models { server, command } => admin::models(server, command).await,
             Command::Webhooks { server, command } => admin::webhooks(server, command).await,
+            Command::Jobs { server, command } => admin::jobs(server, command).await,
             Command::Sql(args) => sqlcmd::sql(args).await,
             Command::Log {
                 command: LogCommand::Stats(args),

@@ -608,6 +608,59 @@ fn sql(paths: &mut Map<String, Value>) {
     );
 }
 
+fn jobs(paths: &mut Map<String, Value>) {
+    let time_or_null = json!({ "type": ["string", "null"], "format": "date-time" });
+    let run = json!({ "type": "object", "properties": {
+        "job": { "type": "string" },
+        "trigger": { "enum": ["schedule", "request"] },
+        "started_at": { "type": "string", "format": "date-time" },
+        "finished_at": { "type": "string", "format": "date-time" },
+        "duration_ms": { "type": "number" },
+        "outcome": { "enum": ["succeeded", "failed"] },
+        "result": { "type": "object", "description": "What the job did (compact-lake: files merged and written, bytes, rows; snapshot-profiles: date, profiles, bytes, path)" },
+        "error": { "type": "string" } } });
+    add(
+        paths,
+        "/v1/jobs",
+        "get",
+        Op::new(
+            "jobs",
+            "The scheduled jobs (compact-lake, snapshot-profiles): schedule, next run, last run",
+        )
+        .answer(
+            200,
+            answer(
+                "Every job",
+                Some(json!({ "type": "object", "properties": { "jobs": { "type": "array",
+                    "items": { "type": "object", "properties": {
+                        "name": { "type": "string" }, "description": { "type": "string" },
+                        "schedule": { "type": ["string", "null"],
+                                      "description": "A five-field cron expression in UTC; null when the job runs only on request" },
+                        "next_run": time_or_null, "running": { "type": "boolean" },
+                        "runs": { "type": "integer" }, "failures": { "type": "integer" },
+                        "last_run": { "oneOf": [run.clone(), { "type": "null" }] } } } } } })),
+            ),
+        ),
+    );
+    add(
+        paths,
+        "/v1/jobs/{name}/run",
+        "post",
+        Op::new("jobs", "Run a job now; answers once it has finished")
+            .param(path_param(
+                "name",
+                "The job: compact-lake or snapshot-profiles",
+            ))
+            .answer(200, answer("The job succeeded: its run", Some(run)))
+            .answer(404, error("No such job; the message lists the jobs"))
+            .answer(409, error("The job is running already (`already_running`)"))
+            .answer(
+                500,
+                error("The job failed (`job_failed`); the message says why"),
+            ),
+    );
+}
+
 fn schemas() -> Value {
     let string = json!({ "type": "string" });
     let object = json!({ "type": "object" });
@@ -731,6 +784,7 @@ fn document() -> Value {
     webhooks(&mut paths);
     graphql(&mut paths);
     sql(&mut paths);
+    jobs(&mut paths);
     let header = |description: &str| {
         json!({ "description": description, "required": true,
                                               "schema": { "type": "string" } })
@@ -747,7 +801,9 @@ fn document() -> Value {
         "tags": [
             { "name": "ingestion", "description": "Segment HTTP Tracking API, for Segment's and RudderStack's SDKs" },
             { "name": "profiles" }, { "name": "segments" }, { "name": "models" },
-            { "name": "webhooks" }, { "name": "warehouse" }, { "name": "operations" }
+            { "name": "webhooks" }, { "name": "warehouse" },
+            { "name": "jobs", "description": "Scheduled maintenance of the lake, also run on request" },
+            { "name": "operations" }
         ],
         "paths": paths,
         "webhooks": {

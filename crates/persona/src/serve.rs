@@ -86,6 +86,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     webhook_metrics.register(metrics.registry_mut());
     let lake_metrics = persona_lake::LakeMetrics::default();
     lake_metrics.register(metrics.registry_mut());
+    let job_metrics = persona_jobs::JobMetrics::default();
+    job_metrics.register(metrics.registry_mut());
     let metrics = Arc::new(metrics);
     let wakeup = Wakeup::default();
     let log_dir = data_dir.join("log");
@@ -160,11 +162,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         log.consumers().unregister(persona_lake::CONSUMER)?;
         None
     };
-    let warehouse =
-        persona_warehouse::Warehouse::open(lake_dir, store.clone(), settings.sql.clone())
-            .await
-            .map_err(anyhow::Error::msg)
-            .context("cannot open the SQL warehouse")?;
+    let gate = persona_lake::LakeGate::default();
+    let warehouse = Arc::new(
+        persona_warehouse::Warehouse::open(
+            lake_dir.clone(),
+            store.clone(),
+            settings.sql.clone(),
+            gate.clone(),
+        )
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("cannot open the SQL warehouse")?,
+    );
+    // Dropped before the lake writer: a job in progress finishes first.
+    let (jobs, _scheduler) = persona_jobs::Jobs::start(
+        crate::maintenance::jobs(&settings, log.clone(), lake_dir, gate, warehouse.clone()),
+        job_metrics,
+    )
+    .context("cannot start the job scheduler")?;
 
     // Generated only under the log's lock (two servers started on one folder at once would
     // otherwise each print a key of their own and leave one of them in the file), and only
@@ -199,7 +214,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         segments_lock: Arc::default(),
         webhooks,
         warnings: Arc::default(),
-        warehouse: Arc::new(warehouse),
+        warehouse,
+        jobs,
     });
     let app = persona_collector::router_with(
         collector_state.clone(),

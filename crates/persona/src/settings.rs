@@ -8,6 +8,7 @@ use anyhow::Context;
 use ipnet::IpNet;
 use persona_collector::CollectorConfig;
 use persona_collector::client_ip::{default_trusted_proxies, parse_network};
+use persona_jobs::Schedule;
 use persona_lake::{LakeConfig, ValidLakeConfig};
 use persona_log::{LogConfig, RetentionPolicy};
 use persona_stream::StreamConfig;
@@ -47,6 +48,49 @@ pub struct FileConfig {
     /// Limits on SQL queries.
     #[serde(default)]
     pub sql: SqlSection,
+    /// When the scheduled jobs run.
+    #[serde(default)]
+    pub jobs: JobsSection,
+}
+
+/// The jobs' schedules: five-field cron expressions in UTC, or "off" for a job that runs
+/// only on request (`persona jobs run NAME`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSection {
+    /// Merging the lake's small files [default "15 * * * *": hourly, at a quarter past,
+    /// once the hour before is complete].
+    pub compact_lake: String,
+    /// Writing the day's profile snapshot to the lake [default "55 23 * * *": the day's
+    /// last state].
+    pub snapshot_profiles: String,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        JobsSection {
+            compact_lake: "15 * * * *".into(),
+            snapshot_profiles: "55 23 * * *".into(),
+        }
+    }
+}
+
+/// The jobs' schedules, checked.
+#[derive(Debug, Clone)]
+pub struct JobSchedules {
+    pub compact_lake: Option<Schedule>,
+    pub snapshot_profiles: Option<Schedule>,
+}
+
+impl JobsSection {
+    fn schedules(&self) -> anyhow::Result<JobSchedules> {
+        Ok(JobSchedules {
+            compact_lake: Schedule::parse("jobs.compact_lake", &self.compact_lake)
+                .map_err(anyhow::Error::msg)?,
+            snapshot_profiles: Schedule::parse("jobs.snapshot_profiles", &self.snapshot_profiles)
+                .map_err(anyhow::Error::msg)?,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +191,7 @@ pub struct Settings {
     pub webhooks: ValidWebhookConfig,
     pub lake: ValidLakeConfig,
     pub sql: WarehouseLimits,
+    pub jobs: JobSchedules,
 }
 
 impl Settings {
@@ -231,6 +276,7 @@ impl Settings {
             webhooks: file.webhooks.validate().map_err(anyhow::Error::msg)?,
             lake: file.lake.validate().map_err(anyhow::Error::msg)?,
             sql: file.sql.limits()?,
+            jobs: file.jobs.schedules()?,
         })
     }
 }

@@ -180,17 +180,9 @@ for i, r in enumerate(rows):
     fm = -(-(F + M) // 2)
     print(r["user"], R, F, M, grid[R][fm - 1], sep="\t")
 "#;
-    let out = Command::new(common::python())
-        .args(["-c", script, csv.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::python_script(script, &[csv.as_os_str()]);
     type Scored = ((u8, u8, u8), String);
-    let numpy: HashMap<String, Scored> = String::from_utf8(out.stdout)
+    let numpy: HashMap<String, Scored> = String::from_utf8(out)
         .unwrap()
         .lines()
         .map(|l| {

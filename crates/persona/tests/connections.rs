@@ -268,17 +268,7 @@ fn bad_connection_limits_are_refused_at_start() {
     ] {
         let config = dir.path().join("bad.toml");
         std::fs::write(&config, format!("[http]\n{section}\n")).unwrap();
-        let out = common::run(&[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ]);
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::serve_refuses(&dir.path().join("data"), &config);
         assert!(stderr.contains(field), "{section}: {stderr}");
     }
 }

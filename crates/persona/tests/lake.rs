@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,17 +121,8 @@ total, distinct = con.execute(f'SELECT count(*), count(DISTINCT log_offset) FROM
 parts = con.execute(f"SELECT date, hour, count(*) FROM {lake} GROUP BY ALL ORDER BY ALL").fetchall()
 print(json.dumps({"total": total, "distinct": distinct, "partitions": [list(p) for p in parts]}))
 "#;
-    let out = Command::new(common::python())
-        .args(["-c", script])
-        .arg(&events)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let duck: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = common::python_script(script, &[events.as_os_str()]);
+    let duck: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(duck["total"], json!(logged));
     assert_eq!(duck["distinct"], json!(logged));
     assert_eq!(duck["partitions"], ours);

@@ -212,7 +212,13 @@ async fn sql_reads_the_lake_profiles_and_segments() {
     .await;
     assert_eq!(
         tables,
-        json!([["events"], ["profiles"], ["segment_members"], ["segments"]])
+        json!([
+            ["events"],
+            ["profile_snapshots"],
+            ["profiles"],
+            ["segment_members"],
+            ["segments"]
+        ])
     );
 
     // At most `limit` rows, and the answer says it was cut.

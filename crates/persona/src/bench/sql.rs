@@ -4,8 +4,10 @@
 //! Simulated customers are sent to a server with the lake turned off; a restart with the
 //! lake on then writes the whole log to Parquet (a new consumer starts at the oldest
 //! record), which times the lake writer alone. Each query then runs through `POST /v1/sql`
-//! (timed at the client, answer included) and in DuckDB (in one Python process, after the
-//! server has stopped), the fastest of `--runs` each, and their row counts are compared.
+//! (timed at the client, answer included), then again after the `compact-lake` job has
+//! merged the lake's files, and in DuckDB (in one Python process, after the server has
+//! stopped, on the compacted files), the fastest of `--runs` each, and their row counts are
+//! compared.
 
 use std::path::Path;
 use std::process::Command;
@@ -59,8 +61,8 @@ print(json.dumps({"version": duckdb.__version__, "queries": out}))
 "#;
 
 pub async fn sql(args: BenchSqlArgs) -> anyhow::Result<()> {
-    if args.customers == 0 || args.days == 0 || args.runs == 0 {
-        bail!("--customers, --days and --runs must be at least 1");
+    if args.customers == 0 || args.days == 0 || args.runs == 0 || args.lake_max_rows == 0 {
+        bail!("--customers, --days, --runs and --lake-max-rows must be at least 1");
     }
     let python = args
         .python
@@ -95,7 +97,13 @@ pub async fn sql(args: BenchSqlArgs) -> anyhow::Result<()> {
     let log_dir = data.join("log");
     let logged = persona_log::LogReader::open_dir(&log_dir)?.end_offset()?;
 
-    std::fs::write(&config, "[lake]\nflush_seconds = 5\n")?;
+    std::fs::write(
+        &config,
+        format!(
+            "[lake]\nflush_seconds = 5\nmax_rows = {}\n\n[jobs]\ncompact_lake = \"off\"\n",
+            args.lake_max_rows
+        ),
+    )?;
     let started = Instant::now();
     let mut server = Server::serve(&data, &["--config", config.to_str().unwrap()])?;
     let api = Api::new(&server)?;
@@ -119,19 +127,23 @@ pub async fn sql(args: BenchSqlArgs) -> anyhow::Result<()> {
         size(&log_dir)?.0 as f64 / 1048576.0,
     );
 
-    let mut ours = Vec::new();
-    for (_, q) in QUERIES {
-        query(&api, q).await?;
-        let mut best = f64::INFINITY;
-        let mut rows = 0;
-        for _ in 0..args.runs {
-            let t = Instant::now();
-            let answer = query(&api, q).await?;
-            best = best.min(t.elapsed().as_secs_f64() * 1e3);
-            rows = answer["row_count"].as_u64().unwrap_or(0);
-        }
-        ours.push((best, rows));
-    }
+    let small_files = timed_queries(&api, args.runs).await?;
+    let t = Instant::now();
+    let run = api
+        .admin(Method::POST, "/v1/jobs/compact-lake/run", json!({}))
+        .await?;
+    let compact_s = t.elapsed().as_secs_f64();
+    let report = &run["result"];
+    println!(
+        "compaction: {} files merged into {} in {compact_s:.2} s ({} rows, {:.1} MiB into {:.1} MiB); the lake now has {} files",
+        report["files_merged"],
+        report["files_written"],
+        report["rows"],
+        report["bytes_merged"].as_f64().unwrap_or(0.0) / 1048576.0,
+        report["bytes_written"].as_f64().unwrap_or(0.0) / 1048576.0,
+        size(&lake)?.1,
+    );
+    let ours = timed_queries(&api, args.runs).await?;
     let t = Instant::now();
     query(&api, "SELECT count(*), avg(monetary) FROM profiles").await?;
     let profiles_ms = t.elapsed().as_secs_f64() * 1e3;
@@ -149,21 +161,23 @@ pub async fn sql(args: BenchSqlArgs) -> anyhow::Result<()> {
     }
     let duck: Value = serde_json::from_slice(&out.stdout)?;
     println!(
-        "{:<16} {:>11} {:>11} {:>9}  rows",
+        "{:<16} {:>13} {:>11} {:>11} {:>9}  rows",
         "query",
+        "before compac.",
         "persona ms",
         format!("DuckDB {}", duck["version"].as_str().unwrap_or("?")),
         "ratio"
     );
-    for (((name, _), (ms, rows)), theirs) in QUERIES
+    for ((((name, _), (ms, rows)), (before, _)), theirs) in QUERIES
         .iter()
         .zip(&ours)
+        .zip(&small_files)
         .zip(duck["queries"].as_array().into_iter().flatten())
     {
         let their_ms = theirs["ms"].as_f64().unwrap_or(f64::NAN);
         let same = theirs["rows"].as_u64() == Some(*rows);
         println!(
-            "{name:<16} {ms:>11.1} {their_ms:>11.1} {:>9.2}  {rows}{}",
+            "{name:<16} {before:>13.1} {ms:>11.1} {their_ms:>11.1} {:>9.2}  {rows}{}",
             their_ms / ms,
             if same {
                 ""
@@ -172,12 +186,33 @@ pub async fn sql(args: BenchSqlArgs) -> anyhow::Result<()> {
             }
         );
     }
-    println!("(ratio: DuckDB's time over persona's; above 1, persona is faster)");
+    println!(
+        "(persona and DuckDB on the compacted lake; ratio: DuckDB's time over persona's, above 1 persona is faster)"
+    );
     println!(
         "live table: SELECT count(*), avg(monetary) FROM profiles over {} customers: {profiles_ms:.1} ms",
         args.customers
     );
     Ok(())
+}
+
+/// Each of [`QUERIES`] through the API: the fastest of `runs` after one to warm up, and
+/// its row count.
+async fn timed_queries(api: &Api, runs: usize) -> anyhow::Result<Vec<(f64, u64)>> {
+    let mut timed = Vec::new();
+    for (_, q) in QUERIES {
+        query(api, q).await?;
+        let mut best = f64::INFINITY;
+        let mut rows = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let answer = query(api, q).await?;
+            best = best.min(t.elapsed().as_secs_f64() * 1e3);
+            rows = answer["row_count"].as_u64().unwrap_or(0);
+        }
+        timed.push((best, rows));
+    }
+    Ok(timed)
 }
 
 async fn query(api: &Api, sql: &str) -> anyhow::Result<Value> {

@@ -49,6 +49,40 @@ pub fn python() -> String {
     std::env::var("PERSONA_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// Runs a Python script (with the test packages) on `args`; returns its standard output,
+/// failing the test with its standard error if it fails.
+pub fn python_script(script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let out = Command::new(python())
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Starts `persona serve` with the config file `config`, which it must refuse; returns
+/// what it printed on standard error.
+pub fn serve_refuses(data_dir: &Path, config: &Path) -> String {
+    let out = bin()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("persona runs");
+    assert!(
+        !out.status.success(),
+        "persona serve took {}",
+        config.display()
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A running `persona serve`.
 pub struct Server {
     child: Child,
