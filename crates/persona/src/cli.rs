@@ -440,7 +440,8 @@ pub struct BenchSqlArgs {
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     /// The lake's `max_rows` during the back-fill: small values write many small files, as
-    /// a server with steady traffic and 30-second flushes does over weeks.
+    /// a server with steady traffic and 30-second flushes does over weeks (the writer reads
+    /// the log 4,096 records at a time, so a flush holds at least that many here).
     #[arg(long, default_value_t = 50_000)]
     pub lake_max_rows: usize,
     /// A Python that imports duckdb, the reference [default: $PERSONA_TEST_PYTHON, else
