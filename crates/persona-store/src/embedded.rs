@@ -515,16 +515,7 @@ impl ProfileStore for EmbeddedStore {
         for (key, id) in &changes.links {
             batch.insert(&self.identities, key.as_str(), id.to_be_bytes());
         }
-        // Where each merged-away profile's events go, following chains (a → b, b → c).
-        let mut moved: HashMap<ProfileId, ProfileId> = HashMap::new();
-        for &(from, to) in &changes.moved_events {
-            for target in moved.values_mut() {
-                if *target == from {
-                    *target = to;
-                }
-            }
-            moved.insert(from, to);
-        }
+        let moved = changes.event_moves();
         for (id, e) in &changes.events {
             let id = moved.get(id).copied().unwrap_or(*id);
             batch.insert(

@@ -41,6 +41,15 @@ impl<'a> IdentityKey<'a> {
         out.push_str(id);
     }
 
+    /// The identity a storage key names, if it is one.
+    pub fn from_storage_key(key: &'a str) -> Option<Self> {
+        if let Some(id) = key.strip_prefix("u:") {
+            Some(IdentityKey::User(id))
+        } else {
+            key.strip_prefix("a:").map(IdentityKey::Anonymous)
+        }
+    }
+
     pub fn id(&self) -> &'a str {
         match self {
             IdentityKey::User(id) | IdentityKey::Anonymous(id) => id,
@@ -73,5 +82,10 @@ mod tests {
             IdentityKey::User("jane@example.com")
         );
         assert_eq!(IdentityKey::Anonymous("x").storage_key(), "a:x");
+        assert_eq!(
+            IdentityKey::from_storage_key("u:a:b"),
+            Some(IdentityKey::User("a:b"))
+        );
+        assert_eq!(IdentityKey::from_storage_key("x:1"), None);
     }
 }

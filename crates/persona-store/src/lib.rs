@@ -5,11 +5,14 @@
 //! through. The embedded default, [`EmbeddedStore`], is a log-structured merge tree (fjall,
 //! pure Rust, in the manner of RocksDB, which Kafka Streams and Flink use for operator state
 //! for the same reason: every event rewrites a profile, and an LSM turns those random
-//! updates into sequential writes); PostgreSQL and Redis implementations will sit behind
-//! the same trait. This crate knows nothing about events, HTTP or async runtimes:
+//! updates into sequential writes); the PostgreSQL implementation for a server that
+//! outgrows one machine (crate `persona-store-postgres`) sits behind the same trait, and
+//! both pass the same checks ([`conformance`]). This crate
+//! knows nothing about events, HTTP or async runtimes:
 //! the stream stage decides what a profile contains, this crate only keeps it.
 
 mod background;
+pub mod conformance;
 mod embedded;
 mod error;
 mod identity;
@@ -17,6 +20,8 @@ mod identity;
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use identity::IdentityKey;
+
+use std::collections::HashMap;
 
 use persona_core::parallel::split_work;
 use persona_core::profile::{Profile, codec};
@@ -142,6 +147,21 @@ impl ChangeSet {
     pub fn is_empty(&self) -> bool {
         self.len() == 3 && self.moved_events.is_empty()
     }
+
+    /// Where each merged-away profile's events go, following chains (a → b, then b → c
+    /// sends a's events to c too): what every store does with `moved_events`.
+    pub fn event_moves(&self) -> HashMap<ProfileId, ProfileId> {
+        let mut moved: HashMap<ProfileId, ProfileId> = HashMap::new();
+        for &(from, to) in &self.moved_events {
+            for target in moved.values_mut() {
+                if *target == from {
+                    *target = to;
+                }
+            }
+            moved.insert(from, to);
+        }
+        moved
+    }
 }
 
 /// Walks every profile in id order, a page of at most `page` at a time, handing each page
@@ -190,6 +210,38 @@ pub trait ProfileStore: Send + Sync + 'static {
 
     /// A profile by id.
     fn get(&self, id: ProfileId) -> Result<Option<Profile>, StoreError>;
+
+    /// Whether every read crosses a network, so that a caller with many to make (the
+    /// stream stage, for a batch's customers) gathers them into [`ProfileStore::resolve_many`]
+    /// and [`ProfileStore::get_many`].
+    fn remote(&self) -> bool {
+        false
+    }
+
+    /// The profiles of identities given by storage key ([`IdentityKey::storage_key`]), in
+    /// no particular order; keys not stored are left out.
+    fn resolve_many(&self, keys: &[String]) -> Result<Vec<(String, ProfileId)>, StoreError> {
+        let mut out = Vec::new();
+        for k in keys {
+            if let Some(key) = IdentityKey::from_storage_key(k)
+                && let Some(id) = self.resolve(&key)?
+            {
+                out.push((k.clone(), id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Profiles by id, in no particular order; ids not stored are left out.
+    fn get_many(&self, ids: &[ProfileId]) -> Result<Vec<(ProfileId, Profile)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(p) = self.get(id)? {
+                out.push((id, p));
+            }
+        }
+        Ok(out)
+    }
 
     /// The profile an identity belongs to, with its id, as of one consistent snapshot.
     fn lookup(&self, key: &IdentityKey<'_>) -> Result<Option<(ProfileId, Profile)>, StoreError>;

@@ -1,7 +1,7 @@
 //! One micro-batch: profiles loaded from the store, changed in memory, written back as one
 //! change set. Identity resolution happens here, against the store plus this batch's links.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -29,6 +29,8 @@ pub(crate) struct Cache {
     dirty: Vec<ProfileId>,
     /// Identity links made in the current batch.
     links: HashMap<String, ProfileId>,
+    /// Identities a prefetch found not stored, until the batch commits.
+    absent: HashSet<String>,
     changes: ChangeSet,
     /// The storage key being looked up, kept to reuse its allocation.
     key: String,
@@ -44,6 +46,7 @@ impl Cache {
             batch_no: 0,
             dirty: Vec::new(),
             links: HashMap::new(),
+            absent: HashSet::new(),
             changes: ChangeSet::default(),
             key: String::new(),
         }
@@ -52,6 +55,7 @@ impl Cache {
     /// After a commit: this batch's links become stored identities, and the profile cache
     /// is trimmed to the profiles of this batch when it has grown past its capacity.
     fn committed(&mut self) {
+        self.absent.clear();
         self.identities.extend(self.links.drain());
         if self.identities.len() > self.identity_capacity {
             self.identities.clear();
@@ -63,6 +67,42 @@ impl Cache {
                 self.profiles.clear();
             }
         }
+    }
+}
+
+impl Cache {
+    /// Reads the identities named by `keys` (storage keys) that the cache does not hold,
+    /// and their profiles, in one request each: for a store whose every read crosses a
+    /// network ([`ProfileStore::remote`]), where asking for each event's customer in turn
+    /// would cost a round trip per event. Keys not stored count as absent until the batch
+    /// commits.
+    pub fn prefetch(
+        &mut self,
+        store: &dyn ProfileStore,
+        keys: HashSet<String>,
+    ) -> Result<(), StoreError> {
+        let wanted: Vec<String> = keys
+            .iter()
+            .filter(|k| !self.identities.contains_key(*k))
+            .cloned()
+            .collect();
+        let found = store.resolve_many(&wanted)?;
+        self.absent = wanted.into_iter().collect();
+        for (key, id) in found {
+            self.absent.remove(&key);
+            self.identities.insert(key, id);
+        }
+        let mut ids: Vec<ProfileId> = keys
+            .iter()
+            .filter_map(|k| self.identities.get(k).copied())
+            .filter(|id| !self.profiles.contains_key(id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for (id, profile) in store.get_many(&ids)? {
+            self.profiles.insert(id, (profile, 0));
+        }
+        Ok(())
     }
 }
 
@@ -141,6 +181,9 @@ impl<'s> Batch<'s> {
         }
         if let Some(id) = self.cache.identities.get(storage_key) {
             return Ok(Some(*id));
+        }
+        if self.cache.absent.contains(storage_key) {
+            return Ok(None);
         }
         let found = self.store.resolve(key)?;
         if let Some(id) = found {

@@ -1,5 +1,6 @@
 //! The consumer loop: read a micro-batch, apply it, commit it with the offset.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -10,7 +11,7 @@ use persona_core::profile::set_all;
 use persona_log::{EventLog, LogError, LogReader, Record};
 use persona_rules::live::Scope;
 use persona_rules::{Reason, SegmentRegistry};
-use persona_store::{ChangeSet, EventRef, ProfileId, ProfileStore, StoreError};
+use persona_store::{ChangeSet, EventRef, IdentityKey, ProfileId, ProfileStore, StoreError};
 use serde::Deserialize;
 
 use crate::batch::{Batch, Cache};
@@ -352,6 +353,9 @@ impl Processor {
         }
         let taken = records.len();
         let next = records[taken - 1].offset + 1;
+        if self.store.remote() {
+            self.cache.prefetch(&*self.store, identity_keys(&records))?;
+        }
         let ((applied, last_applied, merges), committing) =
             self.in_batch(Reason::Event, &Scope::All, |p, batch| {
                 let mut applied = 0;
@@ -545,4 +549,26 @@ impl Processor {
             .lag_seconds
             .set(self.status.lag_seconds(next, now));
     }
+}
+
+/// The storage keys of the identities `records` name (an alias's previous id as either
+/// kind), for [`Cache::prefetch`]; records that do not parse are left to the batch.
+fn identity_keys(records: &[Record]) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    for r in records {
+        let Ok(e) = Event::parse(&r.payload) else {
+            continue;
+        };
+        if let Some(u) = e.msg.user_id.as_deref() {
+            keys.insert(IdentityKey::User(u).storage_key());
+        }
+        if let Some(a) = e.msg.anonymous_id.as_deref() {
+            keys.insert(IdentityKey::Anonymous(a).storage_key());
+        }
+        if let Some(p) = e.previous_id() {
+            keys.insert(IdentityKey::User(p).storage_key());
+            keys.insert(IdentityKey::Anonymous(p).storage_key());
+        }
+    }
+    keys
 }

@@ -317,6 +317,9 @@ pub enum BenchCommand {
     /// The lake and SQL: the lake's back-fill rate, and queries timed beside DuckDB on the
     /// same Parquet files.
     Sql(BenchSqlArgs),
+    /// The profile store on PostgreSQL, bare and behind the Redis cache, beside the embedded
+    /// store: the processor's replay into each and profile lookups from several threads.
+    Store(BenchStoreArgs),
     /// (internal) A server whose handler does nothing: the ceiling for `bench ingest`.
     #[command(hide = true)]
     NoopServer(NoopServerArgs),
@@ -448,6 +451,32 @@ pub struct BenchSqlArgs {
     /// python3].
     #[arg(long)]
     pub python: Option<String>,
+}
+
+#[derive(Args)]
+pub struct BenchStoreArgs {
+    /// The PostgreSQL server, as a connection string or URL.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub postgres: String,
+    /// The Redis server for the cached run (its keys expire within ten minutes).
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    /// The schema the bench writes into, dropped before and after the run: its name must
+    /// start with persona_bench.
+    #[arg(long, default_value = "persona_bench")]
+    pub schema: String,
+    /// Customers in the synthetic log.
+    #[arg(long, default_value_t = 100_000)]
+    pub profiles: usize,
+    /// Events per customer (the second is an identify).
+    #[arg(long, default_value_t = 4)]
+    pub events_per_profile: usize,
+    /// Threads looking profiles up at once.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// Seconds of lookups on each store.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
 }
 
 #[derive(Args)]

@@ -102,6 +102,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 command: BenchCommand::Sql(args),
             } => bench::sql::sql(args).await,
+            Command::Bench {
+                command: BenchCommand::Store(args),
+            } => bench::store::store(args).await,
         }
     });
     match result {

@@ -10,6 +10,8 @@ use persona_collector::{CollectorConfig, CollectorState, LogMetrics, Metrics};
 use persona_log::EventLog;
 use persona_rules::SegmentRegistry;
 use persona_store::{EmbeddedStore, ProfileStore};
+use persona_store_postgres::PostgresStore;
+use persona_store_redis::{CacheCounts, RedisCache};
 use persona_stream::{CONSUMER, Processor, ProcessorMetrics, ProcessorStatus, Wakeup};
 use persona_webhooks::{WebhookMetrics, Webhooks};
 use serde_json::json;
@@ -17,7 +19,7 @@ use serde_json::json;
 use crate::cli::ServeArgs;
 use crate::keys;
 use crate::say::stdout_line;
-use crate::settings::Settings;
+use crate::settings::{Settings, StoreBackend};
 
 /// Profiles are reported stale when the processor's newest applied event is older than
 /// this while more records wait.
@@ -88,6 +90,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     lake_metrics.register(metrics.registry_mut());
     let job_metrics = persona_jobs::JobMetrics::default();
     job_metrics.register(metrics.registry_mut());
+    let cache_counts = CacheCounts::default();
+    if let StoreBackend::Postgres(_, Some(_)) = &settings.store {
+        cache_counts.register(metrics.registry_mut());
+    }
     let metrics = Arc::new(metrics);
     let wakeup = Wakeup::default();
     let log_dir = data_dir.join("log");
@@ -111,11 +117,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let log = Arc::new(log);
 
-    let store_path = data_dir.join("profiles");
-    let store: Arc<dyn ProfileStore> = Arc::new(
-        EmbeddedStore::open(&store_path)
-            .with_context(|| format!("cannot open the profile store {}", store_path.display()))?,
-    );
+    let store = open_store(&settings.store, &data_dir, &cache_counts)?;
     warm_store_cache(store.clone());
     log.register_consumer(CONSUMER)?;
     let status = Arc::new(ProcessorStatus::default());
@@ -261,6 +263,36 @@ fn secret(data_dir: &std::path::Path, file: &str, what: &str) -> anyhow::Result<
         tracing::info!(file = %data_dir.join(file).display(), "using the saved {what}");
     }
     Ok(value)
+}
+
+/// The profile store the settings name.
+fn open_store(
+    backend: &StoreBackend,
+    data_dir: &std::path::Path,
+    cache_counts: &CacheCounts,
+) -> anyhow::Result<Arc<dyn ProfileStore>> {
+    Ok(match backend {
+        StoreBackend::Embedded => {
+            let path = data_dir.join("profiles");
+            Arc::new(
+                EmbeddedStore::open(&path)
+                    .with_context(|| format!("cannot open the profile store {}", path.display()))?,
+            )
+        }
+        StoreBackend::Postgres(config, cache) => {
+            let store = PostgresStore::open(config).with_context(|| {
+                format!("cannot open the profile store in {}", config.describe())
+            })?;
+            tracing::info!(store = %config.describe(), "profiles are kept in PostgreSQL");
+            match cache {
+                None => Arc::new(store),
+                Some(cache) => Arc::new(
+                    RedisCache::new(Arc::new(store), cache, cache_counts.clone())
+                        .context("store.cache_url")?,
+                ),
+            }
+        }
+    })
 }
 
 /// Reads the profiles into the store's cache on a thread of its own, so the profile API

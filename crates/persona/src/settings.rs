@@ -11,6 +11,8 @@ use persona_collector::client_ip::{default_trusted_proxies, parse_network};
 use persona_jobs::Schedule;
 use persona_lake::{LakeConfig, ValidLakeConfig};
 use persona_log::{LogConfig, RetentionPolicy};
+use persona_store_postgres::PostgresConfig;
+use persona_store_redis::RedisConfig;
 use persona_stream::StreamConfig;
 use persona_warehouse::WarehouseLimits;
 use persona_webhooks::{ValidWebhookConfig, WebhookConfig};
@@ -51,6 +53,107 @@ pub struct FileConfig {
     /// When the scheduled jobs run.
     #[serde(default)]
     pub jobs: JobsSection,
+    /// Where profiles are kept.
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// Where profiles, segments and models are kept: the data folder (the default), or a
+/// schema of a PostgreSQL database.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// "embedded" [default] or "postgres".
+    pub backend: Option<String>,
+    /// The PostgreSQL connection string or URL; `PERSONA_STORE_URL` in the environment
+    /// replaces it, to keep a password out of the file.
+    pub url: Option<String>,
+    /// The schema holding the tables [default "persona"], created when missing.
+    pub schema: Option<String>,
+    /// Connections for reads [default 4]; writes have one of their own.
+    pub read_connections: Option<usize>,
+    /// A Redis to serve profile lookups from, in front of PostgreSQL (`redis://host:6379`).
+    pub cache_url: Option<String>,
+    /// How long the cache keeps an entry after it was last written [default 3600].
+    pub cache_ttl_seconds: Option<u64>,
+}
+
+/// Where profiles are kept, checked.
+#[derive(Debug, Clone)]
+pub enum StoreBackend {
+    /// `profiles/` in the data folder.
+    Embedded,
+    /// A PostgreSQL schema, with a Redis cache in front when configured.
+    Postgres(PostgresConfig, Option<RedisConfig>),
+}
+
+impl StoreSection {
+    fn backend(&self, url_from_env: Option<String>) -> anyhow::Result<StoreBackend> {
+        match self.backend.as_deref().unwrap_or("embedded") {
+            "embedded" => {
+                if self.url.is_some()
+                    || self.schema.is_some()
+                    || self.read_connections.is_some()
+                    || self.cache_url.is_some()
+                    || self.cache_ttl_seconds.is_some()
+                {
+                    anyhow::bail!(
+                        "store.url, store.schema, store.read_connections and store.cache_* are \
+                         for store.backend = \"postgres\"; the embedded store has none"
+                    );
+                }
+                Ok(StoreBackend::Embedded)
+            }
+            "postgres" => {
+                let Some(url) = url_from_env.or_else(|| self.url.clone()) else {
+                    anyhow::bail!(
+                        "store.url is missing: store.backend = \"postgres\" needs a connection \
+                         string, e.g. postgres://persona@localhost/persona (or set \
+                         PERSONA_STORE_URL)"
+                    );
+                };
+                let schema = self.schema.clone().unwrap_or_else(|| "persona".into());
+                persona_store_postgres::check_schema_name(&schema)
+                    .map_err(|e| anyhow::anyhow!("store.schema: {e}"))?;
+                let read_connections = match self.read_connections {
+                    None => 4,
+                    Some(n) if (1..=64).contains(&n) => n,
+                    Some(n) => {
+                        anyhow::bail!("store.read_connections must be from 1 to 64, not {n}")
+                    }
+                };
+                let config = PostgresConfig {
+                    url,
+                    schema,
+                    read_connections,
+                };
+                config
+                    .connection()
+                    .map_err(|e| anyhow::anyhow!("store.url: {e}"))?;
+                let cache = match &self.cache_url {
+                    None if self.cache_ttl_seconds.is_some() => {
+                        anyhow::bail!("store.cache_ttl_seconds needs store.cache_url")
+                    }
+                    None => None,
+                    Some(url) => Some(RedisConfig {
+                        url: url.clone(),
+                        ttl: match self.cache_ttl_seconds {
+                            None => Duration::from_secs(3600),
+                            Some(s) if (1..=30 * 86_400).contains(&s) => Duration::from_secs(s),
+                            Some(s) => anyhow::bail!(
+                                "store.cache_ttl_seconds must be from 1 to 2592000 (30 days), not {s}"
+                            ),
+                        },
+                        namespace: format!("persona:{}", config.schema),
+                    }),
+                };
+                Ok(StoreBackend::Postgres(config, cache))
+            }
+            other => {
+                anyhow::bail!("store.backend must be \"embedded\" or \"postgres\", not {other:?}")
+            }
+        }
+    }
 }
 
 /// The jobs' schedules: five-field cron expressions in UTC, or "off" for a job that runs
@@ -192,6 +295,7 @@ pub struct Settings {
     pub lake: ValidLakeConfig,
     pub sql: WarehouseLimits,
     pub jobs: JobSchedules,
+    pub store: StoreBackend,
 }
 
 impl Settings {
@@ -277,6 +381,9 @@ impl Settings {
             lake: file.lake.validate().map_err(anyhow::Error::msg)?,
             sql: file.sql.limits()?,
             jobs: file.jobs.schedules()?,
+            store: file
+                .store
+                .backend(std::env::var("PERSONA_STORE_URL").ok())?,
         })
     }
 }

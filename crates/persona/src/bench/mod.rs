@@ -16,6 +16,7 @@ mod rounds;
 mod scrape;
 pub mod segments;
 pub mod sql;
+pub mod store;
 pub mod webhooks;
 
 use std::io::{BufRead, BufReader};

@@ -262,7 +262,7 @@ fn print_report(r: &Report) {
 const COUNTRIES: [&str; 3] = ["DE", "FR", "US"];
 
 /// Writes `profiles` × `events` synthetic events, interleaved across customers.
-async fn build_log(dir: &Path, profiles: usize, events: usize) -> anyhow::Result<()> {
+pub(super) async fn build_log(dir: &Path, profiles: usize, events: usize) -> anyhow::Result<()> {
     let (log, _) = EventLog::open(dir, LogConfig::default(), Arc::new(()))?;
     let bar = progress_bar((profiles * events) as u64, "writing the log");
     let start = Utc
@@ -352,30 +352,40 @@ pub(super) async fn replay(
     let data = data.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let store = Arc::new(EmbeddedStore::open(data.join("profiles"))?);
-        let reader = LogReader::open_dir(data.join("log"))?;
-        let config = StreamConfig::default().validate()?;
-        let mut p = Processor::new(
-            store.clone(),
-            reader,
-            config,
-            Arc::new(ProcessorStatus::default()),
-            ProcessorMetrics::new(),
-        )?;
-        if let Some(registry) = registry {
-            p = p.with_segments(registry);
-        }
-        let started = Instant::now();
-        let events = p.run_to_end()?;
-        let seconds = started.elapsed().as_secs_f64();
+        let replay = replay_into(store.clone(), &data.join("log"), registry)?;
         // Settle the store as a long-running server's would be, before it is read.
         store.compact()?;
-        Ok(Replay {
-            events,
-            seconds,
-            events_per_sec: events as f64 / seconds,
-        })
+        Ok(replay)
     })
     .await?
+}
+
+/// Runs a fresh processor over the log in `log_dir` into `store`, on the calling thread.
+pub(super) fn replay_into(
+    store: Arc<dyn ProfileStore>,
+    log_dir: &Path,
+    registry: Option<Arc<SegmentRegistry>>,
+) -> anyhow::Result<Replay> {
+    let reader = LogReader::open_dir(log_dir)?;
+    let config = StreamConfig::default().validate()?;
+    let mut p = Processor::new(
+        store,
+        reader,
+        config,
+        Arc::new(ProcessorStatus::default()),
+        ProcessorMetrics::new(),
+    )?;
+    if let Some(registry) = registry {
+        p = p.with_segments(registry);
+    }
+    let started = Instant::now();
+    let events = p.run_to_end()?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Replay {
+        events,
+        seconds,
+        events_per_sec: events as f64 / seconds,
+    })
 }
 
 #[derive(Debug, Serialize)]
