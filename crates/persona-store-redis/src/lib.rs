@@ -5,12 +5,13 @@
 //! [`RedisCache`] is itself a [`ProfileStore`]: reads of profiles and identities go through
 //! the cache, everything else straight to the store. The stream stage writes through it,
 //! so every change set it commits to the store is then written to Redis as well (new
-//! profiles and identity links set, merged-away profiles deleted). A reader that missed
+//! profiles and identity links set, merged-away profiles marked gone). A reader that missed
 //! fills the cache with `SET NX`, so a value it read from the store just before a change
 //! set can never overwrite the newer value that change set wrote.
 //!
-//! Redis holds no state of its own: entries expire (`ttl`), and every key carries an
-//! epoch that is new at each start and raised whenever a write-through fails or is skipped
+//! Redis holds no state of its own: entries expire (`ttl`; an entry Redis evicts early
+//! under `maxmemory` can let a stale fill back in, for at most a TTL), and every key carries
+//! an epoch that is new at each start and raised whenever a write-through fails or is skipped
 //! (Redis down), so an entry that might have missed a change is never read again. While
 //! Redis does not answer, reads go to the store, and Redis is tried again a second later.
 
@@ -27,8 +28,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use redis::{Connection, RedisResult};
 
-/// How long a Redis call may take before the store answers instead.
-const TIMEOUT: Duration = Duration::from_millis(250);
+/// How long a Redis call may take before the store answers instead; long enough for the
+/// write-through of a large batch.
+const TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The value of a profile merged away: no encoded profile is empty.
+const TOMBSTONE: &[u8] = b"";
 
 /// How long reads skip Redis after it failed.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -221,8 +226,16 @@ impl RedisCache {
                 .arg(ttl)
                 .ignore();
         }
+        // A merged-away profile leaves a tombstone rather than nothing: a reader that read
+        // it just before the merge would otherwise fill it back in (its `SET NX` finds the
+        // key free), and it would be served for a whole TTL.
         for id in &changes.removed {
-            pipe.cmd("DEL").arg(format!("{prefix}{id}")).ignore();
+            pipe.cmd("SET")
+                .arg(format!("{prefix}{id}"))
+                .arg(TOMBSTONE)
+                .arg("EX")
+                .arg(ttl)
+                .ignore();
         }
         for (key, id) in &changes.links {
             pipe.cmd("SET")
@@ -250,6 +263,9 @@ impl ProfileStore for RedisCache {
             self.with_redis(|c| redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(c))
         {
             self.counts.hits.inc();
+            if body == TOMBSTONE {
+                return Ok(None);
+            }
             return decode_profile(id, &body).map(Some);
         }
         self.counts.misses.inc();
@@ -268,7 +284,10 @@ impl ProfileStore for RedisCache {
                 .arg(self.profile_prefix(epoch))
                 .invoke::<Option<(u64, Option<Vec<u8>>)>>(c)
         });
-        if let Some(Some((id, Some(body)))) = cached {
+        // An identity pointing at a tombstone is older than the merge: asked of the store.
+        if let Some(Some((id, Some(body)))) = cached
+            && body != TOMBSTONE
+        {
             self.counts.hits.inc();
             return Ok(Some((id, decode_profile(id, &body)?)));
         }

@@ -160,6 +160,25 @@ fn lookups_are_served_from_redis_and_see_every_change_written_through() {
         store.get(2).unwrap().is_none(),
         "the merged profile left the cache too"
     );
+    // A reader that read the merged profile from the store before the merge, filling
+    // only now, does not bring it back.
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let tombstone = place
+        .keys()
+        .into_iter()
+        .find(|k| k.ends_with(":p:2"))
+        .expect("the merged profile's entry");
+    let filled: Option<String> = redis::cmd("SET")
+        .arg(&tombstone)
+        .arg("stale")
+        .arg("NX")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(filled, None, "a fill after the merge found the key taken");
+    assert!(store.get(2).unwrap().is_none());
     assert_eq!(counts.errors.get(), 0);
 }
 
