@@ -10,7 +10,7 @@ use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
 use crate::PostgresStore;
-use crate::connection::{Prepared, pg_error, wait};
+use crate::connection::{Conn, Prepared, pg_error, wait};
 use crate::store::signed;
 
 /// Keeps the last value of each key, in first-seen order: one statement may not change a
@@ -124,6 +124,18 @@ async fn append_outbox(
     )
     .await?;
     Ok(())
+}
+
+/// Runs `work` in a transaction on `conn` and commits it: every write that is more than one
+/// statement.
+async fn committed<T>(
+    conn: &mut Conn,
+    work: impl AsyncFnOnce(&Transaction<'_>, &Prepared) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn.client.transaction().await.map_err(pg_error)?;
+    let out = work(&tx, &conn.prepared).await?;
+    tx.commit().await.map_err(pg_error)?;
+    Ok(out)
 }
 
 /// The profile, identity and event-index writes of a change set.
@@ -262,6 +274,50 @@ async fn write_memberships(
         .collect())
 }
 
+/// Everything a change set writes, in `tx`.
+async fn write_change_set(
+    tx: &Transaction<'_>,
+    prepared: &Prepared,
+    changes: &ChangeSet,
+) -> Result<(), StoreError> {
+    if !changes.durable {
+        // The event log is the durable record: see `durability`.
+        tx.batch_execute("SET LOCAL synchronous_commit TO off")
+            .await
+            .map_err(pg_error)?;
+    }
+    write_profiles(tx, prepared, changes).await?;
+    let mut counters = write_memberships(tx, prepared, changes).await?;
+    let created = changes.created as i64 - changes.removed.len() as i64;
+    if created != 0 {
+        counters.push(("profile_count".into(), created));
+    }
+    add_to_counters(tx, prepared, &counters).await?;
+    let mut set: Vec<(&str, i64)> = vec![("next_profile_id", signed(changes.next_id))];
+    let offsets: Vec<String> = changes
+        .offsets
+        .iter()
+        .map(|(c, _)| format!("offset:{c}"))
+        .collect();
+    set.extend(
+        offsets
+            .iter()
+            .zip(&changes.offsets)
+            .map(|(k, (_, o))| (k.as_str(), signed(*o))),
+    );
+    let (keys, values): (Vec<&str>, Vec<i64>) = last_wins(set.into_iter()).into_iter().unzip();
+    exec(
+        tx,
+        prepared,
+        "INSERT INTO {s}.meta (key, value) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        &[&keys, &values],
+    )
+    .await?;
+    // Last: the outbox number's row lock is held until the commit.
+    append_outbox(tx, prepared, &changes.outbox).await
+}
+
 impl PostgresStore {
     /// One statement on the writing connection, committed and flushed.
     pub(crate) fn write(
@@ -285,12 +341,9 @@ impl PostgresStore {
     pub(crate) fn reserve_numbers(&self, key: &str, n: i64) -> Result<u64, StoreError> {
         let mut slot = self.writer()?;
         let conn = slot.as_mut().expect("connected");
-        let first = wait(async {
-            let tx = conn.client.transaction().await.map_err(pg_error)?;
-            let first = reserve(&tx, &conn.prepared, key, n).await?;
-            tx.commit().await.map_err(pg_error)?;
-            Ok::<_, StoreError>(first)
-        })?;
+        let first = wait(committed(conn, async |tx, prepared| {
+            reserve(tx, prepared, key, n).await
+        }))?;
         Ok(first as u64)
     }
 
@@ -301,46 +354,10 @@ impl PostgresStore {
         }
         let conn = slot.as_mut().expect("connected");
         let lsn = wait(async {
-            let tx = conn.client.transaction().await.map_err(pg_error)?;
-            let prepared = &conn.prepared;
-            if !changes.durable {
-                // The event log is the durable record: see `durability`.
-                tx.batch_execute("SET LOCAL synchronous_commit TO off")
-                    .await
-                    .map_err(pg_error)?;
-            }
-            write_profiles(&tx, prepared, changes).await?;
-            let mut counters = write_memberships(&tx, prepared, changes).await?;
-            let created = changes.created as i64 - changes.removed.len() as i64;
-            if created != 0 {
-                counters.push(("profile_count".into(), created));
-            }
-            add_to_counters(&tx, prepared, &counters).await?;
-            let mut set: Vec<(&str, i64)> = vec![("next_profile_id", signed(changes.next_id))];
-            let offsets: Vec<String> = changes
-                .offsets
-                .iter()
-                .map(|(c, _)| format!("offset:{c}"))
-                .collect();
-            set.extend(
-                offsets
-                    .iter()
-                    .zip(&changes.offsets)
-                    .map(|(k, (_, o))| (k.as_str(), signed(*o))),
-            );
-            let (keys, values): (Vec<&str>, Vec<i64>) =
-                last_wins(set.into_iter()).into_iter().unzip();
-            exec(
-                &tx,
-                prepared,
-                "INSERT INTO {s}.meta (key, value) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                &[&keys, &values],
-            )
+            committed(conn, async |tx, prepared| {
+                write_change_set(tx, prepared, changes).await
+            })
             .await?;
-            // Last: the outbox number's row lock is held until the commit.
-            append_outbox(&tx, prepared, &changes.outbox).await?;
-            tx.commit().await.map_err(pg_error)?;
             if changes.durable || changes.offsets.is_empty() {
                 return Ok::<_, StoreError>(None);
             }
@@ -386,20 +403,18 @@ impl PostgresStore {
     ) -> Result<SegmentDef, StoreError> {
         let mut slot = self.writer()?;
         let conn = slot.as_mut().expect("connected");
-        let id = wait(async {
-            let tx = conn.client.transaction().await.map_err(pg_error)?;
-            let id = reserve(&tx, &conn.prepared, "next_segment_id", 1).await?;
+        let id = wait(committed(conn, async |tx, prepared| {
+            let id = reserve(tx, prepared, "next_segment_id", 1).await?;
             exec(
-                &tx,
-                &conn.prepared,
+                tx,
+                prepared,
                 "INSERT INTO {s}.segments (id, name, rule, created_at, updated_at, version) \
                  VALUES ($1, $2, $3, $4::bigint, $4::bigint, 1)",
                 &[&id, &name, &rule, &at],
             )
             .await?;
-            tx.commit().await.map_err(pg_error)?;
-            Ok::<_, StoreError>(id)
-        })?;
+            Ok(id)
+        }))?;
         Ok(SegmentDef {
             id: id as u64,
             name: name.to_owned(),
@@ -417,33 +432,30 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let mut slot = self.writer()?;
         let conn = slot.as_mut().expect("connected");
-        wait(async {
-            let tx = conn.client.transaction().await.map_err(pg_error)?;
-            let prepared = &conn.prepared;
+        wait(committed(conn, async |tx, prepared| {
             let segment = signed(id);
             exec(
-                &tx,
+                tx,
                 prepared,
                 "DELETE FROM {s}.segments WHERE id = $1",
                 &[&segment],
             )
             .await?;
             exec(
-                &tx,
+                tx,
                 prepared,
                 "DELETE FROM {s}.members WHERE segment = $1",
                 &[&segment],
             )
             .await?;
             exec(
-                &tx,
+                tx,
                 prepared,
                 "DELETE FROM {s}.meta WHERE key = $1",
                 &[&format!("members:{id}")],
             )
             .await?;
-            append_outbox(&tx, prepared, exits).await?;
-            tx.commit().await.map_err(pg_error)
-        })
+            append_outbox(tx, prepared, exits).await
+        }))
     }
 }

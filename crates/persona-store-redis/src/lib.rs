@@ -130,12 +130,18 @@ impl RedisCache {
         &self.counts
     }
 
-    fn identity_key(&self, epoch: u64, key: &IdentityKey<'_>) -> String {
-        format!("{}:{epoch}:i:{}", self.namespace, key.storage_key())
+    /// The entry of an identity, by its storage key ([`IdentityKey::storage_key`]).
+    fn identity_entry(&self, epoch: u64, storage_key: &str) -> String {
+        format!("{}:{epoch}:i:{storage_key}", self.namespace)
     }
 
+    /// Profile entries are this and the id.
     fn profile_prefix(&self, epoch: u64) -> String {
         format!("{}:{epoch}:p:", self.namespace)
+    }
+
+    fn profile_entry(&self, epoch: u64, id: ProfileId) -> String {
+        format!("{}{id}", self.profile_prefix(epoch))
     }
 
     /// Runs `f` on a pooled connection; `None` when Redis is down or the call fails, which
@@ -191,7 +197,7 @@ impl RedisCache {
         let mut pipe = redis::pipe();
         if let Some(key) = key {
             pipe.cmd("SET")
-                .arg(self.identity_key(epoch, key))
+                .arg(self.identity_entry(epoch, &key.storage_key()))
                 .arg(id)
                 .arg("NX")
                 .arg("EX")
@@ -199,7 +205,7 @@ impl RedisCache {
                 .ignore();
         }
         pipe.cmd("SET")
-            .arg(format!("{}{id}", self.profile_prefix(epoch)))
+            .arg(self.profile_entry(epoch, id))
             .arg(codec::encode(profile))
             .arg("NX")
             .arg("EX")
@@ -239,7 +245,7 @@ impl RedisCache {
         }
         for (key, id) in &changes.links {
             pipe.cmd("SET")
-                .arg(format!("{}:{epoch}:i:{key}", self.namespace))
+                .arg(self.identity_entry(epoch, key))
                 .arg(*id)
                 .arg("EX")
                 .arg(ttl)
@@ -258,7 +264,7 @@ impl ProfileStore for RedisCache {
 
     fn get(&self, id: ProfileId) -> Result<Option<Profile>, StoreError> {
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let key = format!("{}{id}", self.profile_prefix(epoch));
+        let key = self.profile_entry(epoch, id);
         if let Some(Some(body)) =
             self.with_redis(|c| redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(c))
         {
@@ -280,7 +286,7 @@ impl ProfileStore for RedisCache {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let cached = self.with_redis(|c| {
             self.lookup
-                .key(self.identity_key(epoch, key))
+                .key(self.identity_entry(epoch, &key.storage_key()))
                 .arg(self.profile_prefix(epoch))
                 .invoke::<Option<(u64, Option<Vec<u8>>)>>(c)
         });
