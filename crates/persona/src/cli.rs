@@ -320,6 +320,9 @@ pub enum BenchCommand {
     /// The profile store on PostgreSQL, bare and behind the Redis cache, beside the embedded
     /// store: the processor's replay into each and profile lookups from several threads.
     Store(BenchStoreArgs),
+    /// The Kafka source from a topic into the durable event log, beside a bare consumer
+    /// reading the same topic (needs a running broker).
+    Kafka(BenchKafkaArgs),
     /// (internal) A server whose handler does nothing: the ceiling for `bench ingest`.
     #[command(hide = true)]
     NoopServer(NoopServerArgs),
@@ -477,6 +480,25 @@ pub struct BenchStoreArgs {
     /// Seconds of lookups on each store.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+}
+
+#[derive(Args)]
+pub struct BenchKafkaArgs {
+    /// The brokers; the bench creates a topic of its own there.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub brokers: String,
+    /// Partitions of the bench's topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Customers in the synthetic traffic.
+    #[arg(long, default_value_t = 50_000)]
+    pub profiles: usize,
+    /// Messages per customer.
+    #[arg(long, default_value_t = 4)]
+    pub events_per_profile: usize,
+    /// The source's `max_batch`: most records appended to the log at once.
+    #[arg(long, default_value_t = 5_000)]
+    pub max_batch: usize,
 }
 
 #[derive(Args)]

@@ -105,6 +105,9 @@ fn main() -> std::process::ExitCode {
             Command::Bench {
                 command: BenchCommand::Store(args),
             } => bench::store::store(args).await,
+            Command::Bench {
+                command: BenchCommand::Kafka(args),
+            } => bench::kafka::kafka(args).await,
         }
     });
     match result {

@@ -91,6 +91,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let job_metrics = persona_jobs::JobMetrics::default();
     job_metrics.register(metrics.registry_mut());
     let cache_counts = CacheCounts::default();
+    let kafka_metrics = persona_source_kafka::KafkaMetrics::default();
+    if settings.kafka.is_some() {
+        kafka_metrics.register(metrics.registry_mut());
+    }
     if let StoreBackend::Postgres(_, Some(_)) = &settings.store {
         cache_counts.register(metrics.registry_mut());
     }
@@ -163,6 +167,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         // Retention must not keep the log for a lake that is no longer written.
         log.consumers().unregister(persona_lake::CONSUMER)?;
         None
+    };
+    // Dropped at the end of `run`, before the log: the batch in hand is stored (or left
+    // uncommitted) and the stored offsets are committed.
+    let _kafka = match settings.kafka.clone() {
+        Some(config) => Some(
+            persona_source_kafka::spawn(
+                config,
+                log.clone(),
+                collector.max_message_bytes,
+                kafka_metrics,
+                tokio::runtime::Handle::current(),
+            )
+            .context("cannot start the Kafka source")?,
+        ),
+        None => None,
     };
     let gate = persona_lake::LakeGate::default();
     let warehouse = Arc::new(

@@ -11,6 +11,7 @@ use persona_collector::client_ip::{default_trusted_proxies, parse_network};
 use persona_jobs::Schedule;
 use persona_lake::{LakeConfig, ValidLakeConfig};
 use persona_log::{LogConfig, RetentionPolicy};
+use persona_source_kafka::{KafkaSourceConfig, ValidKafkaSource};
 use persona_store_postgres::PostgresConfig;
 use persona_store_redis::RedisConfig;
 use persona_stream::StreamConfig;
@@ -56,6 +57,18 @@ pub struct FileConfig {
     /// Where profiles are kept.
     #[serde(default)]
     pub store: StoreSection,
+    /// Where events come from besides HTTP.
+    #[serde(default)]
+    pub sources: SourcesSection,
+}
+
+/// Sources of events besides the HTTP collector.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesSection {
+    /// Segment messages in Kafka topics.
+    #[serde(default)]
+    pub kafka: KafkaSourceConfig,
 }
 
 /// Where profiles, segments and models are kept: the data folder (the default), or a
@@ -296,6 +309,8 @@ pub struct Settings {
     pub sql: WarehouseLimits,
     pub jobs: JobSchedules,
     pub store: StoreBackend,
+    /// The Kafka source, when `sources.kafka.brokers` is set.
+    pub kafka: Option<ValidKafkaSource>,
 }
 
 impl Settings {
@@ -384,6 +399,7 @@ impl Settings {
             store: file
                 .store
                 .backend(std::env::var("PERSONA_STORE_URL").ok())?,
+            kafka: file.sources.kafka.validate().map_err(anyhow::Error::msg)?,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod collector_alone;
 mod cpu;
 pub mod ingest;
+pub mod kafka;
 mod paced;
 pub mod profiles;
 mod rounds;

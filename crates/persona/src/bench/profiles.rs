@@ -265,19 +265,45 @@ const COUNTRIES: [&str; 3] = ["DE", "FR", "US"];
 pub(super) async fn build_log(dir: &Path, profiles: usize, events: usize) -> anyhow::Result<()> {
     let (log, _) = EventLog::open(dir, LogConfig::default(), Arc::new(()))?;
     let bar = progress_bar((profiles * events) as u64, "writing the log");
+    let mut pending = Vec::with_capacity(10_000);
+    for m in synthetic_messages(profiles, events) {
+        let mut m = m;
+        let o = m.as_object_mut().expect("object");
+        // As the collector would have stored them.
+        o.insert("receivedAt".into(), o["timestamp"].clone());
+        o.insert("writeKey".into(), WRITE_KEY.into());
+        pending.push(serde_json::to_vec(&m)?);
+        if pending.len() == pending.capacity() {
+            bar.inc(pending.len() as u64);
+            log.append(std::mem::take(&mut pending)).await?;
+            pending.reserve(10_000);
+        }
+    }
+    bar.inc(pending.len() as u64);
+    log.append(pending).await?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+/// `profiles` × `events` Segment messages as a sender would send them, interleaved across
+/// customers: a page view, an identify, then product views with every third event a
+/// purchase.
+pub(super) fn synthetic_messages(
+    profiles: usize,
+    events: usize,
+) -> impl Iterator<Item = serde_json::Value> {
     let start = Utc
         .with_ymd_and_hms(2026, 9, 1, 0, 0, 0)
         .unwrap()
         .timestamp_millis();
-    let mut pending = Vec::with_capacity(10_000);
-    for round in 0..events {
-        for i in 0..profiles {
+    (0..events).flat_map(move |round| {
+        (0..profiles).map(move |i| {
             let at = start + (round as i64) * 86_400_000 + (i as i64 % 86_400) * 1000;
             let ts = persona_core::time::format_timestamp(
                 chrono::DateTime::from_timestamp_millis(at).expect("in range"),
             );
             let (user, anon) = (format!("bench-{i}"), format!("anon-{i}"));
-            let m = match round {
+            let mut m = match round {
                 0 => {
                     json!({"type": "page", "anonymousId": anon, "name": "Home", "category": "home",
                             "properties": {"path": "/", "category": "home"}})
@@ -291,28 +317,16 @@ pub(super) async fn build_log(dir: &Path, profiles: usize, events: usize) -> any
                 _ => json!({"type": "track", "userId": user, "event": "Product Viewed",
                             "properties": {"product_id": format!("sku-{}", i % 500), "price": 19.99, "category": "shirts"}}),
             };
-            let mut m = m;
             let o = m.as_object_mut().expect("object");
             o.insert("messageId".into(), format!("m-{round}-{i}").into());
-            o.insert("timestamp".into(), ts.clone().into());
-            o.insert("receivedAt".into(), ts.into());
-            o.insert("writeKey".into(), WRITE_KEY.into());
+            o.insert("timestamp".into(), ts.into());
             o.insert(
                 "context".into(),
                 json!({"ip": "203.0.113.7", "userAgent": "Mozilla/5.0 Chrome/126.0"}),
             );
-            pending.push(serde_json::to_vec(&m)?);
-            if pending.len() == pending.capacity() {
-                bar.inc(pending.len() as u64);
-                log.append(std::mem::take(&mut pending)).await?;
-                pending.reserve(10_000);
-            }
-        }
-    }
-    bar.inc(pending.len() as u64);
-    log.append(pending).await?;
-    bar.finish_and_clear();
-    Ok(())
+            m
+        })
+    })
 }
 
 /// Writes the simulator's traffic for `customers` over 90 days, validated as `import` does.
