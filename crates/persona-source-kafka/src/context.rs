@@ -43,10 +43,15 @@ impl ClientContext for SourceContext {
             .topics
             .values()
             .flat_map(|t| t.partitions.values())
-            // Partition -1 is the client's internal one; a lag of -1 is not known yet.
-            // Counted from the stored offset: what is read but not yet in the log is lag.
-            .filter(|p| p.partition >= 0 && p.consumer_lag_stored >= 0)
-            .map(|p| p.consumer_lag_stored)
+            // Partition -1 is the client's internal one. Counted from the stored offset
+            // (what is read but not yet in the log is lag), or from the committed one
+            // until this process has stored one; -1 is not known yet.
+            .filter(|p| p.partition >= 0)
+            .map(|p| match p.consumer_lag_stored {
+                stored if stored >= 0 => stored,
+                _ => p.consumer_lag,
+            })
+            .filter(|lag| *lag >= 0)
             .sum();
         self.metrics.set_lag(lag);
     }

@@ -22,6 +22,8 @@ pub const ERROR_HEADER: &str = "persona.error";
 pub const TOPIC_HEADER: &str = "persona.topic";
 pub const PARTITION_HEADER: &str = "persona.partition";
 pub const OFFSET_HEADER: &str = "persona.offset";
+/// Set on a dead letter sent without its value, which was too large for the producer.
+pub const TRUNCATED_HEADER: &str = "persona.truncated";
 
 /// Counts deliveries the broker refused, so a group is known stored only when none was.
 #[derive(Default)]
@@ -82,12 +84,12 @@ impl DeadLetters {
         self.producer.context().failed.store(0, Ordering::Relaxed);
         for (record, reason) in rejects {
             let (partition, offset) = (record.partition.to_string(), record.offset.to_string());
-            let headers = OwnedHeaders::new_with_capacity(4)
+            let headers = OwnedHeaders::new_with_capacity(5)
                 .insert(header(ERROR_HEADER, reason))
                 .insert(header(TOPIC_HEADER, &record.topic))
                 .insert(header(PARTITION_HEADER, &partition))
                 .insert(header(OFFSET_HEADER, &offset));
-            let mut next = BaseRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
+            let mut next = BaseRecord::<[u8], [u8]>::to(&self.topic).headers(headers.clone());
             if let Some(key) = &record.key {
                 next = next.key(key.as_slice());
             }
@@ -96,14 +98,24 @@ impl DeadLetters {
             }
             // A full local queue drains as the broker takes what it holds.
             while let Err((error, back)) = self.producer.send(next) {
-                if error.rdkafka_error_code() != Some(RDKafkaErrorCode::QueueFull) {
-                    return Err(format!("cannot send a dead letter: {error}"));
-                }
+                next = match error.rdkafka_error_code() {
+                    Some(RDKafkaErrorCode::QueueFull) => {
+                        self.producer.poll(Duration::from_millis(100));
+                        back
+                    }
+                    // Sent again and again it would never fit: the headers say where
+                    // the record is and why it was refused.
+                    Some(RDKafkaErrorCode::MessageSizeTooLarge) if back.payload.is_some() => {
+                        let headers = headers.clone().insert(header(TRUNCATED_HEADER, "value"));
+                        let mut bare = BaseRecord::to(&self.topic).headers(headers);
+                        bare.key = back.key;
+                        bare
+                    }
+                    _ => return Err(format!("cannot send a dead letter: {error}")),
+                };
                 if stopped() {
                     return Err("stopped".into());
                 }
-                self.producer.poll(Duration::from_millis(100));
-                next = back;
             }
         }
         // Waited out rather than sent again: those still queued are still being tried.

@@ -31,13 +31,18 @@ impl Incoming {
 
 /// The id a record without a `messageId` gets: the same for the same record whenever it
 /// is read, so a record read again (after a crash before its offset was committed, or a
-/// rebalance) is dropped by the processor's dedupe instead of counted twice.
-pub fn stable_id(topic: &str, partition: i32, offset: i64) -> String {
-    uuid::Uuid::new_v5(
-        &KAFKA_IDS,
-        format!("{topic}/{partition}/{offset}").as_bytes(),
-    )
-    .to_string()
+/// rebalance) is dropped by the processor's dedupe instead of counted twice. The record's
+/// timestamp is part of it: a topic made again starts its offsets at 0, and its new
+/// records must not take the ids of the old ones.
+pub fn stable_id(record: &Incoming) -> String {
+    let name = format!(
+        "{}/{}/{}/{}",
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp_ms.unwrap_or(-1)
+    );
+    uuid::Uuid::new_v5(&KAFKA_IDS, name.as_bytes()).to_string()
 }
 
 /// The message as the log stores it, or why the record is not one.
@@ -73,7 +78,7 @@ pub fn decode(record: &Incoming, max_bytes: usize, now: DateTime<Utc>) -> Result
         }
     })?;
     if lacks_message_id(&msg) {
-        let id = stable_id(&record.topic, record.partition, record.offset);
+        let id = stable_id(record);
         msg.insert("messageId", Field::of(&id));
     }
     let received_at = record
@@ -138,12 +143,16 @@ mod tests {
         let msg = r#"{"type":"track","event":"Order Completed","userId":"u1"}"#;
         let first = stored(msg);
         assert_eq!(first["messageId"], stored(msg)["messageId"]);
-        assert_eq!(first["messageId"], stable_id("events", 3, 41));
+        assert_eq!(first["messageId"], stable_id(&record(msg)));
         let mut elsewhere = record(msg);
         elsewhere.offset = 42;
-        let other: Value =
-            serde_json::from_slice(&decode(&elsewhere, 32 * 1024, Utc::now()).unwrap()).unwrap();
-        assert_ne!(first["messageId"], other["messageId"]);
+        let mut remade = record(msg);
+        remade.timestamp_ms = Some(1_600_000_000_000);
+        for other in [elsewhere, remade] {
+            let other: Value =
+                serde_json::from_slice(&decode(&other, 32 * 1024, Utc::now()).unwrap()).unwrap();
+            assert_ne!(first["messageId"], other["messageId"]);
+        }
         // A sender's own id is kept.
         let own = stored(r#"{"type":"track","event":"x","userId":"u1","messageId":"m-1"}"#);
         assert_eq!(own["messageId"], "m-1");

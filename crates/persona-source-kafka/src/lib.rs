@@ -26,7 +26,9 @@ mod metrics;
 mod source;
 
 pub use config::{KafkaSourceConfig, ValidKafkaSource};
-pub use dead_letter::{ERROR_HEADER, OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER};
+pub use dead_letter::{
+    ERROR_HEADER, OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER, TRUNCATED_HEADER,
+};
 pub use decode::stable_id;
 pub use metrics::KafkaMetrics;
 pub use source::{KafkaSource, SourceError, spawn};

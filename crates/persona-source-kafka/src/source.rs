@@ -311,7 +311,7 @@ impl Reader {
         Ok(())
     }
 
-    /// Stores the batch's offsets for the client's next commit (every 5 s, and when the
+    /// Stores the batch's offsets for the client's next commit (every second, and when the
     /// source stops or gives up a partition).
     fn commit_later(&self, batch: &[Incoming]) {
         let mut last: BTreeMap<(&str, i32), i64> = BTreeMap::new();

@@ -217,7 +217,13 @@ async fn kafka_records_become_profiles_and_bad_ones_become_dead_letters() {
     broker.create_topic("events", 2);
     broker.create_topic("rejects", 1);
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &broker, "dead_letter_topic = \"rejects\"", "");
+    // No offset is committed while the server runs: only the commit at its clean stop.
+    let config = config(
+        dir.path(),
+        &broker,
+        "dead_letter_topic = \"rejects\"",
+        "\"auto.commit.interval.ms\" = \"600000\"",
+    );
     let data = dir.path().join("data");
 
     // Sent before the server first starts: a new group reads from the oldest record.
@@ -303,6 +309,7 @@ async fn kafka_records_become_profiles_and_bad_ones_become_dead_letters() {
         2.0,
         "nothing read twice"
     );
+    assert_eq!(metric(&http, &base, REJECTED).await, 0.0, "nor the rejects");
     drop(server);
     assert_eq!(common::log_stats(&data)["records"], 7);
 }
