@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use persona_core::parallel::split_work;
 use persona_log::{AppendError, EventLog};
 use rdkafka::Message;
@@ -239,23 +239,28 @@ impl Reader {
         let mut rejects = Vec::new();
         for (record, outcome) in batch.iter().zip(decoded.into_iter().flatten()) {
             match outcome {
-                Ok(bytes) => valid.push(bytes),
+                Ok(bytes) => valid.push((record, bytes)),
                 Err(reason) => rejects.push((record.clone(), reason)),
             }
         }
         let accepted = valid.len();
-        let mut chunk = Vec::new();
+        let (mut records, mut chunk) = (Vec::new(), Vec::new());
         let mut bytes = 0;
-        for message in valid {
+        for (record, message) in valid {
             bytes += message.len();
+            records.push(record);
             chunk.push(message);
             if bytes >= APPEND_BYTES {
-                self.append(std::mem::take(&mut chunk))?;
+                self.append(
+                    &std::mem::take(&mut records),
+                    Some(std::mem::take(&mut chunk)),
+                    now,
+                )?;
                 bytes = 0;
             }
         }
         if !chunk.is_empty() {
-            self.append(chunk)?;
+            self.append(&records, Some(chunk), now)?;
         }
         self.metrics.accepted(accepted);
         if !rejects.is_empty() {
@@ -265,15 +270,30 @@ impl Reader {
         Ok(())
     }
 
-    fn append(&self, messages: Vec<Vec<u8>>) -> Result<(), String> {
+    /// Appends the messages of `records` (`decoded` already, when given), waiting out a
+    /// log that is behind.
+    fn append(
+        &self,
+        records: &[&Incoming],
+        mut decoded: Option<Vec<Vec<u8>>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
         loop {
-            let wait = match self.runtime.block_on(self.log.append(messages.clone())) {
+            // An append takes its messages; one that must be tried again decodes them
+            // again (the same bytes: decoding depends only on the record and `now`),
+            // rather than every batch keeping a copy for the rare retry.
+            let messages = decoded.take().unwrap_or_else(|| {
+                records
+                    .iter()
+                    .map(|r| decode(r, self.max_message_bytes, now).expect("valid when read"))
+                    .collect()
+            });
+            let wait = match self.runtime.block_on(self.log.append(messages)) {
                 Ok(_) => return Ok(()),
-                Err(AppendError::TooLarge { .. }) if messages.len() > 1 => {
-                    let mut first = messages;
-                    let second = first.split_off(first.len() / 2);
-                    self.append(first)?;
-                    return self.append(second);
+                Err(AppendError::TooLarge { .. }) if records.len() > 1 => {
+                    let (first, second) = records.split_at(records.len() / 2);
+                    self.append(first, None, now)?;
+                    return self.append(second, None, now);
                 }
                 Err(AppendError::Overloaded { retry_after }) => retry_after,
                 Err(e @ AppendError::Unwritable(_)) => {

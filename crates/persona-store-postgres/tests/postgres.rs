@@ -89,26 +89,6 @@ impl Drop for Schema {
 persona_store::conformance_tests!(|name| Schema::new(name), |schema| schema.opener());
 
 #[test]
-fn the_durable_offset_follows_the_servers_log_flush() {
-    let schema = Schema::new("durable");
-    let store = schema.opener()().unwrap();
-    assert_eq!(store.durable_offset("processor").unwrap(), None);
-    store
-        .apply(&ChangeSet {
-            next_id: 1,
-            offsets: vec![("processor".into(), 10)],
-            ..ChangeSet::default()
-        })
-        .unwrap();
-    assert_eq!(store.offset("processor").unwrap(), Some(10));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while store.durable_offset("processor").unwrap() != Some(10) {
-        assert!(Instant::now() < deadline, "the server never flushed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
 fn segments_and_members_are_tables_a_bi_tool_can_join() {
     let schema = Schema::new("bi");
     let store = schema.opener()().unwrap();
@@ -200,38 +180,29 @@ fn a_connection_the_server_closed_is_opened_again() {
     assert!(matches!(schema.opener()(), Err(StoreError::Locked(_))));
 }
 
+/// Why opening a store on `url` and `schema` fails.
+fn refusal(url: &str, schema: &str) -> String {
+    PostgresStore::open(&PostgresConfig {
+        url: url.into(),
+        schema: schema.into(),
+        read_connections: 1,
+    })
+    .err()
+    .unwrap()
+    .to_string()
+}
+
 #[test]
 fn bad_settings_and_an_unreachable_server_are_named() {
-    let bad_name = PostgresStore::open(&PostgresConfig {
-        url: server_url(),
-        schema: "Robert'); DROP TABLE x;--".into(),
-        read_connections: 1,
-    })
-    .err()
-    .unwrap()
-    .to_string();
+    let bad_name = refusal(&server_url(), "Robert'); DROP TABLE x;--");
     assert!(bad_name.contains("not a plain schema name"), "{bad_name}");
-    let bad_url = PostgresStore::open(&PostgresConfig {
-        url: "postgres://[::1".into(),
-        schema: "persona".into(),
-        read_connections: 1,
-    })
-    .err()
-    .unwrap()
-    .to_string();
+    let bad_url = refusal("postgres://[::1", "persona");
     assert!(
         bad_url.contains("not a PostgreSQL connection string"),
         "{bad_url}"
     );
     // Nothing listens on port 1.
-    let down = PostgresStore::open(&PostgresConfig {
-        url: "postgres://postgres@127.0.0.1:1/test".into(),
-        schema: "persona".into(),
-        read_connections: 1,
-    })
-    .err()
-    .unwrap()
-    .to_string();
+    let down = refusal("postgres://postgres@127.0.0.1:1/test", "persona");
     assert!(
         down.contains("cannot connect to schema persona of PostgreSQL 127.0.0.1:1/test"),
         "{down}"

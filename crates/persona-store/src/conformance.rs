@@ -393,6 +393,26 @@ pub fn cursors_and_deleted_documents_survive_reopening<S: ProfileStore>(open: Op
     );
 }
 
+/// An applied offset is soon reported durable too (after the store's own sync, or the
+/// server's flush of its log), and not before it was applied.
+pub fn the_durable_offset_follows_the_applied_one<S: ProfileStore>(open: Open<'_, S>) {
+    let store = open().unwrap();
+    assert_eq!(store.durable_offset("processor").unwrap(), None);
+    store
+        .apply(&ChangeSet {
+            next_id: 1,
+            offsets: vec![("processor".into(), 10)],
+            ..ChangeSet::default()
+        })
+        .unwrap();
+    assert_eq!(store.offset("processor").unwrap(), Some(10));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.durable_offset("processor").unwrap() != Some(10) {
+        assert!(std::time::Instant::now() < deadline, "never made durable");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// One `#[test]` per check above, in the calling test file:
 /// `conformance_tests!(|name| fixture, |fixture| opener)`, where `fixture` makes what a
 /// test needs kept alive (a folder, a schema), given the check's name, and `opener` is the
@@ -408,6 +428,7 @@ macro_rules! conformance_tests {
             segments_members_and_the_outbox_are_kept_and_survive_reopening,
             documents_are_kept_by_kind_and_id_across_a_restart,
             cursors_and_deleted_documents_survive_reopening,
+            the_durable_offset_follows_the_applied_one,
         );
     };
     (@each ($name:ident, $fixture:expr, $held:ident, $open:expr) $($check:ident),* $(,)?) => {$(

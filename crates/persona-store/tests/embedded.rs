@@ -15,26 +15,6 @@ persona_store::conformance_tests!(|_name| tempfile::tempdir().unwrap(), |dir| op
 ));
 
 #[test]
-fn the_durable_offset_follows_the_background_sync() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EmbeddedStore::open(dir.path().join("profiles")).unwrap();
-    assert_eq!(store.durable_offset("processor").unwrap(), None);
-    store
-        .apply(&ChangeSet {
-            next_id: 1,
-            offsets: vec![("processor".into(), 10)],
-            ..ChangeSet::default()
-        })
-        .unwrap();
-    assert_eq!(store.offset("processor").unwrap(), Some(10));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while store.durable_offset("processor").unwrap() != Some(10) {
-        assert!(std::time::Instant::now() < deadline, "never synced");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-#[test]
 fn warming_the_cache_reads_every_identity_and_profile() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("profiles");
