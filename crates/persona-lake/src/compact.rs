@@ -14,17 +14,17 @@
 //! file's; the next start or compaction removes them (`files::covered`). So every event is
 //! in the lake exactly once, whatever the moment of the crash.
 
-use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::ChunkReader;
 use serde::Serialize;
 
-use crate::files::{self, PartFile, StagedFile};
+use crate::files::{self, EVENTS_TABLE, PartFile, StagedFile};
 use crate::gate::LakeGate;
 use crate::rows::Partition;
+use crate::storage::{Fetched, LakeStorage};
 
 /// What a compaction did.
 #[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
@@ -45,41 +45,42 @@ pub struct CompactReport {
 
 /// One merge to make: consecutive files of a partition.
 struct Merge {
-    partition: PathBuf,
+    /// The partition's folder in the lake.
+    folder: String,
     sources: Vec<PartFile>,
 }
 
-/// Compacts the events table of the lake in `lake_dir`, merging files whose offsets end at
-/// or before `committed` (the lake writer's committed offset), except in the partition of
-/// `now`'s hour and later ones. Blocks: run it on a thread of its own.
+/// Compacts the events table of `lake`, merging files whose offsets end at or before
+/// `committed` (the lake writer's committed offset), except in the partition of `now`'s
+/// hour and later ones. Blocks: run it on a thread of its own.
 pub fn compact(
-    lake_dir: &Path,
+    lake: &LakeStorage,
     committed: u64,
     target_bytes: u64,
     gate: &LakeGate,
     now: DateTime<Utc>,
 ) -> io::Result<CompactReport> {
-    let table = files::events_dir(lake_dir);
-    let growing = table.join(Partition::of(now).path());
+    let growing = format!("{EVENTS_TABLE}/{}", Partition::of(now).path());
     let mut report = CompactReport::default();
     let mut merges = Vec::new();
     let mut leftovers = Vec::new();
-    for partition in files::partitions(&table)? {
-        if partition >= growing {
+    for (folder, partition) in files::partitions(lake, EVENTS_TABLE)? {
+        if folder >= growing {
             continue;
         }
-        let mut done: Vec<PartFile> = files::part_files(&partition)?
+        let mut done: Vec<PartFile> = partition
+            .files
             .into_iter()
             .filter(|f| f.end <= committed)
             .collect();
-        let covered: Vec<PathBuf> = files::covered(&done)
+        let covered: Vec<String> = files::covered(&done)
             .into_iter()
-            .map(|f| f.path.clone())
+            .map(PartFile::inside)
             .collect();
-        done.retain(|f| !covered.contains(&f.path));
+        done.retain(|f| !covered.contains(&f.inside()));
         leftovers.extend(covered);
         merges.extend(runs(done, target_bytes).into_iter().map(|sources| Merge {
-            partition: partition.clone(),
+            folder: folder.clone(),
             sources,
         }));
     }
@@ -89,14 +90,17 @@ pub fn compact(
     for merge in &merges {
         let (first, end) = (merge.sources[0].first, merge.sources.last().unwrap().end);
         let name = files::file_name(first, end);
-        let file = merge_files(&merge.partition, &name, &merge.sources).map_err(|e| {
+        let file = merge_files(lake, &merge.folder, &name, &merge.sources).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("cannot merge files in {}: {e}", merge.partition.display()),
+                format!(
+                    "cannot merge files in {}: {e}",
+                    lake.describe(&merge.folder)
+                ),
             )
         })?;
         report.bytes_written += file.bytes();
-        staged.push((merge.partition.join(name), file));
+        staged.push((format!("{}/{name}", merge.folder), file));
     }
 
     // The swap, alone: queries wait for it, and it waits for them. Once a merged file is
@@ -104,8 +108,8 @@ pub fn compact(
     // failure is kept and said at the end rather than stopping the swap half done.
     let _turn = gate.replace();
     let mut trouble = None;
-    for path in &leftovers {
-        match remove_and_sync(path) {
+    for inside in &leftovers {
+        match lake.remove(inside) {
             Ok(()) => report.leftovers_removed += 1,
             Err(e) => keep_first(&mut trouble, e),
         }
@@ -116,15 +120,15 @@ pub fn compact(
         if let Err(e) = file.publish() {
             keep_first(&mut trouble, e);
             // Renamed but not synced is in place all the same.
-            if !target.exists() {
+            if !lake.exists(&target).unwrap_or(false) {
                 continue;
             }
         }
         report.files_written += 1;
         report.rows += rows;
-        partitions.insert(&merge.partition);
+        partitions.insert(&merge.folder);
         for source in &merge.sources {
-            match remove_and_sync(&source.path) {
+            match lake.remove(&source.inside()) {
                 Ok(()) => {
                     report.files_merged += 1;
                     report.bytes_merged += source.bytes;
@@ -166,28 +170,45 @@ fn runs(files: Vec<PartFile>, target_bytes: u64) -> Vec<Vec<PartFile>> {
     runs
 }
 
-/// Writes the rows of `sources`, in order, to a staged file `name` in `partition`.
-fn merge_files(partition: &Path, name: &str, sources: &[PartFile]) -> io::Result<StagedFile> {
-    let open = |source: &PartFile| {
-        ParquetRecordBatchReaderBuilder::try_new(File::open(&source.path)?)
-            .map_err(io::Error::other)
-    };
-    let schema = open(&sources[0])?.schema().clone();
-    let mut staged = StagedFile::create(partition, name, schema)?;
+/// Writes the rows of `sources`, in order, to a staged file `folder/name`.
+fn merge_files(
+    lake: &LakeStorage,
+    folder: &str,
+    name: &str,
+    sources: &[PartFile],
+) -> io::Result<StagedFile> {
+    let mut staged = None;
     for source in sources {
-        for batch in open(source)?.build().map_err(io::Error::other)? {
-            staged.append(&batch.map_err(io::Error::other)?)?;
+        match lake.fetch(&source.inside())? {
+            Fetched::Local(file) => copy_rows(file, lake, folder, name, &mut staged)?,
+            Fetched::Remote(bytes) => copy_rows(bytes, lake, folder, name, &mut staged)?,
         }
     }
+    let mut staged = staged.ok_or_else(|| io::Error::other("a merge without sources"))?;
     staged.seal()?;
     Ok(staged)
 }
 
-/// Removes a file whose rows are in another. Already gone is as good.
-fn remove_and_sync(path: &Path) -> io::Result<()> {
-    files::remove_if_there(path)?;
-    if let Some(dir) = path.parent() {
-        persona_core::durable::sync_dir(dir)?;
+/// Appends the rows of one Parquet file to `staged`, started with the file's schema.
+fn copy_rows<R: ChunkReader + 'static>(
+    source: R,
+    lake: &LakeStorage,
+    folder: &str,
+    name: &str,
+    staged: &mut Option<StagedFile>,
+) -> io::Result<()> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(source).map_err(io::Error::other)?;
+    let staged = match staged {
+        Some(staged) => staged,
+        None => staged.insert(StagedFile::create(
+            lake,
+            folder,
+            name,
+            reader.schema().clone(),
+        )?),
+    };
+    for batch in reader.build().map_err(io::Error::other)? {
+        staged.append(&batch.map_err(io::Error::other)?)?;
     }
     Ok(())
 }
@@ -196,13 +217,14 @@ fn remove_and_sync(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::rows::{self, Rows};
+    use crate::storage::testing::TestLake;
     use arrow::array::AsArray;
     use arrow::datatypes::UInt64Type;
     use chrono::TimeZone;
 
     /// Writes one flush of events at `hours` (of 2024-05-01), offsets from `first`, as the
     /// lake writer does; returns the end offset.
-    fn flush(lake: &Path, first: u64, hours: &[u32]) -> u64 {
+    fn flush(lake: &LakeStorage, first: u64, hours: &[u32]) -> u64 {
         let mut by_partition: std::collections::BTreeMap<String, Rows> = Default::default();
         for (i, hour) in hours.iter().enumerate() {
             let payload = format!(
@@ -217,81 +239,85 @@ mod tests {
         }
         let end = first + hours.len() as u64;
         for (path, mut rows) in by_partition {
-            let dir = files::events_dir(lake).join(path);
-            files::write_atomically(&dir, &files::file_name(first, end), &rows.finish()).unwrap();
+            let folder = format!("{EVENTS_TABLE}/{path}");
+            files::write_atomically(lake, &folder, &files::file_name(first, end), &rows.finish())
+                .unwrap();
         }
         end
     }
 
     /// The log offsets in a partition, file by file.
-    fn offsets(partition: &Path) -> Vec<Vec<u64>> {
-        files::part_files(partition)
-            .unwrap()
+    fn offsets(lake: &LakeStorage, folder: &str) -> Vec<Vec<u64>> {
+        let partitions = files::partitions(lake, EVENTS_TABLE).unwrap();
+        partitions[folder]
+            .files
             .iter()
-            .map(|f| {
-                let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f.path).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                reader
-                    .flat_map(|b| {
-                        let b = b.unwrap();
-                        b.column(0).as_primitive::<UInt64Type>().values().to_vec()
-                    })
-                    .collect()
+            .map(|f| match lake.fetch(&f.inside()).unwrap() {
+                Fetched::Local(file) => offsets_in(file),
+                Fetched::Remote(bytes) => offsets_in(bytes),
+            })
+            .collect()
+    }
+
+    fn offsets_in<R: ChunkReader + 'static>(source: R) -> Vec<u64> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(source)
+            .unwrap()
+            .build()
+            .unwrap();
+        reader
+            .flat_map(|b| {
+                let b = b.unwrap();
+                b.column(0).as_primitive::<UInt64Type>().values().to_vec()
             })
             .collect()
     }
 
     #[test]
     fn merges_committed_files_of_past_hours_in_log_order() {
-        let lake = tempfile::tempdir().unwrap();
-        let mut end = 0;
-        for hours in [&[10, 11][..], &[10], &[11, 10, 10], &[10]] {
-            end = flush(lake.path(), end, hours);
+        for test in TestLake::both() {
+            let lake = &test.lake;
+            let mut end = 0;
+            for hours in [&[10, 11][..], &[10], &[11, 10, 10], &[10]] {
+                end = flush(lake, end, hours);
+            }
+            let hour10 = "events/date=2024-05-01/hour=10";
+            let hour11 = "events/date=2024-05-01/hour=11";
+            assert_eq!(
+                offsets(lake, hour10),
+                vec![vec![0], vec![2], vec![4, 5], vec![6]],
+                "{test:?}"
+            );
+            let gate = LakeGate::default();
+            let late = Utc.with_ymd_and_hms(2024, 5, 2, 0, 0, 0).unwrap();
+
+            // The last flush (offset 6) is not committed yet: it stays as it is.
+            let report = compact(lake, 6, 1 << 20, &gate, late).unwrap();
+            assert_eq!(offsets(lake, hour10), vec![vec![0, 2, 4, 5], vec![6]]);
+            assert_eq!(offsets(lake, hour11), vec![vec![1, 3]]);
+            assert_eq!(report.partitions, 2);
+            assert_eq!(
+                (report.files_merged, report.files_written, report.rows),
+                (5, 2, 6)
+            );
+            assert_eq!(
+                test.names(hour10),
+                vec![files::file_name(0, 6), files::file_name(6, 7)]
+            );
+
+            // Committed, it joins; the hour still being written (11 o'clock, now) is left.
+            let now = Utc.with_ymd_and_hms(2024, 5, 1, 11, 5, 0).unwrap();
+            let report = compact(lake, end, 1 << 20, &gate, now).unwrap();
+            assert_eq!(offsets(lake, hour10), vec![vec![0, 2, 4, 5, 6]]);
+            assert_eq!((report.files_merged, report.files_written), (2, 1));
+            // Nothing else: no temporary file left behind.
+            assert_eq!(test.names(hour10), vec![files::file_name(0, 7)], "{test:?}");
         }
-        let hour10 = files::events_dir(lake.path()).join("date=2024-05-01/hour=10");
-        let hour11 = files::events_dir(lake.path()).join("date=2024-05-01/hour=11");
-        assert_eq!(
-            offsets(&hour10),
-            vec![vec![0], vec![2], vec![4, 5], vec![6]]
-        );
-        let gate = LakeGate::default();
-        let late = Utc.with_ymd_and_hms(2024, 5, 2, 0, 0, 0).unwrap();
-
-        // The last flush (offset 6) is not committed yet: it stays as it is.
-        let report = compact(lake.path(), 6, 1 << 20, &gate, late).unwrap();
-        assert_eq!(offsets(&hour10), vec![vec![0, 2, 4, 5], vec![6]]);
-        assert_eq!(offsets(&hour11), vec![vec![1, 3]]);
-        assert_eq!(report.partitions, 2);
-        assert_eq!(
-            (report.files_merged, report.files_written, report.rows),
-            (5, 2, 6)
-        );
-        assert_eq!(
-            files::part_files(&hour10).unwrap()[0]
-                .path
-                .file_name()
-                .unwrap(),
-            files::file_name(0, 6).as_str()
-        );
-
-        // Committed, it joins; the hour still being written (11 o'clock, now) is left.
-        let now = Utc.with_ymd_and_hms(2024, 5, 1, 11, 5, 0).unwrap();
-        let report = compact(lake.path(), end, 1 << 20, &gate, now).unwrap();
-        assert_eq!(offsets(&hour10), vec![vec![0, 2, 4, 5, 6]]);
-        assert_eq!((report.files_merged, report.files_written), (2, 1));
-        let leftovers: Vec<_> = std::fs::read_dir(&hour10)
-            .unwrap()
-            .map(|f| f.unwrap().file_name())
-            .filter(|n| !n.to_string_lossy().ends_with(".parquet"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     fn part(first: u64, end: u64, bytes: u64) -> PartFile {
         PartFile {
-            path: PathBuf::from(files::file_name(first, end)),
+            folder: "events/date=2024-05-01/hour=10".into(),
+            name: files::file_name(first, end),
             first,
             end,
             bytes,

@@ -1,8 +1,18 @@
 //! The `[lake]` settings.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreScheme, RetryConfig};
 use serde::Deserialize;
+use url::Url;
 
 /// How the lake writer batches, as written in the TOML file. Every field is optional.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +31,15 @@ pub struct LakeConfig {
     /// [default 128]: large enough that a query opens few files, small enough that a
     /// partition is read in parallel pieces.
     pub compact_target_mib: u64,
+    /// Where the lake is [default: the folder `lake` of the data folder]: a bucket and
+    /// path of an object store (`s3://bucket/path`, `gs://bucket/path`,
+    /// `az://container/path`, `abfss://…`) or another local folder (`file:///path`).
+    pub url: Option<String>,
+    /// Settings of the object store, by `object_store`'s names (`aws_endpoint`,
+    /// `aws_region`, `aws_access_key_id`, `aws_allow_http`, `google_service_account`,
+    /// `azure_storage_account_name`, …). The store's usual environment variables
+    /// (`AWS_*`, `GOOGLE_*`, `AZURE_*`) are read too; these win over them.
+    pub options: BTreeMap<String, String>,
 }
 
 impl Default for LakeConfig {
@@ -30,6 +49,8 @@ impl Default for LakeConfig {
             flush_seconds: 30.0,
             max_rows: 50_000,
             compact_target_mib: 128,
+            url: None,
+            options: BTreeMap::new(),
         }
     }
 }
@@ -41,6 +62,37 @@ pub struct ValidLakeConfig {
     pub flush_interval: Duration,
     pub max_rows: usize,
     pub compact_target_bytes: u64,
+    pub location: LakeLocation,
+}
+
+/// Where the lake is.
+#[derive(Debug, Clone)]
+pub enum LakeLocation {
+    /// The folder `lake` of the data folder.
+    DataFolder,
+    /// Another local folder.
+    Folder(PathBuf),
+    /// A bucket of an object store.
+    Remote(RemoteLake),
+}
+
+/// A lake in an object store: the store, built from the settings (no call made yet), and
+/// where in it the lake is.
+#[derive(Debug, Clone)]
+pub struct RemoteLake {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// The lake's URL, ending in `/`.
+    pub(crate) url: Url,
+    pub(crate) prefix: ObjectPath,
+}
+
+impl RemoteLake {
+    /// A lake in `store`, at `url` (test stores, such as `object_store`'s in-memory one).
+    pub fn new(store: Arc<dyn ObjectStore>, url: &str) -> Result<RemoteLake, String> {
+        let url = folder_url(url)?;
+        let (_, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| format!("lake.url: {e}"))?;
+        Ok(RemoteLake { store, url, prefix })
+    }
 }
 
 impl LakeConfig {
@@ -67,13 +119,117 @@ impl LakeConfig {
                 self.compact_target_mib
             ));
         }
+        let location = location(self.url.as_deref(), &self.options)?;
         Ok(ValidLakeConfig {
+            location,
             enabled: self.enabled,
             flush_interval: Duration::from_secs_f64(self.flush_seconds),
             max_rows: self.max_rows,
             compact_target_bytes: self.compact_target_mib << 20,
         })
     }
+}
+
+/// Where `[lake] url` and `[lake.options]` put the lake; the store is built, not called.
+fn location(url: Option<&str>, options: &BTreeMap<String, String>) -> Result<LakeLocation, String> {
+    let Some(url) = url else {
+        return match options.keys().next() {
+            Some(key) => Err(format!(
+                "lake.options.{key}: options are for a lake in an object store, and lake.url is not set"
+            )),
+            None => Ok(LakeLocation::DataFolder),
+        };
+    };
+    let url = folder_url(url)?;
+    let (scheme, _) = ObjectStoreScheme::parse(&url).map_err(|_| unsupported(&url))?;
+    let named = |key: &str, kind: &str| {
+        format!(
+            "lake.options.{key}: not a setting of {kind} (see object_store's names: {})",
+            match kind {
+                "S3" =>
+                    "aws_endpoint, aws_region, aws_access_key_id, aws_secret_access_key, aws_allow_http, …",
+                "Google Cloud Storage" => "google_service_account, google_service_account_key, …",
+                _ => "azure_storage_account_name, azure_storage_account_key, azure_use_emulator, …",
+            }
+        )
+    };
+    let built = |e: object_store::Error| format!("lake.url {url}: {e}");
+    let store: Arc<dyn ObjectStore> = match scheme {
+        ObjectStoreScheme::Local => {
+            if let Some(key) = options.keys().next() {
+                return Err(format!(
+                    "lake.options.{key}: options are for a lake in an object store, not a local folder"
+                ));
+            }
+            let folder = url
+                .to_file_path()
+                .map_err(|()| format!("lake.url {url}: not a local folder"))?;
+            return Ok(LakeLocation::Folder(folder));
+        }
+        ObjectStoreScheme::AmazonS3 => {
+            let mut builder = AmazonS3Builder::from_env()
+                .with_url(url.as_str())
+                .with_retry(retries());
+            for (key, value) in options {
+                let key: AmazonS3ConfigKey = key.parse().map_err(|_| named(key, "S3"))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(built)?)
+        }
+        ObjectStoreScheme::GoogleCloudStorage => {
+            let mut builder = GoogleCloudStorageBuilder::from_env()
+                .with_url(url.as_str())
+                .with_retry(retries());
+            for (key, value) in options {
+                let key: GoogleConfigKey = key
+                    .parse()
+                    .map_err(|_| named(key, "Google Cloud Storage"))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(built)?)
+        }
+        ObjectStoreScheme::MicrosoftAzure => {
+            let mut builder = MicrosoftAzureBuilder::from_env()
+                .with_url(url.as_str())
+                .with_retry(retries());
+            for (key, value) in options {
+                let key: AzureConfigKey = key.parse().map_err(|_| named(key, "Azure"))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(builder.build().map_err(built)?)
+        }
+        _ => return Err(unsupported(&url)),
+    };
+    let (_, prefix) = ObjectStoreScheme::parse(&url).map_err(|_| unsupported(&url))?;
+    Ok(LakeLocation::Remote(RemoteLake { store, url, prefix }))
+}
+
+/// How often a call to the store is tried before it fails: briefly, since the lake writer
+/// tries its whole flush again every second, and a call waiting out object_store's
+/// default of three minutes would hold up a stop and hide a failure from the metrics.
+fn retries() -> RetryConfig {
+    RetryConfig {
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(15),
+        ..RetryConfig::default()
+    }
+}
+
+/// `url` parsed, its path ending in `/`.
+fn folder_url(url: &str) -> Result<Url, String> {
+    let mut parsed = Url::parse(url).map_err(|e| format!("lake.url {url:?}: {e}"))?;
+    if !parsed.path().ends_with('/') {
+        let path = format!("{}/", parsed.path());
+        parsed.set_path(&path);
+    }
+    Ok(parsed)
+}
+
+fn unsupported(url: &Url) -> String {
+    format!(
+        "lake.url {url}: the scheme {:?} is not one persona writes a lake to (s3://, gs://, az://, abfss://, file://)",
+        url.scheme()
+    )
 }
 
 #[cfg(test)]
@@ -103,5 +259,53 @@ mod tests {
                 .unwrap_err()
                 .contains("lake.compact_target_mib")
         );
+    }
+
+    #[test]
+    fn a_lake_url_builds_its_store_and_bad_ones_are_named() {
+        let remote = |url: &str, options: &[(&str, &str)]| {
+            LakeConfig {
+                url: Some(url.into()),
+                options: options
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..LakeConfig::default()
+            }
+            .validate()
+        };
+        let ok = remote(
+            "s3://lake/persona",
+            &[
+                ("aws_endpoint", "http://127.0.0.1:9000"),
+                ("aws_allow_http", "true"),
+            ],
+        )
+        .unwrap();
+        let LakeLocation::Remote(lake) = ok.location else {
+            panic!("{:?}", ok.location)
+        };
+        assert_eq!(lake.url.as_str(), "s3://lake/persona/");
+        assert_eq!(lake.prefix.as_ref(), "persona");
+        assert!(matches!(
+            remote("file:///srv/lake", &[]).unwrap().location,
+            LakeLocation::Folder(ref f) if f == std::path::Path::new("/srv/lake/")
+        ));
+        let error = remote("s3://lake/p", &[("aws_endpoit", "x")]).unwrap_err();
+        assert!(
+            error.starts_with("lake.options.aws_endpoit: not a setting of S3"),
+            "{error}"
+        );
+        let error = remote("ftp://host/lake", &[]).unwrap_err();
+        assert!(error.contains("the scheme \"ftp\""), "{error}");
+        let error = remote("not a url", &[]).unwrap_err();
+        assert!(error.starts_with("lake.url \"not a url\""), "{error}");
+        let error = LakeConfig {
+            options: [("aws_region".to_string(), "x".to_string())].into(),
+            ..LakeConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(error.contains("lake.url is not set"), "{error}");
     }
 }

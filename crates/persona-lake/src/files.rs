@@ -8,9 +8,10 @@
 //! source of a compaction (`crate::compact`) that was interrupted after the merged file
 //! was in place: its rows are in the merged file, and it is removed.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -18,13 +19,10 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use crate::storage::LakeStorage;
+
 /// The lake's table of events, a folder under the lake.
 pub const EVENTS_TABLE: &str = "events";
-
-/// The folder of the `events` table in a lake folder.
-pub fn events_dir(lake_dir: &Path) -> PathBuf {
-    lake_dir.join(EVENTS_TABLE)
-}
 
 /// The name of a flush's file in each partition.
 pub(crate) fn file_name(first: u64, end: u64) -> String {
@@ -44,12 +42,13 @@ fn is_temporary(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp")
 }
 
-/// A Parquet file being written under a hidden temporary name, not yet in place: create
-/// it, append batches, [`seal`](StagedFile::seal) it (written and synced), then
+/// A Parquet file being written under a temporary name, not yet in place: create it,
+/// append batches, [`seal`](StagedFile::seal) it (written and synced), then
 /// [`publish`](StagedFile::publish) it under its name. Dropped unpublished, it is removed.
 pub struct StagedFile {
-    dir: PathBuf,
+    lake: LakeStorage,
     temporary: PathBuf,
+    folder: String,
     name: String,
     writer: Option<ArrowWriter<File>>,
     bytes: u64,
@@ -57,10 +56,14 @@ pub struct StagedFile {
 }
 
 impl StagedFile {
-    /// Starts a file with `schema`, to be published as `dir/name`.
-    pub fn create(dir: &Path, name: &str, schema: SchemaRef) -> io::Result<StagedFile> {
-        persona_core::durable::create_dir_all(dir)?;
-        let temporary = dir.join(format!(".{name}.tmp"));
+    /// Starts a file with `schema`, to be published as `folder/name` of `lake`.
+    pub fn create(
+        lake: &LakeStorage,
+        folder: &str,
+        name: &str,
+        schema: SchemaRef,
+    ) -> io::Result<StagedFile> {
+        let temporary = lake.staging_path(folder, name)?;
         let properties = WriterProperties::builder()
             // Mostly repeated JSON text: zstd's lowest level makes it several times smaller
             // at little cost, and every Parquet reader decodes it.
@@ -70,8 +73,9 @@ impl StagedFile {
         let writer =
             ArrowWriter::try_new(file, schema, Some(properties)).map_err(io::Error::other)?;
         Ok(StagedFile {
-            dir: dir.to_owned(),
+            lake: lake.clone(),
             temporary,
+            folder: folder.to_owned(),
             name: name.to_owned(),
             writer: Some(writer),
             bytes: 0,
@@ -110,15 +114,17 @@ impl StagedFile {
         self.rows
     }
 
-    /// Puts the file in place (replacing a file of the same name) and syncs the folder.
-    pub fn publish(mut self) -> io::Result<PathBuf> {
+    /// Puts the file in place (replacing a file of the same name): renamed and its folder
+    /// synced, or uploaded. Returns where it is, for people.
+    pub fn publish(mut self) -> io::Result<String> {
         self.seal()?;
-        let target = self.dir.join(&self.name);
-        fs::rename(&self.temporary, &target)?;
-        // Renamed: nothing left for the drop to remove.
+        self.lake
+            .publish(&self.temporary, &self.folder, &self.name)?;
+        // In place: nothing left for the drop to remove.
         self.temporary = PathBuf::new();
-        persona_core::durable::sync_dir(&self.dir)?;
-        Ok(target)
+        Ok(self
+            .lake
+            .describe(&format!("{}/{}", self.folder, self.name)))
     }
 }
 
@@ -130,71 +136,81 @@ impl Drop for StagedFile {
     }
 }
 
-/// Writes `batch` to `dir/name` whole or not at all; returns its size in bytes.
-pub(crate) fn write_atomically(dir: &Path, name: &str, batch: &RecordBatch) -> io::Result<u64> {
-    let mut staged = StagedFile::create(dir, name, batch.schema())?;
+/// Writes `batch` to `folder/name` of `lake` whole or not at all; returns its size in
+/// bytes.
+pub(crate) fn write_atomically(
+    lake: &LakeStorage,
+    folder: &str,
+    name: &str,
+    batch: &RecordBatch,
+) -> io::Result<u64> {
+    let mut staged = StagedFile::create(lake, folder, name, batch.schema())?;
     staged.append(batch)?;
     let bytes = staged.seal()?;
     staged.publish()?;
     Ok(bytes)
 }
 
-/// A partition folder's lake files, with their offset ranges, in log order.
+/// A lake file of a partition, with its offset range.
+#[derive(Debug, Clone)]
 pub(crate) struct PartFile {
-    pub path: PathBuf,
+    /// The partition's folder in the lake (`events/date=…/hour=…`).
+    pub folder: String,
+    pub name: String,
     pub first: u64,
     pub end: u64,
     pub bytes: u64,
 }
 
-/// The partition folders of a table (`date=.../hour=...`), in order.
-pub(crate) fn partitions(table: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let Ok(dates) = fs::read_dir(table) else {
-        return Ok(found);
-    };
-    for date in dates {
-        let date = date?.path();
-        if !date.is_dir() {
-            continue;
-        }
-        for hour in fs::read_dir(&date)? {
-            let hour = hour?.path();
-            if hour.is_dir() {
-                found.push(hour);
-            }
-        }
+impl PartFile {
+    /// Where it is in the lake.
+    pub fn inside(&self) -> String {
+        format!("{}/{}", self.folder, self.name)
     }
-    found.sort();
-    Ok(found)
 }
 
-/// The lake files of one partition folder, in log order, with their sizes.
-pub(crate) fn part_files(partition: &Path) -> io::Result<Vec<PartFile>> {
-    let mut found = named_files(partition)?;
-    for file in &mut found {
-        file.bytes = fs::metadata(&file.path)?.len();
-    }
-    Ok(found)
+/// What a partition folder holds.
+#[derive(Debug, Default)]
+pub(crate) struct PartitionFiles {
+    /// The lake files, in log order (by first offset, the widest first).
+    pub files: Vec<PartFile>,
+    /// Temporary files of a [`StagedFile`] that was never published, by where they are.
+    pub temporary: Vec<String>,
 }
 
-/// The lake files of one partition folder, in log order, from their names alone (sizes
-/// left 0).
-fn named_files(partition: &Path) -> io::Result<Vec<PartFile>> {
-    let mut found = Vec::new();
-    for file in fs::read_dir(partition)? {
-        let file = file?;
-        let name = file.file_name();
-        if let Some((first, end)) = range_of(&name.to_string_lossy()) {
-            found.push(PartFile {
-                path: file.path(),
-                first,
-                end,
-                bytes: 0,
-            });
+/// The partitions of a table, by folder, in order, with their files: one listing.
+pub(crate) fn partitions(
+    lake: &LakeStorage,
+    table: &str,
+) -> io::Result<BTreeMap<String, PartitionFiles>> {
+    let mut found: BTreeMap<String, PartitionFiles> = BTreeMap::new();
+    for listed in lake.list(table)? {
+        if let Some((first, end)) = range_of(&listed.name) {
+            found
+                .entry(listed.folder.clone())
+                .or_default()
+                .files
+                .push(PartFile {
+                    folder: listed.folder,
+                    name: listed.name,
+                    first,
+                    end,
+                    bytes: listed.bytes,
+                });
+        } else if is_temporary(&listed.name) {
+            let inside = format!("{}/{}", listed.folder, listed.name);
+            found
+                .entry(listed.folder)
+                .or_default()
+                .temporary
+                .push(inside);
         }
     }
-    found.sort_by_key(|f| (f.first, std::cmp::Reverse(f.end)));
+    for partition in found.values_mut() {
+        partition
+            .files
+            .sort_by_key(|f| (f.first, std::cmp::Reverse(f.end)));
+    }
     Ok(found)
 }
 
@@ -214,64 +230,48 @@ pub(crate) fn covered(files: &[PartFile]) -> Vec<&PartFile> {
     inside
 }
 
-/// Removes what a crash can leave: files of a flush past the committed offset
-/// `committed` that was not committed (their events are read again and written anew),
-/// sources of an interrupted compaction, and temporary files. Returns how many files it
-/// removed. Only at start, before any compaction: it would take a running one's files.
-pub(crate) fn remove_uncommitted(table: &Path, committed: u64) -> io::Result<usize> {
-    sweep(table, committed, true)
+/// Removes what a crash can leave in the events table: files of a flush past the
+/// committed offset `committed` that was not committed (their events are read again and
+/// written anew), sources of an interrupted compaction, and temporary files. Returns how
+/// many files it removed. Only at start, before any compaction: it would take a running
+/// one's files.
+pub(crate) fn remove_uncommitted(lake: &LakeStorage, committed: u64) -> io::Result<usize> {
+    sweep(lake, committed, true)
 }
 
 /// Removes the files of a flush that failed (those from `committed` on), and nothing
 /// else: a compaction may be running beside the lake writer.
-pub(crate) fn remove_failed_flush(table: &Path, committed: u64) -> io::Result<usize> {
-    sweep(table, committed, false)
+pub(crate) fn remove_failed_flush(lake: &LakeStorage, committed: u64) -> io::Result<usize> {
+    sweep(lake, committed, false)
 }
 
-fn sweep(table: &Path, committed: u64, leftovers: bool) -> io::Result<usize> {
+fn sweep(lake: &LakeStorage, committed: u64, leftovers: bool) -> io::Result<usize> {
     let mut removed = 0;
-    for partition in partitions(table)? {
-        let files = named_files(&partition)?;
-        let mut stale: Vec<&Path> = files
+    for partition in partitions(lake, EVENTS_TABLE)?.values() {
+        let mut stale: Vec<String> = partition
+            .files
             .iter()
             .filter(|f| f.first >= committed)
-            .map(|f| f.path.as_path())
+            .map(PartFile::inside)
             .collect();
-        let mut temporary = Vec::new();
         if leftovers {
-            stale.extend(covered(&files).into_iter().map(|f| f.path.as_path()));
-            for file in fs::read_dir(&partition)? {
-                let file = file?;
-                if is_temporary(&file.file_name().to_string_lossy()) {
-                    temporary.push(file.path());
-                }
-            }
-            stale.extend(temporary.iter().map(PathBuf::as_path));
+            stale.extend(covered(&partition.files).into_iter().map(PartFile::inside));
+            stale.extend(partition.temporary.iter().cloned());
         }
         stale.sort();
         stale.dedup();
-        for path in &stale {
-            remove_if_there(path)?;
-        }
-        if !stale.is_empty() {
-            persona_core::durable::sync_dir(&partition)?;
+        for inside in &stale {
+            lake.remove(inside)?;
         }
         removed += stale.len();
     }
     Ok(removed)
 }
 
-/// Removes a file; already gone is as good.
-pub(crate) fn remove_if_there(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::testing::TestLake;
 
     #[test]
     fn names_carry_their_offsets_and_sort_in_log_order() {
@@ -280,67 +280,62 @@ mod tests {
         assert_eq!(range_of("notes.txt"), None);
     }
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|f| f.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
+    const HOUR: &str = "events/date=2024-05-01/hour=10";
 
     #[test]
     fn a_restart_removes_only_what_was_not_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let hour = dir.path().join("date=2024-05-01/hour=10");
-        fs::create_dir_all(&hour).unwrap();
-        for name in [
-            file_name(0, 10),
-            file_name(10, 20),
-            ".part-x.parquet.tmp".into(),
-        ] {
-            fs::write(hour.join(name), b"x").unwrap();
+        for test in TestLake::both() {
+            for name in [
+                file_name(0, 10),
+                file_name(10, 20),
+                ".part-x.parquet.tmp".into(),
+            ] {
+                test.put(&format!("{HOUR}/{name}"), b"x");
+            }
+            assert_eq!(remove_uncommitted(&test.lake, 10).unwrap(), 2, "{test:?}");
+            assert_eq!(test.names(HOUR), vec![file_name(0, 10)], "{test:?}");
         }
-        assert_eq!(remove_uncommitted(dir.path(), 10).unwrap(), 2);
-        assert_eq!(names(&hour), vec![file_name(0, 10)]);
     }
 
     #[test]
     fn a_failed_flush_removes_only_its_own_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let hour = dir.path().join("date=2024-05-01/hour=10");
-        fs::create_dir_all(&hour).unwrap();
-        // A compaction in progress beside the writer: its staged file and a source it is
-        // about to remove stay for it to handle.
-        for name in [
-            file_name(0, 20),
-            file_name(10, 20),
-            ".part-00000000000000000000-00000000000000000030.parquet.tmp".into(),
-            file_name(30, 40),
-        ] {
-            fs::write(hour.join(name), b"x").unwrap();
+        for test in TestLake::both() {
+            // A compaction in progress beside the writer: its staged file and a source it
+            // is about to remove stay for it to handle.
+            for name in [
+                file_name(0, 20),
+                file_name(10, 20),
+                ".part-00000000000000000000-00000000000000000030.parquet.tmp".into(),
+                file_name(30, 40),
+            ] {
+                test.put(&format!("{HOUR}/{name}"), b"x");
+            }
+            assert_eq!(remove_failed_flush(&test.lake, 30).unwrap(), 1, "{test:?}");
+            let names = test.names(HOUR);
+            assert_eq!(names.len(), 3, "{test:?}");
+            assert!(!names.contains(&file_name(30, 40)), "{test:?}");
         }
-        assert_eq!(remove_failed_flush(dir.path(), 30).unwrap(), 1);
-        assert_eq!(names(&hour).len(), 3);
-        assert!(!hour.join(file_name(30, 40)).exists());
     }
 
     #[test]
     fn a_restart_removes_the_sources_of_an_interrupted_compaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let hour = dir.path().join("date=2024-05-01/hour=10");
-        fs::create_dir_all(&hour).unwrap();
-        // 0..30 merged 0..10, 12..20 and 20..30; 30..40 came later and stays.
-        for name in [
-            file_name(0, 10),
-            file_name(0, 30),
-            file_name(12, 20),
-            file_name(20, 30),
-            file_name(30, 40),
-        ] {
-            fs::write(hour.join(name), b"x").unwrap();
+        for test in TestLake::both() {
+            // 0..30 merged 0..10, 12..20 and 20..30; 30..40 came later and stays.
+            for name in [
+                file_name(0, 10),
+                file_name(0, 30),
+                file_name(12, 20),
+                file_name(20, 30),
+                file_name(30, 40),
+            ] {
+                test.put(&format!("{HOUR}/{name}"), b"x");
+            }
+            assert_eq!(remove_uncommitted(&test.lake, 40).unwrap(), 3, "{test:?}");
+            assert_eq!(
+                test.names(HOUR),
+                vec![file_name(0, 30), file_name(30, 40)],
+                "{test:?}"
+            );
         }
-        assert_eq!(remove_uncommitted(dir.path(), 40).unwrap(), 3);
-        assert_eq!(names(&hour), vec![file_name(0, 30), file_name(30, 40)]);
     }
 }

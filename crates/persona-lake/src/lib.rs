@@ -9,6 +9,9 @@
 //! files past the committed offset, and the events are written again: each event is in
 //! the lake exactly once.
 //!
+//! The lake is a folder (`<data dir>/lake` by default) or a bucket of an object store
+//! (`[lake] url = "s3://…"`, GCS or Azure too), in the same layout ([`LakeStorage`]).
+//!
 //! Any engine that reads Parquet with Hive partitions reads the lake as it is (DataFusion,
 //! DuckDB, Spark, Trino); `persona-warehouse` serves SQL over it. [`compact`] merges a
 //! partition's small files once they are committed, and [`StagedFile`] writes any other
@@ -21,12 +24,14 @@ mod files;
 mod gate;
 mod metrics;
 mod rows;
+mod storage;
 mod writer;
 
 pub use compact::{CompactReport, compact};
-pub use config::{LakeConfig, ValidLakeConfig};
-pub use files::{EVENTS_TABLE, StagedFile, events_dir};
+pub use config::{LakeConfig, LakeLocation, RemoteLake, ValidLakeConfig};
+pub use files::{EVENTS_TABLE, StagedFile};
 pub use gate::LakeGate;
 pub use metrics::LakeMetrics;
 pub use rows::events_schema;
+pub use storage::{BucketStore, LakeStorage};
 pub use writer::{CONSUMER, LakeError, LakeHandle, spawn};

@@ -1,7 +1,6 @@
 //! The lake writer's thread: read the log, gather rows by partition, flush, commit.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -10,9 +9,10 @@ use std::time::{Duration, Instant};
 use persona_log::{EventLog, LogError, LogReader};
 
 use crate::config::ValidLakeConfig;
-use crate::files;
+use crate::files::{self, EVENTS_TABLE};
 use crate::metrics::LakeMetrics;
 use crate::rows::{self, Partition, Rows};
+use crate::storage::LakeStorage;
 
 /// The lake writer's consumer name in the log.
 pub const CONSUMER: &str = "lake";
@@ -29,9 +29,9 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 pub enum LakeError {
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("lake folder {path}: {cause}")]
+    #[error("lake {place}: {cause}")]
     Io {
-        path: PathBuf,
+        place: String,
         cause: std::io::Error,
     },
 }
@@ -53,38 +53,28 @@ impl Drop for LakeHandle {
     }
 }
 
-/// Starts the lake writer on a thread of its own, writing `lake_dir/events`. Registers
-/// its consumer (a new one starts at the oldest record still in the log) and first removes
-/// what an earlier run wrote past its committed offset.
+/// Starts the lake writer on a thread of its own, writing the table `events` of `lake`.
+/// Registers its consumer (a new one starts at the oldest record still in the log). The
+/// thread first removes what an earlier run wrote past the committed offset, trying
+/// again until it can (a bucket out of reach at start holds up the lake, not the server).
 pub fn spawn(
     log: Arc<EventLog>,
-    lake_dir: PathBuf,
+    lake: LakeStorage,
     config: ValidLakeConfig,
     metrics: LakeMetrics,
 ) -> Result<LakeHandle, LakeError> {
     let committed = log.register_consumer(CONSUMER)?;
-    let table = files::events_dir(&lake_dir);
-    let removed = files::remove_uncommitted(&table, committed).map_err(|cause| LakeError::Io {
-        path: table.clone(),
-        cause,
-    })?;
-    if removed > 0 {
-        tracing::info!(
-            removed,
-            committed,
-            "removed lake files past the committed offset; their events are written again"
-        );
-    }
     let mut reader = log.reader()?;
     reader.seek(committed);
     let stop = Arc::new(AtomicBool::new(false));
     let mut writer = Writer {
         log,
         reader,
-        table,
+        lake,
         config,
         metrics,
         failure: None,
+        swept: false,
         pending: BTreeMap::new(),
         first: committed,
         end: committed,
@@ -96,7 +86,7 @@ pub fn spawn(
             .name("persona-lake".into())
             .spawn(move || writer.run(&stop))
             .map_err(|cause| LakeError::Io {
-                path: lake_dir,
+                place: "writer thread".into(),
                 cause,
             })?
     };
@@ -109,11 +99,13 @@ pub fn spawn(
 struct Writer {
     log: Arc<EventLog>,
     reader: LogReader,
-    table: PathBuf,
+    lake: LakeStorage,
     config: ValidLakeConfig,
     metrics: LakeMetrics,
     /// The last failure, said once rather than at every retry.
     failure: Option<String>,
+    /// Whether what an earlier run left past the committed offset is removed.
+    swept: bool,
     pending: BTreeMap<Partition, Rows>,
     /// The offsets gathered: from `first` (the committed offset) to `end`.
     first: u64,
@@ -125,6 +117,13 @@ struct Writer {
 impl Writer {
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
+            if !self.swept {
+                if let Err(e) = self.sweep() {
+                    self.fail(e);
+                    std::thread::park_timeout(RETRY_PAUSE);
+                }
+                continue;
+            }
             let read = match self.read() {
                 Ok(n) => n,
                 Err(e) => {
@@ -162,6 +161,24 @@ impl Writer {
         }
     }
 
+    /// Removes the files past the committed offset, written by a run that stopped before
+    /// committing them: their events are read and written again.
+    fn sweep(&mut self) -> Result<(), String> {
+        let removed = files::remove_uncommitted(&self.lake, self.first)
+            .map_err(|e| format!("cannot clean up {}: {e}", self.lake.describe(EVENTS_TABLE)))?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                committed = self.first,
+                "removed lake files past the committed offset; their events are written again"
+            );
+        }
+        self.swept = true;
+        self.metrics.failing.set(0);
+        self.failure = None;
+        Ok(())
+    }
+
     /// Reads one batch of records into the pending rows; returns how many it read.
     fn read(&mut self) -> Result<usize, LogError> {
         let records = self.reader.read_batch(READ_BATCH)?;
@@ -194,15 +211,16 @@ impl Writer {
         let mut result = Ok(());
         for (partition, mut rows) in pending {
             let batch = rows.finish();
-            let dir = self.table.join(partition.path());
-            match files::write_atomically(&dir, &name, &batch) {
+            let folder = format!("{EVENTS_TABLE}/{}", partition.path());
+            match files::write_atomically(&self.lake, &folder, &name, &batch) {
                 Ok(bytes) => {
                     written.0 += batch.num_rows() as u64;
                     written.1 += 1;
                     written.2 += bytes;
                 }
                 Err(e) => {
-                    result = Err(format!("cannot write {}: {e}", dir.join(&name).display()));
+                    let place = self.lake.describe(&format!("{folder}/{name}"));
+                    result = Err(format!("cannot write {place}: {e}"));
                     break;
                 }
             }
@@ -214,7 +232,7 @@ impl Writer {
         });
         if let Err(e) = result {
             // Undo: nothing past the committed offset may stay, or it would be written twice.
-            if let Err(undo) = files::remove_failed_flush(&self.table, self.first) {
+            if let Err(undo) = files::remove_failed_flush(&self.lake, self.first) {
                 tracing::warn!(error = %undo, "cannot remove the files of a failed lake flush; the next start removes them");
             }
             self.reader.seek(self.first);

@@ -25,7 +25,6 @@ pub use error::QueryError;
 pub use output::{Column, QueryResult};
 pub use snapshot::{PROFILE_SNAPSHOTS_TABLE, SnapshotReport};
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,7 +35,7 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use persona_lake::LakeGate;
+use persona_lake::{LakeGate, LakeStorage};
 use persona_store::ProfileStore;
 use tokio::sync::Semaphore;
 
@@ -67,16 +66,16 @@ pub struct Warehouse {
     runtime: runtime::QueryRuntime,
     running: Arc<Semaphore>,
     limits: WarehouseLimits,
-    lake_dir: PathBuf,
+    lake: LakeStorage,
     store: Arc<dyn ProfileStore>,
     gate: LakeGate,
 }
 
 impl Warehouse {
-    /// A warehouse over the lake in `lake_dir` and the profiles and segments in `store`.
-    /// Its queries take turns at `gate` with the lake's maintenance.
+    /// A warehouse over `lake` and the profiles and segments in `store`. Its queries take
+    /// turns at `gate` with the lake's maintenance.
     pub async fn open(
-        lake_dir: PathBuf,
+        lake: LakeStorage,
         store: Arc<dyn ProfileStore>,
         limits: WarehouseLimits,
         gate: LakeGate,
@@ -98,16 +97,16 @@ impl Warehouse {
 
         register_lake_table(
             &context,
+            &lake,
             persona_lake::EVENTS_TABLE,
-            &persona_lake::events_dir(&lake_dir),
             &["date", "hour"],
             persona_lake::events_schema(),
         )
         .await?;
         register_lake_table(
             &context,
+            &lake,
             PROFILE_SNAPSHOTS_TABLE,
-            &snapshot::snapshots_dir(&lake_dir),
             &[snapshot::SNAPSHOT_DATE],
             tables::profiles_schema(),
         )
@@ -118,7 +117,7 @@ impl Warehouse {
             runtime,
             running: Arc::new(Semaphore::new(limits.concurrent)),
             limits,
-            lake_dir,
+            lake,
             store,
             gate,
         })
@@ -127,7 +126,7 @@ impl Warehouse {
     /// Writes today's profile snapshot (replacing one taken earlier today). Blocks for as
     /// long as reading every profile takes: call it on a thread of its own.
     pub fn snapshot_profiles(&self) -> std::io::Result<SnapshotReport> {
-        snapshot::write(&*self.store, &self.lake_dir, &self.gate, chrono::Utc::now())
+        snapshot::write(&*self.store, &self.lake, &self.gate, chrono::Utc::now())
     }
 
     /// Runs one read-only statement and returns at most `max_rows` rows of its answer.
@@ -182,16 +181,20 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Registers the Parquet files under `dir` (created if missing) as table `name`, with
-/// Hive partition columns `partitions` (text) from the folder names.
+/// Registers the Parquet files of the lake's table `table` (its folder made if missing,
+/// for a local lake) as a table of that name, with Hive partition columns `partitions`
+/// (text) from the folder names.
 async fn register_lake_table(
     context: &SessionContext,
-    name: &str,
-    dir: &Path,
+    lake: &LakeStorage,
+    table: &str,
     partitions: &[&str],
     schema: datafusion::arrow::datatypes::SchemaRef,
 ) -> Result<(), QueryError> {
-    persona_core::durable::create_dir_all(dir).map_err(QueryError::internal)?;
+    let (url, remote) = lake.table_url(table).map_err(QueryError::internal)?;
+    if let Some((bucket, store)) = remote {
+        context.register_object_store(&bucket, store);
+    }
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(
@@ -200,13 +203,8 @@ async fn register_lake_table(
                 .map(|p| (p.to_string(), DataType::Utf8))
                 .collect(),
         );
-    let url = format!("file://{}/", absolute(dir)?.display());
     context
-        .register_listing_table(name, url, options, Some(schema), None)
+        .register_listing_table(table, url, options, Some(schema), None)
         .await?;
     Ok(())
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, QueryError> {
-    std::path::absolute(path).map_err(QueryError::internal)
 }

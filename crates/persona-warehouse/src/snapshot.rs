@@ -4,10 +4,9 @@
 //! how RFM figures moved, which segments grew.
 
 use std::io;
-use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use persona_lake::{LakeGate, StagedFile};
+use persona_lake::{LakeGate, LakeStorage, StagedFile};
 use persona_store::{ProfileStore, StoreError};
 use serde::Serialize;
 
@@ -26,27 +25,23 @@ pub struct SnapshotReport {
     pub as_of: DateTime<Utc>,
     pub profiles: u64,
     pub bytes: u64,
-    pub path: PathBuf,
+    /// Where it is: a file, or an object's URL.
+    pub path: String,
     /// Whether it replaced an earlier snapshot of the same day.
     pub replaced: bool,
-}
-
-/// The snapshots' folder in a lake folder.
-pub(crate) fn snapshots_dir(lake_dir: &Path) -> PathBuf {
-    lake_dir.join(PROFILE_SNAPSHOTS_TABLE)
 }
 
 /// Writes every profile as of `as_of` to the snapshot of `as_of`'s date, replacing one
 /// taken earlier that day. Blocks: run it on a thread of its own.
 pub(crate) fn write(
     store: &dyn ProfileStore,
-    lake_dir: &Path,
+    lake: &LakeStorage,
     gate: &LakeGate,
     as_of: DateTime<Utc>,
 ) -> io::Result<SnapshotReport> {
     let date = as_of.format("%Y-%m-%d").to_string();
-    let dir = snapshots_dir(lake_dir).join(format!("{SNAPSHOT_DATE}={date}"));
-    let mut staged = StagedFile::create(&dir, FILE_NAME, tables::profiles_schema())?;
+    let folder = format!("{PROFILE_SNAPSHOTS_TABLE}/{SNAPSHOT_DATE}={date}");
+    let mut staged = StagedFile::create(lake, &folder, FILE_NAME, tables::profiles_schema())?;
     tables::profile_batches(store, as_of, |batch| {
         staged
             .append(&batch)
@@ -55,7 +50,7 @@ pub(crate) fn write(
     .map_err(io::Error::other)?;
     let bytes = staged.seal()?;
     let profiles = staged.rows();
-    let replaced = dir.join(FILE_NAME).exists();
+    let replaced = lake.exists(&format!("{folder}/{FILE_NAME}"))?;
     // Alone: a query that listed the old file must not read the new one in its place.
     let _turn = gate.replace();
     let path = staged.publish()?;

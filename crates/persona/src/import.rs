@@ -49,8 +49,9 @@ pub type Item = (usize, Result<Object<'static>, String>);
 pub enum Destination {
     /// Straight into the log of a stopped server (the log's lock says if one is running).
     Log(PathBuf),
-    /// Through a running server's `/v1/batch`; the server validates.
-    Http(Sender),
+    /// Through a running server's `/v1/batch`; the server validates. (Boxed: its HTTP
+    /// client is large beside a path.)
+    Http(Box<Sender>),
 }
 
 impl Destination {
@@ -67,10 +68,10 @@ impl Destination {
                 if args.data_dir.is_some() && args.data_dir != from_env {
                     anyhow::bail!("--data-dir and --target cannot be used together");
                 }
-                Destination::Http(Sender::new(
+                Destination::Http(Box::new(Sender::new(
                     t,
                     args.write_key.as_deref().unwrap_or_default(),
-                )?)
+                )?))
             }
             None => {
                 let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);

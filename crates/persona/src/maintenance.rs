@@ -1,10 +1,9 @@
 //! The scheduled jobs of `persona serve`: what each one does, built from the server's parts.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use persona_jobs::{JobSpec, Work};
-use persona_lake::LakeGate;
+use persona_lake::{LakeGate, LakeStorage};
 use persona_log::EventLog;
 use persona_warehouse::Warehouse;
 
@@ -18,7 +17,7 @@ pub const SNAPSHOT_PROFILES: &str = "snapshot-profiles";
 pub fn jobs(
     settings: &Settings,
     log: Arc<EventLog>,
-    lake_dir: PathBuf,
+    lake: LakeStorage,
     gate: LakeGate,
     warehouse: Arc<Warehouse>,
 ) -> Vec<JobSpec> {
@@ -30,7 +29,7 @@ pub fn jobs(
             .consumers()
             .committed(persona_lake::CONSUMER)
             .unwrap_or(0);
-        let report = persona_lake::compact(&lake_dir, committed, target, &gate, chrono::Utc::now())
+        let report = persona_lake::compact(&lake, committed, target, &gate, chrono::Utc::now())
             .map_err(|e| format!("cannot compact the lake: {e}"))?;
         serde_json::to_value(report).map_err(|e| e.to_string())
     });

@@ -151,13 +151,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Dropped at the end of `run`: stops the processor after its batch in progress.
     let _processor = persona_stream::spawn(processor, log.clone(), wakeup)
         .context("cannot start the processor thread")?;
-    let lake_dir = data_dir.join("lake");
+    let remote_lake = match &settings.lake.location {
+        persona_lake::LakeLocation::Remote(remote) => Some(remote),
+        _ => None,
+    };
+    let lake_dir = match &settings.lake.location {
+        persona_lake::LakeLocation::Folder(folder) => folder.clone(),
+        _ => data_dir.join("lake"),
+    };
+    let lake =
+        persona_lake::LakeStorage::open(remote_lake, lake_dir, data_dir.join("lake-staging"))
+            .context("cannot open the lake")?;
     // Dropped at the end of `run` too: the lake writer flushes what it has gathered.
     let _lake = if settings.lake.enabled {
         Some(
             persona_lake::spawn(
                 log.clone(),
-                lake_dir.clone(),
+                lake.clone(),
                 settings.lake.clone(),
                 lake_metrics,
             )
@@ -186,7 +196,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let gate = persona_lake::LakeGate::default();
     let warehouse = Arc::new(
         persona_warehouse::Warehouse::open(
-            lake_dir.clone(),
+            lake.clone(),
             store.clone(),
             settings.sql.clone(),
             gate.clone(),
@@ -197,7 +207,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     // Dropped before the lake writer: a job in progress finishes first.
     let (jobs, _scheduler) = persona_jobs::Jobs::start(
-        crate::maintenance::jobs(&settings, log.clone(), lake_dir, gate, warehouse.clone()),
+        crate::maintenance::jobs(&settings, log.clone(), lake, gate, warehouse.clone()),
         job_metrics,
     )
     .context("cannot start the job scheduler")?;
