@@ -8,8 +8,9 @@
 //! rows in log order. Only committed files are merged (the writer may still replace the
 //! others after a crash), and not the current hour's, which is still growing.
 //!
-//! Crash safety: merged files are written under temporary names first; then, holding the
-//! [`LakeGate`] alone, each is renamed into place and its sources removed. A crash after a
+//! Crash safety: merged files are written under temporary names first (and, for a lake in
+//! an object store, uploaded outside the table); then, holding the [`LakeGate`] alone,
+//! each is renamed (copied inside the store) into place and its sources removed. A crash after a
 //! rename and before the removals leaves sources whose ranges lie inside the merged
 //! file's; the next start or compaction removes them (`files::covered`). So every event is
 //! in the lake exactly once, whatever the moment of the crash.
@@ -185,7 +186,7 @@ fn merge_files(
         }
     }
     let mut staged = staged.ok_or_else(|| io::Error::other("a merge without sources"))?;
-    staged.seal()?;
+    staged.upload_early()?;
     Ok(staged)
 }
 
@@ -311,6 +312,8 @@ mod tests {
             assert_eq!((report.files_merged, report.files_written), (2, 1));
             // Nothing else: no temporary file left behind.
             assert_eq!(test.names(hour10), vec![files::file_name(0, 7)], "{test:?}");
+            // Uploaded early to a bucket, merged files leave nothing behind once in place.
+            assert!(test.lake.list("_uploads").unwrap().is_empty(), "{test:?}");
         }
     }
 

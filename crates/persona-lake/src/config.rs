@@ -84,6 +84,9 @@ pub struct RemoteLake {
     /// The lake's URL, ending in `/`.
     pub(crate) url: Url,
     pub(crate) prefix: ObjectPath,
+    /// What the store was built from, to build another client of it (none for a store
+    /// given whole, as tests do).
+    options: Option<(ObjectStoreScheme, BTreeMap<String, String>)>,
 }
 
 impl RemoteLake {
@@ -91,7 +94,21 @@ impl RemoteLake {
     pub fn new(store: Arc<dyn ObjectStore>, url: &str) -> Result<RemoteLake, String> {
         let url = folder_url(url)?;
         let (_, prefix) = ObjectStoreScheme::parse(&url).map_err(|e| format!("lake.url: {e}"))?;
-        Ok(RemoteLake { store, url, prefix })
+        Ok(RemoteLake {
+            store,
+            url,
+            prefix,
+            options: None,
+        })
+    }
+
+    /// Another client of the same store, with connections of its own; none for a store
+    /// given whole.
+    pub(crate) fn rebuild(&self) -> Result<Option<Arc<dyn ObjectStore>>, String> {
+        self.options
+            .as_ref()
+            .map(|(scheme, options)| build_store(&self.url, scheme, options))
+            .transpose()
     }
 }
 
@@ -141,7 +158,43 @@ fn location(url: Option<&str>, options: &BTreeMap<String, String>) -> Result<Lak
         };
     };
     let url = folder_url(url)?;
-    let (scheme, _) = ObjectStoreScheme::parse(&url).map_err(|_| unsupported(&url))?;
+    // The schemes that name a bucket, not the endpoint URLs object_store also reads
+    // (`https://s3.…/bucket`), where the bucket is part of the path.
+    if !matches!(
+        url.scheme(),
+        "s3" | "s3a" | "gs" | "az" | "adl" | "azure" | "abfs" | "abfss" | "file"
+    ) {
+        return Err(unsupported(&url));
+    }
+    let (scheme, prefix) =
+        ObjectStoreScheme::parse(&url).map_err(|e| format!("lake.url {url}: {e}"))?;
+    if scheme == ObjectStoreScheme::Local {
+        if let Some(key) = options.keys().next() {
+            return Err(format!(
+                "lake.options.{key}: options are for a lake in an object store, not a local folder"
+            ));
+        }
+        let folder = url
+            .to_file_path()
+            .map_err(|()| format!("lake.url {url}: not a local folder"))?;
+        return Ok(LakeLocation::Folder(folder));
+    }
+    let store = build_store(&url, &scheme, options)?;
+    Ok(LakeLocation::Remote(RemoteLake {
+        store,
+        url,
+        prefix,
+        options: Some((scheme, options.clone())),
+    }))
+}
+
+/// The object store of `url`, built with `options` (and the store's environment
+/// variables); no call is made.
+fn build_store(
+    url: &Url,
+    scheme: &ObjectStoreScheme,
+    options: &BTreeMap<String, String>,
+) -> Result<Arc<dyn ObjectStore>, String> {
     let named = |key: &str, kind: &str| {
         format!(
             "lake.options.{key}: not a setting of {kind} (see object_store's names: {})",
@@ -154,18 +207,7 @@ fn location(url: Option<&str>, options: &BTreeMap<String, String>) -> Result<Lak
         )
     };
     let built = |e: object_store::Error| format!("lake.url {url}: {e}");
-    let store: Arc<dyn ObjectStore> = match scheme {
-        ObjectStoreScheme::Local => {
-            if let Some(key) = options.keys().next() {
-                return Err(format!(
-                    "lake.options.{key}: options are for a lake in an object store, not a local folder"
-                ));
-            }
-            let folder = url
-                .to_file_path()
-                .map_err(|()| format!("lake.url {url}: not a local folder"))?;
-            return Ok(LakeLocation::Folder(folder));
-        }
+    Ok(match scheme {
         ObjectStoreScheme::AmazonS3 => {
             let mut builder = AmazonS3Builder::from_env()
                 .with_url(url.as_str())
@@ -198,10 +240,8 @@ fn location(url: Option<&str>, options: &BTreeMap<String, String>) -> Result<Lak
             }
             Arc::new(builder.build().map_err(built)?)
         }
-        _ => return Err(unsupported(&url)),
-    };
-    let (_, prefix) = ObjectStoreScheme::parse(&url).map_err(|_| unsupported(&url))?;
-    Ok(LakeLocation::Remote(RemoteLake { store, url, prefix }))
+        _ => return Err(unsupported(url)),
+    })
 }
 
 /// How often a call to the store is tried before it fails: briefly, since the lake writer
@@ -296,6 +336,14 @@ mod tests {
             error.starts_with("lake.options.aws_endpoit: not a setting of S3"),
             "{error}"
         );
+        let LakeLocation::Remote(whole_bucket) = remote("s3://lake", &[]).unwrap().location else {
+            panic!("s3://lake is a bucket")
+        };
+        assert_eq!(whole_bucket.url.as_str(), "s3://lake/");
+        assert_eq!(whole_bucket.prefix.as_ref(), "");
+        // An endpoint URL with the bucket in its path is not taken for a lake's URL.
+        let error = remote("https://s3.eu-west-1.amazonaws.com/lake/p", &[]).unwrap_err();
+        assert!(error.contains("the scheme \"https\""), "{error}");
         let error = remote("ftp://host/lake", &[]).unwrap_err();
         assert!(error.contains("the scheme \"ftp\""), "{error}");
         let error = remote("not a url", &[]).unwrap_err();

@@ -51,6 +51,8 @@ pub struct StagedFile {
     folder: String,
     name: String,
     writer: Option<ArrowWriter<File>>,
+    /// Whether it went up to a remote lake already ([`StagedFile::upload_early`]).
+    uploaded: bool,
     bytes: u64,
     rows: u64,
 }
@@ -78,6 +80,7 @@ impl StagedFile {
             folder: folder.to_owned(),
             name: name.to_owned(),
             writer: Some(writer),
+            uploaded: false,
             bytes: 0,
             rows: 0,
         })
@@ -114,12 +117,28 @@ impl StagedFile {
         self.rows
     }
 
+    /// Seals the file and, for a lake in an object store, uploads it now to wait outside
+    /// every table, so that [`publish`](StagedFile::publish) only has to copy it inside
+    /// the store. For whoever publishes while queries wait (compaction, snapshots).
+    pub fn upload_early(&mut self) -> io::Result<()> {
+        self.seal()?;
+        if !self.uploaded
+            && self
+                .lake
+                .upload_early(&self.temporary, &self.folder, &self.name)?
+        {
+            self.uploaded = true;
+            self.temporary = PathBuf::new();
+        }
+        Ok(())
+    }
+
     /// Puts the file in place (replacing a file of the same name): renamed and its folder
-    /// synced, or uploaded. Returns where it is, for people.
+    /// synced, or uploaded (copied, if uploaded early). Returns where it is, for people.
     pub fn publish(mut self) -> io::Result<String> {
         self.seal()?;
         self.lake
-            .publish(&self.temporary, &self.folder, &self.name)?;
+            .publish(&self.temporary, self.uploaded, &self.folder, &self.name)?;
         // In place: nothing left for the drop to remove.
         self.temporary = PathBuf::new();
         Ok(self

@@ -5,8 +5,9 @@
 //! compaction puts a merged file in place and then removes its sources; a query between the
 //! two would count those rows twice, and one that listed the sources before and opens them
 //! after would fail. So queries hold the gate shared while they run, and maintenance holds
-//! it alone, only for its renames and removals (milliseconds), never while it reads or
-//! writes Parquet. New files of the lake writer need no turn: each appears whole, by a
+//! it alone, only for its renames and removals (milliseconds; for a lake in an object
+//! store, copies inside the store and deletions, longer for large files), never while it
+//! reads, writes or uploads Parquet. New files of the lake writer need no turn: each appears whole, by a
 //! rename, and holds rows no other file has.
 //!
 //! Only readers in this process take turns. Another engine reading the folder (DuckDB,

@@ -8,6 +8,8 @@
 //! `<data dir>/lake-staging` for a remote one. Publishing renames it into place (and
 //! syncs the folder), or uploads it: an object store's PUT is atomic, so a file appears
 //! whole or not at all either way, which is all the lake's crash safety needs.
+//! Whoever publishes while queries wait (compaction, snapshots) uploads first, to
+//! `_uploads/` outside every table, and publishes by a copy inside the store.
 //!
 //! The lake's callers are threads that may block (the lake writer, jobs), sometimes
 //! called from the server's async start; object store calls are run to completion on the
@@ -33,6 +35,10 @@ use crate::config::RemoteLake;
 /// Files up to this size are uploaded in one PUT; larger ones in parts of this size.
 const UPLOAD_PART: usize = 16 << 20;
 
+/// The folder of a remote lake, outside every table, where files uploaded early wait to
+/// be put in place.
+const UPLOADS: &str = "_uploads";
+
 /// The lake's files, on local disk or in an object store. Clones share the same lake.
 #[derive(Clone)]
 pub struct LakeStorage(Arc<Root>);
@@ -44,10 +50,8 @@ enum Root {
 
 struct Remote {
     store: Arc<dyn ObjectStore>,
-    /// The lake's URL, ending in `/`.
-    url: Url,
-    /// The lake's path inside the store (the URL's path).
-    prefix: ObjectPath,
+    /// Where the lake is in the store, and how the store was built.
+    lake: RemoteLake,
     /// Where files are written before they are uploaded.
     staging: PathBuf,
     runtime: Handle,
@@ -94,10 +98,18 @@ impl LakeStorage {
         let Some(remote) = remote else {
             return Ok(LakeStorage::local(default_dir));
         };
-        let runtime = Handle::try_current().map_err(|_| {
-            io::Error::other("a lake in an object store is opened inside a tokio runtime")
-        })?;
-        Self::remote(remote.clone(), staging_dir, runtime)
+        let runtime = Handle::try_current()
+            .ok()
+            // A current-thread runtime runs nothing while its thread waits on a lake call.
+            .filter(|r| r.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+            .ok_or_else(|| {
+                io::Error::other(
+                    "a lake in an object store is opened on a multi-thread tokio runtime",
+                )
+            })?;
+        let lake = Self::remote(remote.clone(), staging_dir, runtime)?;
+        lake.remove_unpublished();
+        Ok(lake)
     }
 
     pub(crate) fn remote(
@@ -112,19 +124,45 @@ impl LakeStorage {
         }
         persona_core::durable::create_dir_all(&staging)?;
         Ok(LakeStorage(Arc::new(Root::Remote(Remote {
-            store: remote.store,
-            url: remote.url,
-            prefix: remote.prefix,
+            store: remote.store.clone(),
+            lake: remote,
             staging,
             runtime,
         }))))
+    }
+
+    /// Removes the uploads a stopped run left unpublished under [`UPLOADS`]. Best effort:
+    /// a bucket out of reach now is tried again at the next start, and the leftovers are
+    /// outside every table meanwhile.
+    fn remove_unpublished(&self) {
+        let removed = self.list(UPLOADS).and_then(|left| {
+            for file in &left {
+                self.remove(&format!("{}/{}", file.folder, file.name))?;
+            }
+            Ok(left.len())
+        });
+        match removed {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                removed = n,
+                "removed uploads an earlier run left unpublished"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove the uploads an earlier run left unpublished")
+            }
+        }
+    }
+
+    /// Whether the lake is a local folder.
+    pub(crate) fn is_local(&self) -> bool {
+        matches!(&*self.0, Root::Local(_))
     }
 
     /// Where the lake is, for people: a folder or a URL.
     pub fn location(&self) -> String {
         match &*self.0 {
             Root::Local(dir) => dir.display().to_string(),
-            Root::Remote(remote) => remote.url.to_string(),
+            Root::Remote(remote) => remote.lake.url.to_string(),
         }
     }
 
@@ -132,7 +170,7 @@ impl LakeStorage {
     pub fn describe(&self, inside: &str) -> String {
         match &*self.0 {
             Root::Local(dir) => dir.join(inside).display().to_string(),
-            Root::Remote(remote) => format!("{}{inside}", remote.url),
+            Root::Remote(remote) => format!("{}{inside}", remote.lake.url),
         }
     }
 
@@ -147,11 +185,18 @@ impl LakeStorage {
                 Ok((format!("file://{}/", folder.display()), None))
             }
             Root::Remote(remote) => {
-                let mut bucket = remote.url.clone();
+                let mut bucket = remote.lake.url.clone();
                 bucket.set_path("/");
+                // A client of its own: the query runtime's connections then never serve
+                // the writer's calls, which go on after that runtime has stopped.
+                let store = remote
+                    .lake
+                    .rebuild()
+                    .map_err(io::Error::other)?
+                    .unwrap_or_else(|| remote.store.clone());
                 Ok((
-                    format!("{}{table}/", remote.url),
-                    Some((bucket, remote.store.clone())),
+                    format!("{}{table}/", remote.lake.url),
+                    Some((bucket, store)),
                 ))
             }
         }
@@ -169,7 +214,7 @@ impl LakeStorage {
             Root::Remote(remote) => {
                 let prefix = remote.path(folder);
                 let listed: Vec<_> = remote.run(remote.store.list(Some(&prefix)).try_collect())?;
-                let skip = remote.prefix.parts().count();
+                let skip = remote.lake.prefix.parts().count();
                 Ok(listed
                     .into_iter()
                     .filter_map(|meta| {
@@ -253,9 +298,31 @@ impl LakeStorage {
         }
     }
 
-    /// Puts the written and synced file `staged` in place at `folder/name`, replacing a
-    /// file of that name, and removes `staged` once it is there.
-    pub(crate) fn publish(&self, staged: &Path, folder: &str, name: &str) -> io::Result<()> {
+    /// For a remote lake, uploads the written and synced file `staged` (then removes it)
+    /// to a place outside every table, from which [`publish`](Self::publish) puts it in
+    /// place by a copy inside the store: the slow part done before, so that a swap which
+    /// queries wait for lasts no longer than the copy. Returns whether it did.
+    pub(crate) fn upload_early(&self, staged: &Path, folder: &str, name: &str) -> io::Result<bool> {
+        match &*self.0 {
+            Root::Local(_) => Ok(false),
+            Root::Remote(remote) => {
+                remote.upload(staged, &remote.path(&format!("{UPLOADS}/{folder}/{name}")))?;
+                fs::remove_file(staged)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Puts the written and synced file `staged` (or, once uploaded early, its upload) in
+    /// place at `folder/name`, replacing a file of that name, and removes what it was put
+    /// in place from.
+    pub(crate) fn publish(
+        &self,
+        staged: &Path,
+        uploaded: bool,
+        folder: &str,
+        name: &str,
+    ) -> io::Result<()> {
         match &*self.0 {
             Root::Local(dir) => {
                 let dir = dir.join(folder);
@@ -263,8 +330,19 @@ impl LakeStorage {
                 persona_core::durable::sync_dir(&dir)
             }
             Root::Remote(remote) => {
-                remote.upload(staged, &remote.path(&format!("{folder}/{name}")))?;
-                fs::remove_file(staged)
+                let target = remote.path(&format!("{folder}/{name}"));
+                if uploaded {
+                    let upload = remote.path(&format!("{UPLOADS}/{folder}/{name}"));
+                    remote.run(remote.store.copy(&upload, &target))?;
+                    // Left behind, it is outside every table; the next start removes it.
+                    if let Err(e) = remote.run(remote.store.delete(&upload)) {
+                        tracing::warn!(error = %e, "cannot remove an upload once published");
+                    }
+                    Ok(())
+                } else {
+                    remote.upload(staged, &target)?;
+                    fs::remove_file(staged)
+                }
             }
         }
     }
@@ -275,7 +353,7 @@ impl Remote {
         inside
             .split('/')
             .filter(|part| !part.is_empty())
-            .fold(self.prefix.clone(), |path, part| path.join(part))
+            .fold(self.lake.prefix.clone(), |path, part| path.join(part))
     }
 
     /// Runs an object store call to its end, naming the lake in its error.
@@ -294,7 +372,7 @@ impl Remote {
         } else {
             self.runtime.block_on(call)
         };
-        answer.map_err(|e| io::Error::other(StoreError(self.url.to_string(), e)))
+        answer.map_err(|e| io::Error::other(StoreError(self.lake.url.to_string(), e)))
     }
 
     /// Sends a local file to `to`: in one PUT when small, in parts when large.
@@ -319,16 +397,26 @@ impl Remote {
                 UPLOAD_PART,
             );
             let mut buffer = vec![0; UPLOAD_PART];
-            loop {
-                let read = source.read(&mut buffer).map_err(local)?;
-                if read == 0 {
-                    break;
+            let sent: object_store::Result<()> = async {
+                loop {
+                    let read = source.read(&mut buffer).map_err(local)?;
+                    if read == 0 {
+                        return Ok(());
+                    }
+                    parts.write(&buffer[..read]);
+                    // A few parts in flight at most: the rest of the file waits on disk.
+                    parts.wait_for_capacity(4).await?;
                 }
-                parts.write(&buffer[..read]);
-                // A few parts in flight at most: the rest of the file waits on disk.
-                parts.wait_for_capacity(4).await?;
             }
-            parts.finish().await
+            .await;
+            match sent {
+                Ok(()) => parts.finish().await,
+                Err(e) => {
+                    // Parts left in the bucket are kept, and billed, until aborted.
+                    let _ = parts.abort().await;
+                    Err(e)
+                }
+            }
         })
         .map(drop)
     }
@@ -369,14 +457,46 @@ fn walk(dir: &Path, inside: &str, found: &mut Vec<Listed>) -> io::Result<()> {
         if kind.is_dir() {
             walk(&entry.path(), &format!("{inside}/{name}"), found)?;
         } else if kind.is_file() {
+            let bytes = match entry.metadata() {
+                Ok(metadata) => metadata.len(),
+                // Removed since the folder was read (a compaction's sources): not there.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
             found.push(Listed {
                 folder: inside.to_owned(),
                 name,
-                bytes: entry.metadata()?.len(),
+                bytes,
             });
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::TestLake;
+    use super::*;
+
+    #[test]
+    fn a_file_larger_than_a_part_goes_up_in_parts_and_comes_back_whole() {
+        let test = TestLake::in_memory();
+        let staged = test.lake.staging_path("t/p=1", "big.bin").unwrap();
+        // Two whole parts and a piece, each part's bytes distinct.
+        let bytes: Vec<u8> = (0..2 * UPLOAD_PART + 1000)
+            .map(|i| (i / UPLOAD_PART * 7 + i % 251) as u8)
+            .collect();
+        fs::write(&staged, &bytes).unwrap();
+        test.lake
+            .publish(&staged, false, "t/p=1", "big.bin")
+            .unwrap();
+        assert!(!staged.exists(), "the staged file is removed once uploaded");
+        match test.lake.fetch("t/p=1/big.bin").unwrap() {
+            Fetched::Remote(back) => assert!(back[..] == bytes[..], "the upload differs"),
+            Fetched::Local(_) => panic!("a remote lake"),
+        }
+        assert_eq!(test.names("t/p=1"), vec!["big.bin".to_string()]);
+    }
 }
 
 #[cfg(test)]

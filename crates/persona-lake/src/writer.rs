@@ -54,9 +54,11 @@ impl Drop for LakeHandle {
 }
 
 /// Starts the lake writer on a thread of its own, writing the table `events` of `lake`.
-/// Registers its consumer (a new one starts at the oldest record still in the log). The
-/// thread first removes what an earlier run wrote past the committed offset, trying
-/// again until it can (a bucket out of reach at start holds up the lake, not the server).
+/// Registers its consumer (a new one starts at the oldest record still in the log) and
+/// removes what an earlier run wrote past the committed offset: here for a local lake
+/// (before any compaction could start), on the writer's thread for a lake in an object
+/// store, tried again until it can be (a bucket out of reach at start holds up the lake,
+/// not the server).
 pub fn spawn(
     log: Arc<EventLog>,
     lake: LakeStorage,
@@ -66,6 +68,15 @@ pub fn spawn(
     let committed = log.register_consumer(CONSUMER)?;
     let mut reader = log.reader()?;
     reader.seek(committed);
+    let swept = lake.is_local();
+    if swept {
+        let removed =
+            files::remove_uncommitted(&lake, committed).map_err(|cause| LakeError::Io {
+                place: lake.describe(EVENTS_TABLE),
+                cause,
+            })?;
+        said_removed(removed, committed);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let mut writer = Writer {
         log,
@@ -74,7 +85,8 @@ pub fn spawn(
         config,
         metrics,
         failure: None,
-        swept: false,
+        swept,
+        unclean: false,
         pending: BTreeMap::new(),
         first: committed,
         end: committed,
@@ -106,6 +118,9 @@ struct Writer {
     failure: Option<String>,
     /// Whether what an earlier run left past the committed offset is removed.
     swept: bool,
+    /// Whether files of a failed flush may be left (their removal failed too): they are
+    /// removed before anything else is written, or their rows would count twice.
+    unclean: bool,
     pending: BTreeMap<Partition, Rows>,
     /// The offsets gathered: from `first` (the committed offset) to `end`.
     first: u64,
@@ -117,7 +132,7 @@ struct Writer {
 impl Writer {
     fn run(&mut self, stop: &AtomicBool) {
         while !stop.load(Ordering::Acquire) {
-            if !self.swept {
+            if !self.swept || self.unclean {
                 if let Err(e) = self.sweep() {
                     self.fail(e);
                     std::thread::park_timeout(RETRY_PAUSE);
@@ -162,17 +177,16 @@ impl Writer {
     }
 
     /// Removes the files past the committed offset, written by a run that stopped before
-    /// committing them: their events are read and written again.
+    /// committing them, or by a failed flush: their events are read and written again.
     fn sweep(&mut self) -> Result<(), String> {
-        let removed = files::remove_uncommitted(&self.lake, self.first)
-            .map_err(|e| format!("cannot clean up {}: {e}", self.lake.describe(EVENTS_TABLE)))?;
-        if removed > 0 {
-            tracing::info!(
-                removed,
-                committed = self.first,
-                "removed lake files past the committed offset; their events are written again"
-            );
+        let removed = if self.swept {
+            files::remove_failed_flush(&self.lake, self.first)
+        } else {
+            files::remove_uncommitted(&self.lake, self.first)
         }
+        .map_err(|e| format!("cannot clean up {}: {e}", self.lake.describe(EVENTS_TABLE)))?;
+        said_removed(removed, self.first);
+        self.unclean = false;
         self.swept = true;
         self.metrics.failing.set(0);
         self.failure = None;
@@ -233,7 +247,8 @@ impl Writer {
         if let Err(e) = result {
             // Undo: nothing past the committed offset may stay, or it would be written twice.
             if let Err(undo) = files::remove_failed_flush(&self.lake, self.first) {
-                tracing::warn!(error = %undo, "cannot remove the files of a failed lake flush; the next start removes them");
+                tracing::warn!(error = %undo, "cannot remove the files of a failed lake flush; tried again before the next");
+                self.unclean = true;
             }
             self.reader.seek(self.first);
             self.end = self.first;
@@ -256,5 +271,15 @@ impl Writer {
         }
         self.failure = Some(reason);
         self.metrics.failing.set(1);
+    }
+}
+
+fn said_removed(removed: usize, committed: u64) {
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            committed,
+            "removed lake files past the committed offset; their events are written again"
+        );
     }
 }

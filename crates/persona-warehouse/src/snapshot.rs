@@ -49,6 +49,8 @@ pub(crate) fn write(
     })
     .map_err(io::Error::other)?;
     let bytes = staged.seal()?;
+    // The upload, if the lake is in a bucket, before the turn that queries wait for.
+    staged.upload_early()?;
     let profiles = staged.rows();
     let replaced = lake.exists(&format!("{folder}/{FILE_NAME}"))?;
     // Alone: a query that listed the old file must not read the new one in its place.

@@ -454,6 +454,14 @@ pub struct BenchSqlArgs {
     /// python3].
     #[arg(long)]
     pub python: Option<String>,
+    /// Also back-fill a lake in this bucket (`s3://bucket/path`, as `[lake] url`) from the
+    /// same log, and time it and the queries over it beside the local lake.
+    #[arg(long)]
+    pub lake_url: Option<String>,
+    /// A setting of that bucket's store, `NAME=VALUE` in object_store's names (as
+    /// `[lake.options]`; e.g. `aws_endpoint=http://127.0.0.1:9000`); repeat for more.
+    #[arg(long = "lake-option", value_name = "NAME=VALUE")]
+    pub lake_options: Vec<String>,
 }
 
 #[derive(Args)]

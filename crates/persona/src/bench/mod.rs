@@ -17,6 +17,7 @@ mod rounds;
 mod scrape;
 pub mod segments;
 pub mod sql;
+mod sql_bucket;
 pub mod store;
 pub mod webhooks;
 

@@ -22,7 +22,7 @@ use super::{Server, WRITE_KEY};
 use crate::cli::BenchSqlArgs;
 
 /// The queries, in SQL both engines take; the partition columns are text in both.
-const QUERIES: &[(&str, &str)] = &[
+pub(super) const QUERIES: &[(&str, &str)] = &[
     ("count", "SELECT count(*) FROM events"),
     (
         "events by name",
@@ -96,6 +96,15 @@ pub async fn sql(args: BenchSqlArgs) -> anyhow::Result<()> {
     server.stop();
     let log_dir = data.join("log");
     let logged = persona_log::LogReader::open_dir(&log_dir)?.end_offset()?;
+    // The same server before its lake, for the bucket's turn after the local lake's.
+    let bucket = match &args.lake_url {
+        Some(url) => {
+            let copy = dir.path().join("data-bucket");
+            super::sql_bucket::copy_dir(&data, &copy)?;
+            Some((url.clone(), copy))
+        }
+        None => None,
+    };
 
     std::fs::write(
         &config,
@@ -193,12 +202,20 @@ pub async fn sql(args: BenchSqlArgs) -> anyhow::Result<()> {
         "live table: SELECT count(*), avg(monetary) FROM profiles over {} customers: {profiles_ms:.1} ms",
         args.customers
     );
+    if let Some((url, copy)) = bucket {
+        let local = super::sql_bucket::Figures {
+            backfill_s: backfill,
+            compact_s,
+            queries: ours,
+        };
+        super::sql_bucket::run(&args, &url, &copy, logged, &local).await?;
+    }
     Ok(())
 }
 
 /// Each of [`QUERIES`] through the API: the fastest of `runs` after one to warm up, and
 /// its row count.
-async fn timed_queries(api: &Api, runs: usize) -> anyhow::Result<Vec<(f64, u64)>> {
+pub(super) async fn timed_queries(api: &Api, runs: usize) -> anyhow::Result<Vec<(f64, u64)>> {
     let mut timed = Vec::new();
     for (_, q) in QUERIES {
         query(api, q).await?;
@@ -215,7 +232,7 @@ async fn timed_queries(api: &Api, runs: usize) -> anyhow::Result<Vec<(f64, u64)>
     Ok(timed)
 }
 
-async fn query(api: &Api, sql: &str) -> anyhow::Result<Value> {
+pub(super) async fn query(api: &Api, sql: &str) -> anyhow::Result<Value> {
     api.admin(
         Method::POST,
         "/v1/sql",
