@@ -586,3 +586,127 @@ pub(crate) mod testing {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod flaky {
+    //! An in-memory bucket that refuses writes and deletions on demand, as a bucket out of
+    //! reach or full does, for the lake's failure paths.
+
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use futures::StreamExt;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    };
+
+    use super::*;
+
+    #[derive(Debug, Default)]
+    pub(crate) struct FlakyBucket {
+        inner: InMemory,
+        /// PUTs let through before they are refused; `usize::MAX` for all.
+        puts_left: AtomicUsize,
+        deletes_refused: AtomicBool,
+        refused: AtomicUsize,
+    }
+
+    impl FlakyBucket {
+        pub fn new() -> FlakyBucket {
+            let bucket = FlakyBucket::default();
+            bucket.puts_left.store(usize::MAX, Ordering::SeqCst);
+            bucket
+        }
+
+        /// Lets `n` more PUTs through, refusing the rest, and refuses every deletion.
+        pub fn fail_after(&self, n: usize) {
+            self.puts_left.store(n, Ordering::SeqCst);
+            self.deletes_refused.store(true, Ordering::SeqCst);
+        }
+
+        pub fn recover(&self) {
+            self.puts_left.store(usize::MAX, Ordering::SeqCst);
+            self.deletes_refused.store(false, Ordering::SeqCst);
+        }
+
+        /// Calls refused so far.
+        pub fn refused(&self) -> usize {
+            self.refused.load(Ordering::SeqCst)
+        }
+
+        fn refusal(&self) -> object_store::Error {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            object_store::Error::Generic {
+                store: "flaky",
+                source: "refused, as a bucket out of reach".into(),
+            }
+        }
+    }
+
+    impl fmt::Display for FlakyBucket {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("FlakyBucket")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for FlakyBucket {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> Result<PutResult> {
+            let let_through = self
+                .puts_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                    usize::MAX => Some(n),
+                    0 => None,
+                    n => Some(n - 1),
+                })
+                .is_ok();
+            if !let_through {
+                return Err(self.refusal());
+            }
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, Result<Path>>,
+        ) -> BoxStream<'static, Result<Path>> {
+            if self.deletes_refused.load(Ordering::SeqCst) {
+                let error = self.refusal();
+                return futures::stream::once(async move { Err(error) }).boxed();
+            }
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+}

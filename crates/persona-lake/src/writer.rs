@@ -283,3 +283,99 @@ fn said_removed(removed: usize, committed: u64) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LakeConfig, RemoteLake};
+    use crate::storage::flaky::FlakyBucket;
+    use arrow::array::AsArray;
+    use arrow::datatypes::UInt64Type;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// Appends events `offsets`, alternating between two hours.
+    fn append(runtime: &tokio::runtime::Runtime, log: &EventLog, offsets: std::ops::Range<u64>) {
+        let payloads = offsets
+            .map(|n| {
+                format!(
+                    r#"{{"type":"track","event":"E","userId":"u","messageId":"m{n}","timestamp":"2024-05-01T{:02}:30:00Z","receivedAt":"2024-05-01T10:30:00Z"}}"#,
+                    10 + n % 2
+                )
+                .into_bytes()
+            })
+            .collect();
+        runtime.block_on(log.append(payloads)).unwrap();
+    }
+
+    fn wait(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "waited 30 s for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_flush_cut_short_is_undone_before_the_next_even_when_its_undo_failed_too() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) =
+            EventLog::open(dir.path().join("log"), Default::default(), Arc::new(())).unwrap();
+        let log = Arc::new(log);
+        let bucket = Arc::new(FlakyBucket::new());
+        let remote = RemoteLake::new(bucket.clone(), "memory:///bucket/lake").unwrap();
+        let lake =
+            LakeStorage::remote(remote, dir.path().join("staging"), runtime.handle().clone())
+                .unwrap();
+        let config = LakeConfig {
+            flush_seconds: 0.05,
+            ..LakeConfig::default()
+        }
+        .validate()
+        .unwrap();
+
+        // The first flush writes one hour's file, then the bucket refuses the other's,
+        // and the removal of the first as well.
+        append(&runtime, &log, 0..10);
+        bucket.fail_after(1);
+        let writer = spawn(log.clone(), lake.clone(), config, LakeMetrics::default()).unwrap();
+        wait("a refusal", || bucket.refused() >= 2);
+        // More events before the bucket is back: the next flush reads further, so its
+        // files are named for another range than the one left behind.
+        append(&runtime, &log, 10..20);
+        bucket.recover();
+        wait("the commit", || {
+            log.consumers().committed(CONSUMER) == Some(20)
+        });
+        drop(writer);
+
+        let mut offsets: Vec<u64> = Vec::new();
+        for partition in files::partitions(&lake, EVENTS_TABLE).unwrap().values() {
+            for file in &partition.files {
+                let crate::storage::Fetched::Remote(bytes) = lake.fetch(&file.inside()).unwrap()
+                else {
+                    panic!("a remote lake")
+                };
+                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                for batch in reader {
+                    offsets.extend(
+                        batch
+                            .unwrap()
+                            .column(0)
+                            .as_primitive::<UInt64Type>()
+                            .values(),
+                    );
+                }
+            }
+        }
+        offsets.sort_unstable();
+        assert_eq!(offsets, (0..20).collect::<Vec<u64>>(), "every event once");
+    }
+}
