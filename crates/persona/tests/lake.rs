@@ -4,27 +4,15 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::acked::{spawn_senders, until_acked};
+use common::acked::{assert_acked_in_lake, spawn_senders, sql, until_acked};
 use common::{Http, Server, log_stats, poll};
 use serde_json::{Value, json};
 
 const ROUNDS: usize = 3;
 const CLIENTS: usize = 6;
-
-async fn sql(http: &Http, base: &str, query: &str) -> Value {
-    let body = json!({"query": query, "limit": 100_000});
-    let (status, answer) = http
-        .admin("POST", &format!("{base}/v1/sql"), Some(&body))
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{query}: {answer}");
-    assert_eq!(answer["truncated"], false, "{query}");
-    answer["rows"].clone()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lake_holds_every_logged_event_once_across_sigkill() {
@@ -77,25 +65,7 @@ async fn the_lake_holds_every_logged_event_once_across_sigkill() {
         "{stats}"
     );
 
-    let in_lake: HashSet<String> = sql(&http, &base, "SELECT message_id FROM events")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r[0].as_str().unwrap().to_string())
-        .collect();
-    let missing: Vec<_> = acked
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|id| !in_lake.contains(*id))
-        .take(5)
-        .cloned()
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged but not in the lake: {missing:?}"
-    );
+    assert_acked_in_lake(&http, &base, &acked).await;
 
     let ours = sql(
         &http,

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::acked::{spawn_senders, until_acked};
+use common::acked::{assert_acked_in_lake, spawn_senders, sql, until_acked};
 use common::{Http, KEY, Server, log_stats, poll};
 use serde_json::{Value, json};
 
@@ -92,16 +92,6 @@ snapshot_profiles = "off"
     )
     .unwrap();
     path
-}
-
-async fn sql(http: &Http, base: &str, query: &str) -> Value {
-    let body = json!({"query": query, "limit": 100_000});
-    let (status, answer) = http
-        .admin("POST", &format!("{base}/v1/sql"), Some(&body))
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "{query}: {answer}");
-    answer["rows"].clone()
 }
 
 async fn run_job(http: &Http, base: &str, job: &str) -> Value {
@@ -228,26 +218,7 @@ async fn the_lake_in_a_bucket_holds_every_event_once_and_answers_sql() {
     );
 
     // Every acknowledged event is there.
-    let in_lake: std::collections::HashSet<String> =
-        sql(&http, &base, "SELECT message_id FROM events")
-            .await
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r[0].as_str().unwrap().to_string())
-            .collect();
-    let missing: Vec<_> = acked
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|id| !in_lake.contains(*id))
-        .take(5)
-        .cloned()
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged but not in the lake: {missing:?}"
-    );
+    assert_acked_in_lake(&http, &base, &acked).await;
 
     // Compaction merges the past hour's three files in the bucket; the answers stay.
     let totals = "SELECT count(*), count(DISTINCT log_offset), sum(revenue) FROM events";

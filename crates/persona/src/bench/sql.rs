@@ -116,17 +116,7 @@ pub async fn sql(args: BenchSqlArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut server = Server::serve(&data, &["--config", config.to_str().unwrap()])?;
     let api = Api::new(&server)?;
-    loop {
-        let answer = query(&api, QUERIES[0].1).await?;
-        if answer["rows"][0][0].as_u64() == Some(logged) {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!("the lake did not catch up with {logged} events in 30 minutes: {answer}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let backfill = started.elapsed().as_secs_f64();
+    let backfill = until_in_lake(&api, logged, started).await?;
     let lake = data.join("lake").join("events");
     let (lake_bytes, files) = size(&lake)?;
     println!(
@@ -211,6 +201,20 @@ pub async fn sql(args: BenchSqlArgs) -> anyhow::Result<()> {
         super::sql_bucket::run(&args, &url, &copy, logged, &local).await?;
     }
     Ok(())
+}
+
+/// Waits until SQL counts `logged` events in the lake; returns the seconds since `started`.
+pub(super) async fn until_in_lake(api: &Api, logged: u64, started: Instant) -> anyhow::Result<f64> {
+    loop {
+        let answer = query(api, QUERIES[0].1).await?;
+        if answer["rows"][0][0].as_u64() == Some(logged) {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("the lake did not catch up with {logged} events in 30 minutes: {answer}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Each of [`QUERIES`] through the API: the fastest of `runs` after one to warm up, and

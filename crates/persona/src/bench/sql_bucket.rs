@@ -5,7 +5,7 @@
 //! timed as for the local lake and printed side by side, as ratios.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use hyper::Method;
@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::Server;
 use super::api::Api;
-use super::sql::{QUERIES, query, timed_queries};
+use super::sql::{QUERIES, timed_queries, until_in_lake};
 use crate::cli::BenchSqlArgs;
 
 /// What the local lake measured.
@@ -50,19 +50,7 @@ pub(super) async fn run(
     let started = Instant::now();
     let mut server = Server::serve(data, &["--config", config.to_str().unwrap()])?;
     let api = Api::new(&server)?;
-    loop {
-        let answer = query(&api, QUERIES[0].1).await?;
-        if answer["rows"][0][0].as_u64() == Some(logged) {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(1800) {
-            bail!(
-                "the bucket's lake did not catch up with {logged} events in 30 minutes: {answer}"
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let backfill_s = started.elapsed().as_secs_f64();
+    let backfill_s = until_in_lake(&api, logged, started).await?;
     let t = Instant::now();
     let run = api
         .admin(Method::POST, "/v1/jobs/compact-lake/run", json!({}))

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use super::{Http, KEY, logged, poll};
@@ -81,4 +81,40 @@ pub fn assert_logged_once(data_dir: &Path, acked: &[String]) {
     let doubled: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(5).collect();
     assert!(doubled.is_empty(), "stored more than once: {doubled:?}");
     assert!(counts.len() >= acked.len());
+}
+
+/// The rows of a read-only SQL query to the server at `base`, all of them (at most 100,000).
+pub async fn sql(http: &Http, base: &str, query: &str) -> Value {
+    let body = json!({"query": query, "limit": 100_000});
+    let (status, answer) = http
+        .admin("POST", &format!("{base}/v1/sql"), Some(&body))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{query}: {answer}");
+    assert_eq!(answer["truncated"], false, "{query}");
+    answer["rows"].clone()
+}
+
+/// Checks that every acknowledged event is in the lake of the server at `base`.
+pub async fn assert_acked_in_lake(http: &Http, base: &str, acked: &Mutex<Vec<String>>) {
+    let in_lake: std::collections::HashSet<String> =
+        sql(http, base, "SELECT message_id FROM events")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_string())
+            .collect();
+    let missing: Vec<_> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|id| !in_lake.contains(*id))
+        .take(5)
+        .cloned()
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not in the lake: {missing:?}"
+    );
 }
