@@ -5,10 +5,9 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use common::acked::{assert_acked_in_lake, spawn_senders, sql, until_acked};
-use common::{Http, Server, log_stats, poll};
+use common::acked::{assert_acked_in_lake, spawn_senders, sql, until_acked, until_in_lake};
+use common::{Http, Server, files_under, log_stats};
 use serde_json::{Value, json};
 
 const ROUNDS: usize = 3;
@@ -44,20 +43,7 @@ async fn the_lake_holds_every_logged_event_once_across_sigkill() {
         "only {logged} events logged; the test proves nothing"
     );
     // Every record of the log, each once: offsets 0..logged with none twice.
-    let expected = json!([[logged, logged, 0, logged - 1]]);
-    poll("the lake to catch up", Duration::from_millis(100), || {
-        let (http, base, expected) = (&http, &base, &expected);
-        async move {
-            let counts = sql(
-                http,
-                base,
-                "SELECT count(*), count(DISTINCT log_offset), min(log_offset), max(log_offset) FROM events",
-            )
-            .await;
-            (&counts == expected).then_some(())
-        }
-    })
-    .await;
+    until_in_lake(&http, &base, logged).await;
     let stats = log_stats(&data);
     assert_eq!(
         stats["consumers"]["lake"]["committed_offset"],
@@ -77,7 +63,7 @@ async fn the_lake_holds_every_logged_event_once_across_sigkill() {
 
     // Nothing half-written is left, and DuckDB reads the same lake to the same answers.
     let events = data.join("lake/events");
-    let leftovers = walk(&events)
+    let leftovers = files_under(&events)
         .into_iter()
         .filter(|p| !p.ends_with(".parquet"))
         .collect::<Vec<_>>();
@@ -96,18 +82,4 @@ print(json.dumps({"total": total, "distinct": distinct, "partitions": [list(p) f
     assert_eq!(duck["total"], json!(logged));
     assert_eq!(duck["distinct"], json!(logged));
     assert_eq!(duck["partitions"], ours);
-}
-
-/// Every file under `dir`, as paths.
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out
 }

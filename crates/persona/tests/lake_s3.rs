@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::acked::{assert_acked_in_lake, spawn_senders, sql, until_acked};
-use common::{Http, KEY, Server, log_stats, poll};
+use common::acked::{assert_acked_in_lake, spawn_senders, sql, until_acked, until_in_lake};
+use common::{Http, KEY, Server, files_under, log_stats, poll};
 use serde_json::{Value, json};
 
 const ACCESS_KEY: &str = "persona-test";
@@ -101,43 +101,6 @@ async fn run_job(http: &Http, base: &str, job: &str) -> Value {
         .unwrap();
     assert_eq!(status, 200, "{run}");
     run["result"].clone()
-}
-
-/// Waits until SQL counts `expected` events, each log offset once.
-async fn until_in_lake(http: &Http, base: &str, expected: u64) {
-    let want = json!([[expected, expected]]);
-    poll("the lake to catch up", Duration::from_millis(50), || {
-        let want = &want;
-        async move {
-            let counts = sql(
-                http,
-                base,
-                "SELECT count(*), count(DISTINCT log_offset) FROM events",
-            )
-            .await;
-            (&counts == want).then_some(())
-        }
-    })
-    .await;
-}
-
-/// Every file under `dir`, as paths relative to it, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                let inner = files_under(&path);
-                let name = path.file_name().unwrap().to_string_lossy().into_owned();
-                out.extend(inner.into_iter().map(|f| format!("{name}/{f}")));
-            } else {
-                out.push(path.file_name().unwrap().to_string_lossy().into_owned());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

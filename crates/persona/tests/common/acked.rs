@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use super::{Http, KEY, logged, poll};
+use std::time::Duration;
 
 /// Starts `clients` senders that post events to `url` until it stops answering: single calls
 /// and batches of up to 20, each message with a messageId starting with `tag`. The ids of
@@ -117,4 +118,23 @@ pub async fn assert_acked_in_lake(http: &Http, base: &str, acked: &Mutex<Vec<Str
         missing.is_empty(),
         "acknowledged but not in the lake: {missing:?}"
     );
+}
+
+/// Waits until the lake of the server at `base` holds the log's records `0..logged`, each
+/// once, as SQL counts them.
+pub async fn until_in_lake(http: &Http, base: &str, logged: u64) {
+    let expected = json!([[logged, logged, 0, logged - 1]]);
+    poll("the lake to catch up", Duration::from_millis(50), || {
+        let expected = &expected;
+        async move {
+            let counts = sql(
+                http,
+                base,
+                "SELECT count(*), count(DISTINCT log_offset), min(log_offset), max(log_offset) FROM events",
+            )
+            .await;
+            (&counts == expected).then_some(())
+        }
+    })
+    .await;
 }

@@ -424,3 +424,22 @@ pub fn log_stats(data_dir: &Path) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Every file under `dir`, as paths relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                let inner = files_under(&path);
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                out.extend(inner.into_iter().map(|f| format!("{name}/{f}")));
+            } else {
+                out.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
