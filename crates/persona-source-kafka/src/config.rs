@@ -22,7 +22,8 @@ pub struct KafkaSourceConfig {
     /// Most records appended to the event log at once [default 5,000].
     pub max_batch: Option<usize>,
     /// Further librdkafka settings for the consumer and the dead-letter producer
-    /// (`security.protocol`, `sasl.*`, `session.timeout.ms`, ...).
+    /// (`security.protocol` = `ssl` or `sasl_ssl`, `ssl.ca.location`, `sasl.*`,
+    /// `session.timeout.ms`, ...).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
@@ -109,9 +110,25 @@ impl KafkaSourceConfig {
             group,
             dead_letter_topic: self.dead_letter_topic.clone(),
             max_batch,
-            options: self.options.clone(),
+            options: with_system_authorities(self.options.clone()),
         }))
     }
+}
+
+/// Over TLS without authorities named, the system's: librdkafka's OpenSSL is built into
+/// persona, and its own default folder for them is not where any system keeps them.
+/// `probe` has librdkafka look in the usual places.
+fn with_system_authorities(mut options: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let tls = options
+        .get("security.protocol")
+        .is_some_and(|p| p.eq_ignore_ascii_case("ssl") || p.eq_ignore_ascii_case("sasl_ssl"));
+    let named = ["ssl.ca.location", "ssl.ca.pem", "ssl.ca.certificate.stores"]
+        .iter()
+        .any(|k| options.contains_key(*k));
+    if tls && !named {
+        options.insert("ssl.ca.location".into(), "probe".into());
+    }
+    options
 }
 
 /// Kafka's own rule for topic names.
@@ -134,6 +151,20 @@ fn check_topic(setting: &str, topic: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_without_named_authorities_uses_the_systems() {
+        let mut c = config(&["events"]);
+        c.options
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        let valid = c.validate().unwrap().unwrap();
+        assert_eq!(valid.options["ssl.ca.location"], "probe");
+        c.options.insert("ssl.ca.location".into(), "/ca.pem".into());
+        let valid = c.validate().unwrap().unwrap();
+        assert_eq!(valid.options["ssl.ca.location"], "/ca.pem");
+        let plain = config(&["events"]).validate().unwrap().unwrap();
+        assert!(!plain.options.contains_key("ssl.ca.location"));
+    }
 
     fn config(topics: &[&str]) -> KafkaSourceConfig {
         KafkaSourceConfig {

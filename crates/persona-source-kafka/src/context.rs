@@ -35,6 +35,7 @@ impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // Brokers that cannot be reached are retried by the client; this says why no
         // records come meanwhile.
+        self.metrics.client_error();
         tracing::warn!(%error, reason, "Kafka source");
     }
 

@@ -20,6 +20,7 @@ pub struct KafkaMetrics {
     records: Family<OutcomeLabels, Counter>,
     lag: Gauge<i64, AtomicI64>,
     running: Gauge<i64, AtomicI64>,
+    client_errors: Counter,
 }
 
 impl KafkaMetrics {
@@ -39,6 +40,15 @@ impl KafkaMetrics {
             "1 while the Kafka source reads; 0 once it has stopped (the event log failed; see the server's log)",
             self.running.clone(),
         );
+        registry.register(
+            "persona_kafka_source_client_errors",
+            "Errors the Kafka client reported and retries: brokers out of reach, TLS or authentication refused",
+            self.client_errors.clone(),
+        );
+    }
+
+    pub(crate) fn client_error(&self) {
+        self.client_errors.inc();
     }
 
     pub(crate) fn accepted(&self, n: usize) {

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use persona_store::StoreError;
 use tokio::runtime::{Handle, Runtime};
-use tokio_postgres::{Client, GenericClient, NoTls, Statement};
+use tokio_postgres::{Client, GenericClient, Statement};
+
+use crate::tls::MakeRustls;
 
 /// Runs `future` to completion on the calling thread. On a worker of a multi-threaded
 /// runtime (an API handler), the worker's other tasks move to another thread meanwhile, so
@@ -56,15 +58,37 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// Where the server is and how to reach it: tokio-postgres's settings, and the TLS the
+/// connection string asks for.
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) tls: MakeRustls,
+}
+
+impl ConnectionSettings {
+    /// A new connection, whose task runs on the current runtime until the client is
+    /// dropped or the server goes.
+    pub async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(self.tls.clone()).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %pg_error(e), "a PostgreSQL connection of the profile store ended");
+            }
+        });
+        Ok(client)
+    }
+}
+
 /// The runtime the connection tasks run on, and how to open a connection.
 pub(crate) struct Connector {
     runtime: Option<Runtime>,
     handle: Handle,
-    config: tokio_postgres::Config,
+    settings: ConnectionSettings,
 }
 
 impl Connector {
-    pub(crate) fn new(config: tokio_postgres::Config) -> Result<Self, StoreError> {
+    pub(crate) fn new(settings: ConnectionSettings) -> Result<Self, StoreError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("persona-postgres")
@@ -74,29 +98,18 @@ impl Connector {
         Ok(Connector {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
-            config,
+            settings,
         })
     }
 
     /// A new connection; its task runs until the client is dropped or the server goes.
     pub(crate) fn connect(&self) -> Result<Client, StoreError> {
-        let config = self.config.clone();
+        let settings = self.settings.clone();
         // Answered over a plain channel: awaiting the task's handle from inside another
         // runtime's task would draw on that task's cooperative budget and could spin.
         let (answer, connected) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
-            let result = match config.connect(NoTls).await {
-                Ok((client, connection)) => {
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::warn!(error = %pg_error(e), "a PostgreSQL connection of the profile store ended");
-                        }
-                    });
-                    Ok(client)
-                }
-                Err(e) => Err(pg_error(e)),
-            };
-            let _ = answer.send(result);
+            let _ = answer.send(settings.connect().await.map_err(pg_error));
         });
         blocking(|| connected.recv())
             .unwrap_or_else(|_| Err(StoreError::Backend("the connection task stopped".into())))

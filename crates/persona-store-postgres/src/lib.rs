@@ -12,9 +12,11 @@
 
 mod apply;
 mod connection;
+mod conninfo;
 mod durability;
 mod schema;
 mod store;
+mod tls;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use persona_store::StoreError;
 use tokio_postgres::Client;
+use tokio_postgres::config::SslMode;
 
+pub use connection::ConnectionSettings;
 use connection::{Conn, Connector, Prepared, ReadSlot, pg_error, wait};
 use durability::Durability;
 
@@ -31,7 +35,9 @@ pub use schema::check_name as check_schema_name;
 /// Where the store lives.
 #[derive(Debug, Clone)]
 pub struct PostgresConfig {
-    /// A libpq connection string or URL, e.g. `postgres://persona@db:5432/persona`.
+    /// A libpq connection string or URL, e.g. `postgres://persona@db:5432/persona`, with
+    /// libpq's TLS settings: `sslmode` (`disable`, `prefer` by default, `require`,
+    /// `verify-ca`, `verify-full`) and `sslrootcert` (a PEM file, or `system`).
     pub url: String,
     /// The schema holding the store's tables, created when missing.
     pub schema: String,
@@ -43,11 +49,32 @@ impl PostgresConfig {
     /// `url` as connection settings; the error says what is wrong with it. Without a
     /// connect timeout of its own, one of 10 seconds is set, so that a wrong host fails
     /// the start rather than hanging it.
-    pub fn connection(&self) -> Result<tokio_postgres::Config, String> {
-        let mut config: tokio_postgres::Config = self
-            .url
-            .parse()
-            .map_err(|e| format!("not a PostgreSQL connection string: {e}"))?;
+    pub fn connection(&self) -> Result<ConnectionSettings, String> {
+        let (mut config, tls) = self.parsed()?;
+        // tokio-postgres checks a certificate against `host`: with only `hostaddr` given,
+        // the address is the name, as libpq has it.
+        if config.get_hosts().is_empty() {
+            for addr in config.get_hostaddrs().to_vec() {
+                config.host(addr.to_string());
+            }
+        }
+        #[cfg(unix)]
+        let sockets_only = !config.get_hosts().is_empty()
+            && config
+                .get_hosts()
+                .iter()
+                .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+        #[cfg(not(unix))]
+        let sockets_only = false;
+        config.ssl_mode(match tls.mode {
+            // As libpq: sslmode does not apply to a Unix socket, which has no TLS.
+            _ if sockets_only => SslMode::Disable,
+            conninfo::SslMode::Disable => SslMode::Disable,
+            conninfo::SslMode::Prefer => SslMode::Prefer,
+            conninfo::SslMode::Require
+            | conninfo::SslMode::VerifyCa
+            | conninfo::SslMode::VerifyFull => SslMode::Require,
+        });
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -68,12 +95,23 @@ impl PostgresConfig {
                 "-c tcp_keepalives_idle=20 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=4",
             );
         }
-        Ok(config)
+        Ok(ConnectionSettings {
+            config,
+            tls: tls::MakeRustls::new(&tls)?,
+        })
+    }
+
+    /// `url` read: tokio-postgres's settings, and the TLS settings it leaves to persona.
+    fn parsed(&self) -> Result<(tokio_postgres::Config, conninfo::TlsSettings), String> {
+        let not_conninfo =
+            |e: &dyn std::fmt::Display| format!("not a PostgreSQL connection string: {e}");
+        let (rest, tls) = conninfo::split_tls(&self.url).map_err(|e| not_conninfo(&e))?;
+        Ok((rest.parse().map_err(|e| not_conninfo(&e))?, tls))
     }
 
     /// Where the store is, for messages: host, port and database, never the password.
     pub fn describe(&self) -> String {
-        match self.connection() {
+        match self.parsed().map(|(c, _)| c) {
             Ok(c) => {
                 let host = match c.get_hosts().first() {
                     Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -122,9 +160,12 @@ impl PostgresStore {
         let schema: Arc<str> = format!("\"{}\"", config.schema).into();
         let where_ = config.describe();
         let connector = Connector::new(connection)?;
-        let writer = connector
-            .connect()
-            .map_err(|e| StoreError::Backend(format!("cannot connect to {where_}: {e}")))?;
+        let writer = connector.connect().map_err(|e| match e {
+            StoreError::Backend(why) => {
+                StoreError::Backend(format!("cannot connect to {where_}: {why}"))
+            }
+            other => other,
+        })?;
         take_lock(&writer, &config.schema, &where_)?;
         create_tables(&writer, &config.schema, &schema)?;
         let mut readers = Vec::new();
@@ -156,6 +197,18 @@ impl PostgresStore {
             &[],
         )?;
         *store.durability.lock().expect("not poisoned") = Durability::new(store.offsets()?);
+        // As the server saw it (behind a pooler, the pooler's connection to it).
+        match store.encryption() {
+            Ok(Some(tls)) => {
+                tracing::info!(store = %store.where_, %tls, "profile store connected over TLS")
+            }
+            Ok(None) => {
+                tracing::info!(store = %store.where_, "profile store connected without TLS")
+            }
+            Err(e) => {
+                tracing::warn!(store = %store.where_, error = %e, "cannot tell whether the profile store's connection is encrypted")
+            }
+        }
         Ok(store)
     }
 

@@ -62,6 +62,16 @@ impl PostgresStore {
         }
     }
 
+    /// How a reading connection is protected, as the server sees it: the TLS version and
+    /// cipher (`TLSv1.3 TLS_AES_256_GCM_SHA384`), or `None` for a plain connection.
+    pub fn encryption(&self) -> Result<Option<String>, StoreError> {
+        let rows = self.read(
+            "SELECT version || ' ' || cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl",
+            &[],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
     /// A number kept in the `meta` table.
     pub(crate) fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
         Ok(self

@@ -23,6 +23,11 @@ struct Schema {
 
 impl Schema {
     fn new(test: &str) -> Schema {
+        Schema::with_url(test, server_url())
+    }
+
+    /// A schema of the test's own on the server, reached through `url`.
+    fn with_url(test: &str, url: String) -> Schema {
         static N: AtomicUsize = AtomicUsize::new(0);
         // Short: a schema name has at most 63 characters.
         let test: String = test.chars().take(24).collect();
@@ -33,7 +38,7 @@ impl Schema {
         );
         let schema = Schema {
             config: PostgresConfig {
-                url: server_url(),
+                url,
                 schema: name,
                 read_connections: 2,
             },
@@ -210,5 +215,168 @@ fn bad_settings_and_an_unreachable_server_are_named() {
     assert!(
         !down.contains("postgres@"),
         "no credentials in messages: {down}"
+    );
+}
+
+/// The test server's URL, naming the server `host` (what a certificate is checked
+/// against) while connecting to its address (`hostaddr`), with TLS settings after `&`.
+fn tls_url(host: &str, settings: &str) -> String {
+    let (config, address) = server_address();
+    let password = config
+        .get_password()
+        .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+        .unwrap_or_default();
+    format!(
+        "postgres://{}{password}@{host}:{}/{}?hostaddr={address}&{settings}",
+        config.get_user().unwrap_or("postgres"),
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_dbname().unwrap_or("test"),
+    )
+}
+
+/// The test server's settings, and its address (an IP address or a name).
+fn server_address() -> (tokio_postgres::Config, String) {
+    let config: tokio_postgres::Config = server_url().parse().unwrap();
+    let address = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => panic!("the TLS tests need the server on TCP, not {}", server_url()),
+    };
+    (config, address)
+}
+
+/// The certificate the test server presents, to serve as its own authority, and the
+/// host name it is for: `scripts/test` checks that the server has TLS on (Debian's
+/// packages set it up with a self-signed certificate for the machine's name).
+fn server_certificate() -> (String, String) {
+    let schema = Schema::new("cert");
+    let rows = schema.sql("SELECT current_setting('ssl'), current_setting('ssl_cert_file')");
+    assert_eq!(
+        rows[0][0].as_deref(),
+        Some("on"),
+        "the test server has TLS off"
+    );
+    let file = rows[0][1].clone().unwrap();
+    // Relative to the server's data folder when not absolute.
+    assert!(
+        file.starts_with('/'),
+        "ssl_cert_file {file} is not a full path"
+    );
+    let names = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in", &file])
+        .output()
+        .expect("openssl runs");
+    let names = String::from_utf8_lossy(&names.stdout);
+    let name = names
+        .split([',', ' ', '\n'])
+        .find_map(|n| n.trim().strip_prefix("DNS:"))
+        .unwrap_or_else(|| panic!("the server's certificate {file} names no host: {names}"));
+    (file, name.to_string())
+}
+
+/// How the store's connections to `url` are protected, as the server reports it.
+fn encryption(test: &str, url: String) -> Option<String> {
+    let schema = Schema::with_url(test, url);
+    let store = schema.opener()().unwrap_or_else(|e| panic!("{test}: {e}"));
+    store.encryption().unwrap()
+}
+
+#[test]
+fn tls_follows_libpqs_sslmode() {
+    let (cert, name) = server_certificate();
+    let tls = |test: &str, host: &str, settings: &str| {
+        let e = encryption(test, tls_url(host, settings));
+        assert!(
+            e.as_deref().is_some_and(|e| e.starts_with("TLSv1.")),
+            "{test}: {e:?}"
+        );
+    };
+    // As psql: TLS when the server offers it, whatever its certificate, unless disabled.
+    tls("prefer", "127.0.0.1", "");
+    assert_eq!(
+        encryption("disable", tls_url("127.0.0.1", "sslmode=disable")),
+        None
+    );
+    tls("require", "127.0.0.1", "sslmode=require");
+    // Checked against the named authority: the whole certificate, or only its chain.
+    tls(
+        "full",
+        &name,
+        &format!("sslmode=verify-full&sslrootcert={cert}"),
+    );
+    tls(
+        "ca",
+        "127.0.0.1",
+        &format!("sslmode=verify-ca&sslrootcert={cert}"),
+    );
+    // The same as a key=value string, with the value quoted.
+    let (config, address) = server_address();
+    let keywords = format!(
+        "host={name} hostaddr={address} port={} user={} dbname={} sslmode=verify-full \
+         sslrootcert='{cert}'",
+        config.get_ports().first().copied().unwrap_or(5432),
+        config.get_user().unwrap_or("postgres"),
+        config.get_dbname().unwrap_or("test"),
+    );
+    assert!(encryption("kv", keywords).is_some());
+}
+
+#[test]
+fn certificates_that_do_not_check_out_are_refused_and_named() {
+    let (cert, name) = server_certificate();
+    let wrong_name = refusal(
+        &tls_url(
+            "127.0.0.1",
+            &format!("sslmode=verify-full&sslrootcert={cert}"),
+        ),
+        "persona",
+    );
+    assert!(
+        wrong_name.contains("TLS") && wrong_name.contains("not valid for name"),
+        "{wrong_name}"
+    );
+    // An authority that did not sign the server's certificate (not the system's: this
+    // machine's trusts the self-signed one, as Debian links it among its authorities).
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=Another Authority",
+            "-keyout",
+            "/dev/null",
+            "-out",
+        ])
+        .arg(&other)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let other = other.display();
+    let unknown = refusal(
+        &tls_url(&name, &format!("sslmode=verify-full&sslrootcert={other}")),
+        "persona",
+    );
+    assert!(unknown.contains("UnknownIssuer"), "{unknown}");
+    // As libpq: require with a named authority checks the chain.
+    let unknown = refusal(
+        &tls_url(&name, &format!("sslmode=require&sslrootcert={other}")),
+        "persona",
+    );
+    assert!(unknown.contains("UnknownIssuer"), "{unknown}");
+    let missing = refusal(
+        &tls_url(&name, "sslmode=verify-ca&sslrootcert=/nowhere/ca.pem"),
+        "persona",
+    );
+    assert!(missing.contains("sslrootcert /nowhere/ca.pem"), "{missing}");
+    let client_cert = refusal(&tls_url(&name, "sslcert=/c.pem"), "persona");
+    assert!(
+        client_cert.contains("sslcert is not supported"),
+        "{client_cert}"
     );
 }

@@ -15,6 +15,7 @@
 //! (Redis down), so an entry that might have missed a change is never read again. While
 //! Redis does not answer, reads go to the store, and Redis is tried again a second later.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +27,9 @@ use persona_store::{
 };
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use redis::{Connection, RedisResult};
+use redis::{Connection, IntoConnectionInfo, RedisResult};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 /// How long a Redis call may take before the store answers instead; long enough for the
 /// write-through of a large batch.
@@ -41,8 +44,13 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Where the cache is and how long it keeps an entry.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port[/db]` (plain connections only: no TLS).
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS (the server's
+    /// certificate checked against the system's authorities, or `ca_file`'s; a URL ending
+    /// in `#insecure` takes any certificate, as some hosted Redis services need).
     pub url: String,
+    /// Certificate authorities (PEM) to check a `rediss://` server's certificate against,
+    /// in place of the system's.
+    pub ca_file: Option<PathBuf>,
     /// How long an entry lives after it was last written.
     pub ttl: Duration,
     /// The prefix of every key, so that several deployments can share one Redis.
@@ -85,6 +93,45 @@ if not id then return false end
 return {tonumber(id), redis.call('GET', ARGV[1] .. id)}
 ";
 
+/// The client `config` asks for; the error names what is wrong, never the password.
+fn client(config: &RedisConfig) -> Result<redis::Client, StoreError> {
+    let info = config
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| StoreError::Backend(format!("not a Redis URL: {e}")))?;
+    let Some(path) = &config.ca_file else {
+        return redis::Client::open(info)
+            .map_err(|e| StoreError::Backend(format!("not a Redis URL: {e}")));
+    };
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } = info.addr() {
+        return Err(StoreError::Backend(format!(
+            "the CA file {} is for checking the server's certificate, and the URL's \
+             #insecure says to take any",
+            path.display()
+        )));
+    }
+    let pem = std::fs::read(path).map_err(|e| {
+        StoreError::Backend(format!("cannot read the CA file {}: {e}", path.display()))
+    })?;
+    // Else every connection would fail, and the cache would quietly go unused.
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .filter(Result::is_ok)
+        .count();
+    if certificates == 0 {
+        return Err(StoreError::Backend(format!(
+            "the CA file {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    let certs = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    redis::Client::build_with_tls(info, certs)
+        .map_err(|e| StoreError::Backend(format!("the CA file {}: {e}", path.display())))
+}
+
 /// A [`ProfileStore`] whose profile reads are served from Redis when it can.
 pub struct RedisCache {
     inner: Arc<dyn ProfileStore>,
@@ -106,8 +153,7 @@ impl RedisCache {
         config: &RedisConfig,
         counts: CacheCounts,
     ) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| StoreError::Backend(format!("not a Redis URL ({}): {e}", config.url)))?;
+        let client = client(config)?;
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();

@@ -46,6 +46,7 @@ impl Place {
             },
             redis: RedisConfig {
                 url: redis_url.into(),
+                ca_file: None,
                 ttl: Duration::from_secs(60),
                 namespace: name,
             },
@@ -224,4 +225,148 @@ fn a_missed_lookup_fills_the_cache() {
     assert_eq!(store.lookup(&key).unwrap().unwrap().0, 1);
     let counts = store.counts();
     assert_eq!((counts.misses.get(), counts.hits.get()), (1, 1));
+}
+
+/// A Redis of the test's own that speaks only TLS, with a self-signed certificate for
+/// localhost made by openssl; stopped when dropped.
+struct TlsRedis {
+    server: std::process::Child,
+    port: u16,
+    certificate: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRedis {
+    fn start() -> TlsRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let certificate = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=DNS:localhost",
+            ])
+            // A server's certificate, not an authority's (openssl's default here).
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&certificate)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = std::process::Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(&certificate)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--tls-ca-cert-file")
+            .arg(&certificate)
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        let redis = TlsRedis {
+            server,
+            port,
+            certificate,
+            _dir: dir,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server with TLS did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        redis
+    }
+
+    /// Hits and errors of a cache on this server after a change set and two lookups.
+    fn counts(&self, test: &str, url: String, ca_file: Option<&std::path::Path>) -> (u64, u64) {
+        let mut place = Place::new(test, &url);
+        place.redis.ca_file = ca_file.map(Into::into);
+        let store = place.opener()().unwrap();
+        store
+            .apply(&ChangeSet {
+                profiles: vec![(1, profile("dee", 2))],
+                created: 1,
+                links: vec![("u:dee".into(), 1)],
+                next_id: 2,
+                ..ChangeSet::default()
+            })
+            .unwrap();
+        for _ in 0..2 {
+            let found = store.lookup(&IdentityKey::parse("dee")).unwrap().unwrap();
+            assert_eq!(found.1.activity.event_count, 2, "answered either way");
+        }
+        (store.counts().hits.get(), store.counts().errors.get())
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+#[test]
+fn a_cache_over_tls_checks_the_servers_certificate() {
+    let redis = TlsRedis::start();
+    let url = format!("rediss://localhost:{}", redis.port);
+    // The server takes nothing but TLS, so a hit is a lookup over TLS.
+    let trusted = redis.counts("tls", url.clone(), Some(&redis.certificate));
+    assert_eq!(trusted, (2, 0));
+    // Self-signed: the system's authorities do not vouch for it, and the store answers.
+    let (hits, errors) = redis.counts("tls_untrusted", url.clone(), None);
+    assert_eq!(hits, 0);
+    assert!(errors >= 1);
+    // Unless the URL says to take any certificate, as hosted Redis services may need.
+    assert_eq!(
+        redis.counts("tls_insecure", format!("{url}/#insecure"), None),
+        (2, 0)
+    );
+    // Plain Redis on a TLS port: no answer, and the store answers.
+    let plain = format!("redis://localhost:{}", redis.port);
+    assert!(redis.counts("tls_plain", plain.clone(), None).1 >= 1);
+    // A CA file for a plain URL is refused when the cache is made.
+    let mut place = Place::new("tls_bad", &plain);
+    place.redis.ca_file = Some(redis.certificate.clone());
+    let refused = place.opener()().err().unwrap().to_string();
+    assert!(refused.contains("rediss://"), "{refused}");
+    // As is one that holds no certificate, and one beside #insecure.
+    let mut place = Place::new("tls_bad", &url);
+    place.redis.ca_file = Some(redis.certificate.with_file_name("key.pem"));
+    let refused = place.opener()().err().unwrap().to_string();
+    assert!(refused.contains("holds no PEM certificate"), "{refused}");
+    let mut place = Place::new("tls_bad", &format!("{url}/#insecure"));
+    place.redis.ca_file = Some(redis.certificate.clone());
+    let refused = place.opener()().err().unwrap().to_string();
+    assert!(refused.contains("#insecure"), "{refused}");
 }

@@ -85,8 +85,11 @@ pub struct StoreSection {
     pub schema: Option<String>,
     /// Connections for reads [default 4]; writes have one of their own.
     pub read_connections: Option<usize>,
-    /// A Redis to serve profile lookups from, in front of PostgreSQL (`redis://host:6379`).
+    /// A Redis to serve profile lookups from, in front of PostgreSQL (`redis://host:6379`,
+    /// or `rediss://host:6380` for TLS).
     pub cache_url: Option<String>,
+    /// Certificate authorities (PEM) for a `rediss://` cache, in place of the system's.
+    pub cache_ca_file: Option<PathBuf>,
     /// How long the cache keeps an entry after it was last written [default 3600].
     pub cache_ttl_seconds: Option<u64>,
 }
@@ -109,6 +112,7 @@ impl StoreSection {
                     || self.read_connections.is_some()
                     || self.cache_url.is_some()
                     || self.cache_ttl_seconds.is_some()
+                    || self.cache_ca_file.is_some()
                 {
                     anyhow::bail!(
                         "store.url, store.schema, store.read_connections and store.cache_* are \
@@ -147,9 +151,13 @@ impl StoreSection {
                     None if self.cache_ttl_seconds.is_some() => {
                         anyhow::bail!("store.cache_ttl_seconds needs store.cache_url")
                     }
+                    None if self.cache_ca_file.is_some() => {
+                        anyhow::bail!("store.cache_ca_file needs store.cache_url")
+                    }
                     None => None,
                     Some(url) => Some(RedisConfig {
                         url: url.clone(),
+                        ca_file: self.cache_ca_file.clone(),
                         ttl: match self.cache_ttl_seconds {
                             None => Duration::from_secs(3600),
                             Some(s) if (1..=30 * 86_400).contains(&s) => Duration::from_secs(s),

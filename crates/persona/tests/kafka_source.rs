@@ -25,43 +25,104 @@ fn tansu() -> String {
         .expect("PERSONA_TEST_TANSU must name the tansu broker binary (scripts/test installs it)")
 }
 
-/// A broker of the test's own, on a free port, keeping its topics in memory.
+/// A broker of the test's own, on a free port, keeping its topics in memory; reached
+/// over TLS when it has a TLS front.
 struct Broker {
     child: Child,
+    /// Where clients start from: tansu, or its TLS front.
     address: String,
+    /// tansu's own listener, for its command line.
+    plain: String,
+    /// The TLS front (socat) and its certificate, when there is one.
+    tls: Option<(Child, PathBuf)>,
+}
+
+fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+fn wait_listening(address: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(address).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on {address}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 impl Broker {
     fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
+        let address = free_address();
+        Broker::start_tansu(address.clone(), address)
+    }
+
+    /// tansu listening on `plain`, telling clients to connect to `advertised`.
+    fn start_tansu(plain: String, advertised: String) -> Broker {
         let child = Command::new(tansu())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
+            .args(["broker", "--listener-url", &format!("tcp://{plain}")])
+            .args(["--advertised-listener-url", &format!("tcp://{advertised}")])
             .args(["--storage-engine", "memory://tansu/"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("the tansu broker starts");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&address).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {address}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        wait_listening(&plain, "tansu");
+        Broker {
+            child,
+            address: advertised,
+            plain,
+            tls: None,
         }
-        Broker { child, address }
+    }
+
+    /// A broker that clients reach only over TLS: socat in front of tansu, with a
+    /// certificate for 127.0.0.1 that openssl makes in `dir` (tansu has no TLS of its own).
+    fn start_tls(dir: &Path) -> Broker {
+        let (cert, key) = self_signed(dir, "broker", "127.0.0.1");
+        let front = free_address();
+        let mut broker = Broker::start_tansu(free_address(), front.clone());
+        let (host, port) = front.split_once(':').unwrap();
+        let socat = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind={host},reuseaddr,fork,cert={},key={},verify=0",
+                cert.display(),
+                key.display()
+            ))
+            .arg(format!("TCP:{}", broker.plain))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat starts");
+        broker.tls = Some((socat, cert));
+        wait_listening(&front, "socat");
+        broker
+    }
+
+    /// The librdkafka settings a client of this broker needs.
+    fn client_options(&self) -> Vec<(&'static str, String)> {
+        match &self.tls {
+            None => Vec::new(),
+            Some((_, cert)) => vec![
+                ("security.protocol", "ssl".into()),
+                ("ssl.ca.location", cert.display().to_string()),
+            ],
+        }
+    }
+
+    /// A client configured for this broker.
+    fn client(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.address);
+        for (key, value) in self.client_options() {
+            config.set(key, value);
+        }
+        config
     }
 
     fn create_topic(&self, topic: &str, partitions: u32) {
@@ -70,7 +131,7 @@ impl Broker {
                 "topic",
                 "create",
                 "--broker",
-                &format!("tcp://{}", self.address),
+                &format!("tcp://{}", self.plain),
             ])
             .args(["--partitions", &partitions.to_string(), topic])
             .output()
@@ -89,11 +150,7 @@ impl Broker {
 
     /// The same, to one partition when given.
     fn produce_to(&self, topic: &str, partition: Option<i32>, records: &[(String, String)]) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
-            .set("acks", "all")
-            .create()
-            .unwrap();
+        let producer: BaseProducer = self.client().set("acks", "all").create().unwrap();
         for (key, value) in records {
             let mut record = BaseRecord::to(topic)
                 .key(key.as_str())
@@ -112,8 +169,8 @@ impl Broker {
 
     /// The first `n` records of `topic`, with their headers.
     fn read(&self, topic: &str, n: usize) -> Vec<(String, BTreeMap<String, String>)> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.address)
+        let consumer: BaseConsumer = self
+            .client()
             .set("group.id", format!("test-reader-{}", std::process::id()))
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "6000")
@@ -150,10 +207,39 @@ impl Broker {
     }
 }
 
+/// A self-signed certificate for the address `ip` and its key, made by openssl in `dir`
+/// as `NAME.pem` and `NAME-key.pem`.
+fn self_signed(dir: &Path, name: &str, ip: &str) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=IP:{ip}")])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (cert, key)
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let fronted = self.tls.as_mut().map(|(front, _)| front);
+        for child in fronted.into_iter().chain([&mut self.child]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -162,11 +248,16 @@ impl Drop for Broker {
 /// about half the session timeout).
 fn config(dir: &Path, broker: &Broker, extra: &str, options: &str) -> PathBuf {
     let path = dir.join("persona.toml");
+    let client: String = broker
+        .client_options()
+        .iter()
+        .map(|(key, value)| format!("{key:?} = {value:?}\n"))
+        .collect();
     std::fs::write(
         &path,
         format!(
             "[sources.kafka]\nbrokers = \"{}\"\ntopics = [\"events\"]\n{extra}\n\
-             [sources.kafka.options]\n\"session.timeout.ms\" = \"6000\"\n{options}\n",
+             [sources.kafka.options]\n\"session.timeout.ms\" = \"6000\"\n{client}{options}\n",
             broker.address
         ),
     )
@@ -210,6 +301,7 @@ async fn accepted_and_applied(http: &Http, base: &str, records: f64) {
 
 const ACCEPTED: &str = "persona_kafka_source_records_total{outcome=\"accepted\"}";
 const REJECTED: &str = "persona_kafka_source_records_total{outcome=\"rejected\"}";
+const CLIENT_ERRORS: &str = "persona_kafka_source_client_errors_total ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_records_become_profiles_and_bad_ones_become_dead_letters() {
@@ -315,6 +407,52 @@ async fn kafka_records_become_profiles_and_bad_ones_become_dead_letters() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_over_tls_is_read_with_the_brokers_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_tls(dir.path());
+    broker.create_topic("events", 2);
+    // Produced over TLS as well: the broker's front takes nothing else.
+    broker.produce(
+        "events",
+        &[
+            purchase("tia", None, 10),
+            purchase("tia", None, 20),
+            purchase("uma", None, 5),
+        ],
+    );
+    let config = config(dir.path(), &broker, "", "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\"security.protocol\" = \"ssl\""), "{text}");
+    let http = Http::default();
+
+    // A server trusting another authority reads nothing, and counts the refusals.
+    let (other, _) = self_signed(dir.path(), "other", "127.0.0.1");
+    let (_, right) = broker.tls.as_ref().unwrap();
+    let distrusting = dir.path().join("distrusting.toml");
+    let text = text.replace(
+        &format!("{:?}", right.display().to_string()),
+        &format!("{:?}", other.display().to_string()),
+    );
+    assert!(text.contains("other.pem"), "{text}");
+    std::fs::write(&distrusting, text).unwrap();
+    let server = Server::start_configured(&dir.path().join("distrusting"), &distrusting);
+    let base = server.url();
+    poll("refused handshakes", Duration::from_millis(100), || async {
+        (metric(&http, &base, CLIENT_ERRORS).await >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(metric(&http, &base, ACCEPTED).await, 0.0);
+    drop(server);
+
+    let server = Server::start_configured(&dir.path().join("data"), &config);
+    let base = server.url();
+    accepted_and_applied(&http, &base, 3.0).await;
+    let tia = profile(&http, &base, "tia").await;
+    assert_eq!(tia["computed"]["frequency"], 2);
+    assert_eq!(tia["computed"]["monetary"], 30.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_reads_again_and_counts_each_purchase_once() {
     let broker = Broker::start();
     broker.create_topic("events", 4);
@@ -401,4 +539,10 @@ fn bad_kafka_settings_are_named() {
          [sources.kafka.options]\n\"group.id\" = \"other\"\n",
     );
     assert!(err.contains("cannot set \"group.id\""), "{err}");
+    let err = refused(
+        "[sources.kafka]\nbrokers = \"127.0.0.1:9\"\ntopics = [\"events\"]\n\
+         [sources.kafka.options]\n\"security.protocol\" = \"ssl\"\n\
+         \"ssl.ca.location\" = \"/nowhere/ca.pem\"\n",
+    );
+    assert!(err.contains("ssl.ca.location"), "{err}");
 }

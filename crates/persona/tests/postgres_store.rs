@@ -265,6 +265,21 @@ fn bad_store_settings_are_named() {
             "[store]\nbackend = \"postgres\"\nurl = \"postgres://persona:secret@127.0.0.1:1/x\"\n",
             "cannot open the profile store in schema persona of PostgreSQL 127.0.0.1:1/x",
         ),
+        (
+            "[store]\nbackend = \"postgres\"\n\
+             url = \"postgres://persona:secret@127.0.0.1/x?sslmode=verify_full\"\n",
+            "store.url: not a PostgreSQL connection string: sslmode \"verify_full\" is not one of",
+        ),
+        (
+            "[store]\nbackend = \"postgres\"\n\
+             url = \"host=127.0.0.1 password=secret sslkey=/k.pem\"\n",
+            "sslkey is not supported",
+        ),
+        (
+            "[store]\nbackend = \"postgres\"\nurl = \"postgres://127.0.0.1/x\"\n\
+             cache_ca_file = \"/ca.pem\"\n",
+            "store.cache_ca_file needs store.cache_url",
+        ),
     ];
     for (file, expected) in cases {
         let config = dir.path().join("persona.toml");

@@ -83,6 +83,7 @@ pub async fn store(args: BenchStoreArgs) -> anyhow::Result<()> {
         drop_schema(&config)?;
         let cache = RedisConfig {
             url: args.redis.clone(),
+            ca_file: None,
             ttl: Duration::from_secs(600),
             namespace: format!("{}:{}", args.schema, std::process::id()),
         };
@@ -200,11 +201,10 @@ fn drop_schema(config: &PostgresConfig) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let (client, conn) = connection
-            .connect(tokio_postgres::NoTls)
+        let client = connection
+            .connect()
             .await
             .with_context(|| format!("cannot connect to {}", config.describe()))?;
-        tokio::spawn(conn);
         client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", config.schema))
             .await?;
