@@ -337,27 +337,8 @@ fn certificates_that_do_not_check_out_are_refused_and_named() {
     // An authority that did not sign the server's certificate (not the system's: this
     // machine's trusts the self-signed one, as Debian links it among its authorities).
     let dir = tempfile::tempdir().unwrap();
-    let other = dir.path().join("other.pem");
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args([
-            "-subj",
-            "/CN=Another Authority",
-            "-keyout",
-            "/dev/null",
-            "-out",
-        ])
-        .arg(&other)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let other = other.display();
+    let other = persona_test_certs::self_signed(dir.path(), "other-authority", "DNS:other.invalid");
+    let other = other.cert.display();
     let unknown = refusal(
         &tls_url(&name, &format!("sslmode=verify-full&sslrootcert={other}")),
         "persona",

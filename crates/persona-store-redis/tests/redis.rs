@@ -228,7 +228,7 @@ fn a_missed_lookup_fills_the_cache() {
 }
 
 /// A Redis of the test's own that speaks only TLS, with a self-signed certificate for
-/// localhost made by openssl; stopped when dropped.
+/// localhost; stopped when dropped.
 struct TlsRedis {
     server: std::process::Child,
     port: u16,
@@ -239,31 +239,10 @@ struct TlsRedis {
 impl TlsRedis {
     fn start() -> TlsRedis {
         let dir = tempfile::tempdir().unwrap();
-        let certificate = dir.path().join("cert.pem");
-        let key = dir.path().join("key.pem");
-        let made = std::process::Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args([
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=DNS:localhost",
-            ])
-            // A server's certificate, not an authority's (openssl's default here).
-            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&certificate)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        let persona_test_certs::SelfSigned {
+            cert: certificate,
+            key,
+        } = persona_test_certs::self_signed(dir.path(), "localhost", "DNS:localhost");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -362,7 +341,7 @@ fn a_cache_over_tls_checks_the_servers_certificate() {
     assert!(refused.contains("rediss://"), "{refused}");
     // As is one that holds no certificate, and one beside #insecure.
     let mut place = Place::new("tls_bad", &url);
-    place.redis.ca_file = Some(redis.certificate.with_file_name("key.pem"));
+    place.redis.ca_file = Some(redis.certificate.with_file_name("localhost-key.pem"));
     let refused = place.opener()().err().unwrap().to_string();
     assert!(refused.contains("holds no PEM certificate"), "{refused}");
     let mut place = Place::new("tls_bad", &format!("{url}/#insecure"));

@@ -85,7 +85,8 @@ impl Broker {
     /// A broker that clients reach only over TLS: socat in front of tansu, with a
     /// certificate for 127.0.0.1 that openssl makes in `dir` (tansu has no TLS of its own).
     fn start_tls(dir: &Path) -> Broker {
-        let (cert, key) = self_signed(dir, "broker", "127.0.0.1");
+        let persona_test_certs::SelfSigned { cert, key } =
+            persona_test_certs::self_signed(dir, "broker", "IP:127.0.0.1");
         let front = free_address();
         let mut broker = Broker::start_tansu(free_address(), front.clone());
         let (host, port) = front.split_once(':').unwrap();
@@ -205,32 +206,6 @@ impl Broker {
         }
         out
     }
-}
-
-/// A self-signed certificate for the address `ip` and its key, made by openssl in `dir`
-/// as `NAME.pem` and `NAME-key.pem`.
-fn self_signed(dir: &Path, name: &str, ip: &str) -> (PathBuf, PathBuf) {
-    let cert = dir.join(format!("{name}.pem"));
-    let key = dir.join(format!("{name}-key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", &format!("/CN={name}")])
-        .args(["-addext", &format!("subjectAltName=IP:{ip}")])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    (cert, key)
 }
 
 impl Drop for Broker {
@@ -426,7 +401,7 @@ async fn kafka_over_tls_is_read_with_the_brokers_authority() {
     let http = Http::default();
 
     // A server trusting another authority reads nothing, and counts the refusals.
-    let (other, _) = self_signed(dir.path(), "other", "127.0.0.1");
+    let other = persona_test_certs::self_signed(dir.path(), "other", "IP:127.0.0.1").cert;
     let (_, right) = broker.tls.as_ref().unwrap();
     let distrusting = dir.path().join("distrusting.toml");
     let text = text.replace(
