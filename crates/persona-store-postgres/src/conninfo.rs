@@ -111,6 +111,15 @@ pub(crate) fn split_tls(conninfo: &str) -> Result<(String, TlsSettings), String>
         (Some(mode), RootCerts::System) if mode != SslMode::VerifyFull => {
             return Err("sslrootcert=system needs sslmode=verify-full (or no sslmode)".into());
         }
+        // Any public authority vouches for some certificate, of some name: without the name
+        // checked, only an authority of the user's own means anything.
+        (Some(SslMode::VerifyCa), RootCerts::Unset) => {
+            return Err(
+                "sslmode=verify-ca needs sslrootcert=FILE naming the authority; \
+                 with the system's authorities, use sslmode=verify-full"
+                    .into(),
+            );
+        }
         (mode, _) => mode.unwrap_or(SslMode::Prefer),
     };
     let rest = match query {
@@ -303,6 +312,8 @@ mod tests {
         );
         let e = split_tls("host=db sslmode=require sslrootcert=system").unwrap_err();
         assert!(e.contains("needs sslmode=verify-full"), "{e}");
+        let e = split_tls("host=db sslmode=verify-ca").unwrap_err();
+        assert!(e.contains("verify-ca needs sslrootcert=FILE"), "{e}");
     }
 
     #[test]

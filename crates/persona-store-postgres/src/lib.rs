@@ -52,14 +52,15 @@ impl PostgresConfig {
     pub fn connection(&self) -> Result<ConnectionSettings, String> {
         let (mut config, tls) = self.parsed()?;
         // tokio-postgres checks a certificate against `host`: with only `hostaddr` given,
-        // the address is the name, as libpq has it.
+        // the address is the name (libpq refuses verify-full without a host name instead).
         if config.get_hosts().is_empty() {
             for addr in config.get_hostaddrs().to_vec() {
                 config.host(addr.to_string());
             }
         }
         #[cfg(unix)]
-        let sockets_only = !config.get_hosts().is_empty()
+        let sockets_only = config.get_hostaddrs().is_empty()
+            && !config.get_hosts().is_empty()
             && config
                 .get_hosts()
                 .iter()
@@ -67,7 +68,8 @@ impl PostgresConfig {
         #[cfg(not(unix))]
         let sockets_only = false;
         config.ssl_mode(match tls.mode {
-            // As libpq: sslmode does not apply to a Unix socket, which has no TLS.
+            // As libpq: sslmode does not apply to a Unix socket, which has no TLS (with a
+            // hostaddr, the connection is TCP to it whatever the host).
             _ if sockets_only => SslMode::Disable,
             conninfo::SslMode::Disable => SslMode::Disable,
             conninfo::SslMode::Prefer => SslMode::Prefer,
@@ -113,11 +115,12 @@ impl PostgresConfig {
     pub fn describe(&self) -> String {
         match self.parsed().map(|(c, _)| c) {
             Ok(c) => {
-                let host = match c.get_hosts().first() {
-                    Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                let host = match (c.get_hosts().first(), c.get_hostaddrs().first()) {
+                    (Some(tokio_postgres::config::Host::Tcp(h)), _) => h.clone(),
+                    (_, Some(addr)) => addr.to_string(),
                     #[cfg(unix)]
-                    Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-                    None => "localhost".into(),
+                    (Some(tokio_postgres::config::Host::Unix(p)), None) => p.display().to_string(),
+                    (None, None) => "localhost".into(),
                 };
                 let port = c.get_ports().first().copied().unwrap_or(5432);
                 let db = c.get_dbname().unwrap_or("(default database)");

@@ -318,6 +318,21 @@ fn tls_follows_libpqs_sslmode() {
         config.get_dbname().unwrap_or("test"),
     );
     assert!(encryption("kv", keywords).is_some());
+    // An address alone: the certificate is checked against it, and the address named.
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let db = config.get_dbname().unwrap_or("test");
+    let address_only = format!("hostaddr={address} port={port} user={user} dbname={db}");
+    assert!(encryption("addr", format!("{address_only} sslmode=require")).is_some());
+    let wrong_name = refusal(
+        &format!("{address_only} sslmode=verify-full sslrootcert='{cert}'"),
+        "persona",
+    );
+    assert!(
+        wrong_name.contains(&format!("PostgreSQL {address}:{port}/{db}"))
+            && wrong_name.contains("not valid for name"),
+        "{wrong_name}"
+    );
 }
 
 #[test]
