@@ -38,12 +38,14 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// A PostgreSQL failure as a store error, with the server's own message where it sent one
 /// (the client's `Display` says only "db error").
 pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(pg_message(e))
+}
+
+/// What went wrong, in words: the server's message and code, or the client's error with
+/// its causes.
+fn pg_message(e: tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => StoreError::Backend(format!(
-            "PostgreSQL: {} ({})",
-            db.message(),
-            db.code().code()
-        )),
+        Some(db) => format!("PostgreSQL: {} ({})", db.message(), db.code().code()),
         None => {
             // The client's own errors keep their cause (an I/O error, a parameter of the
             // wrong type) as a source, not in their text.
@@ -53,7 +55,7 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
                 text.push_str(&format!(": {cause}"));
                 source = cause.source();
             }
-            StoreError::Backend(text)
+            text
         }
     }
 }
@@ -85,10 +87,12 @@ pub(crate) struct Connector {
     runtime: Option<Runtime>,
     handle: Handle,
     settings: ConnectionSettings,
+    /// Where the server is, for messages ([`crate::PostgresConfig::describe`]).
+    where_: String,
 }
 
 impl Connector {
-    pub(crate) fn new(settings: ConnectionSettings) -> Result<Self, StoreError> {
+    pub(crate) fn new(settings: ConnectionSettings, where_: String) -> Result<Self, StoreError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("persona-postgres")
@@ -99,17 +103,23 @@ impl Connector {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             settings,
+            where_,
         })
     }
 
     /// A new connection; its task runs until the client is dropped or the server goes.
+    /// A failure names the server, at the start and on every reconnect alike.
     pub(crate) fn connect(&self) -> Result<Client, StoreError> {
         let settings = self.settings.clone();
+        let where_ = self.where_.clone();
         // Answered over a plain channel: awaiting the task's handle from inside another
         // runtime's task would draw on that task's cooperative budget and could spin.
         let (answer, connected) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
-            let _ = answer.send(settings.connect().await.map_err(pg_error));
+            let connected = settings.connect().await.map_err(|e| {
+                StoreError::Backend(format!("cannot connect to {where_}: {}", pg_message(e)))
+            });
+            let _ = answer.send(connected);
         });
         blocking(|| connected.recv())
             .unwrap_or_else(|_| Err(StoreError::Backend("the connection task stopped".into())))

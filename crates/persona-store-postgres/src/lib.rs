@@ -162,13 +162,8 @@ impl PostgresStore {
         let connection = config.connection().map_err(StoreError::Backend)?;
         let schema: Arc<str> = format!("\"{}\"", config.schema).into();
         let where_ = config.describe();
-        let connector = Connector::new(connection)?;
-        let writer = connector.connect().map_err(|e| match e {
-            StoreError::Backend(why) => {
-                StoreError::Backend(format!("cannot connect to {where_}: {why}"))
-            }
-            other => other,
-        })?;
+        let connector = Connector::new(connection, where_.clone())?;
+        let writer = connector.connect()?;
         take_lock(&writer, &config.schema, &where_)?;
         create_tables(&writer, &config.schema, &schema)?;
         let mut readers = Vec::new();
